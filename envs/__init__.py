@@ -1,0 +1,30 @@
+"""Gymnasium environments that declare their symmetry. Importing this package registers every id.
+
+    import envs, gymnasium
+    env = gymnasium.make("SymPush-v0")
+    env.unwrapped.symmetry      # group, how obs/actions transform, exact or not
+
+``gymnasium.make("envs:SymPush-v0")`` imports this package on demand.
+"""
+from __future__ import annotations
+
+from gymnasium.envs.registration import register, registry
+
+#: id -> (entry point, max_episode_steps, default kwargs)
+ENV_SPECS: dict[str, tuple[str, int, dict]] = {
+    "SymPush-v0": ("envs.sym_push:SymPushEnv", 100, {}),
+    "SymPushImage-v0": ("envs.sym_push:SymPushEnv", 100, {"obs_mode": "image"}),
+}
+
+
+def _register_all() -> None:
+    for env_id, (entry, steps, kwargs) in ENV_SPECS.items():
+        if env_id not in registry:
+            register(id=env_id, entry_point=entry, max_episode_steps=steps, kwargs=kwargs)
+
+
+_register_all()
+
+
+def symgym_env_ids() -> list[str]:
+    return sorted(ENV_SPECS)

@@ -1,0 +1,141 @@
+"""Shared machinery for symgym's planar MuJoCo envs.
+
+A planar env is an XML asset plus a small subclass that says which joints carry planar
+positions (pairs of slide joints that rotate as 2-D vectors) and which are yaw hinges, so
+that the base class can transform a *full simulator state* by a group element. That is what
+makes the declared symmetry testable by simulation (``step(g.s, g.a) == g.step(s, a)``) and
+what symmetric planners use.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+from equivariance.groups import O2Element
+
+ASSETS = Path(__file__).parent / "assets"
+
+#: simulator state saved by get_state(): time, qpos, qvel, act, warm-start, mocap, plugin state.
+STATE_SPEC = mujoco.mjtState.mjSTATE_FULLPHYSICS
+
+
+def state_layout(model: mujoco.MjModel, spec: int = STATE_SPEC) -> dict[str, slice]:
+    """Offsets of each component (``"QPOS"``, ``"QVEL"``, ...) inside a state vector of ``spec``."""
+    layout, offset = {}, 0
+    bits = sorted(
+        (int(getattr(mujoco.mjtState, n)), n[len("mjSTATE_"):])
+        for n in dir(mujoco.mjtState)
+        if n.startswith("mjSTATE_") and bin(int(getattr(mujoco.mjtState, n))).count("1") == 1
+    )
+    for bit, name in bits:
+        if spec & bit:
+            size = mujoco.mj_stateSize(model, bit)
+            layout[name] = slice(offset, offset + size)
+            offset += size
+    return layout
+
+
+class PlanarMujocoEnv(gym.Env):
+    """Base class. Subclasses set ``xml_file``, ``frame_skip`` and the joint-role lists.
+
+    Joint roles (names from the XML):
+        planar_pairs: list of (x_joint, y_joint) slide-joint pairs whose positions and
+            velocities rotate as 2-D vectors about the world origin.
+        yaw_hinges: hinge joints about +z: angle -> g.angle +/- angle, velocity -> det(g) * velocity.
+        mocap_bodies: mocap bodies whose xy position rotates (goals, markers).
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+    xml_file: str = ""
+    frame_skip: int = 5
+    planar_pairs: tuple[tuple[str, str], ...] = ()
+    yaw_hinges: tuple[str, ...] = ()
+    mocap_bodies: tuple[str, ...] = ()
+
+    def __init__(self, render_mode: str | None = None):
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"unsupported render_mode {render_mode!r}; use None or 'rgb_array'")
+        self.render_mode = render_mode
+        self.model = self._build_model()
+        self.data = mujoco.MjData(self.model)
+        self._layout = state_layout(self.model)
+        self._index_joints()
+
+    # -- model ---------------------------------------------------------------------------
+    def _build_model(self) -> mujoco.MjModel:
+        """Load the XML asset; subclasses edit ``spec`` in ``_edit_spec`` for tunable parameters."""
+        spec = mujoco.MjSpec.from_file(str(ASSETS / self.xml_file))
+        self._edit_spec(spec)
+        return spec.compile()
+
+    def _edit_spec(self, spec: "mujoco.MjSpec") -> None:
+        pass
+
+    def _index_joints(self) -> None:
+        m = self.model
+
+        def jid(name: str) -> int:
+            i = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, name)
+            if i < 0:
+                raise ValueError(f"joint {name!r} not found in {self.xml_file}")
+            return i
+
+        self._pair_qpos = np.array([[m.jnt_qposadr[jid(a)], m.jnt_qposadr[jid(b)]] for a, b in self.planar_pairs],
+                                   dtype=int).reshape(-1, 2)
+        self._pair_dof = np.array([[m.jnt_dofadr[jid(a)], m.jnt_dofadr[jid(b)]] for a, b in self.planar_pairs],
+                                  dtype=int).reshape(-1, 2)
+        self._yaw_qpos = np.array([m.jnt_qposadr[jid(h)] for h in self.yaw_hinges], dtype=int)
+        self._yaw_dof = np.array([m.jnt_dofadr[jid(h)] for h in self.yaw_hinges], dtype=int)
+        self._mocap = np.array([m.body_mocapid[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, b)]
+                                for b in self.mocap_bodies], dtype=int)
+
+    # -- state ---------------------------------------------------------------------------
+    def get_state(self) -> np.ndarray:
+        """Full physics state (a copy): restoring it with ``set_state`` reproduces the future exactly."""
+        state = np.empty(mujoco.mj_stateSize(self.model, STATE_SPEC))
+        mujoco.mj_getState(self.model, self.data, state, STATE_SPEC)
+        return state
+
+    def set_state(self, state: np.ndarray) -> None:
+        state = np.asarray(state, dtype=np.float64)
+        expected = mujoco.mj_stateSize(self.model, STATE_SPEC)
+        if state.shape != (expected,):
+            raise ValueError(f"state must have shape ({expected},), got {state.shape}")
+        mujoco.mj_setState(self.model, self.data, state, STATE_SPEC)
+        mujoco.mj_forward(self.model, self.data)
+
+    def transform_state(self, g: O2Element, state: np.ndarray) -> np.ndarray:
+        """Act on a full simulator state (or a batch ``(..., nstate)``) by the planar element ``g``."""
+        s = np.array(state, dtype=np.float64, copy=True)
+        R = g.matrix()
+        qpos, qvel = s[..., self._layout["QPOS"]], s[..., self._layout["QVEL"]]
+        warm = s[..., self._layout["WARMSTART"]] if "WARMSTART" in self._layout else None
+        for vec, idx in ((qpos, self._pair_qpos), (qvel, self._pair_dof)) + (((warm, self._pair_dof),) if warm is not None else ()):
+            xy = vec[..., idx]                      # (..., npairs, 2)
+            vec[..., idx] = xy @ R.T
+        qpos[..., self._yaw_qpos] = g.act_on_angle(qpos[..., self._yaw_qpos])
+        qvel[..., self._yaw_dof] *= g.det
+        if warm is not None:
+            warm[..., self._yaw_dof] *= g.det
+        s[..., self._layout["QPOS"]] = qpos
+        s[..., self._layout["QVEL"]] = qvel
+        if warm is not None:
+            s[..., self._layout["WARMSTART"]] = warm
+        if len(self._mocap) and "MOCAP_POS" in self._layout:
+            mpos = s[..., self._layout["MOCAP_POS"]].reshape(*s.shape[:-1], -1, 3)
+            mpos[..., self._mocap, :2] = mpos[..., self._mocap, :2] @ R.T
+            s[..., self._layout["MOCAP_POS"]] = mpos.reshape(*s.shape[:-1], -1)
+        return s
+
+    def _simulate(self, ctrl: np.ndarray) -> None:
+        self.data.ctrl[:] = ctrl
+        mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
+
+    # -- gym -----------------------------------------------------------------------------
+    def close(self) -> None:
+        pass
+

@@ -1,0 +1,149 @@
+"""SymPush-v0: push a puck to a goal on a round table; symmetric under O(2) about the table centre."""
+from __future__ import annotations
+
+import numpy as np
+from gymnasium import spaces
+
+from envs.mujoco_base import PlanarMujocoEnv
+from envs.render2d import TopDownCanvas, composite
+from equivariance import O2, Symmetry, standard
+
+TABLE_RADIUS = 0.35
+PUCK_RADIUS, PUSHER_RADIUS = 0.03, 0.02
+
+
+def clip_to_disc(action: np.ndarray, radius: float = 1.0) -> np.ndarray:
+    """Project onto the disc |a| <= radius; unlike per-axis clipping this commutes with rotations."""
+    a = np.asarray(action, dtype=np.float64).reshape(2)
+    n = np.linalg.norm(a)
+    return a * (radius / n) if n > radius else a
+
+
+class SymPushEnv(PlanarMujocoEnv):
+    """A pusher (blue) moves with a commanded planar velocity and pushes a puck (red) to a goal (green).
+
+    Observation (``obs_mode="vector"``, 14 floats, seven 2-D vectors so it transforms by 7 copies of
+    the standard representation): pusher position, pusher velocity, puck position, puck velocity,
+    goal position, puck - pusher, goal - puck. ``obs_mode="image"``: a 64x64x3 top-down uint8 image
+    with one channel each for pusher, puck and goal.
+
+    Action: desired pusher velocity in units of ``max_speed``, projected onto the unit disc.
+    Reward: ``-(|goal - puck| + 0.5 |puck - pusher|) * 10 + 10 * success``; the episode ends on success.
+    """
+
+    xml_file = "sym_push.xml"
+    frame_skip = 5
+    planar_pairs = (("pusher_x", "pusher_y"), ("puck_x", "puck_y"))
+    yaw_hinges = ("puck_yaw",)
+    mocap_bodies = ("goal",)
+
+    def __init__(self, obs_mode: str = "vector", render_mode: str | None = None, max_speed: float = 0.3,
+                 success_radius: float = 0.05, image_size: int = 64, group: str = "O(2)"):
+        if obs_mode not in ("vector", "image"):
+            raise ValueError(f"obs_mode must be 'vector' or 'image', got {obs_mode!r}")
+        super().__init__(render_mode=render_mode)
+        self.obs_mode = obs_mode
+        self.max_speed = float(max_speed)
+        self.success_radius = float(success_radius)
+        self.image_size = int(image_size)
+        self._canvas = TopDownCanvas(self.image_size, TABLE_RADIUS + 0.01)
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+        if obs_mode == "vector":
+            self.observation_space = spaces.Box(-5.0, 5.0, shape=(14,), dtype=np.float32)
+        else:
+            self.observation_space = spaces.Box(0, 255, shape=(self.image_size, self.image_size, 3), dtype=np.uint8)
+        self.symmetry = self._declare_symmetry(O2() if group == "O(2)" else _group(group))
+
+    def _declare_symmetry(self, group) -> Symmetry:
+        obs = 7 * standard(group) if self.obs_mode == "vector" else "image"
+        return Symmetry(group=group, obs=obs, action=standard(group), exact=True)
+
+    # -- scene accessors (world coordinates: qpos are world xy because bodies sit at the origin) --
+    @property
+    def pusher_pos(self) -> np.ndarray:
+        return self.data.qpos[self._pair_qpos[0]].copy()
+
+    @property
+    def puck_pos(self) -> np.ndarray:
+        return self.data.qpos[self._pair_qpos[1]].copy()
+
+    @property
+    def goal_pos(self) -> np.ndarray:
+        return self.data.mocap_pos[self._mocap[0], :2].copy()
+
+    # -- gym API ----------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        import mujoco
+
+        mujoco.mj_resetData(self.model, self.data)
+        rng = self.np_random
+        puck = _uniform_disc(rng, 0.15)
+        goal = _uniform_disc(rng, 0.22)
+        while np.linalg.norm(goal - puck) < 0.1:
+            goal = _uniform_disc(rng, 0.22)
+        pusher = _uniform_disc(rng, 0.28)
+        while np.linalg.norm(pusher - puck) < PUCK_RADIUS + PUSHER_RADIUS + 0.02:
+            pusher = _uniform_disc(rng, 0.28)
+        self.data.qpos[self._pair_qpos[0]] = pusher
+        self.data.qpos[self._pair_qpos[1]] = puck
+        self.data.qpos[self._yaw_qpos] = rng.uniform(-np.pi, np.pi)
+        self.data.mocap_pos[self._mocap[0], :2] = goal
+        mujoco.mj_forward(self.model, self.data)
+        return self._obs(), self._info()
+
+    def step(self, action):
+        a = np.asarray(action, dtype=np.float64)
+        if a.shape != (2,):
+            raise ValueError(f"SymPush action must have shape (2,), got {a.shape}")
+        self._simulate(self.max_speed * clip_to_disc(a))
+        reward, success = self._reward()
+        obs = self._obs()
+        return obs, reward, success, False, self._info()
+
+    def _reward(self) -> tuple[float, bool]:
+        d_goal = np.linalg.norm(self.goal_pos - self.puck_pos)
+        d_push = np.linalg.norm(self.puck_pos - self.pusher_pos)
+        success = bool(d_goal < self.success_radius)
+        return float(-(d_goal + 0.5 * d_push) * 10.0 + 10.0 * success), success
+
+    def _info(self) -> dict:
+        d_goal = float(np.linalg.norm(self.goal_pos - self.puck_pos))
+        return {"is_success": d_goal < self.success_radius, "goal_distance": d_goal}
+
+    def vector_obs(self) -> np.ndarray:
+        pusher, puck, goal = self.pusher_pos, self.puck_pos, self.goal_pos
+        v_pusher = self.data.qvel[self._pair_dof[0]]
+        v_puck = self.data.qvel[self._pair_dof[1]]
+        return np.concatenate([pusher, v_pusher, puck, v_puck, goal, puck - pusher, goal - puck]).astype(np.float32)
+
+    def _obs(self):
+        if self.obs_mode == "vector":
+            return self.vector_obs()
+        c = self._canvas
+        layers = [c.disc(self.pusher_pos, PUSHER_RADIUS), c.disc(self.puck_pos, PUCK_RADIUS),
+                  c.disc(self.goal_pos, PUCK_RADIUS)]
+        return (np.stack(layers, axis=-1) * 255).round().astype(np.uint8)
+
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        c = TopDownCanvas(256, TABLE_RADIUS + 0.01)
+        return composite([
+            (c.disc((0, 0), TABLE_RADIUS), (0.82, 0.78, 0.72)),
+            (c.ring(self.goal_pos, PUCK_RADIUS, 0.006), (0.2, 0.7, 0.3)),
+            (c.disc(self.puck_pos, PUCK_RADIUS), (0.85, 0.25, 0.2)),
+            (c.disc(self.pusher_pos, PUSHER_RADIUS), (0.2, 0.4, 0.9)),
+        ], background=(1, 1, 1), size=256)
+
+
+def _uniform_disc(rng: np.random.Generator, radius: float) -> np.ndarray:
+    r = radius * np.sqrt(rng.uniform())
+    t = rng.uniform(0, 2 * np.pi)
+    return np.array([r * np.cos(t), r * np.sin(t)])
+
+
+def _group(name: str):
+    from equivariance import group_from_name
+
+    return group_from_name(name)

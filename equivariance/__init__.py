@@ -1,0 +1,19 @@
+"""Groups, representations, declared symmetries and equivariance checks.
+
+Wraps escnn (planar steerable layers) and e3nn (O(3) irreps) behind symgym's own
+``Group`` / ``Representation`` / ``Symmetry`` names, so agents never depend on which
+library a layer came from.
+"""
+from equivariance.checks import equivariance_error, invariance_error, relative_error
+from equivariance.groups import (O2, SO2, CyclicGroup, DihedralGroup, Group, O2Element, PlanarGroup, SE2Element,
+                                 SE2Group, group_from_name, sample_elements)
+from equivariance.representations import (Representation, direct_sum, irrep, regular, sign, standard, trivial)
+from equivariance.symmetry import Symmetry
+from equivariance.transforms import transform_image, transform_points
+
+__all__ = [
+    "Group", "PlanarGroup", "SE2Group", "O2Element", "SE2Element", "CyclicGroup", "DihedralGroup", "SO2", "O2",
+    "group_from_name", "sample_elements", "Representation", "trivial", "sign", "standard", "irrep", "regular",
+    "direct_sum", "Symmetry", "equivariance_error", "invariance_error", "relative_error", "transform_image",
+    "transform_points",
+]

@@ -1,0 +1,59 @@
+"""Scientific tasks: the pattern every scientific model follows.
+
+A task is a module under ``learn/tasks/`` exposing
+
+    def run(quick: bool = False, seed: int = 0, out_dir: Path = Path("results")) -> dict
+
+It generates its own data with a seeded simulator from ``physics/`` (no downloads),
+trains a model and its baselines, evaluates a metric, writes its PNG figures into
+``out_dir`` (named ``NAME*.png``, via :func:`learn.io.save_figure`) and returns a
+JSON-serialisable results dict. ``symgym task NAME`` calls ``run`` and writes the dict
+to ``out_dir/NAME.json`` atomically, adding the run's config and wall time.
+"""
+from __future__ import annotations
+
+import importlib
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from learn.io import write_json
+
+#: task name -> module implementing ``run``
+TASKS: dict[str, str] = {
+    "dhn": "learn.tasks.dhn",
+    "matrixnet": "learn.tasks.matrixnet",
+    "iaemu": "learn.tasks.iaemu",
+    "atlasd": "learn.tasks.atlasd",
+    "relaxed-e3": "learn.tasks.relaxed_e3",
+    "mesh": "learn.tasks.mesh",
+}
+
+
+class UnknownTaskError(KeyError):
+    def __str__(self) -> str:
+        return f"unknown task {self.args[0]!r}; known tasks: {', '.join(sorted(TASKS))}"
+
+
+def load_task(name: str) -> ModuleType:
+    if name not in TASKS:
+        raise UnknownTaskError(name)
+    return importlib.import_module(TASKS[name])
+
+
+def run_task(name: str, quick: bool = False, seed: int = 0, out_dir: str | Path = "results") -> dict[str, Any]:
+    """Run task ``name`` and write ``out_dir/NAME.json``; returns the results dict."""
+    module = load_task(name)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    results = module.run(quick=quick, seed=seed, out_dir=out_dir)
+    results = {
+        "task": name,
+        "config": {"quick": quick, "seed": seed},
+        "wall_time_s": round(time.perf_counter() - start, 2),
+        **results,
+    }
+    write_json(out_dir / f"{name}.json", results)
+    return results
