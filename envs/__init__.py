@@ -14,6 +14,11 @@ from gymnasium.envs.registration import register, registry
 ENV_SPECS: dict[str, tuple[str, int, dict]] = {
     "SymPush-v0": ("envs.sym_push:SymPushEnv", 100, {}),
     "SymPushImage-v0": ("envs.sym_push:SymPushEnv", 100, {"obs_mode": "image"}),
+    "TabletopBlockInsertion-v0": ("envs.tabletop.tasks:BlockInsertionEnv", 2, {}),
+    "TabletopPlaceRedInGreen-v0": ("envs.tabletop.tasks:PlaceRedInGreenEnv", 4, {}),
+    "TabletopStacking-v0": ("envs.tabletop.tasks:StackingEnv", 5, {}),
+    "SymReach-v0": ("envs.sym_reach:SymReachEnv", 100, {}),
+    "SymCartPole-v0": ("envs.sym_cartpole:SymCartPoleEnv", 200, {}),
 }
 
 

@@ -19,8 +19,12 @@ from equivariance.groups import O2Element
 
 ASSETS = Path(__file__).parent / "assets"
 
-#: simulator state saved by get_state(): time, qpos, qvel, act, warm-start, mocap, plugin state.
-STATE_SPEC = mujoco.mjtState.mjSTATE_FULLPHYSICS
+#: what ``mujoco.rollout`` takes as an initial state: time, qpos, qvel, act, history, plugin state.
+PHYSICS_SPEC = int(mujoco.mjtState.mjSTATE_FULLPHYSICS)
+#: what get_state() saves: the physics state plus the solver warm start (so a restored state steps
+#: bit-identically) and mocap poses (goals and markers live there).
+STATE_SPEC = (PHYSICS_SPEC | int(mujoco.mjtState.mjSTATE_WARMSTART) | int(mujoco.mjtState.mjSTATE_MOCAP_POS)
+              | int(mujoco.mjtState.mjSTATE_MOCAP_QUAT))
 
 
 def state_layout(model: mujoco.MjModel, spec: int = STATE_SPEC) -> dict[str, slice]:
@@ -63,6 +67,7 @@ class PlanarMujocoEnv(gym.Env):
         self.model = self._build_model()
         self.data = mujoco.MjData(self.model)
         self._layout = state_layout(self.model)
+        self._physics_components = list(state_layout(self.model, PHYSICS_SPEC))
         self._index_joints()
 
     # -- model ---------------------------------------------------------------------------
@@ -99,6 +104,13 @@ class PlanarMujocoEnv(gym.Env):
         state = np.empty(mujoco.mj_stateSize(self.model, STATE_SPEC))
         mujoco.mj_getState(self.model, self.data, state, STATE_SPEC)
         return state
+
+    def physics_state(self, state: np.ndarray | None = None) -> np.ndarray:
+        """The ``PHYSICS_SPEC`` part of a ``get_state()`` vector (or batch): what ``mujoco.rollout`` expects."""
+        state = self.get_state() if state is None else np.asarray(state)
+        layout = self._layout
+        parts = [state[..., layout[name]] for name in self._physics_components]
+        return np.concatenate(parts, axis=-1)
 
     def set_state(self, state: np.ndarray) -> None:
         state = np.asarray(state, dtype=np.float64)

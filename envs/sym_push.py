@@ -1,6 +1,8 @@
 """SymPush-v0: push a puck to a goal on a round table; symmetric under O(2) about the table centre."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from gymnasium import spaces
 
@@ -14,9 +16,8 @@ PUCK_RADIUS, PUSHER_RADIUS = 0.03, 0.02
 
 def clip_to_disc(action: np.ndarray, radius: float = 1.0) -> np.ndarray:
     """Project onto the disc |a| <= radius; unlike per-axis clipping this commutes with rotations."""
-    a = np.asarray(action, dtype=np.float64).reshape(2)
-    n = np.linalg.norm(a)
-    return a * (radius / n) if n > radius else a
+    n = math.hypot(action[0], action[1])
+    return action * (radius / n) if n > radius else action
 
 
 class SymPushEnv(PlanarMujocoEnv):
@@ -52,6 +53,10 @@ class SymPushEnv(PlanarMujocoEnv):
             self.observation_space = spaces.Box(-5.0, 5.0, shape=(14,), dtype=np.float32)
         else:
             self.observation_space = spaces.Box(0, 255, shape=(self.image_size, self.image_size, 3), dtype=np.uint8)
+        # The XML puts each body's x/y slide joints next to each other, so qpos/qvel slices are contiguous.
+        self._pusher_sl = slice(int(self._pair_qpos[0, 0]), int(self._pair_qpos[0, 0]) + 2)
+        self._puck_sl = slice(int(self._pair_qpos[1, 0]), int(self._pair_qpos[1, 0]) + 2)
+        assert list(self._pair_qpos[:, 0] + 1) == list(self._pair_qpos[:, 1]) == list(self._pair_dof[:, 1])
         self.symmetry = self._declare_symmetry(O2() if group == "O(2)" else _group(group))
 
     def _declare_symmetry(self, group) -> Symmetry:
@@ -70,6 +75,31 @@ class SymPushEnv(PlanarMujocoEnv):
     @property
     def goal_pos(self) -> np.ndarray:
         return self.data.mocap_pos[self._mocap[0], :2].copy()
+
+    # -- vectorised pieces the MPPI planner uses (added; the gym API below is unchanged) --------------
+    #: MPPI hyper-parameters that work on this env (the agent's kwargs override them).
+    planner_defaults = {"horizon": 20, "noise_sigma": 0.7, "temperature": 0.1}
+
+    def project_actions(self, actions: np.ndarray) -> np.ndarray:
+        """Batched :func:`clip_to_disc`: project actions ``(..., 2)`` onto the unit disc."""
+        a = np.asarray(actions, dtype=np.float64)
+        n = np.linalg.norm(a, axis=-1, keepdims=True)
+        return a * np.minimum(1.0, 1.0 / np.maximum(n, 1e-12))
+
+    def actions_to_ctrl(self, actions: np.ndarray) -> np.ndarray:
+        """Actuator controls for actions ``(..., 2)``, exactly as :meth:`step` applies them."""
+        return self.max_speed * self.project_actions(actions)
+
+    def stage_cost(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """Per-step cost of full states ``(..., nstate)``: minus the reward without the success bonus."""
+        qpos = states[..., self._layout["QPOS"]]
+        pusher, puck = qpos[..., self._pair_qpos[0]], qpos[..., self._pair_qpos[1]]
+        goal = states[..., self._layout["MOCAP_POS"]].reshape(*states.shape[:-1], -1, 3)[..., self._mocap[0], :2]
+        return 10.0 * (np.linalg.norm(goal - puck, axis=-1) + 0.5 * np.linalg.norm(puck - pusher, axis=-1))
+
+    def cost(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """Trajectory cost: states ``(K, H, nstate)`` after each step, actions ``(K, H, 2)`` -> ``(K,)``."""
+        return self.stage_cost(states, actions).sum(axis=-1)
 
     # -- gym API ----------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -97,25 +127,30 @@ class SymPushEnv(PlanarMujocoEnv):
         if a.shape != (2,):
             raise ValueError(f"SymPush action must have shape (2,), got {a.shape}")
         self._simulate(self.max_speed * clip_to_disc(a))
-        reward, success = self._reward()
-        obs = self._obs()
-        return obs, reward, success, False, self._info()
+        reward, success, d_goal = self._reward()
+        return self._obs(), reward, success, False, {"is_success": success, "goal_distance": d_goal}
 
-    def _reward(self) -> tuple[float, bool]:
-        d_goal = np.linalg.norm(self.goal_pos - self.puck_pos)
-        d_push = np.linalg.norm(self.puck_pos - self.pusher_pos)
-        success = bool(d_goal < self.success_radius)
-        return float(-(d_goal + 0.5 * d_push) * 10.0 + 10.0 * success), success
+    def _positions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # One read of the simulator per step: this is on the hot path of every rollout.
+        q = self.data.qpos
+        return q[self._pusher_sl], q[self._puck_sl], self.data.mocap_pos[self._mocap[0], :2]
+
+    def _reward(self) -> tuple[float, bool, float]:
+        pusher, puck, goal = self._positions()
+        d_goal = math.hypot(goal[0] - puck[0], goal[1] - puck[1])
+        d_push = math.hypot(puck[0] - pusher[0], puck[1] - pusher[1])
+        success = d_goal < self.success_radius
+        return -(d_goal + 0.5 * d_push) * 10.0 + 10.0 * success, success, d_goal
 
     def _info(self) -> dict:
-        d_goal = float(np.linalg.norm(self.goal_pos - self.puck_pos))
-        return {"is_success": d_goal < self.success_radius, "goal_distance": d_goal}
+        _, success, d_goal = self._reward()
+        return {"is_success": success, "goal_distance": d_goal}
 
     def vector_obs(self) -> np.ndarray:
-        pusher, puck, goal = self.pusher_pos, self.puck_pos, self.goal_pos
-        v_pusher = self.data.qvel[self._pair_dof[0]]
-        v_puck = self.data.qvel[self._pair_dof[1]]
-        return np.concatenate([pusher, v_pusher, puck, v_puck, goal, puck - pusher, goal - puck]).astype(np.float32)
+        pusher, puck, goal = self._positions()
+        v = self.data.qvel
+        return np.concatenate([pusher, v[self._pusher_sl], puck, v[self._puck_sl], goal, puck - pusher,
+                               goal - puck]).astype(np.float32)
 
     def _obs(self):
         if self.obs_mode == "vector":

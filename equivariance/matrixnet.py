@@ -62,7 +62,11 @@ def ordered_product(mats: torch.Tensor, normalise: bool = False) -> tuple[torch.
             rms = mats.pow(2).mean(dim=(-1, -2)).sqrt().clamp_min(1e-30)
             mats = mats / rms[..., None, None]
             log_scale = log_scale + rms.log()
-    return mats[:, 0], log_scale[:, 0]
+    product, log_scale = mats[:, 0], log_scale[:, 0]
+    if normalise and length == 1:  # the loop never ran: still honour the unit-RMS contract
+        rms = product.pow(2).mean(dim=(-1, -2)).sqrt().clamp_min(1e-30)
+        product, log_scale = product / rms[..., None, None], log_scale + rms.log()
+    return product, log_scale
 
 
 class MatrixRepresentation(nn.Module):

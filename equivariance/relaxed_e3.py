@@ -269,7 +269,8 @@ def quadrupole_axis(t: torch.Tensor) -> tuple[torch.Tensor, float]:
 
 def axis_angle_deg(a: torch.Tensor, b: torch.Tensor) -> float:
     """Angle between two axes in degrees, ignoring sign (an axis and its negative are the same axis)."""
-    cos = torch.abs(torch.dot(a, b)) / (a.norm() * b.norm()).clamp_min(1e-30)
+    a, b = a.double(), b.double()
+    cos = torch.abs(torch.dot(a, b)) / (a.norm() * b.norm()).clamp_min(1e-300)
     return float(torch.rad2deg(torch.arccos(cos.clamp(max=1.0))))
 
 

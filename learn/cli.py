@@ -1,0 +1,249 @@
+"""``symgym``: list envs, train/evaluate agents, collect demos, run scientific tasks and benchmarks, deploy.
+
+Every failure the user can cause (unknown id, missing run, corrupt checkpoint, bad number) ends in a
+one-line ``symgym: error: ...`` and exit status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXIT_USER_ERROR = 2
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
+
+
+def _json_dict(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r} ({e.msg})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
+# -- commands ------------------------------------------------------------------------------
+def cmd_envs(args) -> int:
+    import gymnasium as gym
+
+    import envs
+
+    rows = []
+    for env_id in envs.symgym_env_ids():
+        env = gym.make(env_id)
+        sym = env.unwrapped.symmetry
+        rows.append((env_id, sym.group.name, "exact" if sym.exact else "approximate",
+                     ", ".join(f"{k}={v}" for k, v in sym.breaking.items())))
+        env.close()
+    width = max(len(r[0]) for r in rows)
+    print(f"{'id':<{width}}  {'group':<8} {'symmetry':<12} breaking")
+    for env_id, group, kind, breaking in rows:
+        print(f"{env_id:<{width}}  {group:<8} {kind:<12} {breaking}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from agents import TrainConfig, agent_class
+    from learn.io import write_json
+    from learn.runs import make_env
+
+    cls = agent_class(args.agent)
+    make_env(args.env).close()  # fail fast on an unknown env id, before creating a run dir
+    run_dir = Path(args.out or f"runs/{args.agent}-{args.env}-s{args.seed}")
+    if args.demos and not Path(args.demos).is_file():
+        raise FileNotFoundError(f"demos file {args.demos} does not exist")
+    config = TrainConfig(agent=args.agent, env=args.env, steps=args.steps, seed=args.seed, out=str(run_dir),
+                         demos=args.demos, env_kwargs=args.env_kwargs, agent_kwargs=args.agent_kwargs)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "config.json", config.to_json())
+    cls.from_config(config, run_dir)
+    print(f"run saved to {run_dir}")
+    return 0
+
+
+def load_run(run_dir: str | Path):
+    """(agent, config) for a saved run; clear errors for missing dirs and damaged checkpoints."""
+    from agents import TrainConfig, agent_class
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory {run_dir} does not exist")
+    config = TrainConfig.read(run_dir)
+    agent = agent_class(config.agent).load(run_dir)
+    return agent, config
+
+
+def cmd_eval(args) -> int:
+    from learn.evaluate import evaluate
+    from learn.io import write_json
+
+    agent, config = load_run(args.run)
+    video = Path(args.run) / "eval.gif" if args.video else None
+    result = evaluate(agent, config.env, episodes=args.episodes, seed=args.seed, env_kwargs=config.env_kwargs,
+                      video=video)
+    payload = {"agent": config.agent, "env": config.env, "eval_seed": args.seed, **result.as_dict()}
+    if args.baseline:
+        rnd = evaluate(None, config.env, episodes=args.episodes, seed=args.seed, env_kwargs=config.env_kwargs)
+        payload["random_policy"] = rnd.as_dict()
+    write_json(Path(args.run) / "eval.json", payload)
+    print(json.dumps(payload, indent=2))
+    if video:
+        print(f"video: {video}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """The README's demo: a short SAC run on SymPush-v0, evaluated against a random policy."""
+    ns = argparse.Namespace(agent="sac", env="SymPush-v0", steps=args.steps, seed=0, out=args.out, demos=None,
+                            env_kwargs={}, agent_kwargs={})
+    cmd_train(ns)
+    cmd_eval(argparse.Namespace(run=args.out, episodes=args.episodes, seed=10_000, video=True, baseline=True))
+    print(f"learning curve: {Path(args.out) / 'learning_curve.png'}")
+    return 0
+
+
+def cmd_demos(args) -> int:
+    from learn.demos import collect_demos
+
+    path = collect_demos(args.env, n=args.n, out=Path(args.out), seed=args.seed)
+    print(f"wrote {args.n} demonstrations to {path}")
+    return 0
+
+
+def cmd_task(args) -> int:
+    from learn.tasks import run_task
+
+    results = run_task(args.name, quick=args.quick, seed=args.seed, out_dir=args.out)
+    print(json.dumps(results, indent=2, default=str))
+    print(f"results: {Path(args.out) / (args.name + '.json')}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from learn.bench import run_bench
+
+    results = run_bench(args.name, out_dir=args.out, quick=args.quick, seed=args.seed)
+    print(json.dumps(results, indent=2, default=str))
+    print(f"results: {Path(args.out) / (args.name + '.json')}")
+    return 0
+
+
+def cmd_deploy(args) -> int:
+    from learn.deploy import deploy_main
+
+    return deploy_main(args)
+
+
+def cmd_sim_robot(args) -> int:
+    from learn.deploy import sim_robot_main
+
+    return sim_robot_main(args)
+
+
+# -- parser --------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="symgym", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("envs", help="list env ids with their symmetry").set_defaults(fn=cmd_envs)
+
+    t = sub.add_parser("train", help="train (or build) an agent; writes a run directory")
+    t.add_argument("--agent", required=True)
+    t.add_argument("--env", required=True)
+    t.add_argument("--steps", type=_nonneg_int, default=20_000)
+    t.add_argument("--seed", type=_nonneg_int, default=0)
+    t.add_argument("--out", default=None, help="run directory (default runs/AGENT-ENV-sSEED)")
+    t.add_argument("--demos", default=None, help="demonstrations file (imitation agents)")
+    t.add_argument("--env-kwargs", type=_json_dict, default={}, help='JSON, e.g. \'{"wind": 0.5}\'')
+    t.add_argument("--agent-kwargs", type=_json_dict, default={}, help="JSON hyper-parameter overrides")
+    t.set_defaults(fn=cmd_train)
+
+    e = sub.add_parser("eval", help="evaluate a saved run")
+    e.add_argument("--run", required=True)
+    e.add_argument("--episodes", type=_positive_int, default=20)
+    e.add_argument("--seed", type=_nonneg_int, default=10_000, help="first evaluation seed")
+    e.add_argument("--video", action="store_true", help="write RUN/eval.gif of the first episodes")
+    e.add_argument("--baseline", action="store_true", help="also evaluate a uniform random policy")
+    e.set_defaults(fn=cmd_eval)
+
+    d = sub.add_parser("demo", help="short SAC run on SymPush-v0 + evaluation + learning curve")
+    d.add_argument("--steps", type=_positive_int, default=15_000)
+    d.add_argument("--episodes", type=_positive_int, default=50)
+    d.add_argument("--out", default="runs/demo")
+    d.set_defaults(fn=cmd_demo)
+
+    dm = sub.add_parser("demos", help="collect scripted-oracle demonstrations")
+    dm.add_argument("--env", required=True)
+    dm.add_argument("--n", type=_positive_int, required=True)
+    dm.add_argument("--out", required=True)
+    dm.add_argument("--seed", type=_nonneg_int, default=0)
+    dm.set_defaults(fn=cmd_demos)
+
+    k = sub.add_parser("task", help="run a scientific task; prints and saves metrics")
+    k.add_argument("name")
+    k.add_argument("--quick", action="store_true")
+    k.add_argument("--seed", type=_nonneg_int, default=0)
+    k.add_argument("--out", default="results")
+    k.set_defaults(fn=cmd_task)
+
+    b = sub.add_parser("bench", help="run a benchmark; writes results/NAME.json + PNG")
+    b.add_argument("name")
+    b.add_argument("--quick", action="store_true")
+    b.add_argument("--seed", type=_nonneg_int, default=0)
+    b.add_argument("--out", default="results")
+    b.set_defaults(fn=cmd_bench)
+
+    dp = sub.add_parser("deploy", help="run a trained policy on an arm through rosbridge")
+    dp.add_argument("--run", required=True)
+    dp.add_argument("--rosbridge", required=True, help="ws://HOST:PORT")
+    dp.add_argument("--config", default=None, help="RosArm YAML config")
+    dp.add_argument("--dry-run", action="store_true")
+    dp.add_argument("--yes", action="store_true", help="skip the confirmation before the first motion")
+    dp.add_argument("--steps", type=_positive_int, default=None)
+    dp.add_argument("--log", default=None)
+    dp.set_defaults(fn=cmd_deploy)
+
+    sr = sub.add_parser("sim-robot", help="rosbridge-protocol server backed by a simulated arm (digital twin)")
+    sr.add_argument("--port", type=_positive_int, default=9090)
+    sr.add_argument("--env", default="SymPush-v0")
+    sr.set_defaults(fn=cmd_sim_robot)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args) or 0
+    except KeyboardInterrupt:
+        print("symgym: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, KeyError, NotADirectoryError, PermissionError, ConnectionError,
+            TimeoutError) as e:
+        msg = str(e) if not isinstance(e, KeyError) or hasattr(type(e), "__str__") else repr(e)
+        print(f"symgym: error: {msg}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

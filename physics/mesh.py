@@ -82,29 +82,24 @@ def _face_normals(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, 
     return cross / np.maximum(double_area, 1e-300)[:, None], 0.5 * double_area
 
 
-def _label_by_normal(mesh: trimesh.Trimesh, curved: Patch | None, offset: int) -> tuple[np.ndarray, list[Patch]]:
-    """Give each face a patch id: one plane patch per distinct flat normal, ``curved`` for the rest."""
-    normals = mesh.face_normals
-    labels = np.empty(len(normals), dtype=np.int64)
-    patches: list[Patch] = []
-    flat_normals: list[np.ndarray] = []
-    for f, n in enumerate(normals):
-        is_flat = curved is None or (curved.kind == "cylinder" and abs(n[2]) > 1 - 1e-9)
-        if not is_flat:
-            if not patches or patches[0] is not curved:
-                patches.insert(0, curved)
-                labels[:f] += 1  # keep earlier plane ids pointing at their planes
+def _label_by_normal(mesh: trimesh.Trimesh, curved: Patch | None) -> tuple[np.ndarray, list[Patch]]:
+    """Patch id per face: ``curved`` (id 0, if given) for non-flat faces, one plane per distinct flat normal."""
+    patches: list[Patch] = [curved] if curved is not None else []
+    plane_normals: list[np.ndarray] = []
+    labels = np.empty(len(mesh.faces), dtype=np.int64)
+    for f, n in enumerate(mesh.face_normals):
+        # A cylinder's caps are its only flat faces; boxes are all flat; ellipsoids have none.
+        flat = curved is None or (curved.kind == "cylinder" and abs(n[2]) > 1 - 1e-9)
+        if not flat:
             labels[f] = 0
             continue
-        for i, m in enumerate(flat_normals):
-            if n @ m > 1 - 1e-9:
-                labels[f] = i + (1 if patches and patches[0] is curved else 0)
-                break
-        else:
-            flat_normals.append(n)
+        match = [i for i, m in enumerate(plane_normals) if n @ m > 1 - 1e-9]
+        if not match:
+            plane_normals.append(n)
             patches.append(Patch("plane", (0.0, 0.0, 0.0), (0.0, 0.0, 0.0)))
-            labels[f] = len(patches) - 1
-    return labels + offset, patches
+            match = [len(plane_normals) - 1]
+        labels[f] = match[0] + (1 if curved is not None else 0)
+    return labels, patches
 
 
 def primitive_mesh(kind: str, size: np.ndarray, center: np.ndarray) -> PatchMesh:
@@ -125,7 +120,7 @@ def primitive_mesh(kind: str, size: np.ndarray, center: np.ndarray) -> PatchMesh
         curved = Patch("cylinder", tuple(center), (size[0], size[0], size[2]))
     else:
         raise ValueError(f"unknown primitive kind {kind!r}; expected 'box', 'ellipsoid' or 'cylinder'")
-    labels, patches = _label_by_normal(mesh, curved, 0)
+    labels, patches = _label_by_normal(mesh, curved)
     return PatchMesh(np.asarray(mesh.vertices, float) + center, np.asarray(mesh.faces, np.int64), labels, patches)
 
 
@@ -285,3 +280,177 @@ def remesh_random(mesh: PatchMesh, rng: np.random.Generator) -> PatchMesh:
     out = split_faces(mesh, 0.35, rng)
     out = flip_edges(out, 0.6, rng)
     return smooth_tangential(out, 0.15, rng)
+
+
+# ----------------------------------------------------------------------------- shapes and their triangulations
+@dataclass(frozen=True)
+class Shape:
+    """A procedural shape: primitives ``(kind, half-size, centre)`` in a canonical frame, then a rotation."""
+
+    kind: str
+    parts: tuple[tuple[str, tuple[float, float, float], tuple[float, float, float]], ...]
+    rotation: tuple[tuple[float, float, float], ...]  # 3x3, rows
+
+    @property
+    def curved(self) -> bool:
+        return any(part[0] != "box" for part in self.parts)
+
+    def base_mesh(self) -> PatchMesh:
+        return merge([primitive_mesh(k, np.array(s), np.array(c)) for k, s, c in self.parts])
+
+
+def random_shape(rng: np.random.Generator, kind: str | None = None) -> Shape:
+    """Draw a shape that fits inside the unit ball, with a uniformly random orientation."""
+    if kind is None:
+        kind = SHAPE_KINDS[rng.integers(len(SHAPE_KINDS))]
+    if kind not in SHAPE_KINDS:
+        raise ValueError(f"unknown shape kind {kind!r}; expected one of {SHAPE_KINDS}")
+
+    def primitive(k: str, scale: float) -> tuple[float, float, float]:
+        s = rng.uniform(0.25, 0.55, size=3) * scale
+        if k == "cylinder":
+            s[1] = s[0]  # circular cross-section
+        return tuple(float(x) for x in s)
+
+    if kind == "composite":
+        # Two overlapping primitives: the z-buffer hides the buried surface, so the response is the union's.
+        k1, k2 = rng.choice(["box", "ellipsoid", "cylinder"], size=2)
+        s1, s2 = primitive(str(k1), 0.8), primitive(str(k2), 0.6)
+        offset = rng.normal(size=3)
+        offset *= 0.35 / np.linalg.norm(offset)
+        parts = ((str(k1), s1, tuple(-0.5 * offset)), (str(k2), s2, tuple(0.5 * offset)))
+    else:
+        parts = ((kind, primitive(kind, 1.2), (0.0, 0.0, 0.0)),)
+    rot = Rotation.random(random_state=int(rng.integers(2**31))).as_matrix()
+    return Shape(kind, parts, tuple(tuple(float(x) for x in row) for row in rot))
+
+
+@dataclass
+class TriMesh:
+    """A triangulation of a shape in the world frame (what a neural simulator reads)."""
+
+    vertices: np.ndarray  # (V, 3) float64
+    faces: np.ndarray  # (F, 3) int64
+    variant: str
+
+    def face_normals_areas(self) -> tuple[np.ndarray, np.ndarray]:
+        return _face_normals(self.vertices, self.faces)
+
+    def to_trimesh(self) -> trimesh.Trimesh:
+        return trimesh.Trimesh(self.vertices, self.faces, process=False)
+
+
+def triangulate(shape: Shape, variant: str, seed: int = 0) -> TriMesh:
+    """One of several triangulations of the same surface.
+
+    ``canonical``: the base mesh subdivided once; ``coarse``: the base mesh; ``fine``: subdivided
+    twice; ``flipped``: canonical with random edge flips; ``remeshed``: canonical with random face
+    splits, flips and tangential vertex jitter. Random variants are reproducible from ``seed``.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown triangulation variant {variant!r}; expected one of {VARIANTS}")
+    rng = np.random.default_rng(seed)
+    mesh = shape.base_mesh()
+    if variant != "coarse":
+        mesh = subdivide(mesh)
+    if variant == "fine":
+        mesh = subdivide(mesh)
+    elif variant == "flipped":
+        mesh = flip_edges(mesh, 0.7, rng)
+    elif variant == "remeshed":
+        mesh = remesh_random(mesh, rng)
+    rot = np.asarray(shape.rotation)
+    return TriMesh(mesh.vertices @ rot.T, mesh.faces.copy(), variant)
+
+
+# ----------------------------------------------------------------------------- the physical response
+def aspect_directions(n: int) -> np.ndarray:
+    """``n`` near-uniform unit vectors (Fibonacci sphere), the radar's aspect angles."""
+    if n < 1:
+        raise ValueError(f"number of aspect directions must be >= 1, got {n}")
+    i = np.arange(n) + 0.5
+    z = 1 - 2 * i / n
+    phi = np.pi * (1 + 5**0.5) * i
+    r = np.sqrt(1 - z * z)
+    return np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
+
+
+@dataclass(frozen=True)
+class RadarConfig:
+    """Response settings: specular exponent ``p``, z-buffer resolution and the square it covers."""
+
+    exponent: float = 4.0
+    resolution: int = 128
+    extent: float = 1.05  # half-width of the pixel grid; shapes fit in the unit ball
+
+    def __post_init__(self) -> None:
+        if self.exponent < 1:
+            raise ValueError(f"exponent must be >= 1 (grazing facets must not dominate), got {self.exponent}")
+        if self.resolution < 4:
+            raise ValueError(f"resolution must be >= 4, got {self.resolution}")
+
+
+def _basis(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # A fixed, slightly irrational helper axis keeps grid lines off the shapes' symmetry planes.
+    helper = np.array([0.3141, 0.5772, 0.7548])
+    u = np.cross(d, helper)
+    if np.linalg.norm(u) < 1e-6:
+        u = np.cross(d, np.array([1.0, 0.0, 0.0]))
+    u /= np.linalg.norm(u)
+    return u, np.cross(d, u)
+
+
+def _view_response(vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray, d: np.ndarray, cfg: RadarConfig) -> float:
+    cos = normals @ d
+    front = cos > 1e-12  # on a closed surface the first hit is always front-facing
+    faces, cos = faces[front], cos[front]
+    if len(faces) == 0:
+        return 0.0
+    u, w = _basis(d)
+    pix = 2 * cfg.extent / cfg.resolution
+    # Pixel centres sit at (i + 0.5) * pix - extent; work in pixel units.
+    uv = (np.stack([vertices @ u, vertices @ w], 1) + cfg.extent) / pix - 0.5
+    depth = vertices @ d
+    tri = uv[faces]  # (F, 3, 2)
+    lo = np.clip(np.ceil(tri.min(1) - 1e-9), 0, cfg.resolution).astype(np.int64)
+    hi = np.clip(np.floor(tri.max(1) + 1e-9), -1, cfg.resolution - 1).astype(np.int64)
+    nx, ny = np.maximum(hi[:, 0] - lo[:, 0] + 1, 0), np.maximum(hi[:, 1] - lo[:, 1] + 1, 0)
+    counts = nx * ny
+    if counts.sum() == 0:
+        return 0.0
+    t = np.repeat(np.arange(len(faces)), counts)
+    local = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    px = lo[t, 0] + local % nx[t]
+    py = lo[t, 1] + local // nx[t]
+    a, b, c = tri[t, 0], tri[t, 1], tri[t, 2]
+    p = np.stack([px, py], 1).astype(float)
+    denom = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1])
+    l1 = ((p[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (p[:, 1] - a[:, 1])) / denom
+    l2 = ((b[:, 0] - a[:, 0]) * (p[:, 1] - a[:, 1]) - (p[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1])) / denom
+    l0 = 1 - l1 - l2
+    inside = (l0 >= -1e-9) & (l1 >= -1e-9) & (l2 >= -1e-9)
+    if not inside.any():
+        return 0.0
+    dz = depth[faces[t]]
+    z = l0 * dz[:, 0] + l1 * dz[:, 1] + l2 * dz[:, 2]
+    t, z = t[inside], z[inside]
+    pid = px[inside] * cfg.resolution + py[inside]
+    order = np.lexsort((-z, pid))  # nearest to the radar (largest d.x) first within each pixel
+    _, first = np.unique(pid[order], return_index=True)
+    hit = t[order][first]
+    return float(pix * pix * np.sum(cos[hit] ** (cfg.exponent - 1)))
+
+
+def radar_response(mesh: TriMesh, directions: np.ndarray, cfg: RadarConfig = RadarConfig()) -> np.ndarray:
+    """Specular-weighted visible area ``sigma(d)`` for each aspect direction (see module docstring)."""
+    directions = np.asarray(directions, dtype=float)
+    if directions.ndim != 2 or directions.shape[1] != 3:
+        raise ValueError(f"directions must have shape (K, 3), got {directions.shape}")
+    normals, _ = mesh.face_normals_areas()
+    return np.array([_view_response(mesh.vertices, mesh.faces, normals, d, cfg) for d in directions])
+
+
+def convex_response(mesh: TriMesh, directions: np.ndarray, exponent: float = 4.0) -> np.ndarray:
+    """Closed form for convex shapes (back-face culling is exact visibility): sum_f A_f max(0, n_f.d)^p."""
+    normals, areas = mesh.face_normals_areas()
+    return (areas[:, None] * np.clip(normals @ np.asarray(directions).T, 0, None) ** exponent).sum(0)

@@ -1,0 +1,427 @@
+"""MPPI (model predictive path integral control) and its symmetry-preserving variant.
+
+Each control step samples ``K`` action sequences ``U + eps_k`` around a warm-started nominal plan ``U``,
+rolls them out ``H`` steps (the true simulator through ``mujoco.rollout`` with a persistent thread
+pool, or a learned torch dynamics model), scores them with the env's vectorised ``cost`` and moves
+``U`` to the softmax(-cost / temperature) weighted mean of the sampled sequences.
+
+Naive Gaussian noise breaks the task's symmetry: the planner's answer for a rotated state is not the
+rotated answer. ``symmetric=True`` draws ``K / m`` base sequences and maps each through the ``m``
+distinct action matrices ``rho_A(g)`` of a finite group ``G`` (orbit-symmetrised noise). The noise set
+is then invariant under ``G``; since the dynamics are equivariant and the cost invariant, a rotated state
+sees the same costs on a permuted set of samples and the weighted mean comes out rotated:
+``plan(g.s) == rho_A(g) plan(s)`` for every ``g`` in ``G`` with the same noise seed. Orbits also make the
+noise exactly zero-mean and isotropic at any ``K`` (antithetic sampling for a reflection), which is where
+the sample-efficiency gain at small ``K`` comes from.
+
+The env supplies (vectorised over leading batch axes): ``get_state``/``set_state`` (full MuJoCo state),
+``project_actions`` (feasible set, equivariant), ``actions_to_ctrl``, ``cost(states (K,H,nstate),
+actions (K,H,na)) -> (K,)``, ``frame_skip``, ``symmetry`` and optional ``planner_defaults``.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import gymnasium as gym
+import mujoco
+import mujoco.rollout
+import numpy as np
+
+from agents.base import Agent, TrainConfig
+from learn.io import write_json
+
+PLANNER_FILE = "planner.json"
+DYNAMICS_FILE = "dynamics.pt"
+
+
+@dataclass
+class MPPIConfig:
+    """MPPI hyper-parameters; ``None`` takes the env's ``planner_defaults`` (then the fallbacks below).
+
+    Args:
+        samples: rollouts per plan ``K`` (symmetric sampling uses ``m * (K // m)`` of them, ``m`` the orbit size).
+        horizon: planning horizon ``H`` in env steps.
+        temperature: softmax temperature on trajectory costs.
+        noise_sigma: std of the action perturbations (in the env's normalised action units).
+        warm_start: start each plan from the previous plan shifted by one step.
+        symmetric: orbit-symmetrised noise (the equivariant planner).
+        group: finite group for symmetric sampling (``"D4"``, ...); default the env's group if finite, else D4.
+        dynamics: ``"mujoco"`` (true simulator) or ``"torch"`` (a learned model saved in the run dir).
+        nthread: rollout threads (a persistent pool).
+        seed: noise seed; ``reset()`` restarts the noise stream.
+    """
+
+    samples: int = 64
+    horizon: int | None = None
+    temperature: float | None = None
+    noise_sigma: float | None = None
+    warm_start: bool = True
+    symmetric: bool = False
+    group: str | None = None
+    dynamics: str = "mujoco"
+    nthread: int = 2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.samples < 1:
+            raise ValueError(f"samples must be >= 1, got {self.samples}")
+        if self.horizon is not None and self.horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {self.horizon}")
+        if self.temperature is not None and self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.noise_sigma is not None and self.noise_sigma <= 0:
+            raise ValueError(f"noise_sigma must be > 0, got {self.noise_sigma}")
+        if self.dynamics not in ("mujoco", "torch"):
+            raise ValueError(f"dynamics must be 'mujoco' or 'torch', got {self.dynamics!r}")
+
+    @classmethod
+    def from_kwargs(cls, kwargs: dict[str, Any]) -> "MPPIConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise ValueError(f"unknown MPPI option(s) {unknown}; known: {sorted(known)}")
+        return cls(**kwargs)
+
+
+# -- symmetric sampling ------------------------------------------------------------------------------
+def action_orbit_matrices(symmetry, group) -> np.ndarray:
+    """The distinct matrices ``rho_A(g)``, ``g`` in the finite ``group``: shape ``(m, na, na)``.
+
+    Duplicates are dropped because the action may carry a smaller group than the state (the reach arm's
+    torques ignore rotations and only flip sign under reflections): repeated matrices would waste samples.
+    """
+    if not group.finite:
+        raise ValueError(f"symmetric sampling needs a finite group, got {group.name}")
+    mats: list[np.ndarray] = []
+    for g in group.elements():
+        na = _action_dim(symmetry)
+        m = np.stack([np.asarray(symmetry.transform_action(g, e), dtype=float) for e in np.eye(na)], axis=1)
+        if not any(np.allclose(m, other, atol=1e-12) for other in mats):
+            mats.append(m)
+    return np.stack(mats)
+
+
+def _action_dim(symmetry) -> int:
+    size = getattr(symmetry.action, "size", None)
+    if size is None:
+        raise ValueError("symmetric sampling needs the action to transform by a Representation")
+    return int(size)
+
+
+def orbit_noise(base: np.ndarray, matrices: np.ndarray) -> np.ndarray:
+    """Map base noise ``(B, H, na)`` through every matrix ``(m, na, na)``: ``(m * B, H, na)``, a G-invariant set."""
+    return np.einsum("gij,bhj->gbhi", matrices, base).reshape(-1, *base.shape[1:])
+
+
+# -- rollout backends -------------------------------------------------------------------------------
+class MujocoRolloutBackend:
+    """Batched open-loop rollouts of the true simulator through a persistent ``mujoco.rollout`` pool.
+
+    ``mujoco.rollout`` works on the physics part of the state (``env.physics_state``); the backend feeds it
+    the solver warm start separately, copies mocap poses (goals) into its ``MjData`` and hands back states
+    in the env's ``get_state()`` layout so that ``env.cost`` can read goals from them.
+    """
+
+    def __init__(self, env: gym.Env, nthread: int = 2):
+        from envs.mujoco_base import PHYSICS_SPEC, state_layout
+
+        self.env = env.unwrapped
+        self.model, self.frame_skip = self.env.model, int(self.env.frame_skip)
+        self.nthread = max(0, int(nthread))
+        self._pool = mujoco.rollout.Rollout(nthread=self.nthread)
+        self._datas = [mujoco.MjData(self.model) for _ in range(max(1, self.nthread))]
+        full, phys = self.env._layout, state_layout(self.model, PHYSICS_SPEC)
+        # where each physics component sits in the full state vector
+        self._scatter = [(full[name], phys[name]) for name in phys if phys[name].stop > phys[name].start]
+        self._out: np.ndarray | None = None
+
+    def __call__(self, state: np.ndarray, ctrl: np.ndarray) -> np.ndarray:
+        """From one full state ``(nstate,)`` apply ``ctrl (K, H, nu)`` (held for ``frame_skip`` physics steps).
+
+        Returns the full states after each env step, ``(K, H, nstate)``.
+        """
+        k, h, _ = ctrl.shape
+        layout = self.env._layout
+        control = np.repeat(ctrl, self.frame_skip, axis=1)
+        physics = self.env.physics_state(state)
+        if self._out is None or self._out.shape != (k, h * self.frame_skip, physics.shape[-1]):
+            self._out = np.empty((k, h * self.frame_skip, physics.shape[-1]))
+        for data in self._datas:  # goals and markers are not part of the rollout state
+            if self.model.nmocap:
+                data.mocap_pos[:] = state[layout["MOCAP_POS"]].reshape(-1, 3)
+                data.mocap_quat[:] = state[layout["MOCAP_QUAT"]].reshape(-1, 4)
+        warm = state[layout["WARMSTART"]][None, :] if "WARMSTART" in layout else None
+        self._pool.rollout(self.model, self._datas, physics[None, :], control, state=self._out,
+                           initial_warmstart=warm, chunk_size=max(1, k // (4 * max(1, self.nthread))))
+        phys = self._out[:, self.frame_skip - 1::self.frame_skip]
+        full = np.empty((k, h, state.shape[-1]))
+        full[...] = state
+        for dst, src in self._scatter:
+            full[..., dst] = phys[..., src]
+        return full
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+
+class TorchRolloutBackend:
+    """Rollouts of a learned torch model ``x' = f(x, ctrl)`` over ``x = [qpos, qvel]``.
+
+    Full states are rebuilt by writing the predicted ``qpos``/``qvel`` into copies of the start state, so
+    the env's cost (which also reads e.g. goal mocap positions) works unchanged.
+    """
+
+    def __init__(self, model, layout: dict[str, slice]):
+        import torch
+
+        self.model, self.torch = model.eval(), torch
+        self.qpos, self.qvel = layout["QPOS"], layout["QVEL"]
+
+    def __call__(self, state: np.ndarray, ctrl: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        k, h, _ = ctrl.shape
+        x = torch.as_tensor(np.concatenate([state[self.qpos], state[self.qvel]]), dtype=torch.float32).expand(k, -1)
+        u = torch.as_tensor(ctrl, dtype=torch.float32)
+        xs = []
+        with torch.no_grad():
+            for t in range(h):
+                x = self.model(x, u[:, t])
+                xs.append(x)
+        traj = torch.stack(xs, dim=1).double().numpy()
+        out = np.broadcast_to(state, (k, h, state.shape[-1])).copy()
+        nq = self.qpos.stop - self.qpos.start
+        out[..., self.qpos], out[..., self.qvel] = traj[..., :nq], traj[..., nq:]
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+# -- the planner ------------------------------------------------------------------------------------
+class MPPIPlanner:
+    """MPPI over an env's full simulator state. ``plan(state)`` returns the updated ``(H, na)`` plan."""
+
+    def __init__(self, env: gym.Env, config: MPPIConfig, rollout: Callable | None = None):
+        self.env = env.unwrapped
+        for need in ("get_state", "cost", "project_actions", "actions_to_ctrl"):
+            if not hasattr(self.env, need):
+                raise ValueError(f"MPPI needs env.unwrapped.{need}(); {type(self.env).__name__} does not have it")
+        defaults = {"horizon": 20, "temperature": 0.1, "noise_sigma": 0.5, **getattr(self.env, "planner_defaults", {})}
+        self.config = config
+        self.horizon = int(config.horizon or defaults["horizon"])
+        self.temperature = float(config.temperature or defaults["temperature"])
+        self.noise_sigma = float(config.noise_sigma or defaults["noise_sigma"])
+        self.action_dim = int(np.prod(self.env.action_space.shape))
+        self.rollout = rollout or MujocoRolloutBackend(self.env, config.nthread)
+        self.orbit: np.ndarray | None = None
+        if config.symmetric:
+            self.orbit = action_orbit_matrices(self.env.symmetry, self.planning_group())
+            self.num_samples = self.orbit.shape[0] * max(1, config.samples // self.orbit.shape[0])
+        else:
+            self.num_samples = config.samples
+        self.reset()
+
+    def planning_group(self):
+        from equivariance import DihedralGroup, group_from_name
+
+        if self.config.group is not None:
+            return group_from_name(self.config.group)
+        group = self.env.symmetry.group
+        return group if group.finite else DihedralGroup(4)
+
+    def reset(self) -> None:
+        """Drop the warm start and restart the noise stream (same seed -> same noise)."""
+        self.rng = np.random.default_rng(self.config.seed)
+        self.nominal = np.zeros((self.horizon, self.action_dim))
+
+    def sample_noise(self) -> np.ndarray:
+        shape = (self.horizon, self.action_dim)
+        if self.orbit is None:
+            return self.noise_sigma * self.rng.standard_normal((self.num_samples, *shape))
+        base = self.noise_sigma * self.rng.standard_normal((self.num_samples // self.orbit.shape[0], *shape))
+        return orbit_noise(base, self.orbit)
+
+    def plan(self, state: np.ndarray) -> np.ndarray:
+        """One MPPI update from full simulator ``state``; returns the new plan ``(H, na)`` and keeps it warm."""
+        candidates = self.env.project_actions(self.nominal[None] + self.sample_noise())
+        states = self.rollout(np.asarray(state, dtype=np.float64), self.env.actions_to_ctrl(candidates))
+        costs = np.asarray(self.env.cost(states, candidates), dtype=np.float64)
+        costs = np.where(np.isfinite(costs), costs, np.inf)
+        weights = np.exp(-(costs - costs.min()) / self.temperature)
+        weights /= weights.sum()
+        plan = np.tensordot(weights, candidates, axes=1)
+        self.last_costs = costs
+        if self.config.warm_start:
+            self.nominal = np.concatenate([plan[1:], plan[-1:]])
+        return plan
+
+    def act(self) -> np.ndarray:
+        return self.plan(self.env.get_state())[0].astype(np.float32)
+
+    @property
+    def rollout_steps_per_plan(self) -> int:
+        return self.num_samples * self.horizon * int(self.env.frame_skip)
+
+    def close(self) -> None:
+        self.rollout.close()
+
+
+# -- learned dynamics -------------------------------------------------------------------------------
+def make_dynamics_model(nx: int, nu: int, hidden: int = 128):
+    """A residual MLP ``x' = x + f(x, u)`` with fixed input/output scales set by :func:`fit_dynamics`."""
+    import torch
+    from torch import nn
+
+    class ResidualDynamics(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(nx + nu, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+                                     nn.Linear(hidden, nx))
+            for name, size in (("x_mean", nx), ("x_std", nx), ("u_std", nu), ("d_std", nx)):
+                self.register_buffer(name, torch.zeros(size) if "mean" in name else torch.ones(size))
+
+        def forward(self, x, u):
+            z = torch.cat([(x - self.x_mean) / self.x_std, u / self.u_std], dim=-1)
+            return x + self.net(z) * self.d_std
+
+    return ResidualDynamics()
+
+
+def fit_dynamics(env: gym.Env, transitions: int = 5000, epochs: int = 30, seed: int = 0, episode_len: int = 50):
+    """Collect random-action transitions from ``env`` and fit :func:`make_dynamics_model` to them."""
+    import torch
+
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    u_env, rng = env.unwrapped, np.random.default_rng(seed)
+    layout = u_env._layout
+    xs, us, ys = [], [], []
+    ep = 0
+    while len(xs) < transitions:
+        env.reset(seed=seed + ep)
+        ep += 1
+        for _ in range(episode_len):
+            s = u_env.get_state()
+            a = u_env.project_actions(rng.uniform(-1, 1, u_env.action_space.shape))
+            env.step(a)
+            s2 = u_env.get_state()
+            xs.append(np.concatenate([s[layout["QPOS"]], s[layout["QVEL"]]]))
+            us.append(u_env.actions_to_ctrl(a))
+            ys.append(np.concatenate([s2[layout["QPOS"]], s2[layout["QVEL"]]]))
+    x, u, y = (torch.as_tensor(np.array(v), dtype=torch.float32) for v in (xs, us, ys))
+    model = make_dynamics_model(x.shape[1], u.shape[1])
+    model.x_mean.copy_(x.mean(0))
+    model.x_std.copy_(x.std(0) + 1e-6)
+    model.u_std.copy_(u.std(0) + 1e-6)
+    model.d_std.copy_((y - x).std(0) + 1e-6)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x)).split(256):
+            loss = (((model(x[idx], u[idx]) - y[idx]) / model.d_std) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.train_loss = float(loss)
+    return model
+
+
+# -- agents -----------------------------------------------------------------------------------------
+class MPPIAgent(Agent):
+    """MPPI with naive Gaussian sampling. No training: ``from_config`` saves the config (and, for
+    ``dynamics="torch"``, fits a dynamics model on ``steps`` random transitions); ``act`` plans online."""
+
+    name = "mppi"
+    symmetric = False
+    needs_simulator = True
+
+    def __init__(self, config: MPPIConfig | None = None, env: gym.Env | None = None, dynamics_model=None):
+        self.config = config or MPPIConfig(symmetric=self.symmetric)
+        self.dynamics_model = dynamics_model
+        self.planner: MPPIPlanner | None = None
+        if env is not None:
+            self.attach(env)
+
+    def attach(self, env: gym.Env) -> None:
+        if self.planner is not None:
+            self.planner.close()
+        rollout = None
+        if self.config.dynamics == "torch":
+            if self.dynamics_model is None:
+                raise ValueError("dynamics='torch' needs a learned model: train with --steps N > 0 first")
+            rollout = TorchRolloutBackend(self.dynamics_model, env.unwrapped._layout)
+        self.planner = MPPIPlanner(env, self.config, rollout=rollout)
+
+    def reset(self) -> None:
+        if self.planner is not None:
+            self.planner.reset()
+
+    def act(self, obs: Any, deterministic: bool = True) -> np.ndarray:
+        if self.planner is None:
+            raise RuntimeError(f"{self.name} plans in the simulator: call agent.attach(env) before act()")
+        return self.planner.act()
+
+    def save(self, run_dir: Path) -> None:
+        write_json(Path(run_dir) / PLANNER_FILE, asdict(self.config))
+        if self.dynamics_model is not None:
+            from learn.io import save_torch
+
+            save_torch(self.dynamics_model.state_dict(), Path(run_dir) / DYNAMICS_FILE)
+
+    @classmethod
+    def load(cls, run_dir: Path, env: gym.Env | None = None) -> "MPPIAgent":
+        path = Path(run_dir) / PLANNER_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"no planner config at {path}")
+        try:
+            config = MPPIConfig.from_kwargs(json.loads(path.read_text()))
+        except (json.JSONDecodeError, TypeError) as e:
+            raise ValueError(f"corrupt planner config {path}: {e}") from e
+        model = None
+        if config.dynamics == "torch":
+            model = _load_dynamics(Path(run_dir), env)
+        return cls(config, env=env, dynamics_model=model)
+
+    @classmethod
+    def from_config(cls, config: TrainConfig, run_dir: Path) -> "MPPIAgent":
+        from learn.runs import make_env
+
+        kwargs = {"seed": config.seed, **config.agent_kwargs, "symmetric": cls.symmetric}
+        mppi_config = MPPIConfig.from_kwargs(kwargs)
+        model = None
+        if mppi_config.dynamics == "torch":
+            if config.steps < 1:
+                raise ValueError(f"dynamics='torch' fits a model on --steps random transitions; got {config.steps}")
+            env = make_env(config.env, **config.env_kwargs)
+            model = fit_dynamics(env, transitions=config.steps, seed=config.seed)
+            env.close()
+        agent = cls(mppi_config, dynamics_model=model)
+        agent.save(run_dir)
+        return agent
+
+
+class SymMPPIAgent(MPPIAgent):
+    """MPPI with orbit-symmetrised sampling: equivariant under the env's (finite) symmetry group."""
+
+    name = "sym-mppi"
+    symmetric = True
+
+
+def _load_dynamics(run_dir: Path, env: gym.Env | None):
+    import torch
+
+    path = run_dir / DYNAMICS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no learned dynamics at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        nx, nu = state["x_mean"].shape[0], state["u_std"].shape[0]
+        model = make_dynamics_model(nx, nu, hidden=state["net.0.weight"].shape[0])
+        model.load_state_dict(state)
+    except Exception as e:  # torch raises pickle/zip/key errors for damaged files
+        raise ValueError(f"corrupt dynamics checkpoint {path}: {type(e).__name__}: {e}") from e
+    return model

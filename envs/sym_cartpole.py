@@ -1,0 +1,140 @@
+"""SymCartPole-v0: cart-pole swing-up, symmetric under the mirror x -> -x.
+
+The group has two elements. It is written with the planar element type the rest of symgym uses:
+the mirror is ``O2Element(angle=pi, flip=True)``, whose matrix is ``diag(-1, 1)`` (x -> -x in the
+x-z plane of the rail), so ``sign``/``standard`` representations and ``equivariance_error`` work unchanged.
+``DihedralGroup(1)`` would be the same abstract group but its reflection is y -> -y, which is not the
+mirror of this scene; :class:`ReflectionGroup` names the right one.
+"""
+from __future__ import annotations
+
+import math
+
+import mujoco
+import numpy as np
+from gymnasium import spaces
+
+from envs.mujoco_base import PlanarMujocoEnv
+from envs.render2d import TopDownCanvas, composite
+from equivariance import O2Element, Symmetry, sign, trivial
+from equivariance.groups import PlanarGroup
+
+POLE_LENGTH = 0.6
+MIRROR = O2Element(math.pi, True)
+
+
+class ReflectionGroup(PlanarGroup):
+    """{identity, mirror x -> -x}: a two-element subgroup of O(2) (conjugate to D_1)."""
+
+    def __init__(self):
+        super().__init__(1, reflections=True)
+        self.name = "Z2(x->-x)"
+
+    def elements(self) -> list[O2Element]:
+        return [O2Element(0.0, False), MIRROR]
+
+    def contains(self, g) -> bool:
+        return isinstance(g, O2Element) and (g.isclose(self.identity) or g.isclose(MIRROR))
+
+    def index(self, g: O2Element) -> int:
+        if not self.contains(g):
+            raise ValueError(f"{g} is not an element of {self.name}")
+        return int(g.flip)
+
+    def sample(self, rng=None) -> O2Element:
+        return self.elements()[int(np.random.default_rng(rng).integers(2))]
+
+
+class SymCartPoleEnv(PlanarMujocoEnv):
+    """Swing a pole up from hanging and balance it by pushing the cart along a rail with end stops.
+
+    Observation (5 floats): cart position x, cos(theta), sin(theta), cart velocity, pole angular velocity,
+    with theta = 0 upright; it transforms by ``sign + trivial + sign + sign + sign``.
+    Action: cart force in units of ``max_force`` (the gear in the XML), clipped to [-1, 1].
+    Reward: minus :meth:`stage_cost`; success when the pole is within ``success_angle`` of upright.
+    """
+
+    xml_file = "sym_cartpole.xml"
+    frame_skip = 2
+    planner_defaults = {"horizon": 40, "noise_sigma": 0.7, "temperature": 0.5}
+
+    def __init__(self, render_mode: str | None = None, success_angle: float = 0.3, position_weight: float = 0.1,
+                 action_weight: float = 0.01):
+        super().__init__(render_mode=render_mode)
+        self.success_angle = float(success_angle)
+        self.position_weight = float(position_weight)
+        self.action_weight = float(action_weight)
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+        self.observation_space = spaces.Box(-np.inf, np.inf, shape=(5,), dtype=np.float32)
+        group = ReflectionGroup()
+        obs_rep = sign(group) + trivial(group) + sign(group) + sign(group) + sign(group)
+        self.symmetry = Symmetry(group=group, obs=obs_rep, action=sign(group), exact=True)
+
+    # -- symmetry ---------------------------------------------------------------------
+    def transform_state(self, g: O2Element, state: np.ndarray) -> np.ndarray:
+        """Every coordinate (cart x, pole angle) is odd under the mirror, and so are their velocities."""
+        if not self.symmetry.group.contains(g):
+            raise ValueError(f"{g} is not an element of {self.symmetry.group.name}")
+        s = np.array(state, dtype=np.float64, copy=True)
+        for part in ("QPOS", "QVEL", "WARMSTART"):
+            if part in self._layout:
+                s[..., self._layout[part]] *= g.det
+        return s
+
+    # -- vectorised pieces the planner uses ----------------------------------------------
+    def project_actions(self, actions: np.ndarray) -> np.ndarray:
+        return np.clip(actions, -1.0, 1.0)
+
+    def actions_to_ctrl(self, actions: np.ndarray) -> np.ndarray:
+        return self.project_actions(actions)
+
+    def stage_cost(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """Per-step cost: pole height deficit, cart offset and effort (all even under the mirror)."""
+        qpos = states[..., self._layout["QPOS"]]
+        qvel = states[..., self._layout["QVEL"]]
+        x, theta = qpos[..., 0], qpos[..., 1]
+        return ((1.0 - np.cos(theta)) + self.position_weight * x**2 + 0.001 * qvel[..., 1] ** 2
+                + self.action_weight * np.sum(np.asarray(actions) ** 2, axis=-1))
+
+    def cost(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """Trajectory cost: states ``(K, H, nstate)`` after each step, actions ``(K, H, 1)`` -> ``(K,)``."""
+        return self.stage_cost(states, actions).sum(axis=-1)
+
+    # -- gym API ----------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        mujoco.mj_resetData(self.model, self.data)
+        rng = self.np_random
+        self.data.qpos[:] = [rng.uniform(-0.3, 0.3), math.pi + rng.uniform(-0.2, 0.2)]
+        self.data.qvel[:] = rng.normal(0.0, 0.05, size=2)
+        mujoco.mj_forward(self.model, self.data)
+        return self._obs(), self._info()
+
+    def step(self, action):
+        a = np.asarray(action, dtype=np.float64)
+        if a.shape != (1,):
+            raise ValueError(f"SymCartPole action must have shape (1,), got {a.shape}")
+        a = self.project_actions(a)
+        self._simulate(self.actions_to_ctrl(a))
+        reward = -float(self.stage_cost(self.get_state(), a))
+        return self._obs(), reward, False, False, self._info()
+
+    def _info(self) -> dict:
+        theta = float(self.data.qpos[1])
+        upright_error = abs(math.remainder(theta, 2 * math.pi))
+        return {"is_success": upright_error < self.success_angle, "upright_error": upright_error}
+
+    def _obs(self) -> np.ndarray:
+        x, theta = self.data.qpos
+        return np.array([x, math.cos(theta), math.sin(theta), *self.data.qvel], dtype=np.float32)
+
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        c = TopDownCanvas(256, 1.7)  # the canvas' (x, y) is the scene's (x, z) here
+        x, theta = self.data.qpos
+        tip = np.array([x + POLE_LENGTH * math.sin(theta), POLE_LENGTH * math.cos(theta)])
+        rail = np.max([c.disc((px, 0.0), 0.01) for px in np.linspace(-1.6, 1.6, 80)], axis=0)
+        pole = np.max([c.disc(p, 0.025) for p in np.linspace((x, 0.0), tip, 30)], axis=0)
+        return composite([(rail, (0.5, 0.5, 0.5)), (c.disc((x, 0.0), 0.09), (0.25, 0.4, 0.85)),
+                          (pole, (0.9, 0.5, 0.2))], background=(1, 1, 1), size=256)

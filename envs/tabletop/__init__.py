@@ -1,0 +1,20 @@
+"""PyBullet tabletop pick-and-place tasks (DIRECT mode) with scripted oracles and a declared SE(2) symmetry.
+
+    import envs, gymnasium
+    env = gymnasium.make("TabletopStacking-v0")
+    obs, info = env.reset(seed=0)
+    obs, reward, terminated, truncated, info = env.step(env.unwrapped.oracle_action())
+"""
+from envs.tabletop.base import TabletopEnv, tabletop_symmetry, transform_action, transform_topdown
+from envs.tabletop.camera import Grid
+from envs.tabletop.tasks import BlockInsertionEnv, PlaceRedInGreenEnv, StackingEnv
+
+#: Gymnasium id -> env class, for code that wants the task list
+TABLETOP_IDS = {
+    "TabletopBlockInsertion-v0": BlockInsertionEnv,
+    "TabletopPlaceRedInGreen-v0": PlaceRedInGreenEnv,
+    "TabletopStacking-v0": StackingEnv,
+}
+
+__all__ = ["TabletopEnv", "BlockInsertionEnv", "PlaceRedInGreenEnv", "StackingEnv", "Grid", "TABLETOP_IDS",
+           "tabletop_symmetry", "transform_action", "transform_topdown"]

@@ -1,0 +1,121 @@
+"""The tabletop tasks: block insertion, place-red-in-green (with distractors) and stacking.
+
+Success tests use position and yaw tolerances that respect each object's rotational symmetry: an L block
+has none (yaw compared modulo 2*pi), a cube has C4 (modulo pi/2), a block in a round bowl has no yaw test.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from envs.tabletop import oracles
+from envs.tabletop.base import TabletopEnv
+from envs.tabletop.scene import yaw_error
+
+BLOCK = 0.04          # cube side (m)
+POS_TOL = 0.02        # position tolerance (m): 2.5 pixels of the default 64x64 heightmap
+YAW_TOL = math.radians(15.0)
+HEIGHT_TOL = 0.012
+
+
+class BlockInsertionEnv(TabletopEnv):
+    """Put the L-shaped block onto the L-shaped fixture, aligned (one step; reward 1 on success)."""
+
+    oracle_steps = 1
+
+    def _build(self, rng):
+        (bxy, byaw), (fxy, fyaw) = self._sample_poses(rng, [0.08, 0.085])
+        self.scene.add_lblock("block", "red", bxy, byaw)
+        self.scene.add_lpad("fixture", "grey", fxy, fyaw)
+
+    def _credit(self) -> float:
+        bpos, byaw, _ = self.scene.pose("block")
+        fpos, fyaw, _ = self.scene.pose("fixture")
+        fixture_top = fpos[2] + self.scene.objects["fixture"].size[2]
+        ok = (np.linalg.norm(bpos[:2] - fpos[:2]) < POS_TOL and yaw_error(byaw, fyaw, 1) < YAW_TOL
+              and abs(bpos[2] - (fixture_top + BLOCK / 2)) < HEIGHT_TOL)
+        return 1.0 if ok else 0.0
+
+    def oracle_action(self):
+        return oracles.insertion(self)
+
+
+class PlaceRedInGreenEnv(TabletopEnv):
+    """Put every red block into a green bowl; other-coloured blocks and bowls are distractors.
+
+    1-2 red blocks, as many or more green bowls (at most 2), 1-2 distractor blocks and one distractor bowl.
+    Credit: fraction of red blocks inside green bowls.
+    """
+
+    oracle_steps = 2
+    DISTRACTOR_COLORS = ("blue", "yellow", "purple", "orange")
+
+    def _build(self, rng):
+        self.n_red = int(rng.integers(1, 3))
+        n_green = int(rng.integers(self.n_red, 3))
+        n_distract = int(rng.integers(1, 3))
+        bowl_r, block_r = 0.078, 0.03
+        kinds = ["bowl"] * (n_green + 1) + ["block"] * (self.n_red + n_distract)
+        poses = self._sample_poses(rng, [bowl_r if k == "bowl" else block_r for k in kinds], margin=0.01)
+        colors = list(rng.permutation(self.DISTRACTOR_COLORS))
+        for i in range(n_green):
+            self.scene.add_bowl(f"green_bowl{i}", "green", poses[i][0])
+        self.scene.add_bowl("distractor_bowl", colors[0], poses[n_green][0])
+        off = n_green + 1
+        for i in range(self.n_red):
+            self.scene.add_block(f"red{i}", "red", *poses[off + i])
+        for i in range(n_distract):
+            self.scene.add_block(f"distractor{i}", colors[1 + i], *poses[off + self.n_red + i])
+
+    def bowls(self, color: str = "green") -> list[str]:
+        return [n for n, o in self.scene.objects.items() if o.kind == "bowl" and o.color == color]
+
+    def in_bowl(self, block: str, bowl: str) -> bool:
+        bpos, _, _ = self.scene.pose(block)
+        wpos, _, _ = self.scene.pose(bowl)
+        radius, wall = self.scene.objects[bowl].size
+        return bool(np.linalg.norm(bpos[:2] - wpos[:2]) < radius - 0.02 and bpos[2] < wall + BLOCK / 2)
+
+    def _credit(self) -> float:
+        reds = [n for n in self.scene.objects if n.startswith("red")]
+        done = sum(any(self.in_bowl(r, b) for b in self.bowls()) for r in reds)
+        return done / len(reds)
+
+    def oracle_action(self):
+        return oracles.place_red_in_green(self)
+
+
+class StackingEnv(TabletopEnv):
+    """Stack red, green, blue cubes (bottom to top) on the grey pad, aligned with it (C4: modulo 90 degrees).
+
+    Credit: a third for each cube of the longest correctly stacked prefix red -> green -> blue.
+    """
+
+    oracle_steps = 3
+    ORDER = ("red", "green", "blue")
+
+    def _build(self, rng):
+        poses = self._sample_poses(rng, [0.045, 0.03, 0.03, 0.03])
+        self.scene.add_pad("pad", "grey", *poses[0])
+        for (xy, yaw), color in zip(poses[1:], self.ORDER):
+            self.scene.add_block(color, color, xy, yaw)
+
+    def slot_ok(self, block: str, level: int) -> bool:
+        bpos, byaw, _ = self.scene.pose(block)
+        ppos, pyaw, _ = self.scene.pose("pad")
+        pad_top = ppos[2] + self.scene.objects["pad"].size[2]
+        return bool(np.linalg.norm(bpos[:2] - ppos[:2]) < POS_TOL and yaw_error(byaw, pyaw, 4) < YAW_TOL
+                    and abs(bpos[2] - (pad_top + BLOCK * (level + 0.5))) < HEIGHT_TOL)
+
+    def stacked(self) -> int:
+        k = 0
+        while k < len(self.ORDER) and self.slot_ok(self.ORDER[k], k):
+            k += 1
+        return k
+
+    def _credit(self) -> float:
+        return self.stacked() / len(self.ORDER)
+
+    def oracle_action(self):
+        return oracles.stacking(self)

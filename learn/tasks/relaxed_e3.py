@@ -1,0 +1,417 @@
+"""Task ``relaxed-e3``: relaxed E(3) graph networks learn which symmetry the data breaks.
+
+Three problems, all generated here from a seed:
+
+* ``prism``   -- a cube (random orientation, scale, position) is stretched along one of its face axes.
+  The cube's symmetry O_h forces a strict O(3)-equivariant net to move every vertex along its
+  own radius (a uniform scaling), so it plateaus; the stretch axis is an ``l = 2`` (quadrupole,
+  inversion-even) direction, so the relaxed weights should grow a ``2e`` part along that axis
+  and keep ``l = 1`` at ~0.
+* ``frustum`` -- the top face of the cube shrinks (a truncated square pyramid). That shape has
+  no inversion centre: "top" vs "bottom" needs a polar ``l = 1`` vector, so here ``1o`` matters.
+* ``fields``  -- charged particles (q/m = 1) moving in fixed, uniform E and B fields; the network
+  maps each particle's velocity to its acceleration ``E + v x B``. E is a polar vector (``1o``)
+  and B an axial one (``1e``), so their directions are read from the corresponding parts of
+  the learned relaxed weights and compared with the truth (angle errors, up to sign, because
+  the following tensor product can absorb a sign).
+
+For each problem a strict model (relaxed weights frozen to the scalar) and a relaxed model
+are trained on the same data; the results report held-out relative MSE for both, what the
+relaxed weights encode, and the trained models' equivariance errors.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from e3nn import o3
+
+from equivariance.relaxed_e3 import (
+    RelaxedE3Config,
+    RelaxedE3Net,
+    axis_angle_deg,
+    equivariance_error_o3,
+    irrep_part,
+    irrep_quadrupole,
+    irrep_vector,
+    quadrupole_axis,
+)
+
+# A graph batch: node features, positions, graph index of each node, target node features.
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+CUBE_CORNERS = torch.tensor([[sx, sy, sz] for sx in (-1.0, 1.0) for sy in (-1.0, 1.0) for sz in (-1.0, 1.0)])
+
+
+@dataclass
+class RelaxedE3TaskConfig:
+    """Sizes and optimisation settings (``quick`` shrinks ``steps``)."""
+
+    steps: int = 1200
+    quick_steps: int = 300
+    lr: float = 5e-3
+    breaking_penalty: float = 1e-2  # prefer the least symmetry breaking the data allows
+    train_graphs: int = 16
+    test_graphs: int = 16
+    stretch: float = 1.5  # prism: length factor along the stretch axis
+    top_shrink: float = 0.5  # frustum: top face side factor
+    particles_per_graph: int = 8
+    field_graphs: int = 64
+    equivariance_rotations: int = 8
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+
+
+def random_cubes(n: int, orientation: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``n`` cubes sharing one orientation, random half-side in [0.8, 1.2] and centre in [-2, 2]^3.
+
+    Returns world positions (n*8, 3), the corners in the cube frame scaled (n*8, 3), and the batch index.
+    """
+    half = 0.8 + 0.4 * torch.rand(n, 1, 1, generator=gen)
+    centre = 4.0 * torch.rand(n, 1, 3, generator=gen) - 2.0
+    local = (CUBE_CORNERS[None] * half).reshape(-1, 3)
+    pos = (local @ orientation.T).reshape(n, 8, 3) + centre
+    batch = torch.arange(n).repeat_interleave(8)
+    return pos.reshape(-1, 3), local, batch
+
+
+def deformation_data(kind: str, n: int, orientation: torch.Tensor, cfg: RelaxedE3TaskConfig,
+                     gen: torch.Generator) -> Batch:
+    """Cubes and the vertex displacements that turn them into a prism or a frustum.
+
+    The cube frame's z axis (``orientation[:, 2]``) is the axis the symmetry is broken along.
+    """
+    pos, local, batch = random_cubes(n, orientation, gen)
+    if kind == "prism":
+        disp_local = torch.zeros_like(local)
+        disp_local[:, 2] = (cfg.stretch - 1.0) * local[:, 2]
+    elif kind == "frustum":
+        top = (local[:, 2] > 0).to(local.dtype)
+        disp_local = torch.zeros_like(local)
+        disp_local[:, :2] = -(1.0 - cfg.top_shrink) * local[:, :2] * top[:, None]
+    else:
+        raise ValueError(f"unknown deformation kind {kind!r}; expected 'prism' or 'frustum'")
+    x = torch.ones(len(pos), 1)
+    return x, pos, batch, disp_local @ orientation.T
+
+
+def lorentz_acceleration(v: torch.Tensor, e_field: torch.Tensor, b_field: torch.Tensor) -> torch.Tensor:
+    """Acceleration of a unit charge/mass particle: ``E + v x B``."""
+    return e_field + torch.linalg.cross(v, b_field.expand_as(v))
+
+
+def charged_particle_data(n_graphs: int, per_graph: int, e_field: torch.Tensor, b_field: torch.Tensor,
+                          gen: torch.Generator, dt: float = 0.05, max_steps: int = 40) -> Batch:
+    """Snapshots of particles integrated with RK4 in uniform E, B fields.
+
+    Each graph is ``per_graph`` independent particles at one instant; node features are
+    ``[1 (0e), v (1o)]`` and the target is the acceleration (1o).
+    """
+    count = n_graphs * per_graph
+    pos = 3.0 * torch.rand(count, 3, generator=gen)
+    vel = torch.randn(count, 3, generator=gen)
+    steps = torch.randint(0, max_steps + 1, (count,), generator=gen)
+
+    def deriv(state: torch.Tensor) -> torch.Tensor:
+        return torch.cat([state[:, 3:], lorentz_acceleration(state[:, 3:], e_field, b_field)], dim=1)
+
+    state = torch.cat([pos, vel], dim=1)
+    for k in range(max_steps):
+        k1 = deriv(state)
+        k2 = deriv(state + 0.5 * dt * k1)
+        k3 = deriv(state + 0.5 * dt * k2)
+        k4 = deriv(state + dt * k3)
+        moving = (steps > k).to(state.dtype)[:, None]  # each particle stops at its own snapshot time
+        state = state + moving * dt / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
+    pos, vel = state[:, :3], state[:, 3:]
+    x = torch.cat([torch.ones(count, 1), vel], dim=1)
+    batch = torch.arange(n_graphs).repeat_interleave(per_graph)
+    return x, pos, batch, lorentz_acceleration(vel, e_field, b_field)
+
+
+# --------------------------------------------------------------------------------------------
+# Training and evaluation
+
+
+def relative_mse(model: RelaxedE3Net, data: Batch) -> float:
+    x, pos, batch, target = data
+    with torch.no_grad():
+        pred = model(x, pos, batch)
+    return float(((pred - target) ** 2).mean() / (target**2).mean())
+
+
+def train(model: RelaxedE3Net, data: Batch, steps: int, lr: float, penalty: float,
+          log_every: int = 10) -> list[float]:
+    """Full-batch Adam on MSE (+ breaking penalty); returns the relative MSE every ``log_every`` steps."""
+    x, pos, batch, target = data
+    scale = (target**2).mean()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=lr * 0.02)
+    curve = []
+    for step in range(steps):
+        opt.zero_grad()
+        mse = ((model(x, pos, batch) - target) ** 2).mean() / scale
+        loss = mse + penalty * model.breaking_penalty()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % log_every == 0 or step == steps - 1:
+            curve.append(mse.item())
+    return curve
+
+
+def weight_summary(model: RelaxedE3Net) -> list[dict[str, float]]:
+    """Per layer: the norm of each irrep part of the learned relaxed weight."""
+    irreps = model.convs[0].irreps_relaxed
+    out = []
+    for w in model.relaxed_weights():
+        out.append({str(ir): float(irrep_part(irreps, w, str(ir)).norm()) for _, ir in irreps})
+    return out
+
+
+def _strongest_layer(model: RelaxedE3Net, irrep: str) -> tuple[int, torch.Tensor]:
+    irreps = model.convs[0].irreps_relaxed
+    weights = model.relaxed_weights()
+    norms = [float(irrep_part(irreps, w, irrep).norm()) for w in weights]
+    layer = int(np.argmax(norms))
+    return layer, weights[layer]
+
+
+def axis_report(model: RelaxedE3Net, irrep: str, true_axis: torch.Tensor) -> dict[str, float | int]:
+    """Angle between ``true_axis`` and the direction the relaxed weights encode in ``irrep``.
+
+    Uses the layer where that part is largest; ``l = 1`` parts are vectors, ``l = 2`` parts are
+    read as the unique axis of their quadrupole tensor.
+    """
+    irreps = model.convs[0].irreps_relaxed
+    layer, w = _strongest_layer(model, irrep)
+    ir = o3.Irrep(irrep)
+    report: dict[str, float | int] = {"layer": layer, "norm": float(irrep_part(irreps, w, irrep).norm())}
+    if ir.l == 1:
+        report["angle_deg"] = axis_angle_deg(irrep_vector(irreps, w, irrep), true_axis)
+    elif ir.l == 2:
+        axis, uniaxiality = quadrupole_axis(irrep_quadrupole(irreps, w, irrep))
+        report["angle_deg"] = axis_angle_deg(axis, true_axis)
+        report["uniaxiality"] = uniaxiality
+    else:
+        raise ValueError(f"axis_report needs an l=1 or l=2 irrep, got {irrep}")
+    return report
+
+
+def equivariance_report(model: RelaxedE3Net, data: Batch, gen: torch.Generator, n: int,
+                        axis: torch.Tensor | None = None) -> dict[str, float]:
+    """Mean equivariance error on random O(3) elements and, if ``axis`` is given, on rotations about it."""
+    x, pos, batch, _ = data
+    random_errors, axis_errors = [], []
+    for _ in range(n):
+        rot = o3.rand_matrix(dtype=pos.dtype)
+        if torch.rand(1, generator=gen) < 0.5:
+            rot = -rot  # improper element: O(3), not just SO(3)
+        random_errors.append(equivariance_error_o3(model, x, pos, rot, batch))
+        if axis is not None:
+            angle = 2 * math.pi * float(torch.rand(1, generator=gen))
+            axis_errors.append(equivariance_error_o3(model, x, pos, o3.axis_angle_to_matrix(axis, torch.tensor(angle)), batch))
+    out = {"random_o3": float(np.mean(random_errors))}
+    if axis is not None:
+        out["about_true_axis"] = float(np.mean(axis_errors))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Problems
+
+
+def _fit_pair(model_cfg: RelaxedE3Config, train_data: Batch, test_data: Batch, cfg: RelaxedE3TaskConfig,
+              steps: int, seed: int) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for name, relaxed in (("strict", False), ("relaxed", True)):
+        torch.manual_seed(seed)  # same initial network for both
+        model = RelaxedE3Net(RelaxedE3Config(**{**asdict(model_cfg), "relaxed": relaxed}))
+        curve = train(model, train_data, steps, cfg.lr, cfg.breaking_penalty)
+        out[name] = {
+            "model": model,
+            "curve": curve,
+            "train_rel_mse": relative_mse(model, train_data),
+            "test_rel_mse": relative_mse(model, test_data),
+        }
+    return out
+
+
+def _public(fit: dict[str, object]) -> dict[str, object]:
+    return {k: v for k, v in fit.items() if k not in ("model", "curve")}
+
+
+def deformation_problem(kind: str, cfg: RelaxedE3TaskConfig, steps: int, seed: int) -> dict[str, object]:
+    gen = torch.Generator().manual_seed(seed)
+    # a uniformly random rotation drawn from this problem's own generator (rand_matrix uses the global RNG)
+    orientation = o3.quaternion_to_matrix(torch.nn.functional.normalize(torch.randn(4, generator=gen), dim=0))
+    axis = orientation[:, 2]
+    train_data = deformation_data(kind, cfg.train_graphs, orientation, cfg, gen)
+    test_data = deformation_data(kind, cfg.test_graphs, orientation, cfg, gen)
+    model_cfg = RelaxedE3Config(irreps_in="0e", irreps_out="1o", cutoff=5.0, avg_num_neighbors=7.0)
+    fits = _fit_pair(model_cfg, train_data, test_data, cfg, steps, seed)
+    relaxed = fits["relaxed"]["model"]
+    result: dict[str, object] = {
+        "true_axis": axis.tolist(),
+        "strict": _public(fits["strict"]),
+        "relaxed": _public(fits["relaxed"]),
+        "relaxed_weight_norms": weight_summary(relaxed),
+        "l2_axis": axis_report(relaxed, "2e", axis),
+        "l1_axis": axis_report(relaxed, "1o", axis),
+        "equivariance_error": {
+            "strict": equivariance_report(fits["strict"]["model"], test_data, gen, cfg.equivariance_rotations),
+            "relaxed": equivariance_report(relaxed, test_data, gen, cfg.equivariance_rotations, axis),
+        },
+    }
+    l1 = max(w["1o"] + w["1e"] for w in result["relaxed_weight_norms"])
+    l2 = max(w["2e"] for w in result["relaxed_weight_norms"])
+    result["l1_over_l2_norm"] = l1 / max(l2, 1e-12)
+    result["_fits"] = fits
+    result["_axes"] = {"1o": axis, "2e": axis}
+    return result
+
+
+def fields_problem(cfg: RelaxedE3TaskConfig, steps: int, seed: int) -> dict[str, object]:
+    gen = torch.Generator().manual_seed(seed + 1)
+    e_field = torch.nn.functional.normalize(torch.randn(3, generator=gen), dim=0)
+    b_field = torch.nn.functional.normalize(torch.randn(3, generator=gen), dim=0)
+    train_data = charged_particle_data(cfg.field_graphs, cfg.particles_per_graph, e_field, b_field, gen)
+    test_data = charged_particle_data(cfg.field_graphs, cfg.particles_per_graph, e_field, b_field, gen)
+    model_cfg = RelaxedE3Config(irreps_in="0e + 1o", irreps_out="1o", cutoff=0.6, avg_num_neighbors=0.5)
+    fits = _fit_pair(model_cfg, train_data, test_data, cfg, steps, seed)
+    relaxed = fits["relaxed"]["model"]
+    result: dict[str, object] = {
+        "true_E": e_field.tolist(),
+        "true_B": b_field.tolist(),
+        "strict": _public(fits["strict"]),
+        "relaxed": _public(fits["relaxed"]),
+        "relaxed_weight_norms": weight_summary(relaxed),
+        "E_from_1o": axis_report(relaxed, "1o", e_field),
+        "B_from_1e": axis_report(relaxed, "1e", b_field),
+        "equivariance_error": {
+            "strict": equivariance_report(fits["strict"]["model"], test_data, gen, cfg.equivariance_rotations),
+            "relaxed": equivariance_report(relaxed, test_data, gen, cfg.equivariance_rotations),
+        },
+    }
+    result["_fits"] = fits
+    result["_axes"] = {"1o": e_field, "1e": b_field}
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Figures
+
+
+def plot_curves(fits: dict[str, dict[str, object]], path: Path) -> None:
+    """Training curves (relative MSE) of strict vs relaxed models, one panel per problem."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from learn.io import save_figure
+
+    fig, axes = plt.subplots(1, len(fits), figsize=(4.2 * len(fits), 3.4), squeeze=False)
+    for ax, (name, pair) in zip(axes[0], fits.items()):
+        for label, colour in (("strict", "tab:red"), ("relaxed", "tab:blue")):
+            curve = np.asarray(pair[label]["curve"])
+            steps = np.linspace(0, len(curve) * 10, len(curve))
+            ax.semilogy(steps, curve, color=colour, label=f"{label} (test {pair[label]['test_rel_mse']:.1e})")
+        ax.set_title(name)
+        ax.set_xlabel("step")
+        ax.set_ylabel("relative MSE (train)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("strict O(3)-equivariant nets plateau where the target breaks symmetry; relaxed ones fit")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_weights(model: RelaxedE3Net, true_axes: dict[str, torch.Tensor], title: str, path: Path) -> None:
+    """Each layer's learned relaxed weight, one ``l > 0`` irrep per column, drawn as a spherical signal.
+
+    The radius is ``|f(n)|`` and the colour its sign (red +, blue -); a black line marks the true axis
+    for that irrep where one exists. All panels share one radial scale, so a part that stayed ~0 shows
+    as a dot; the panel title gives its norm.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from equivariance.relaxed_e3 import spherical_signal
+    from learn.io import save_figure
+
+    irreps = model.convs[0].irreps_relaxed
+    columns = [str(ir) for _, ir in irreps if ir.l > 0]
+    theta, phi = np.meshgrid(np.linspace(0, np.pi, 48), np.linspace(0, 2 * np.pi, 96), indexing="ij")
+    dirs = torch.tensor(np.stack([np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi), np.cos(theta)], -1))
+    weights = model.relaxed_weights()
+    signals = [[spherical_signal(irreps, w.double(), dirs, only=irrep).numpy() for irrep in columns] for w in weights]
+    peak = max(float(np.abs(f).max()) for row in signals for f in row)
+    peak = peak if peak > 1e-12 else 1.0
+    fig = plt.figure(figsize=(3.1 * len(columns), 3.0 * len(weights)))
+    for row, w in enumerate(weights):
+        for col, irrep in enumerate(columns):
+            ax = fig.add_subplot(len(weights), len(columns), row * len(columns) + col + 1, projection="3d")
+            f = signals[row][col]
+            norm = float(irrep_part(irreps, w, irrep).norm())
+            r = np.abs(f) / peak
+            colours = plt.cm.coolwarm(0.5 + 0.5 * f / np.abs(f).max().clip(1e-30))
+            xyz = dirs.numpy() * r[..., None]
+            ax.plot_surface(xyz[..., 0], xyz[..., 1], xyz[..., 2], facecolors=colours, linewidth=0,
+                            antialiased=False, shade=False, rstride=2, cstride=2)
+            if irrep in true_axes:
+                a = true_axes[irrep].numpy() * 1.3
+                ax.plot([-a[0], a[0]], [-a[1], a[1]], [-a[2], a[2]], color="k", lw=2)
+            for setter in (ax.set_xlim, ax.set_ylim, ax.set_zlim):
+                setter(-1.1, 1.1)
+            ax.set_box_aspect((1, 1, 1))
+            ax.set_axis_off()
+            ax.set_title(f"layer {row + 1}, {irrep}: |w|={norm:.2g}", fontsize=9)
+    fig.suptitle(f"{title}: learned relaxed weights (l>0 parts) as spherical signals; black = true axis")
+    save_figure(fig, path)
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point
+
+
+def run(quick: bool = False, seed: int = 0, out_dir: Path = Path("results")) -> dict:
+    """Train strict and relaxed models on the three problems; write ``relaxed-e3*.png``."""
+    torch.set_num_threads(1)
+    cfg = RelaxedE3TaskConfig()
+    steps = cfg.quick_steps if quick else cfg.steps
+    problems: dict[str, Callable[[], dict[str, object]]] = {
+        "prism": lambda: deformation_problem("prism", cfg, steps, seed),
+        "frustum": lambda: deformation_problem("frustum", cfg, steps, seed + 100),
+        "fields": lambda: fields_problem(cfg, steps, seed),
+    }
+    results: dict[str, object] = {"steps": steps, "settings": asdict(cfg)}
+    private = {}
+    for name, solve in problems.items():
+        torch.manual_seed(seed)
+        res = solve()
+        private[name] = (res.pop("_fits"), res.pop("_axes"))
+        results[name] = res
+    results["summary"] = {
+        **{f"{name}_test_rel_mse": {"strict": results[name]["strict"]["test_rel_mse"],
+                                    "relaxed": results[name]["relaxed"]["test_rel_mse"]} for name in problems},
+        "prism_l2_axis_angle_deg": results["prism"]["l2_axis"]["angle_deg"],
+        "prism_l1_over_l2_norm": results["prism"]["l1_over_l2_norm"],
+        "frustum_l1_axis_angle_deg": results["frustum"]["l1_axis"]["angle_deg"],
+        "frustum_l2_axis_angle_deg": results["frustum"]["l2_axis"]["angle_deg"],
+        "fields_E_angle_deg": results["fields"]["E_from_1o"]["angle_deg"],
+        "fields_B_angle_deg": results["fields"]["B_from_1e"]["angle_deg"],
+    }
+    out_dir = Path(out_dir)
+    plot_curves({k: v[0] for k, v in private.items()}, out_dir / "relaxed-e3.png")
+    for name, (fits, axes) in private.items():
+        plot_weights(fits["relaxed"]["model"], axes, name, out_dir / f"relaxed-e3-{name}.png")
+    return results

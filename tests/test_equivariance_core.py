@@ -1,0 +1,129 @@
+"""Group axioms, representation homomorphisms and the escnn bridge, checked as properties."""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from equivariance import (O2, SO2, CyclicGroup, DihedralGroup, O2Element, SE2Element, SE2Group, Symmetry,
+                          equivariance_error, group_from_name, invariance_error, irrep, regular, sign, standard,
+                          transform_image, trivial)
+from equivariance.checks import check_homomorphism
+
+PLANAR = [CyclicGroup(1), CyclicGroup(4), CyclicGroup(5), DihedralGroup(1), DihedralGroup(4), DihedralGroup(6),
+          SO2(), O2()]
+
+
+def elements_of(group):
+    """Hypothesis strategy for elements of a planar group."""
+    if group.finite:
+        return st.sampled_from(group.elements())
+    angle = st.floats(0, 2 * math.pi, allow_nan=False)
+    flips = st.booleans() if group.reflections else st.just(False)
+    return st.builds(O2Element, angle, flips)
+
+
+def close(group, a, b):
+    return np.allclose(a.matrix(), b.matrix(), atol=1e-9)
+
+
+@pytest.mark.parametrize("group", PLANAR, ids=str)
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_group_axioms(group, data):
+    a, b, c = (data.draw(elements_of(group)) for _ in range(3))
+    assert group.contains(group.compose(a, b))
+    assert close(group, group.compose(group.compose(a, b), c), group.compose(a, group.compose(b, c)))
+    assert close(group, group.compose(group.identity, a), a)
+    assert close(group, group.compose(a, group.inverse(a)), group.identity)
+    # compose matches matrix multiplication of the defining action
+    assert np.allclose(group.compose(a, b).matrix(), a.matrix() @ b.matrix(), atol=1e-9)
+
+
+@pytest.mark.parametrize("group", PLANAR, ids=str)
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_representations_are_homomorphisms(group, data):
+    reps = [trivial(group), standard(group), standard(group) + trivial(group), 3 * standard(group)]
+    if group.reflections:
+        reps.append(sign(group))
+    if group.finite:
+        reps.append(regular(group))
+    if group.n is None or group.n > 4:
+        reps.append(irrep(group, 2))
+    g, h = data.draw(elements_of(group)), data.draw(elements_of(group))
+    for rep in reps:
+        assert check_homomorphism(rep, g, h) < 1e-9, rep
+
+
+def test_finite_groups_enumerate_and_continuous_sample():
+    assert len(DihedralGroup(4).elements()) == 8 == DihedralGroup(4).order
+    assert len(CyclicGroup(6).elements()) == 6
+    for i, g in enumerate(DihedralGroup(3).elements()):
+        assert DihedralGroup(3).index(g) == i
+    with pytest.raises(TypeError):
+        SO2().elements()
+    rng = np.random.default_rng(0)
+    assert len({round(SO2().sample(rng).angle, 6) for _ in range(20)}) == 20
+    assert not CyclicGroup(4).contains(O2Element(0.3))
+    assert not CyclicGroup(4).contains(O2Element(0.0, True))
+
+
+def test_group_names_and_bad_input():
+    assert group_from_name("D8") == DihedralGroup(8)
+    assert group_from_name("SO(2)") == SO2()
+    with pytest.raises(ValueError, match="Q7"):
+        group_from_name("Q7")
+    with pytest.raises(ValueError, match="-2"):
+        CyclicGroup(-2)
+    with pytest.raises(ValueError, match="not an element"):
+        standard(CyclicGroup(4))(O2Element(0.1))
+    with pytest.raises(ValueError, match="size 4"):
+        (2 * standard(O2())).act(O2Element(0.1), np.zeros(3))
+
+
+@settings(max_examples=40, deadline=None)
+@given(a=st.floats(0, 6.28), b=st.floats(0, 6.28), tx=st.floats(-1, 1), ty=st.floats(-1, 1))
+def test_se2_is_a_group_of_rigid_motions(a, b, tx, ty):
+    G = SE2Group()
+    g, h = SE2Element(a, tx, ty), SE2Element(b, ty, tx)
+    assert np.allclose(G.compose(g, h).matrix(), g.matrix() @ h.matrix())
+    assert G.compose(g, G.inverse(g)).isclose(G.identity)
+    pts = np.random.default_rng(0).normal(size=(5, 2))
+    assert np.allclose(G.compose(g, h).apply(pts), g.apply(h.apply(pts)))
+
+
+@pytest.mark.parametrize("group", [CyclicGroup(4), DihedralGroup(4), DihedralGroup(8), SO2(), O2()], ids=str)
+def test_escnn_bridge_matches_our_matrices(group):
+    from equivariance.escnn_bridge import escnn_element, field_type, vector_gspace
+
+    gs = vector_gspace(group)
+    rep = standard(group) + trivial(group) + (regular(group) if group.finite else irrep(group, 3))
+    ft = field_type(gs, rep)
+    rng = np.random.default_rng(1)
+    for _ in range(8):
+        g = group.sample(rng)
+        assert np.allclose(ft.representation(escnn_element(gs, g)), rep(g), atol=1e-9)
+
+
+def test_image_transform_is_a_group_action_for_d4():
+    G = DihedralGroup(4)
+    img = np.random.default_rng(0).random((16, 16, 3))
+    for g in G.elements():
+        for h in G.elements():
+            assert np.allclose(transform_image(G.compose(g, h), img), transform_image(g, transform_image(h, img)))
+
+
+def test_equivariance_error_detects_equivariant_and_non_equivariant_maps():
+    G = O2()
+    sym = Symmetry(G, obs=3 * standard(G), action=standard(G))
+    rng = np.random.default_rng(0)
+    xs = [rng.normal(size=6) for _ in range(5)]
+    gs = [G.sample(rng) for _ in range(10)]
+    equivariant = lambda x: x[:2] - 2.0 * x[4:6]
+    broken = lambda x: x[:2] + np.array([0.5, 0.0])
+    assert equivariance_error(equivariant, sym, xs, gs) < 1e-12
+    assert equivariance_error(broken, sym, xs, gs) > 0.1
+    assert invariance_error(lambda x: np.linalg.norm(x[:2]), sym, xs, gs) < 1e-12
+    assert invariance_error(lambda x: x[0], sym, xs, gs) > 0.1

@@ -1,0 +1,189 @@
+"""IAEmu emulator: transforms, loss, heteroscedastic + epistemic uncertainty, caching, inverse fit."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from learn.tasks import iaemu
+from learn.tasks.iaemu import (
+    PARAM_HIGH,
+    PARAM_LOW,
+    IAEmuConfig,
+    IAEmulator,
+    Standardiser,
+    beta_nll,
+    ensemble_predict,
+    fit_alignment,
+    from_model_space,
+    generate_dataset,
+    knn_predict,
+    sample_params,
+    to_model_space,
+    train_member,
+)
+from physics.galaxies import HaloCatalogueConfig
+
+torch.set_num_threads(1)
+
+
+def test_transform_roundtrip_and_log_xi():
+    rng = np.random.default_rng(0)
+    stats = rng.normal(size=(4, 2, 3, 20))
+    stats[..., 0, :] = np.exp(rng.normal(size=(4, 2, 20))) - 0.5  # xi > -1
+    y = to_model_space(stats)
+    np.testing.assert_allclose(y[..., 0, :], np.log1p(stats[..., 0, :]))
+    np.testing.assert_array_equal(y[..., 1:, :], stats[..., 1:, :])  # omega, eta untouched
+    np.testing.assert_allclose(from_model_space(y), stats, atol=1e-12)
+    empty = np.zeros((3, 20))
+    empty[0] = -1.0  # an empty xi bin: must stay finite
+    assert np.isfinite(to_model_space(empty)).all()
+    norm = Standardiser.fit(y)
+    z = norm.forward(y).reshape(-1, 3, 20)
+    np.testing.assert_allclose(z.mean(0), 0.0, atol=1e-10)
+    np.testing.assert_allclose(z.std(0), 1.0, atol=1e-6)
+    np.testing.assert_allclose(norm.inverse(norm.forward(y)), y, atol=1e-10)
+
+
+def test_emulator_shapes_and_gradients_to_parameters():
+    model = IAEmulator(hidden=32)
+    theta = torch.as_tensor(sample_params(5, seed=0), dtype=torch.float32).requires_grad_(True)
+    mean, log_var = model(theta)
+    assert mean.shape == log_var.shape == (5, 3, 20)
+    mean[:, 1].sum().backward()  # differentiable in the inputs: what the inverse problem relies on
+    assert theta.grad is not None and theta.grad.abs().sum() > 0
+
+
+def test_beta_nll_weights_and_limits():
+    torch.manual_seed(0)
+    mean, target = torch.randn(64, 3, 20), torch.randn(64, 3, 20)
+    log_var = torch.randn(64, 3, 20).requires_grad_(True)
+    plain = 0.5 * (log_var + (target - mean) ** 2 / log_var.exp())
+    assert beta_nll(mean, log_var, target, 0.0).item() == pytest.approx(plain.mean().item(), rel=1e-6)
+    weighted = (plain * log_var.exp().detach() ** 0.5).mean()
+    assert beta_nll(mean, log_var, target, 0.5).item() == pytest.approx(weighted.item(), rel=1e-6)
+    # beta=1: the mean's gradient equals the MSE gradient (up to the 1/2), independent of the variance
+    m = mean.clone().requires_grad_(True)
+    beta_nll(m, log_var.detach(), target, 1.0).backward()
+    np.testing.assert_allclose(m.grad.numpy(), ((m - target) / m.numel()).detach().numpy(), atol=1e-7)
+
+
+def _toy_data(n: int, seed: int):
+    """Targets in standardised space whose noise grows with mu_sat: tests the aleatoric head."""
+    rng = np.random.default_rng(seed)
+    theta = sample_params(n, seed=seed)
+    x = (theta - PARAM_LOW) / (PARAM_HIGH - PARAM_LOW)
+    clean = np.sin(2 * x[:, None, :1] + np.linspace(0, 1, 20)) * np.array([1.0, 0.5, 0.2])[:, None]
+    noise_sd = 0.05 + 0.5 * x[:, 6]
+    y = clean + noise_sd[:, None, None] * rng.normal(size=(n, 3, 20))
+    return theta, y.astype(np.float32), noise_sd
+
+
+def test_heteroscedastic_head_learns_noise_level():
+    theta, y, _ = _toy_data(600, 0)
+    cfg = IAEmuConfig(epochs=60, hidden=48, batch_size=64)
+    model = train_member(theta[:500], y[:500], theta[500:], y[500:], cfg, seed=0)
+    probe = sample_params(200, seed=1)
+    with torch.no_grad():
+        _, log_var = model(torch.as_tensor(probe, dtype=torch.float32))
+    pred_sd = log_var.exp().sqrt().mean((1, 2)).numpy()
+    true_sd = 0.05 + 0.5 * (probe[:, 6] - PARAM_LOW[6]) / (PARAM_HIGH[6] - PARAM_LOW[6])
+    assert np.corrcoef(pred_sd, true_sd)[0, 1] > 0.8
+    assert np.median(np.abs(np.log(pred_sd / true_sd))) < 0.5
+
+
+def test_ensemble_epistemic_grows_outside_training_box():
+    theta, y, _ = _toy_data(400, 2)
+    cfg = IAEmuConfig(epochs=30, hidden=48, batch_size=64)
+    members = [train_member(theta[:350], y[:350], theta[350:], y[350:], cfg, seed=s) for s in range(3)]
+    inside = torch.as_tensor(sample_params(200, seed=3), dtype=torch.float32)
+    outside = torch.as_tensor(iaemu._outside_params(200, np.random.default_rng(4), expand=1.0), dtype=torch.float32)
+    with torch.no_grad():
+        pin, pout = ensemble_predict(members, inside), ensemble_predict(members, outside)
+    assert pout["epistemic"].mean() > 2 * pin["epistemic"].mean()
+    assert ensemble_predict(members[:1], inside)["epistemic"].abs().max() == 0  # one member: no disagreement
+
+
+def test_outside_params_are_outside():
+    pts = iaemu._outside_params(300, np.random.default_rng(0))
+    inside = np.all((pts >= PARAM_LOW) & (pts <= PARAM_HIGH), axis=1)
+    assert not inside.any()
+    assert np.all(np.abs(pts[:, iaemu.ALIGN]) <= 1.0)
+
+
+def test_knn_reproduces_training_points():
+    theta = sample_params(30, seed=0)
+    y = np.random.default_rng(0).normal(size=(30, 3, 20))
+    np.testing.assert_allclose(knn_predict(theta, y, theta[:5], k=3), y[:5], atol=1e-4)
+
+
+def test_dataset_is_cached_and_reloaded(tmp_path, monkeypatch):
+    halos = HaloCatalogueConfig(n_halos=1500, box_size=50.0, n_clusters=60)
+    first = generate_dataset(4, 2, seed=0, halo_config=halos, cache_dir=tmp_path, progress=False)
+    files = list(tmp_path.glob("iaemu_*.npz"))
+    assert len(files) == 1
+    assert first["stats"].shape == (4, 2, 3, 20) and first["theta"].shape == (4, 7)
+    assert np.all((first["theta"] >= PARAM_LOW) & (first["theta"] <= PARAM_HIGH))
+
+    def no_simulation(*args, **kwargs):
+        raise AssertionError("cache hit must not simulate")
+
+    monkeypatch.setattr(iaemu, "simulate", no_simulation)
+    again = generate_dataset(4, 2, seed=0, halo_config=halos, cache_dir=tmp_path, progress=False)
+    np.testing.assert_array_equal(again["stats"], first["stats"])
+    with pytest.raises(AssertionError, match="must not simulate"):  # a different seed is a different key
+        generate_dataset(4, 2, seed=1, halo_config=halos, cache_dir=tmp_path, progress=False)
+
+
+class _Analytic:
+    """A known differentiable 'emulator': the alignment strengths enter two statistics linearly."""
+
+    def __init__(self, noise: float):
+        self.noise = noise
+        self.basis = torch.linspace(0.2, 1.0, 20)
+
+    def __call__(self, theta):
+        mu_c, mu_s = theta[:, 5:6], theta[:, 6:7]
+        mean = torch.stack([theta[:, :1] * self.basis, mu_c * self.basis + mu_s * 0.3, mu_s * self.basis.flip(0)], 1)
+        var = torch.full_like(mean, self.noise**2)
+        return {"mean": mean, "aleatoric": var, "epistemic": torch.zeros_like(mean)}
+
+
+def test_inverse_fit_recovers_alignment_with_calibrated_sigma():
+    emu = _Analytic(noise=0.3)
+    rng = np.random.default_rng(0)
+    z_scores = []
+    for k in range(8):
+        theta = sample_params(1, seed=k)[0]
+        theta[iaemu.ALIGN] = rng.uniform(-0.6, 0.6, 2)
+        clean = emu(torch.as_tensor(theta[None], dtype=torch.float32))["mean"][0]
+        observed = clean + 0.3 * torch.as_tensor(rng.normal(size=clean.shape), dtype=torch.float32)
+        fit = fit_alignment(emu, theta, observed, noise_var_scale=1.0, steps=200, grid=61)
+        assert fit["sigma_source"] == "laplace"
+        np.testing.assert_allclose(fit["fit"], fit["grid_mean"], atol=0.03)  # Laplace agrees with the grid
+        np.testing.assert_allclose(fit["sigma"], fit["grid_std"], rtol=0.15)
+        z_scores.append(fit["z"])
+    z = np.abs(np.array(z_scores))
+    assert np.all(z < 4) and np.mean(z < 2) > 0.8
+
+
+def test_bad_config_names_the_value():
+    with pytest.raises(ValueError, match="n_realisations.*1"):
+        IAEmuConfig(n_realisations=1)
+    with pytest.raises(ValueError, match="beta.*1.5"):
+        IAEmuConfig(beta=1.5)
+
+
+def test_epistemic_inflation_restores_one_sigma_coverage():
+    rng = np.random.default_rng(0)
+    shape = (50, 3, 3, 20)
+    # the true error has sd 1 (noise) + 0.5 (model error) but the ensemble only claims 0.1 for the latter
+    mean = np.zeros(shape[:1] + shape[2:])
+    z = rng.normal(size=shape) + 0.5 * rng.normal(size=shape[:1] + (1,) + shape[2:])
+    pred = {"mean": mean, "aleatoric": np.ones_like(mean), "epistemic": np.full_like(mean, 0.01)}
+    c = iaemu.epistemic_inflation(z, pred)
+    assert np.all(c > 10)
+    np.testing.assert_allclose(c * 0.01, 0.25, rtol=0.3)  # recovers the missing variance
+    honest = {**pred, "epistemic": np.full_like(mean, 0.25)}
+    c_honest = iaemu.epistemic_inflation(z, honest)
+    assert np.all(c_honest >= 1.0) and np.all(c_honest < 1.4)  # already calibrated: (nearly) left alone
