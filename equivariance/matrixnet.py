@@ -73,7 +73,12 @@ class MatrixRepresentation(nn.Module):
     """Learned representation ``rho``: generator tokens -> d x d matrices, words -> products."""
 
     def __init__(
-        self, n_generators: int, dim: int = 8, parametrisation: str = "orthogonal", init_scale: float = 1.0
+        self,
+        n_generators: int,
+        dim: int = 8,
+        parametrisation: str = "orthogonal",
+        init_scale: float = 1.0,
+        conjugate_generators: bool = False,
     ) -> None:
         super().__init__()
         if n_generators < 1:
@@ -87,6 +92,18 @@ class MatrixRepresentation(nn.Module):
         self.parametrisation = parametrisation
         # scale 1/sqrt(d) keeps exp(A) O(1) away from the identity, so words are distinguishable at init
         self.raw_algebra = nn.Parameter(torch.randn(n_generators, dim, dim) * init_scale / dim**0.5)
+        # Optional inductive bias for groups whose generators are all conjugate (adjacent
+        # transpositions of S_n, Artin generators of B_n, the reflections of D_m for odd m):
+        # A_i = U_i B U_i^T with one shared algebra element B and orthogonal U_i, so the learned
+        # generators share a spectrum. Without it, the relation loss can drive generators to
+        # mutually inconsistent solutions (e.g. involutions with different numbers of
+        # pi-rotation planes) that no continuous path connects.
+        self.conjugate_generators = conjugate_generators
+        if conjugate_generators:
+            if parametrisation != "orthogonal":
+                raise ValueError("conjugate_generators=True needs parametrisation='orthogonal'")
+            self.raw_shared = nn.Parameter(torch.randn(dim, dim) * init_scale / dim**0.5)
+            self.raw_frames = nn.Parameter(torch.randn(n_generators, dim, dim) * init_scale / dim**0.5)
 
     @property
     def vocab_size(self) -> int:
@@ -94,6 +111,10 @@ class MatrixRepresentation(nn.Module):
 
     def algebra(self) -> torch.Tensor:
         """Algebra elements ``A_i`` (k, d, d); skew-symmetric for the orthogonal parametrisation."""
+        if self.conjugate_generators:
+            shared = self.raw_shared - self.raw_shared.T
+            frames = torch.linalg.matrix_exp(self.raw_frames - self.raw_frames.transpose(-1, -2))
+            return frames @ shared @ frames.transpose(-1, -2)
         if self.parametrisation == "orthogonal":
             return self.raw_algebra - self.raw_algebra.transpose(-1, -2)
         return self.raw_algebra
@@ -101,6 +122,8 @@ class MatrixRepresentation(nn.Module):
     @torch.no_grad()
     def set_algebra(self, algebra: torch.Tensor) -> None:
         """Set ``A_i`` exactly (e.g. to a known representation); skew input for ``orthogonal``."""
+        if self.conjugate_generators:
+            raise ValueError("set_algebra is not available with conjugate_generators=True")
         algebra = torch.as_tensor(algebra, dtype=self.raw_algebra.dtype)
         if algebra.shape != self.raw_algebra.shape:
             raise ValueError(f"algebra must have shape {tuple(self.raw_algebra.shape)}, got {tuple(algebra.shape)}")
@@ -159,6 +182,7 @@ class MatrixNetConfig:
     parametrisation: str = "orthogonal"
     hidden: int = 128
     init_scale: float = 1.0
+    conjugate_generators: bool = False
 
 
 class MatrixNet(nn.Module):
@@ -170,7 +194,7 @@ class MatrixNet(nn.Module):
             raise ValueError(f"n_classes must be at least 2, got {config.n_classes}")
         self.config = config
         self.representation = MatrixRepresentation(
-            config.n_generators, config.dim, config.parametrisation, config.init_scale
+            config.n_generators, config.dim, config.parametrisation, config.init_scale, config.conjugate_generators
         )
         features = config.dim**2 + (1 if config.parametrisation == "general" else 0)
         self.head = nn.Sequential(

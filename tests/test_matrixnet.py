@@ -221,6 +221,22 @@ def test_relation_check_detects_a_single_broken_relation():
     assert errors[broken].min() > 0.01 and errors[intact].max() < 1e-9
 
 
+def test_conjugate_generators_share_a_spectrum_and_keep_exact_inverses():
+    torch.manual_seed(2)
+    rep = MatrixRepresentation(3, dim=5, conjugate_generators=True).double()
+    mats = rep.generator_matrices().detach()
+    # A_i = U_i B U_i^T: every generator is orthogonally conjugate to exp(B), so equal singular
+    # values of A_i and equal traces of every power of rho(g_i)
+    svals = torch.linalg.svdvals(rep.algebra().detach())
+    assert torch.allclose(svals, svals[0].expand_as(svals), atol=1e-10)
+    traces = [torch.diagonal(torch.linalg.matrix_power(mats[1:4], k), dim1=-2, dim2=-1).sum(-1) for k in (1, 2, 3)]
+    for tr in traces:
+        assert torch.allclose(tr, tr[0].expand_as(tr), atol=1e-10)
+    assert torch.allclose(mats[1] @ mats[4], torch.eye(5, dtype=torch.float64), atol=1e-12)
+    with pytest.raises(ValueError, match="conjugate_generators"):
+        rep.set_algebra(torch.zeros(3, 5, 5))
+
+
 def test_layer_rejects_bad_input():
     with pytest.raises(ValueError, match="parametrisation 'unitary'"):
         MatrixRepresentation(2, parametrisation="unitary")

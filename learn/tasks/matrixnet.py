@@ -55,6 +55,7 @@ class TaskConfig:
     matrix_dim: int = 8
     relation_weight: float = 0.1
     relation_warmup: float = 0.5
+    conjugate_generators: bool = False
     lr_matrixnet: float = 3e-3
     lr_baseline: float = 1e-3
     log_every: int = 50
@@ -141,7 +142,9 @@ class TransformerClassifier(nn.Module):
 def build_model(name: str, problem: WordProblem, cfg: TaskConfig) -> nn.Module:
     """Instantiate model ``name`` for ``problem``."""
     if name in ("matrixnet", "matrixnet-noreg"):
-        return MatrixNet(MatrixNetConfig(problem.n_generators, problem.n_classes, dim=cfg.matrix_dim))
+        return MatrixNet(MatrixNetConfig(
+            problem.n_generators, problem.n_classes, dim=cfg.matrix_dim, conjugate_generators=cfg.conjugate_generators
+        ))
     if name == "mlp":
         return OneHotMLP(problem.vocab_size, cfg.max_len, problem.n_classes)
     if name == "lstm":

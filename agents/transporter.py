@@ -1,0 +1,348 @@
+"""Transporter Networks for top-down pick-and-place, plain and C_n-equivariant (escnn).
+
+``make_fcn`` builds a dilated fully-convolutional net either from plain convolutions or from escnn steerable
+convolutions over C_n (regular hidden fields, scalar in/out fields), so the equivariant and plain agents
+differ only in this one switch. With zero padding and odd kernels the steerable net is exactly equivariant
+to rotations by multiples of 90 degrees on the pixel grid (and approximately to the other C_n angles).
+Trained by imitation from oracle demonstrations (``learn.demos``).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from agents.base import Agent, TrainConfig
+from envs.tabletop.base import transform_action
+from envs.tabletop.camera import Grid
+from envs.tabletop.scene import WORKSPACE_HALF, wrap_angle
+from equivariance.groups import SE2Element
+from learn.io import save_torch, write_json
+
+IN_CHANNELS = 4  # RGB + height
+HEIGHT_SCALE = 0.1  # metres per unit of the height channel
+
+
+def obs_to_tensor(obs: dict) -> torch.Tensor:
+    """Observation dict -> (4, S, S) float tensor: centred colour and scaled height."""
+    color = torch.as_tensor(np.asarray(obs["color"]), dtype=torch.float32).permute(2, 0, 1) / 255.0 - 0.5
+    height = torch.as_tensor(np.asarray(obs["height"]), dtype=torch.float32).permute(2, 0, 1) / HEIGHT_SCALE
+    if color.shape[1:] != height.shape[1:]:
+        raise ValueError(f"colour {tuple(color.shape)} and height {tuple(height.shape)} images differ in size")
+    return torch.cat([color, height], 0)
+
+
+class PlainFCN(nn.Module):
+    """Dilated FCN (receptive field ~63 px) with plain convolutions."""
+
+    def __init__(self, in_ch: int, out_ch: int, width: int = 24, dilations=(1, 2, 4, 8, 16)):
+        super().__init__()
+        layers, c = [], in_ch
+        for d in dilations:
+            layers += [nn.Conv2d(c, width, 3, padding=d, dilation=d), nn.ReLU()]
+            c = width
+        layers.append(nn.Conv2d(c, out_ch, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class EquiFCN(nn.Module):
+    """The same dilated FCN built from escnn ``R2Conv`` over C_n: scalar fields in and out, regular inside."""
+
+    def __init__(self, in_ch: int, out_ch: int, n: int = 8, fields: int = 3, dilations=(1, 2, 4, 8, 16)):
+        super().__init__()
+        from escnn import nn as enn
+
+        from equivariance.escnn_bridge import gspace_for
+        from equivariance.groups import CyclicGroup
+
+        self.gspace = gspace_for(CyclicGroup(n))
+        self.in_type = enn.FieldType(self.gspace, in_ch * [self.gspace.trivial_repr])
+        hidden = enn.FieldType(self.gspace, fields * [self.gspace.regular_repr])
+        layers, t = [], self.in_type
+        for d in dilations:
+            layers += [enn.R2Conv(t, hidden, 3, padding=d, dilation=d), enn.ReLU(hidden, inplace=True)]
+            t = hidden
+        self.out_type = enn.FieldType(self.gspace, out_ch * [self.gspace.trivial_repr])
+        layers.append(enn.R2Conv(t, self.out_type, 1))
+        self.net = enn.SequentialModule(*layers)
+        self._gt = enn.GeometricTensor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self._gt(x, self.in_type)).tensor
+
+
+def make_fcn(in_ch: int, out_ch: int, equivariant: bool, width: int = 24, n: int = 8, fields: int = 3) -> nn.Module:
+    return EquiFCN(in_ch, out_ch, n=n, fields=fields) if equivariant else PlainFCN(in_ch, out_ch, width)
+
+
+def rotate_images(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """Rotate (B, C, H, W) images counter-clockwise *in the world* (x right, y up) by ``angles`` (B,) radians.
+
+    Matches ``equivariance.transforms.transform_image``: a rotation by pi/2 equals ``np.rot90`` over the
+    spatial axes (tested). Bilinear, zero fill outside.
+    """
+    c, s = torch.cos(angles), torch.sin(angles)
+    zero = torch.zeros_like(c)
+    # output pixel (u, v) (v pointing down) samples the input at R(-angle) in world coordinates
+    theta = torch.stack([torch.stack([c, -s, zero], -1), torch.stack([s, c, zero], -1)], 1)
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def crop_at(x: torch.Tensor, rc, size: int) -> torch.Tensor:
+    """(C, S, S) -> (C, size, size) crop centred on pixel ``rc`` (odd ``size``), zero-padded at the border."""
+    if size % 2 == 0:
+        raise ValueError(f"crop size must be odd so that it has a centre pixel, got {size}")
+    r = size // 2
+    padded = F.pad(x, (r, r, r, r))
+    row, col = int(rc[0]), int(rc[1])
+    return padded[:, row:row + size, col:col + size]
+
+
+def rotation_angles(n: int) -> torch.Tensor:
+    return torch.arange(n, dtype=torch.float32) * (2 * math.pi / n)
+
+
+def yaw_to_bin(yaw: float, n: int) -> int:
+    return int(round((yaw % (2 * math.pi)) / (2 * math.pi / n))) % n
+
+
+def correlate(scene_features: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """Cross-correlate (D, S, S) scene features with (R, D, k, k) rotated object kernels -> (R, S, S) logits."""
+    k = kernels.shape[-1]
+    return F.conv2d(scene_features[None], kernels, padding=k // 2)[0]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The agents
+# ---------------------------------------------------------------------------------------------------------
+@dataclass
+class TransporterConfig:
+    """Hyper-parameters (override through ``TrainConfig.agent_kwargs``).
+
+    Args:
+        n_rotations: place yaw bins (16 -> 22.5 degrees; must be a multiple of 4 for exact 90-degree tests).
+        crop: side of the square crop around the pick (odd, pixels).
+        feature_dim: channels of the key/query features that are cross-correlated.
+        width: hidden channels of the plain FCNs.
+        group_order, fields: C_n and regular fields per layer of the steerable FCNs.
+        lr, batch: Adam learning rate and transitions per gradient step.
+        augment: random 90-degree rotations of the training data (off: the plain baseline learns from the
+            demonstrations as they are, so the comparison shows what built-in equivariance buys).
+    """
+
+    n_rotations: int = 16
+    crop: int = 17
+    feature_dim: int = 8
+    width: int = 24
+    group_order: int = 8
+    fields: int = 3
+    lr: float = 1e-3
+    batch: int = 1
+    augment: bool = False
+    image_size: int = 64
+
+
+def load_demos(path: str | Path) -> list[dict]:
+    """Transitions ``{"color", "height", "action"}`` from a ``learn.demos`` file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"demos file {path} does not exist")
+    try:
+        data = np.load(path, allow_pickle=False)
+        color, height, action = data["color"], data["height"], data["action"]
+    except (KeyError, ValueError, OSError) as e:
+        raise ValueError(f"{path} is not a symgym demos file (needs color/height/action arrays): {e}") from e
+    if len(color) == 0:
+        raise ValueError(f"demos file {path} holds no transitions")
+    return [{"color": c, "height": h, "action": a} for c, h, a in zip(color, height, action)]
+
+
+class TransporterAgent(Agent):
+    """Transporter Network: pick heatmap FCN; place by cross-correlating rotated crop features with the scene.
+
+    Pick: softmax over pixels of an FCN on the top-down image. Place: the crop around the pick pixel is
+    rotated by each of ``n_rotations`` angles, mapped by the query FCN, and cross-correlated with the key FCN's
+    scene features; the argmax over (rotation, pixel) gives the place position and the object's yaw change.
+    The place height is read off the heightmap (place surface + picked object's height), as in Transporter.
+    """
+
+    equivariant = False
+
+    def __init__(self, config: TransporterConfig | None = None, seed: int = 0):
+        self.cfg = config or TransporterConfig()
+        if self.cfg.n_rotations < 1 or self.cfg.crop % 2 == 0:
+            raise ValueError(f"need n_rotations >= 1 and an odd crop, got {self.cfg.n_rotations}, {self.cfg.crop}")
+        torch.manual_seed(seed)
+        self.rng = np.random.default_rng(seed)
+        self.grid = Grid(self.cfg.image_size, WORKSPACE_HALF)
+        c = self.cfg
+        self.pick_net = make_fcn(IN_CHANNELS, 1, self.equivariant, c.width, c.group_order, c.fields)
+        self.key_net = make_fcn(IN_CHANNELS, c.feature_dim, self.equivariant, c.width, c.group_order, c.fields)
+        self.query_net = make_fcn(IN_CHANNELS, c.feature_dim, self.equivariant, c.width, c.group_order, c.fields)
+        self.extra_modules: dict[str, nn.Module] = {}
+        self.train_time_s = 0.0
+
+    # -- the parts the Keyframe Transporter overrides -------------------------------------------
+    def modules(self) -> dict[str, nn.Module]:
+        return {"pick": self.pick_net, "key": self.key_net, "query": self.query_net, **self.extra_modules}
+
+    def object_crop(self, x: torch.Tensor, pick_rc, pick_yaw: float) -> torch.Tensor:
+        """What gets rotated and correlated: here the scene crop around the pick, in the world frame."""
+        return crop_at(x, pick_rc, self.cfg.crop)
+
+    def place_yaw_label(self, action: np.ndarray) -> float:
+        """The rotation the place head predicts: here the object's yaw change."""
+        return float(action[6] - action[2])
+
+    def place_height(self, x: torch.Tensor, pick_rc, place_rc, obj: torch.Tensor, yaw: float) -> float:
+        """Heightmap rule: the surface under the place pixel plus the picked object's height, 3 mm above."""
+        h = x[3] * HEIGHT_SCALE
+        return float(h[place_rc[0], place_rc[1]] + h[pick_rc[0], pick_rc[1]] + 0.003)
+
+    def extra_loss(self, x, pick_rc, place_rc, obj, action) -> torch.Tensor | None:
+        return None
+
+    # -- forward passes ---------------------------------------------------------------------
+    def pick_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(S, S) pick logits for a (4, S, S) observation tensor."""
+        return self.pick_net(x[None])[0, 0]
+
+    def place_logits(self, x: torch.Tensor, obj: torch.Tensor) -> torch.Tensor:
+        """(R, S, S) place logits: object crop rotated by each bin angle, correlated with the scene features."""
+        n = self.cfg.n_rotations
+        rotated = rotate_images(obj[None].expand(n, -1, -1, -1), rotation_angles(n))
+        kernels = self.query_net(rotated)
+        return correlate(self.key_net(x[None])[0], kernels) / math.sqrt(kernels[0].numel())
+
+    # -- acting ---------------------------------------------------------------------------------
+    def plan(self, obs: dict) -> dict[str, Any]:
+        """Everything the agent decides for one observation (the action plus its heatmaps)."""
+        for m in self.modules().values():
+            m.eval()
+        with torch.no_grad():
+            x = obs_to_tensor(obs)
+            if x.shape[-1] != self.grid.size:
+                raise ValueError(f"agent expects {self.grid.size}x{self.grid.size} images, got {tuple(x.shape[1:])}")
+            pick = self.pick_logits(x)
+            pick_rc = np.unravel_index(int(pick.argmax()), pick.shape)
+            pick_yaw = 0.0  # suction: any gripper yaw works; the place yaw is relative to it
+            obj = self.object_crop(x, pick_rc, pick_yaw)
+            place = self.place_logits(x, obj)
+            rot, row, col = np.unravel_index(int(place.argmax()), place.shape)
+            yaw = float(rotation_angles(self.cfg.n_rotations)[rot])
+            z = self.place_height(x, pick_rc, (row, col), obj, yaw)
+        pick_xy, place_xy = self.grid.pix_to_xy(pick_rc), self.grid.pix_to_xy((row, col))
+        action = np.array([pick_xy[0], pick_xy[1], pick_yaw, place_xy[0], place_xy[1], z,
+                           wrap_angle(pick_yaw + yaw)], np.float32)
+        return {"action": action, "pick_logits": pick, "place_logits": place, "pick_rc": pick_rc,
+                "place_rc": (row, col), "rotation_bin": int(rot), "object": obj}
+
+    def act(self, obs: Any, deterministic: bool = True) -> np.ndarray:
+        return self.plan(obs)["action"]
+
+    # -- learning ---------------------------------------------------------------------------------
+    def _augment(self, x: torch.Tensor, action: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        k = int(self.rng.integers(4))
+        g = SE2Element(k * math.pi / 2)
+        return torch.rot90(x, k, dims=(1, 2)), transform_action(g, action)
+
+    def loss(self, transitions: list[dict]) -> torch.Tensor:
+        n = self.cfg.n_rotations
+        total = torch.zeros(())
+        for t in transitions:
+            x, action = obs_to_tensor(t), np.asarray(t["action"], np.float64)
+            if self.cfg.augment:
+                x, action = self._augment(x, action)
+            pick_rc = self.grid.xy_to_pix(action[0:2])
+            place_rc = self.grid.xy_to_pix(action[3:5])
+            pick = self.pick_logits(x).reshape(1, -1)
+            total = total + F.cross_entropy(pick, torch.tensor([pick_rc[0] * self.grid.size + pick_rc[1]]))
+            obj = self.object_crop(x, pick_rc, float(action[2]))
+            place = self.place_logits(x, obj).reshape(1, -1)
+            rot = yaw_to_bin(self.place_yaw_label(action), n)
+            target = (rot * self.grid.size + place_rc[0]) * self.grid.size + place_rc[1]
+            total = total + F.cross_entropy(place, torch.tensor([target]))
+            extra = self.extra_loss(x, pick_rc, place_rc, obj, action)
+            if extra is not None:
+                total = total + extra
+        return total / len(transitions)
+
+    def learn(self, demos: list[dict], steps: int, progress: bool = True) -> list[float]:
+        """Imitation: ``steps`` Adam steps on random mini-batches of demonstrated transitions."""
+        if steps < 0:
+            raise ValueError(f"steps must be >= 0, got {steps}")
+        params = [p for m in self.modules().values() for p in m.parameters()]
+        opt = torch.optim.Adam(params, lr=self.cfg.lr)
+        for m in self.modules().values():
+            m.train()
+        losses, start = [], time.perf_counter()
+        for _ in tqdm(range(steps), desc=f"train {type(self).__name__}", disable=not progress, unit="step"):
+            idx = self.rng.integers(len(demos), size=min(self.cfg.batch, len(demos)))
+            loss = self.loss([demos[i] for i in idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+        self.train_time_s += time.perf_counter() - start
+        return losses
+
+    # -- persistence --------------------------------------------------------------------------------
+    def save(self, run_dir: Path) -> None:
+        state = {"class": type(self).__name__, "config": asdict(self.cfg), "train_time_s": self.train_time_s,
+                 "weights": {k: m.state_dict() for k, m in self.modules().items()}}
+        save_torch(state, Path(run_dir) / "agent.pt")
+
+    @classmethod
+    def load(cls, run_dir: Path, env=None) -> "TransporterAgent":
+        path = Path(run_dir) / "agent.pt"
+        if not path.is_file():
+            raise FileNotFoundError(f"no checkpoint at {path}")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+            if state["class"] != cls.__name__:
+                raise ValueError(f"checkpoint {path} holds a {state['class']}, not a {cls.__name__}")
+            agent = cls(TransporterConfig(**state["config"]))
+            for k, m in agent.modules().items():
+                m.load_state_dict(state["weights"][k])
+        except (KeyError, RuntimeError, TypeError, EOFError) as e:
+            raise ValueError(f"damaged or incompatible checkpoint {path}: {e}") from e
+        agent.train_time_s = float(state.get("train_time_s", 0.0))
+        return agent
+
+    @classmethod
+    def from_config(cls, config: TrainConfig, run_dir: Path) -> "TransporterAgent":
+        if not config.demos:
+            raise ValueError(f"{cls.__name__} learns from demonstrations: pass --demos FILE")
+        torch.set_num_threads(1)
+        known = set(TransporterConfig.__dataclass_fields__)
+        bad = set(config.agent_kwargs) - known
+        if bad:
+            raise ValueError(f"unknown agent_kwargs {sorted(bad)} for {cls.__name__}; known: {sorted(known)}")
+        agent = cls(TransporterConfig(**config.agent_kwargs), seed=config.seed)
+        losses = agent.learn(load_demos(config.demos), config.steps)
+        agent.save(run_dir)
+        write_json(Path(run_dir) / "train.json", {"final_loss": float(np.mean(losses[-20:])) if losses else None,
+                                                  "train_time_s": agent.train_time_s, "steps": config.steps})
+        return agent
+
+
+class EquiTransporterAgent(TransporterAgent):
+    """Transporter whose pick, key and query nets are escnn C_n-steerable FCNs (scalar outputs).
+
+    Rotating the scene rotates the pick heatmap and the key features; the rotated query crops then make the
+    place distribution shift in rotation by the same angle (exact for 90 degrees on the grid).
+    """
+
+    equivariant = True

@@ -1,0 +1,277 @@
+"""RosArm-v0's contract with a robot: the YAML config and the rosbridge wire format.
+
+The config names topics, message types, the frame every pose must be in, the control rate, the
+safety limits and the staleness timeout. The codecs below turn rosbridge JSON messages (ROS 1
+``secs/nsecs`` or ROS 2 ``sec/nanosec`` stamps) into float64 numpy vectors and back; both the
+client (``envs.ros``) and the digital twin (``learn.sim_robot``) use them, so the two sides cannot
+drift apart. Every decoder raises :class:`MessageError` naming the topic and the bad value.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "sympush_twin.yaml"
+
+#: mirrored sim env -> the observation layout RosArm assembles for it
+SUPPORTED_MIRRORS = ("SymPush-v0",)
+POSE_TYPES = ("geometry_msgs/PoseStamped", "nav_msgs/Odometry")
+COMMAND_TYPES = ("geometry_msgs/Twist",)
+JOINT_STATE = "sensor_msgs/JointState"
+
+
+class MessageError(ValueError):
+    """A message that is malformed or out of range; the watchdog halts the arm on it."""
+
+
+# -- config ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TopicConfig:
+    topic: str
+    type: str
+    joints: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RosArmConfig:
+    """Validated contents of a RosArm YAML file (see ``envs/configs/sympush_twin.yaml``)."""
+
+    mirrors: str
+    frame_id: str
+    control_rate_hz: float
+    stale_timeout_s: float
+    connect_timeout_s: float
+    command: TopicConfig
+    speed_per_unit_action: float
+    max_speed: float
+    workspace_radius: float
+    position_bound: float
+    velocity_bound: float
+    pusher: TopicConfig
+    puck: TopicConfig
+    goal: TopicConfig
+    success_radius: float
+    reset_service: str | None = None
+    episodes: int = 1
+    seed: int = 0
+    source: str = "<dict>"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def period_s(self) -> float:
+        return 1.0 / self.control_rate_hz
+
+    def observation_topics(self) -> dict[str, TopicConfig]:
+        return {"pusher": self.pusher, "puck": self.puck, "goal": self.goal}
+
+
+def load_config(source: str | Path | dict | None = None) -> RosArmConfig:
+    """Read and validate a RosArm config from a YAML path, a dict, or the default twin config."""
+    if isinstance(source, RosArmConfig):
+        return source
+    if source is None:
+        source = DEFAULT_CONFIG
+    if isinstance(source, dict):
+        return _parse(source, "<dict>")
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"RosArm config {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ValueError(f"RosArm config {path} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"RosArm config {path} must be a mapping, got {type(data).__name__}")
+    return _parse(data, str(path))
+
+
+def _parse(data: dict, where: str) -> RosArmConfig:
+    def get(mapping: dict, key: str, ctx: str, kind=None, default: Any = ...):
+        if key not in mapping:
+            if default is ...:
+                raise ValueError(f"RosArm config {where}: missing key {ctx}{key!r}")
+            return default
+        value = mapping[key]
+        if kind is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"RosArm config {where}: {ctx}{key} must be a positive number, got {value!r}")
+            return float(value)
+        if kind is str and not (isinstance(value, str) and value):
+            raise ValueError(f"RosArm config {where}: {ctx}{key} must be a non-empty string, got {value!r}")
+        if kind is dict and not isinstance(value, dict):
+            raise ValueError(f"RosArm config {where}: {ctx}{key} must be a mapping, got {value!r}")
+        return value
+
+    def topic(mapping: dict, ctx: str, allowed: tuple[str, ...]) -> TopicConfig:
+        name = get(mapping, "topic", ctx, str)
+        if not name.startswith("/"):
+            raise ValueError(f"RosArm config {where}: {ctx}topic must start with '/', got {name!r}")
+        mtype = get(mapping, "type", ctx, str)
+        if mtype not in allowed:
+            raise ValueError(f"RosArm config {where}: {ctx}type {mtype!r} is not supported; use one of {list(allowed)}")
+        joints = tuple(mapping.get("joints", ()))
+        return TopicConfig(name, mtype, joints)
+
+    mirrors = get(data, "mirrors", "", str)
+    if mirrors not in SUPPORTED_MIRRORS:
+        raise ValueError(f"RosArm config {where}: mirrors {mirrors!r} is not supported; use one of {list(SUPPORTED_MIRRORS)}")
+    command = get(data, "command", "", dict)
+    limits = get(data, "limits", "", dict)
+    obs = get(data, "observations", "", dict)
+    pusher = topic(get(obs, "pusher", "observations.", dict), "observations.pusher.", (JOINT_STATE,))
+    if len(pusher.joints) != 2:
+        raise ValueError(f"RosArm config {where}: observations.pusher.joints must name the x and y joints, "
+                         f"got {list(pusher.joints)!r}")
+    reset = data.get("reset") or {}
+    deploy = data.get("deploy") or {}
+    episodes, seed = deploy.get("episodes", 1), deploy.get("seed", 0)
+    for key, value, low in (("episodes", episodes, 1), ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"RosArm config {where}: deploy.{key} must be an integer >= {low}, got {value!r}")
+    cfg = RosArmConfig(
+        mirrors=mirrors,
+        frame_id=get(data, "frame_id", "", str),
+        control_rate_hz=get(data, "control_rate_hz", "", float),
+        stale_timeout_s=get(data, "stale_timeout_s", "", float),
+        connect_timeout_s=get(data, "connect_timeout_s", "", float, 5.0),
+        command=topic(command, "command.", COMMAND_TYPES),
+        speed_per_unit_action=get(command, "speed_per_unit_action", "command.", float),
+        max_speed=get(limits, "max_speed", "limits.", float),
+        workspace_radius=get(limits, "workspace_radius", "limits.", float),
+        position_bound=get(limits, "position_bound", "limits.", float),
+        velocity_bound=get(limits, "velocity_bound", "limits.", float),
+        pusher=pusher,
+        puck=topic(get(obs, "puck", "observations.", dict), "observations.puck.", POSE_TYPES),
+        goal=topic(get(obs, "goal", "observations.", dict), "observations.goal.", POSE_TYPES),
+        success_radius=get(data, "success_radius", "", float),
+        reset_service=reset.get("service"),
+        episodes=episodes,
+        seed=seed,
+        source=where,
+    )
+    if cfg.position_bound < cfg.workspace_radius:
+        raise ValueError(f"RosArm config {where}: limits.position_bound ({cfg.position_bound}) must be >= "
+                         f"limits.workspace_radius ({cfg.workspace_radius})")
+    return cfg
+
+
+# -- wire format -----------------------------------------------------------------------------
+def stamp_to_ns(header: Any, topic: str) -> int:
+    """Integer nanoseconds of a ``std_msgs/Header`` stamp (ROS 1 or ROS 2 field names)."""
+    if not isinstance(header, dict) or not isinstance(header.get("stamp"), dict):
+        raise MessageError(f"malformed message on {topic}: missing header.stamp")
+    stamp = header["stamp"]
+    sec = stamp.get("secs", stamp.get("sec"))
+    nsec = stamp.get("nsecs", stamp.get("nanosec"))
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (sec, nsec)):
+        raise MessageError(f"malformed message on {topic}: header.stamp must hold integer sec/nsec, got {stamp!r}")
+    return sec * 1_000_000_000 + nsec
+
+
+def ns_to_stamp(ns: int) -> dict:
+    return {"secs": ns // 1_000_000_000, "nsecs": ns % 1_000_000_000}
+
+
+def _numbers(values: Any, n: int, what: str, topic: str) -> np.ndarray:
+    if not isinstance(values, (list, tuple)) or len(values) != n:
+        raise MessageError(f"malformed message on {topic}: {what} must be a list of {n} numbers, got {values!r}")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise MessageError(f"malformed message on {topic}: {what} must hold numbers, got {values!r}")
+    out = np.array(values, dtype=np.float64)
+    if not np.all(np.isfinite(out)):
+        raise MessageError(f"malformed message on {topic}: {what} is not finite: {values!r}")
+    return out
+
+
+def _xy(vec: Any, what: str, topic: str) -> np.ndarray:
+    if not isinstance(vec, dict):
+        raise MessageError(f"malformed message on {topic}: {what} must be an x/y/z mapping, got {vec!r}")
+    return _numbers([vec.get("x"), vec.get("y")], 2, what, topic)
+
+
+def _check_frame(header: dict, frame: str, topic: str) -> None:
+    got = header.get("frame_id")
+    if got != frame:
+        raise MessageError(f"message on {topic} is in frame {got!r}, expected {frame!r}")
+
+
+@dataclass
+class PlanarReading:
+    """One decoded observation: a planar position, its velocity (None if the message has none) and stamp."""
+
+    stamp_ns: int
+    position: np.ndarray
+    velocity: np.ndarray | None
+
+
+def decode_joint_state(msg: Any, topic: str, joints: tuple[str, ...], frame: str) -> PlanarReading:
+    if not isinstance(msg, dict):
+        raise MessageError(f"malformed message on {topic}: expected a JointState mapping, got {msg!r}")
+    stamp = stamp_to_ns(msg.get("header"), topic)
+    _check_frame(msg["header"], frame, topic)
+    names = msg.get("name")
+    if not isinstance(names, list) or any(j not in names for j in joints):
+        raise MessageError(f"malformed message on {topic}: joints {list(joints)} not all in name={names!r}")
+    idx = [names.index(j) for j in joints]
+    pos = _numbers(msg.get("position"), len(names), "position", topic)[idx]
+    vel = _numbers(msg.get("velocity"), len(names), "velocity", topic)[idx]
+    return PlanarReading(stamp, pos, vel)
+
+
+def decode_pose(msg: Any, topic: str, mtype: str, frame: str) -> PlanarReading:
+    if not isinstance(msg, dict):
+        raise MessageError(f"malformed message on {topic}: expected a {mtype} mapping, got {msg!r}")
+    stamp = stamp_to_ns(msg.get("header"), topic)
+    _check_frame(msg["header"], frame, topic)
+    pose = msg.get("pose")
+    if mtype == "nav_msgs/Odometry":
+        pose = pose.get("pose") if isinstance(pose, dict) else None
+    if not isinstance(pose, dict):
+        raise MessageError(f"malformed message on {topic}: missing pose")
+    position = _xy(pose.get("position"), "pose.position", topic)
+    velocity = None
+    if mtype == "nav_msgs/Odometry":
+        twist = msg.get("twist")
+        twist = twist.get("twist") if isinstance(twist, dict) else None
+        if not isinstance(twist, dict):
+            raise MessageError(f"malformed message on {topic}: missing twist")
+        velocity = _xy(twist.get("linear"), "twist.linear", topic)
+    return PlanarReading(stamp, position, velocity)
+
+
+def decode_twist(msg: Any, topic: str) -> np.ndarray:
+    """Planar linear velocity of a ``geometry_msgs/Twist``."""
+    if not isinstance(msg, dict):
+        raise MessageError(f"malformed message on {topic}: expected a Twist mapping, got {msg!r}")
+    return _xy(msg.get("linear"), "linear", topic)
+
+
+def encode_twist(velocity: np.ndarray) -> dict:
+    vx, vy = (float(v) for v in velocity)
+    return {"linear": {"x": vx, "y": vy, "z": 0.0}, "angular": {"x": 0.0, "y": 0.0, "z": 0.0}}
+
+
+def _header(stamp_ns: int, frame: str, seq: int) -> dict:
+    return {"seq": seq, "stamp": ns_to_stamp(stamp_ns), "frame_id": frame}
+
+
+def encode_joint_state(stamp_ns: int, frame: str, seq: int, joints, position, velocity) -> dict:
+    return {"header": _header(stamp_ns, frame, seq), "name": list(joints),
+            "position": [float(v) for v in position], "velocity": [float(v) for v in velocity], "effort": []}
+
+
+def encode_pose(stamp_ns: int, frame: str, seq: int, mtype: str, position, velocity=None, quat=(0, 0, 0, 1)) -> dict:
+    pose = {"position": {"x": float(position[0]), "y": float(position[1]), "z": 0.0},
+            "orientation": dict(zip("xyzw", (float(q) for q in quat)))}
+    if mtype == "geometry_msgs/PoseStamped":
+        return {"header": _header(stamp_ns, frame, seq), "pose": pose}
+    vel = velocity if velocity is not None else (0.0, 0.0)
+    return {"header": _header(stamp_ns, frame, seq), "child_frame_id": "", "pose": {"pose": pose},
+            "twist": {"twist": {"linear": {"x": float(vel[0]), "y": float(vel[1]), "z": 0.0},
+                                "angular": {"x": 0.0, "y": 0.0, "z": 0.0}}}}

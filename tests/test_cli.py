@@ -1,0 +1,84 @@
+"""The symgym CLI: a tiny train/eval round trip, and one-line errors (exit 2, no traceback) for bad input."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from learn.cli import main
+
+SYMGYM = [sys.executable, "-m", "learn.cli"]
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([*SYMGYM, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "sac-tiny"
+    code = main(["train", "--agent", "sac", "--env", "SymPush-v0", "--steps", "300", "--seed", "1", "--out", str(out),
+                 "--agent-kwargs", '{"learning_starts": 100, "batch_size": 32, "net_arch": [32, 32]}'])
+    assert code == 0
+    return out
+
+
+def test_train_writes_a_complete_run_dir(tiny_run):
+    names = {p.name for p in tiny_run.iterdir()}
+    assert {"config.json", "model.zip", "monitor.monitor.csv", "learning_curve.png"} <= names
+    config = json.loads((tiny_run / "config.json").read_text())
+    assert config["agent"] == "sac" and config["steps"] == 300 and config["seed"] == 1
+    assert not [n for n in names if n.startswith(".")], "temporary files left behind"
+
+
+def test_eval_reports_success_and_return_and_writes_video(tiny_run, capsys):
+    assert main(["eval", "--run", str(tiny_run), "--episodes", "2", "--video", "--baseline"]) == 0
+    result = json.loads((tiny_run / "eval.json").read_text())
+    assert result["episodes"] == 2 and 0.0 <= result["success_rate"] <= 1.0
+    assert "random_policy" in result and (tiny_run / "eval.gif").stat().st_size > 1000
+
+
+def test_envs_lists_symmetry():
+    out = run_cli("envs")
+    assert out.returncode == 0
+    line = next(l for l in out.stdout.splitlines() if l.startswith("SymPush-v0"))
+    assert "O(2)" in line and "exact" in line
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["train", "--agent", "sac", "--env", "NoSuchEnv-v0", "--steps", "10"], "NoSuchEnv-v0"),
+    (["train", "--agent", "ppo9000", "--env", "SymPush-v0", "--steps", "10"], "ppo9000"),
+    (["eval", "--run", "/nonexistent/run"], "/nonexistent/run"),
+    (["task", "no-such-task"], "no-such-task"),
+    (["bench", "no-such-bench"], "no-such-bench"),
+    (["train", "--agent", "sac", "--env", "SymPush-v0", "--steps", "-5"], "-5"),
+    (["eval", "--run", "x", "--episodes", "zero"], "zero"),
+    (["train", "--agent", "sac", "--env", "SymPush-v0", "--agent-kwargs", "{oops"], "{oops"),
+])
+def test_bad_input_gives_one_line_error(args, fragment):
+    out = run_cli(*args)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert fragment in out.stderr
+
+
+def test_corrupt_checkpoint_is_reported(tiny_run, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text((tiny_run / "config.json").read_text())
+    (broken / "model.zip").write_bytes(b"this is not a zip file")
+    out = run_cli("eval", "--run", str(broken))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "corrupt checkpoint" in out.stderr
+    (broken / "config.json").write_text("{not json")
+    out = run_cli("eval", "--run", str(broken))
+    assert out.returncode == 2 and "corrupt run config" in out.stderr
+
+
+def test_bench_env_speed_writes_json_and_png(tmp_path):
+    assert main(["bench", "env-speed", "--quick", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "env-speed.json").read_text())
+    assert data["overhead_ratio_raw_over_gym"] > 0.5
+    assert data["gym_env_steps_per_s"] > 100
+    assert (tmp_path / "env-speed.png").stat().st_size > 1000
