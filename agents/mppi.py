@@ -326,7 +326,6 @@ def fit_dynamics(env: gym.Env, transitions: int = 5000, epochs: int = 30, seed: 
             opt.zero_grad()
             loss.backward()
             opt.step()
-    model.train_loss = float(loss)
     return model
 
 

@@ -199,3 +199,15 @@ def test_learned_dynamics_backend_predicts_the_simulator():
     still_err = np.abs(state[qvel] - exact[:, 0, qvel]).mean()
     assert model_err < 0.3 * still_err, f"learned model error {model_err:.4f} vs constant-state {still_err:.4f}"
     true.close()
+
+
+def test_coordinate_regression_toy_symmetric_estimator_is_equivariant():
+    from learn.bench.mppi import regress_point
+
+    target = np.array([0.4, -0.7])
+    for symmetric, equivariant in ((True, True), (False, False)):
+        est = regress_point(target, 16, np.random.default_rng(0), symmetric, temperature=0.3)
+        errs = [np.linalg.norm(regress_point(g.matrix() @ target, 16, np.random.default_rng(0), symmetric,
+                                             temperature=0.3) - g.matrix() @ est)
+                for g in DihedralGroup(4).elements()]
+        assert (max(errs) < 1e-12) == equivariant, f"symmetric={symmetric}: max error {max(errs):.2e}"

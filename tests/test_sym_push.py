@@ -9,37 +9,18 @@ from gymnasium.utils.env_checker import check_env
 
 import envs  # noqa: F401
 from equivariance import O2, DihedralGroup, O2Element, SO2
+from equivariance.dynamics import contact_rich_actions, dynamics_equivariance_errors, rollout_states
 
 DYNAMICS_TOL = 1e-9   # measured ~1e-14: MuJoCo is deterministic and every force in the scene is isotropic
 
 
-def _contact_rollout_setup(seed=3, steps=40):
+def dynamics_errors(elements, seed=3, steps=40):
     env = gym.make("SymPush-v0").unwrapped
     env.reset(seed=seed)
-    rng = np.random.default_rng(seed)
-    toward = env.puck_pos - env.pusher_pos
-    toward /= np.linalg.norm(toward)
-    actions = [toward + 0.3 * rng.normal(size=2) for _ in range(steps)]
-    return env, env.get_state(), actions
-
-
-def _rollout(env, state, actions):
-    env.set_state(state)
-    for a in actions:
-        env.step(a)
-    return env.get_state()
-
-
-def dynamics_errors(elements):
-    env, s0, actions = _contact_rollout_setup()
-    sym = env.symmetry
-    base = _rollout(env, s0, actions)
-    errors = []
-    for g in elements:
-        stepped_transformed = _rollout(env, env.transform_state(g, s0), [sym.transform_action(g, a) for a in actions])
-        transformed_stepped = env.transform_state(g, base)
-        errors.append(float(np.abs(stepped_transformed - transformed_stepped).max()))
-    return env, s0, base, errors
+    actions = contact_rich_actions(env, steps, np.random.default_rng(seed), aim=env.puck_pos - env.pusher_pos)
+    s0 = env.get_state()
+    errors = dynamics_equivariance_errors(env, s0, actions, elements)
+    return env, s0, rollout_states(env, s0, actions), errors
 
 
 def test_rollout_actually_pushes_the_puck():

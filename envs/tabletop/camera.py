@@ -30,11 +30,12 @@ class CameraSpec:
     far: float = 2.0
 
 
-#: an overhead camera plus two oblique ones that see the sides occluded from above
+#: an overhead camera plus two oblique ones that see the sides occluded from above; near/far planes are
+#: tight around the workspace because the depth buffer's resolution is spread between them
 DEFAULT_CAMERAS = (
-    CameraSpec(eye=(0.0, 0.0, 0.95)),
-    CameraSpec(eye=(0.55, 0.0, 0.6), up=(0.0, 0.0, 1.0), fov_deg=50.0, width=96, height=96),
-    CameraSpec(eye=(-0.55, 0.0, 0.6), up=(0.0, 0.0, 1.0), fov_deg=50.0, width=96, height=96),
+    CameraSpec(eye=(0.0, 0.0, 0.95), near=0.6, far=1.1),
+    CameraSpec(eye=(0.55, 0.0, 0.6), up=(0.0, 0.0, 1.0), fov_deg=50.0, width=96, height=96, near=0.3, far=1.2),
+    CameraSpec(eye=(-0.55, 0.0, 0.6), up=(0.0, 0.0, 1.0), fov_deg=50.0, width=96, height=96, near=0.3, far=1.2),
 )
 
 
@@ -106,10 +107,22 @@ def fuse(colors: np.ndarray, points: np.ndarray, grid: Grid) -> tuple[np.ndarray
 
 
 def capture(client, grid: Grid, cameras=DEFAULT_CAMERAS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Render all cameras and fuse them: (colour image, heightmap, fused point cloud (N, 6): xyz + rgb/255)."""
-    all_cols, all_pts = zip(*(render(client, cam) for cam in cameras))
-    colors, points = np.concatenate(all_cols), np.concatenate(all_pts)
-    color, height = fuse(colors, points, grid)
+    """Render all cameras and fuse them: (colour image, heightmap, fused point cloud (N, 6): xyz + rgb/255).
+
+    The first camera has priority: oblique views measure depth less precisely at grazing angles (a few mm
+    on the table), so they only fill the cells the first (overhead) camera did not see.
+    """
+    views = [render(client, cam) for cam in cameras]
+    color, height = fuse(*views[0], grid)
+    seen = np.zeros((grid.size, grid.size), bool)
+    rc = grid.xy_to_pix(views[0][1][:, :2])
+    inside = (np.abs(views[0][1][:, 0]) < grid.half) & (np.abs(views[0][1][:, 1]) < grid.half)
+    seen[rc[inside, 0], rc[inside, 1]] = True
+    if len(views) > 1 and not seen.all():
+        fill_color, fill_height = fuse(np.concatenate([v[0] for v in views[1:]]),
+                                       np.concatenate([v[1] for v in views[1:]]), grid)
+        color[~seen], height[~seen] = fill_color[~seen], fill_height[~seen]
+    colors, points = np.concatenate([v[0] for v in views]), np.concatenate([v[1] for v in views])
     keep = (np.abs(points[:, 0]) < grid.half) & (np.abs(points[:, 1]) < grid.half) & (points[:, 2] > -0.01)
     cloud = np.concatenate([points[keep], colors[keep] / 255.0], 1)
     return color, height, cloud

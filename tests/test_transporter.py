@@ -1,0 +1,173 @@
+"""Transporter agents: equivariance of pick and place, bi-equivariance of the Keyframe Transporter, protocol."""
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import envs  # noqa: F401
+from agents.keyframe_transporter import KeyframeTransporterAgent, segment_object
+from agents.transporter import (EquiTransporterAgent, TransporterAgent, TransporterConfig, crop_at, load_demos,
+                                obs_to_tensor, rotate_images)
+from agents.base import TrainConfig
+from envs.tabletop import transform_topdown
+from equivariance.checks import relative_error
+from equivariance.groups import O2Element, SE2Element
+from equivariance.transforms import transform_image
+
+torch.set_num_threads(1)
+SMALL = TransporterConfig(n_rotations=8, crop=13, feature_dim=4, width=8, fields=2)
+
+
+@pytest.fixture(scope="module")
+def scene_obs():
+    env = gym.make("TabletopStacking-v0")
+    obs, _ = env.reset(seed=2)
+    red = env.unwrapped.grid.xy_to_pix(env.unwrapped.scene.pose("red")[0][:2])
+    env.close()
+    return obs, tuple(int(v) for v in red)
+
+
+@pytest.fixture(scope="module")
+def demos_file(tmp_path_factory):
+    from learn.demos import collect_demos
+
+    return collect_demos("TabletopBlockInsertion-v0", n=2, out=tmp_path_factory.mktemp("d") / "demos.npz",
+                         seed=0, progress=False)
+
+
+def rot_rc(rc, k, size):
+    """Where pixel ``rc`` goes under np.rot90(k) of a size x size image."""
+    r, c = rc
+    for _ in range(k % 4):
+        r, c = size - 1 - c, r
+    return r, c
+
+
+def test_rotate_images_matches_the_world_rotation_convention():
+    x = torch.rand(1, 2, 9, 9)
+    for k in (1, 2, 3):
+        expected = transform_image(O2Element(k * math.pi / 2), x[0].permute(1, 2, 0).numpy())
+        got = rotate_images(x, torch.tensor([k * math.pi / 2]))[0].permute(1, 2, 0).numpy()
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("cls", [EquiTransporterAgent, KeyframeTransporterAgent])
+def test_rotating_the_scene_rotates_pick_heatmap_and_place_distribution(cls, scene_obs):
+    obs, red = scene_obs
+    agent = cls(SMALL, seed=1)
+    for m in agent.modules().values():
+        m.eval()
+    x = obs_to_tensor(obs)
+    n, size = SMALL.n_rotations, x.shape[-1]
+    with torch.no_grad():
+        pick = agent.pick_logits(x)
+        place = agent.place_logits(x, agent.object_crop(x, red, 0.0))
+        for k in (1, 2, 3):
+            gx = obs_to_tensor({key: transform_topdown(SE2Element(k * math.pi / 2), v) for key, v in obs.items()})
+            assert relative_error(agent.pick_logits(gx), torch.rot90(pick, k, (0, 1))) < 1e-4
+            g_place = agent.place_logits(gx, agent.object_crop(gx, rot_rc(red, k, size), 0.0))
+            # rotation bins shift by the quarter turn, pixels rotate with the scene
+            expected = torch.rot90(torch.roll(place, k * n // 4, dims=0), k, (1, 2))
+            assert relative_error(g_place, expected) < 1e-4
+
+
+def test_the_plain_transporter_is_not_equivariant(scene_obs):
+    """The check above can fail: a plain CNN's pick heatmap does not rotate with the scene."""
+    obs, _ = scene_obs
+    agent = TransporterAgent(SMALL, seed=1)
+    x = obs_to_tensor(obs)
+    gx = torch.rot90(x, 1, (1, 2))
+    with torch.no_grad():
+        assert relative_error(agent.pick_logits(gx), torch.rot90(agent.pick_logits(x), 1, (0, 1))) > 1e-2
+
+
+@pytest.mark.parametrize("cls", [TransporterAgent, EquiTransporterAgent])
+def test_translating_the_scene_translates_pick_and_place(cls, scene_obs):
+    """Embed the scene in a large empty canvas so zero padding is far away, then shift it by whole pixels."""
+    obs, red = scene_obs
+    agent = cls(SMALL, seed=2)
+    for m in agent.modules().values():
+        m.eval()
+    x = obs_to_tensor(obs)
+    pad, (dr, dc) = 70, (5, -7)
+
+    def embed(shift):
+        canvas = torch.zeros(4, 64 + 2 * pad, 64 + 2 * pad)
+        canvas[:, pad + shift[0]:pad + shift[0] + 64, pad + shift[1]:pad + shift[1] + 64] = x
+        return canvas
+
+    a, b = embed((0, 0)), embed((dr, dc))
+    win = (slice(pad, pad + 64), slice(pad, pad + 64))
+    win_b = (slice(pad + dr, pad + dr + 64), slice(pad + dc, pad + dc + 64))
+    with torch.no_grad():
+        assert relative_error(agent.pick_logits(b)[win_b], agent.pick_logits(a)[win]) < 1e-4
+        obj = crop_at(a, (red[0] + pad, red[1] + pad), SMALL.crop)
+        assert relative_error(agent.place_logits(b, obj)[:, win_b[0], win_b[1]],
+                              agent.place_logits(a, obj)[:, win[0], win[1]]) < 1e-4
+
+
+def test_keyframe_place_is_bi_equivariant_in_the_grasped_object(scene_obs):
+    """Turning the object in the gripper by g turns the predicted gripper yaw by g^-1; position unchanged."""
+    obs, red = scene_obs
+    agent = KeyframeTransporterAgent(SMALL, seed=3)
+    x = obs_to_tensor(obs)
+    obj = agent.object_crop(x, red, 0.0)
+    base = agent.place_for_object(obs, obj)
+    n = SMALL.n_rotations
+    for k in (1, 2, 3):
+        turned = agent.place_for_object(obs, torch.rot90(obj, k, (1, 2)))
+        assert relative_error(turned["place_logits"], torch.roll(base["place_logits"], -k * n // 4, dims=0)) < 1e-4
+        assert turned["place_rc"] == base["place_rc"]
+        diff = (turned["yaw"] - base["yaw"]) % (2 * math.pi)
+        assert diff == pytest.approx((-k * math.pi / 2) % (2 * math.pi), abs=1e-5)
+
+
+def test_segment_object_keeps_only_the_grasped_object():
+    crop = torch.zeros(4, 9, 9)
+    crop[3, 3:6, 3:6] = 0.4   # the picked block (4 cm) at the centre
+    crop[3, 0:2, 7:9] = 0.4   # a separate block in the corner
+    crop[:3] = 0.2
+    out = segment_object(crop)
+    assert out[3, 4, 4] == pytest.approx(0.4) and out[3, 0, 8] == 0 and out[0, 0, 0] == 0
+    empty = torch.zeros(4, 9, 9)
+    assert torch.equal(segment_object(empty), empty)
+
+
+@pytest.mark.parametrize("cls", [TransporterAgent, EquiTransporterAgent, KeyframeTransporterAgent])
+def test_learns_from_demos_saves_and_loads(cls, demos_file, tmp_path, scene_obs):
+    demos = load_demos(demos_file)
+    agent = cls(SMALL, seed=0)
+    before = float(agent.loss(demos).detach())
+    losses = agent.learn(demos, steps=25, progress=False)
+    after = float(agent.loss(demos).detach())
+    assert after < 0.7 * before, (before, after, losses[-5:])
+    action = agent.act(scene_obs[0])
+    assert action.shape == (7,) and np.all(np.abs(action[[0, 1, 3, 4]]) <= 0.25)
+    agent.save(tmp_path)
+    again = cls.load(tmp_path)
+    np.testing.assert_array_equal(again.act(scene_obs[0]), action)
+
+
+def test_from_config_and_bad_inputs(demos_file, tmp_path):
+    cfg = TrainConfig(agent="transporter", env="TabletopBlockInsertion-v0", steps=2, demos=str(demos_file),
+                      agent_kwargs={"n_rotations": 4, "crop": 9, "width": 4, "feature_dim": 2})
+    TransporterAgent.from_config(cfg, tmp_path)
+    assert (tmp_path / "agent.pt").is_file() and (tmp_path / "train.json").is_file()
+    with pytest.raises(ValueError, match="demos"):
+        TransporterAgent.from_config(TrainConfig(agent="transporter", env="x", steps=1), tmp_path)
+    with pytest.raises(ValueError, match="unknown agent_kwargs"):
+        TransporterAgent.from_config(TrainConfig(agent="transporter", env="x", demos=str(demos_file),
+                                                 agent_kwargs={"bogus": 1}), tmp_path)
+    with pytest.raises(ValueError, match="holds a TransporterAgent"):
+        EquiTransporterAgent.load(tmp_path)
+    (tmp_path / "agent.pt").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="damaged"):
+        TransporterAgent.load(tmp_path)
+    with pytest.raises(ValueError, match="odd"):
+        TransporterAgent(TransporterConfig(crop=10))
+    with pytest.raises(FileNotFoundError):
+        load_demos(tmp_path / "missing.npz")
