@@ -30,15 +30,16 @@ class SymPushEnv(PlanarMujocoEnv):
 
     Action: desired pusher velocity in units of ``max_speed``, projected onto the unit disc.
     Reward: ``-(|goal - puck| + 0.5 |puck - pusher|) * 10 + 10 * success``; the episode ends on success.
+    One action lasts 0.1 s (10 physics steps); episodes are truncated at 50 actions (registration).
     """
 
     xml_file = "sym_push.xml"
-    frame_skip = 5
+    frame_skip = 10   # 0.1 s per action: short horizons make pushing learnable in a small SAC budget
     planar_pairs = (("pusher_x", "pusher_y"), ("puck_x", "puck_y"))
     yaw_hinges = ("puck_yaw",)
     mocap_bodies = ("goal",)
 
-    def __init__(self, obs_mode: str = "vector", render_mode: str | None = None, max_speed: float = 0.3,
+    def __init__(self, obs_mode: str = "vector", render_mode: str | None = None, max_speed: float = 0.4,
                  success_radius: float = 0.05, image_size: int = 64, group: str = "O(2)"):
         if obs_mode not in ("vector", "image"):
             raise ValueError(f"obs_mode must be 'vector' or 'image', got {obs_mode!r}")
@@ -110,7 +111,7 @@ class SymPushEnv(PlanarMujocoEnv):
         rng = self.np_random
         puck = _uniform_disc(rng, 0.15)
         goal = _uniform_disc(rng, 0.22)
-        while np.linalg.norm(goal - puck) < 0.1:
+        while not 0.08 <= np.linalg.norm(goal - puck) <= 0.2:
             goal = _uniform_disc(rng, 0.22)
         pusher = _uniform_disc(rng, 0.28)
         while np.linalg.norm(pusher - puck) < PUCK_RADIUS + PUSHER_RADIUS + 0.02:

@@ -28,23 +28,31 @@ from equivariance.representations import Representation, irrep, regular, sign, s
 _PART_BUILDERS = {"trivial": trivial, "sign": sign, "standard": standard, "regular": regular}
 
 
+def rep_from_names(names: Sequence[str], group: PlanarGroup) -> Representation:
+    """Direct sum of named building blocks (``"trivial"``, ``"sign"``, ``"standard"``, ``"regular"``,
+    ``"irrepK"``) over ``group``: lets representations travel through saved configs as plain strings."""
+    parts = []
+    for name in names:
+        if name in _PART_BUILDERS:
+            parts.append(_PART_BUILDERS[name](group))
+        elif name.startswith("irrep") and name[len("irrep"):].isdigit():
+            parts.append(irrep(group, int(name[len("irrep"):])))
+        else:
+            raise ValueError(f"unknown representation part {name!r} (for {group.name})")
+    if not parts:
+        raise ValueError("a representation needs at least one part")
+    out = parts[0]
+    for p in parts[1:]:
+        out = out + p
+    return out
+
+
 def restrict_rep(rep: Representation, group: PlanarGroup) -> Representation:
     """The same representation (same building blocks, in order) on another planar group, usually a subgroup.
 
     An env declares e.g. ``7 * standard(O(2))``; an agent that works with D4 needs ``7 * standard(D4)``.
     """
-    parts = []
-    for part in rep.parts:
-        if part.name in _PART_BUILDERS:
-            parts.append(_PART_BUILDERS[part.name](group))
-        elif part.name.startswith("irrep"):
-            parts.append(irrep(group, int(part.name[len("irrep"):])))
-        else:
-            raise ValueError(f"cannot restrict representation part {part.name!r} to {group.name}")
-    out = parts[0]
-    for p in parts[1:]:
-        out = out + p
-    return out
+    return rep_from_names([p.name for p in rep.parts], group)
 
 
 def _check_finite(group: PlanarGroup) -> None:
@@ -98,6 +106,7 @@ class EquivariantMLP(_KeepExpanding):
             current = hidden_type
         layers.append(enn.Linear(current, self.out_type))
         self.escnn_net = enn.SequentialModule(*layers)
+        self.train(True)  # drops escnn's zero-initialised weight caches, keeping state_dict keys stable
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.in_type.size:
@@ -142,6 +151,7 @@ class SteerableImageEncoder(_KeepExpanding):
                        enn.PointwiseAvgPool2D(hidden, 2)]
             current = hidden
         self.escnn_net = enn.SequentialModule(*layers)
+        self.train(True)  # drops escnn's zero-initialised weight caches, keeping state_dict keys stable
         self.out_rep = regular(group) if len(channels) == 0 else int(channels[-1]) * regular(group)
         self.out_dim = current.size
 
@@ -195,4 +205,4 @@ def group_element_matrices(rep: Representation) -> np.ndarray:
     return np.stack([rep(g) for g in rep.group.elements()])
 
 
-__all__ = ["EquivariantMLP", "SteerableImageEncoder", "restrict_rep", "count_parameters", "group_element_matrices"]
+__all__ = ["EquivariantMLP", "SteerableImageEncoder", "restrict_rep", "rep_from_names", "count_parameters", "group_element_matrices"]

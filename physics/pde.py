@@ -192,7 +192,7 @@ class ChartFunctionFamily:
             raise ValueError(f"n_charts must be >= 1, got {self.n_charts}")
         rng = np.random.default_rng(self.seed)
         self.params = np.stack(
-            [rng.uniform(0.6, 1.2, self.n_charts), rng.uniform(1.5, 3.0, self.n_charts), rng.uniform(-0.5, 0.5, self.n_charts)],
+            [rng.uniform(0.6, 1.2, self.n_charts), rng.uniform(0.8, 1.8, self.n_charts), rng.uniform(-0.5, 0.5, self.n_charts)],
             axis=1,
         )
 

@@ -262,6 +262,9 @@ def test_charged_particle_data_is_lorentz_motion():
     assert torch.allclose(acc, e + torch.linalg.cross(v, b.expand_as(v)))
     # the magnetic part does no work: (a - E) . v = 0
     assert torch.allclose(((acc - e) * v).sum(1), torch.zeros(20), atol=1e-12)
+    # non-interacting particles sit further apart than the task model's cutoff: no edges
+    src, _ = radius_graph(pos, batch, 1.0)
+    assert len(src) == 0 and len(torch.unique(pos[:5], dim=0)) == 5
 
 
 # --------------------------------------------------------------------------------------------

@@ -76,7 +76,7 @@ def test_check_env(env_id):
 def test_time_limit_success_and_state_round_trip():
     env = gym.make("SymPush-v0")
     obs, info = env.reset(seed=0)
-    assert env.spec.max_episode_steps == 100 and "is_success" in info
+    assert env.spec.max_episode_steps == 50 and "is_success" in info
     s = env.unwrapped.get_state()
     a = np.array([0.4, -0.2], dtype=np.float32)
     o1 = env.step(a)[0]

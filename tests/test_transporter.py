@@ -1,6 +1,7 @@
 """Transporter agents: equivariance of pick and place, bi-equivariance of the Keyframe Transporter, protocol."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import gymnasium as gym
@@ -57,21 +58,26 @@ def test_rotate_images_matches_the_world_rotation_convention():
 
 @pytest.mark.parametrize("cls", [EquiTransporterAgent, KeyframeTransporterAgent])
 def test_rotating_the_scene_rotates_pick_heatmap_and_place_distribution(cls, scene_obs):
+    """Transporter predicts the object's yaw *change* (invariant: object and target turn together); the
+    Keyframe Transporter predicts the gripper's yaw with the object in the gripper frame, so when the gripper
+    turns with the scene at pick, its place-yaw bins shift by the same quarter turn."""
     obs, red = scene_obs
     agent = cls(SMALL, seed=1)
     for m in agent.modules().values():
         m.eval()
     x = obs_to_tensor(obs)
     n, size = SMALL.n_rotations, x.shape[-1]
+    keyframe = cls is KeyframeTransporterAgent
     with torch.no_grad():
         pick = agent.pick_logits(x)
         place = agent.place_logits(x, agent.object_crop(x, red, 0.0))
         for k in (1, 2, 3):
             gx = obs_to_tensor({key: transform_topdown(SE2Element(k * math.pi / 2), v) for key, v in obs.items()})
             assert relative_error(agent.pick_logits(gx), torch.rot90(pick, k, (0, 1))) < 1e-4
-            g_place = agent.place_logits(gx, agent.object_crop(gx, rot_rc(red, k, size), 0.0))
-            # rotation bins shift by the quarter turn, pixels rotate with the scene
-            expected = torch.rot90(torch.roll(place, k * n // 4, dims=0), k, (1, 2))
+            pick_yaw = k * math.pi / 2 if keyframe else 0.0
+            g_place = agent.place_logits(gx, agent.object_crop(gx, rot_rc(red, k, size), pick_yaw))
+            shift = k * n // 4 if keyframe else 0
+            expected = torch.rot90(torch.roll(place, shift, dims=0), k, (1, 2))
             assert relative_error(g_place, expected) < 1e-4
 
 
@@ -82,7 +88,8 @@ def test_the_plain_transporter_is_not_equivariant(scene_obs):
     x = obs_to_tensor(obs)
     gx = torch.rot90(x, 1, (1, 2))
     with torch.no_grad():
-        assert relative_error(agent.pick_logits(gx), torch.rot90(agent.pick_logits(x), 1, (0, 1))) > 1e-2
+        a, b = agent.pick_logits(gx), torch.rot90(agent.pick_logits(x), 1, (0, 1))
+        assert relative_error(a - a.mean(), b - b.mean()) > 0.05
 
 
 @pytest.mark.parametrize("cls", [TransporterAgent, EquiTransporterAgent])
@@ -140,9 +147,9 @@ def test_segment_object_keeps_only_the_grasped_object():
 @pytest.mark.parametrize("cls", [TransporterAgent, EquiTransporterAgent, KeyframeTransporterAgent])
 def test_learns_from_demos_saves_and_loads(cls, demos_file, tmp_path, scene_obs):
     demos = load_demos(demos_file)
-    agent = cls(SMALL, seed=0)
+    agent = cls(dataclasses.replace(SMALL, lr=5e-3), seed=0)
     before = float(agent.loss(demos).detach())
-    losses = agent.learn(demos, steps=25, progress=False)
+    losses = agent.learn(demos, steps=40, progress=False)
     after = float(agent.loss(demos).detach())
     assert after < 0.7 * before, (before, after, losses[-5:])
     action = agent.act(scene_obs[0])

@@ -26,6 +26,7 @@ BENCHES: dict[str, str] = {
     "sac": "learn.bench.sac",
     "transporter": "learn.bench.transporter",
     "hep": "learn.bench.hep",
+    "ros-latency": "learn.bench.ros_latency",
 }
 
 

@@ -41,8 +41,13 @@ SO2 = np.array([[0.0, -1.0], [1.0, 0.0]])
 # --------------------------------------------------------------------------- models
 
 
+def _static_channels(mask: torch.Tensor) -> torch.Tensor:
+    """Obstacle mask and a constant-one channel: zero padding turns the latter into a border marker."""
+    return torch.stack([mask.float(), torch.ones_like(mask, dtype=torch.float32)])[None]
+
+
 class MaskedCNN(nn.Module):
-    """Tendency CNN on a scalar field; a fixed obstacle mask rides along as a second input channel.
+    """Tendency CNN on a scalar field; a fixed obstacle mask (and a ones channel) ride along as inputs.
 
     The mask belongs to the predictor (its chart), not to the input, so a group element acting
     on the input field leaves it where it is: that is how an obstacle breaks the symmetry.
@@ -50,15 +55,15 @@ class MaskedCNN(nn.Module):
 
     def __init__(self, mask: torch.Tensor, hidden: int = 16, layers: int = 4):
         super().__init__()
-        self.register_buffer("mask", mask.float()[None, None])
-        chans = [2] + [hidden] * (layers - 1)
+        self.register_buffer("static", _static_channels(mask))
+        chans = [3] + [hidden] * (layers - 1)
         body: list[nn.Module] = []
         for a, b in zip(chans[:-1], chans[1:]):
             body += [nn.Conv2d(a, b, 3, padding=1), nn.Tanh()]  # tanh: ReLU fits of this near-linear map often stall
         self.net = nn.Sequential(*body, nn.Conv2d(chans[-1], 1, 3, padding=1))
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([u, self.mask.expand(u.shape[0], -1, -1, -1)], dim=1))
+        return self.net(torch.cat([u, self.static.expand(u.shape[0], -1, -1, -1)], dim=1))
 
 
 class SteerableTendencyCNN(nn.Module):
@@ -75,7 +80,7 @@ class SteerableTendencyCNN(nn.Module):
         from equivariance.escnn_bridge import gspace_for
 
         gs = gspace_for(group)
-        self.in_type = enn.FieldType(gs, 2 * [gs.trivial_repr])
+        self.in_type = enn.FieldType(gs, 3 * [gs.trivial_repr])  # field, obstacle mask, ones
         hidden = enn.FieldType(gs, fields * [gs.regular_repr])
         blocks: list = [enn.R2Conv(self.in_type, hidden, 3, padding=1), enn.PointwiseNonLinearity(hidden, "p_tanh")]
         for _ in range(layers - 2):
@@ -87,7 +92,8 @@ class SteerableTendencyCNN(nn.Module):
     def forward_with_mask(self, u: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         from escnn import nn as enn
 
-        return self.net(enn.GeometricTensor(torch.cat([u, mask], dim=1), self.in_type)).tensor
+        x = torch.cat([u, mask, torch.ones_like(u)], dim=1)
+        return self.net(enn.GeometricTensor(x, self.in_type)).tensor
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         return self.forward_with_mask(u, self.mask.expand(u.shape[0], -1, -1, -1))
@@ -137,9 +143,9 @@ class AtlasDConfig:
     discrete: DiscreteDiscoveryConfig = field(default_factory=DiscreteDiscoveryConfig)
     global_batch: int = 8
     synthetic_charts: int = 4
-    synthetic_steps: int = 1500
+    synthetic_steps: int = 4000
     downstream_sizes: tuple[int, ...] = (1, 4, 16)
-    downstream_steps: int = 600
+    downstream_steps: int = 1000
     downstream_test: int = 64
     seed: int = 0
 
@@ -155,9 +161,9 @@ class AtlasDConfig:
             discrete=DiscreteDiscoveryConfig(n_candidates=6, steps=80, batch=16),
             global_batch=4,
             synthetic_charts=3,
-            synthetic_steps=600,
+            synthetic_steps=2000,
             downstream_sizes=(1, 4),
-            downstream_steps=250,
+            downstream_steps=400,
             downstream_test=32,
             seed=seed,
         )
@@ -258,32 +264,35 @@ def run_synthetic_discovery(cfg: AtlasDConfig, out: dict) -> None:
     """O(1, 1)-invariant chart functions: MLP chart predictors, local vs global discovery."""
     fam = ChartFunctionFamily("minkowski", cfg.synthetic_charts, seed=cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    predictors, inputs = [], []
+    predictors, inputs, fit_errors = [], [], []
     for c in range(fam.n_charts):
         xs = torch.rand(4096, 2, generator=gen) * 3 - 1.5  # train wider than we probe: boosts move points out
         ys = torch.from_numpy(fam(c, xs.numpy())).float()[:, None]
         model = make_mlp()
-        fit_regressor(model, xs, ys, cfg.synthetic_steps, batch=256, crop=0, seed=cfg.seed + c)
+        fit_errors.append(fit_regressor(model, xs, ys, cfg.synthetic_steps, batch=256, crop=0, seed=cfg.seed + c))
         predictors.append(model.eval().requires_grad_(False))
         inputs.append(torch.rand(1024, 2, generator=gen) * 1.2 - 0.6)
     action = VectorAction(2, output="trivial")
     lie_cfg = replace(cfg.lie, seed=cfg.seed, coef_std=0.5)
-    disc_cfg = replace(cfg.discrete, seed=cfg.seed, coef_std=0.5)
+    # MLP predictors are cheap, so the discrete search can afford enough starts to hit all 4 components
+    disc_cfg = replace(cfg.discrete, seed=cfg.seed, coef_std=0.5, steps=max(cfg.discrete.steps, 200), n_candidates=max(cfg.discrete.n_candidates, 10))
     group, lie_res, disc_res = discover_group(predictors, inputs, action, lie_cfg, disc_cfg)
     truth = evaluate_group(predictors, inputs, action, fam.true_generator / np.sqrt(2), coef_std=0.5)
     out["synthetic_local"] = _summarise(group, lie_res, disc_res, fam.true_generator, fam.true_components, truth)
+    out["synthetic_local"]["predictor_relative_mse"] = [round(e, 5) for e in fit_errors]
 
     # global: the nearest-chart field on the whole domain, symmetric about each chart centre only
     centres = np.array([[np.cos(a), np.sin(a)] for a in np.linspace(0, 2 * np.pi, fam.n_charts, endpoint=False)]) * 1.5
     xs = torch.rand(8192, 2, generator=gen) * 6 - 3
     ys = torch.from_numpy(fam.global_function(xs.numpy(), centres)).float()[:, None]
     global_model = make_mlp(hidden=128)
-    fit_regressor(global_model, xs, ys, cfg.synthetic_steps, batch=256, crop=0, seed=cfg.seed)
+    global_fit = fit_regressor(global_model, xs, ys, 2 * cfg.synthetic_steps, batch=256, crop=0, seed=cfg.seed)
     global_model.eval().requires_grad_(False)
     g_inputs = [torch.rand(1024, 2, generator=gen) * 3.6 - 1.8]
     g_group, g_lie_res, g_disc_res = discover_group([global_model], g_inputs, action, lie_cfg, disc_cfg)
     g_truth = evaluate_group([global_model], g_inputs, action, fam.true_generator / np.sqrt(2), coef_std=0.5)
     out["synthetic_global"] = _summarise(g_group, g_lie_res, g_disc_res, fam.true_generator, fam.true_components, g_truth)
+    out["synthetic_global"]["predictor_relative_mse"] = round(global_fit, 5)
 
 
 def run_downstream(cfg: AtlasDConfig, sim: HeatObstacleSim, group, out: dict) -> None:

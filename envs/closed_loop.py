@@ -1,0 +1,420 @@
+"""Closed-loop manipulation with a suction end-effector: ``HepPickPlace-v0`` and ``HepPushToTarget-v0``.
+
+Unlike the tabletop suite (one pick/place primitive per step) the agent here commands the end-effector every
+control step (20 Hz): ``action = [dx, dy, dz, suction]`` in ``[-1, 1]``. ``dx, dy`` is projected onto the unit
+disc and scaled by ``max_step`` (metres per step), ``dz`` is clipped to ``[-1, 1]`` and scaled likewise; the
+velocity actuators track ``delta / dt``. ``suction > 0`` holds the suction cup on: it grabs the cylinder when the
+cup touches its top (centred within ``CAPTURE_XY``) and lets go as soon as it is switched off.
+
+Tasks (both multi-stage, both solved by a closed-loop scripted oracle, :func:`oracle`):
+    * ``HepPickPlace-v0``: reach above the cylinder, descend, grasp, lift, carry, descend onto the target, release.
+      Success: released, resting, centre within ``SUCCESS_RADIUS`` of the target.
+    * ``HepPushToTarget-v0``: suction disabled; go behind the puck (over it, at hover height), descend, push it
+      onto the target. Success: puck centre within ``SUCCESS_RADIUS`` of the target.
+
+Observation (a dict):
+    * ``"vector"`` (16 floats): end-effector position (3) and velocity (3), attached flag (1), object position
+      (3, bottom centre) and velocity (3), target position (3).
+    * ``"points"`` (96, 4): ``x, y, z, label`` with label 0 = end-effector, 1 = object, 2 = target marker. The
+      points are a fixed set of surface samples per geom (seeded at construction) placed by the simulator's
+      geom poses, not a rendered depth image. Because bodies do not yaw, rotating the scene rotates the
+      *surfaces* but not the sample pattern on them; ``symmetry.transform_obs`` rotates the sampled points.
+
+Symmetry: SE(2) = rotations about the vertical axis through the world origin + planar translations. The
+dynamics are exactly equivariant (infinite floor, isotropic damping, elliptic cones, disc-clipped actions, a
+suction rule that only looks at distances); ``transform_state`` accepts ``SE2Element`` or rotation-only
+``O2Element`` and the tests check ``step(g.s, g.a) == g.step(s, a)`` by simulation.
+
+``workspace="demo"`` (default) samples the layout the demonstrations see: object left of the origin, target
+right, end-effector in front. ``workspace="transformed"`` applies a random rotation (any angle) and a random
+planar translation (up to ``max_shift``) to that layout: scenes never seen in the demonstrations.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import mujoco
+import numpy as np
+from gymnasium import spaces
+
+from envs.mujoco_base import PlanarMujocoEnv
+from equivariance.groups import O2Element, SE2Element, SE2Group
+from equivariance.symmetry import Symmetry
+
+EE_RADIUS, OBJ_RADIUS, OBJ_HEIGHT, TARGET_RADIUS = 0.015, 0.025, 0.04, 0.03
+GRASP_OFFSET = 0.055          # ee centre above object bottom when attached (weld relpose in the XML)
+CAPTURE_XY, CAPTURE_Z = 0.02, 0.008
+HOVER_Z = 0.10
+SUCCESS_RADIUS = 0.03
+N_EE_POINTS, N_OBJ_POINTS, N_TARGET_POINTS = 24, 48, 24
+VECTOR_DIM = 16
+#: slices of the vector observation
+EE_POS, EE_VEL, ATTACHED, OBJ_POS, OBJ_VEL, TARGET_POS = (slice(0, 3), slice(3, 6), slice(6, 7), slice(7, 10),
+                                                          slice(10, 13), slice(13, 16))
+_POSITIONS = (EE_POS, OBJ_POS, TARGET_POS)
+_VELOCITIES = (EE_VEL, OBJ_VEL)
+
+
+def as_se2(g) -> SE2Element:
+    """``SE2Element`` as is; a rotation-only ``O2Element`` as the rotation about the origin."""
+    if isinstance(g, SE2Element):
+        return g
+    if isinstance(g, O2Element) and not g.flip:
+        return SE2Element(g.angle, 0.0, 0.0)
+    raise ValueError(f"closed-loop scenes transform by SE(2) elements or rotations, got {g!r}")
+
+
+def transform_vector_obs(g, vec: np.ndarray) -> np.ndarray:
+    """Positions rotate and translate in x, y; velocities rotate; heights and the attached flag are invariant."""
+    g = as_se2(g)
+    v = np.array(vec, dtype=np.float64, copy=True)
+    if v.shape[-1] != VECTOR_DIM:
+        raise ValueError(f"vector observation must have {VECTOR_DIM} entries, got shape {v.shape}")
+    R, t = g.rotation.matrix(), np.array([g.tx, g.ty])
+    for sl in _POSITIONS:
+        v[..., sl.start:sl.start + 2] = v[..., sl.start:sl.start + 2] @ R.T + t
+    for sl in _VELOCITIES:
+        v[..., sl.start:sl.start + 2] = v[..., sl.start:sl.start + 2] @ R.T
+    return v.astype(np.asarray(vec).dtype)
+
+
+def transform_point_obs(g, points: np.ndarray) -> np.ndarray:
+    """Rotate and translate the x, y columns of an (N, 4) cloud; z and labels are invariant."""
+    g = as_se2(g)
+    p = np.array(points, dtype=np.float64, copy=True)
+    p[..., :2] = g.apply(p[..., :2])
+    return p.astype(np.asarray(points).dtype)
+
+
+def transform_action(g, action: np.ndarray) -> np.ndarray:
+    """Actions are displacements: dx, dy rotate (translations do not move them); dz and suction are invariant."""
+    g = as_se2(g)
+    a = np.array(action, dtype=np.float64, copy=True)
+    a[..., :2] = a[..., :2] @ g.rotation.matrix().T
+    return a.astype(np.asarray(action).dtype)
+
+
+def closed_loop_symmetry() -> Symmetry:
+    return Symmetry(group=SE2Group(translation_scale=0.05),
+                    obs={"vector": transform_vector_obs, "points": transform_point_obs},
+                    action=transform_action, exact=True)
+
+
+def _surface_samples(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Local surface points: sphere (end-effector), cylinder top and side (object), flat disc (target)."""
+    d = rng.normal(size=(N_EE_POINTS, 3))
+    ee = EE_RADIUS * d / np.linalg.norm(d, axis=1, keepdims=True)
+    n_top = N_OBJ_POINTS // 3
+    r, th = OBJ_RADIUS * np.sqrt(rng.uniform(size=n_top)), rng.uniform(0, 2 * np.pi, n_top)
+    top = np.stack([r * np.cos(th), r * np.sin(th), np.full(n_top, OBJ_HEIGHT / 2)], 1)
+    th = rng.uniform(0, 2 * np.pi, N_OBJ_POINTS - n_top)
+    side = np.stack([OBJ_RADIUS * np.cos(th), OBJ_RADIUS * np.sin(th),
+                     rng.uniform(-OBJ_HEIGHT / 2, OBJ_HEIGHT / 2, th.size)], 1)
+    r, th = TARGET_RADIUS * np.sqrt(rng.uniform(size=N_TARGET_POINTS)), rng.uniform(0, 2 * np.pi, N_TARGET_POINTS)
+    target = np.stack([r * np.cos(th), r * np.sin(th), np.zeros(N_TARGET_POINTS)], 1)
+    return ee, np.concatenate([top, side]), target
+
+
+def _clip_action(action: np.ndarray) -> np.ndarray:
+    """Disc-clip dx, dy (commutes with rotations), clip dz and suction to [-1, 1]."""
+    a = np.asarray(action, dtype=np.float64).copy()
+    n = math.hypot(a[0], a[1])
+    if n > 1.0:
+        a[:2] /= n
+    a[2:] = np.clip(a[2:], -1.0, 1.0)
+    return a
+
+
+class ClosedLoopEnv(PlanarMujocoEnv):
+    """Base class of the closed-loop tasks; subclasses set ``suction``, ``_success``, ``keypose`` and the oracle."""
+
+    xml_file = "closed_loop.xml"
+    frame_skip = 10
+    planar_pairs = (("ee_x", "ee_y"), ("obj_x", "obj_y"))
+    mocap_bodies = ("target",)
+    suction = True
+
+    def __init__(self, render_mode: str | None = None, max_step: float = 0.02, workspace: str = "demo",
+                 max_shift: float = 0.1):
+        if workspace not in ("demo", "transformed"):
+            raise ValueError(f"workspace must be 'demo' or 'transformed', got {workspace!r}")
+        if not max_step > 0:
+            raise ValueError(f"max_step must be positive, got {max_step}")
+        super().__init__(render_mode=render_mode)
+        self.max_step, self.workspace, self.max_shift = float(max_step), workspace, float(max_shift)
+        self.dt = self.model.opt.timestep * self.frame_skip
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)
+        self.observation_space = spaces.Dict({
+            "vector": spaces.Box(-np.inf, np.inf, shape=(VECTOR_DIM,), dtype=np.float32),
+            "points": spaces.Box(-np.inf, np.inf, shape=(N_EE_POINTS + N_OBJ_POINTS + N_TARGET_POINTS, 4),
+                                 dtype=np.float32),
+        })
+        self.symmetry = closed_loop_symmetry()
+        m = self.model
+        self._qadr = {n: int(m.jnt_qposadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, n)])
+                      for n in ("ee_x", "obj_x")}
+        self._geoms = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, n) for n in ("ee", "obj", "target")]
+        self._local_points = _surface_samples(np.random.default_rng(12345))
+        self._labels = np.concatenate([np.full(len(p), float(k)) for k, p in enumerate(self._local_points)])
+
+    # -- state ---------------------------------------------------------------------------
+    def transform_state(self, g, state: np.ndarray) -> np.ndarray:
+        """Rotate (base class) and then translate planar positions and mocap bodies by ``g`` in SE(2)."""
+        g = as_se2(g)
+        s = super().transform_state(g.rotation, state)
+        t = np.array([g.tx, g.ty])
+        qpos = s[..., self._layout["QPOS"]]
+        qpos[..., self._pair_qpos] += t
+        s[..., self._layout["QPOS"]] = qpos
+        mpos = s[..., self._layout["MOCAP_POS"]].reshape(*s.shape[:-1], -1, 3)
+        mpos[..., self._mocap, :2] += t
+        s[..., self._layout["MOCAP_POS"]] = mpos.reshape(*s.shape[:-1], -1)
+        return s
+
+    @property
+    def ee_pos(self) -> np.ndarray:
+        i = self._qadr["ee_x"]
+        return self.data.qpos[i:i + 3].copy()
+
+    @property
+    def obj_pos(self) -> np.ndarray:
+        i = self._qadr["obj_x"]
+        return self.data.qpos[i:i + 3].copy()
+
+    @property
+    def target_pos(self) -> np.ndarray:
+        return self.data.mocap_pos[self._mocap[0]].copy()
+
+    @property
+    def attached(self) -> bool:
+        return bool(self.data.eq_active[0])
+
+    # -- task hooks ------------------------------------------------------------------------
+    def _layout_demo(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ee xy, object xy, target xy) in the demonstration workspace."""
+        obj = np.array([-0.08, 0.0]) + rng.uniform(-0.04, 0.04, 2)
+        target = np.array([0.08, 0.0]) + rng.uniform(-0.04, 0.04, 2)
+        ee = np.array([0.0, -0.08]) + rng.uniform(-0.03, 0.03, 2)
+        return ee, obj, target
+
+    def _success(self) -> bool:
+        raise NotImplementedError
+
+    def keypose(self) -> np.ndarray:
+        """Where the current stage's interaction happens (x, y): the high-level label for imitation."""
+        raise NotImplementedError
+
+    # -- gym API ----------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        mujoco.mj_resetData(self.model, self.data)
+        rng = self.np_random
+        ee, obj, target = self._layout_demo(rng)
+        if self.workspace == "transformed":
+            r = self.max_shift * math.sqrt(rng.uniform())
+            phi = rng.uniform(0, 2 * np.pi)
+            g = SE2Element(rng.uniform(0, 2 * np.pi), r * math.cos(phi), r * math.sin(phi))
+            ee, obj, target = g.apply(ee), g.apply(obj), g.apply(target)
+        q = self.data.qpos
+        q[self._qadr["ee_x"]:self._qadr["ee_x"] + 3] = [ee[0], ee[1], HOVER_Z]
+        q[self._qadr["obj_x"]:self._qadr["obj_x"] + 3] = [obj[0], obj[1], 0.0]
+        self.data.mocap_pos[self._mocap[0]] = [target[0], target[1], 0.0]
+        self.data.eq_active[0] = 0
+        mujoco.mj_forward(self.model, self.data)
+        return self._obs(), self._info()
+
+    def step(self, action):
+        a = np.asarray(action, dtype=np.float64)
+        if a.shape != (4,) or not np.all(np.isfinite(a)):
+            raise ValueError(f"closed-loop action must be 4 finite floats [dx, dy, dz, suction], got {action!r}")
+        a = _clip_action(a)
+        self._update_suction(a[3] > 0)
+        self._simulate(a[:3] * self.max_step / self.dt)
+        success = self._success()
+        reward = float(success) - 0.01
+        return self._obs(), reward, success, False, self._info(success)
+
+    def _update_suction(self, on: bool) -> None:
+        """Grab when the cup is on for an object whose top touches it (a rotation-invariant rule)."""
+        if not self.suction or not on:
+            self.data.eq_active[0] = 0
+            return
+        if self.attached:
+            return
+        ee, obj = self.ee_pos, self.obj_pos
+        if (math.hypot(*(ee[:2] - obj[:2])) < CAPTURE_XY
+                and abs(ee[2] - EE_RADIUS - (obj[2] + OBJ_HEIGHT)) < CAPTURE_Z):
+            self.data.eq_active[0] = 1
+
+    def _info(self, success: bool | None = None) -> dict[str, Any]:
+        d = float(np.linalg.norm(self.obj_pos[:2] - self.target_pos[:2]))
+        return {"is_success": self._success() if success is None else success, "target_distance": d}
+
+    def vector_obs(self) -> np.ndarray:
+        i, j = self._qadr["ee_x"], self._qadr["obj_x"]
+        v = self.data.qvel
+        return np.concatenate([self.ee_pos, v[i:i + 3], [float(self.attached)], self.obj_pos, v[j:j + 3],
+                               self.target_pos]).astype(np.float32)
+
+    def point_cloud(self) -> np.ndarray:
+        parts = [local @ self.data.geom_xmat[gid].reshape(3, 3).T + self.data.geom_xpos[gid]
+                 for gid, local in zip(self._geoms, self._local_points)]
+        return np.concatenate([np.concatenate(parts), self._labels[:, None]], 1).astype(np.float32)
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        return {"vector": self.vector_obs(), "points": self.point_cloud()}
+
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        from envs.render2d import TopDownCanvas, composite
+
+        c = TopDownCanvas(256, 0.35)
+        return composite([
+            (c.ring(self.target_pos[:2], TARGET_RADIUS, 0.006), (0.2, 0.7, 0.3)),
+            (c.disc(self.obj_pos[:2], OBJ_RADIUS), (0.85, 0.25, 0.2)),
+            (c.disc(self.ee_pos[:2], EE_RADIUS), (0.2, 0.4, 0.9) if not self.attached else (0.1, 0.1, 0.5)),
+        ], background=(0.82, 0.78, 0.72), size=256)
+
+    # -- scripted demonstrator ------------------------------------------------------------
+    def oracle_action(self) -> np.ndarray:
+        """The scripted expert's next action from privileged state (used by :func:`oracle`)."""
+        raise NotImplementedError
+
+    def _move_toward(self, goal: np.ndarray, speed: float = 1.0) -> np.ndarray:
+        """Action that moves the end-effector toward ``goal`` (x, y, z), at most ``speed`` of ``max_step``."""
+        d = (np.asarray(goal, float) - self.ee_pos) / self.max_step
+        out = np.zeros(3)
+        n = math.hypot(d[0], d[1])
+        out[:2] = d[:2] * min(1.0, speed / n) if n > 1e-12 else 0.0
+        out[2] = np.clip(d[2], -speed, speed)
+        return out
+
+
+class PickPlaceEnv(ClosedLoopEnv):
+    """Reach the cylinder, grasp it with suction, carry it onto the target and release it there."""
+
+    suction = True
+
+    def _success(self) -> bool:
+        return (not self.attached and self.obj_pos[2] < 0.01
+                and float(np.linalg.norm(self.obj_pos[:2] - self.target_pos[:2])) < SUCCESS_RADIUS)
+
+    def keypose(self) -> np.ndarray:
+        return (self.target_pos if self.attached else self.obj_pos)[:2].copy()
+
+    def oracle_action(self) -> np.ndarray:
+        ee, obj, target = self.ee_pos, self.obj_pos, self.target_pos
+        if not self.attached:
+            goal_xy, final_z, grip_when_down = obj[:2], obj[2] + OBJ_HEIGHT + EE_RADIUS - 0.004, 1.0
+        else:
+            goal_xy, final_z, grip_when_down = target[:2], GRASP_OFFSET + 0.004, -1.0
+        hold = 1.0 if self.attached else -1.0
+        low = ee[2] < HOVER_Z - 0.03
+        dxy = math.hypot(*(ee[:2] - goal_xy))
+        if (not low and dxy > 0.006) or (low and dxy > 0.015):
+            # Travel at hover height, so the cup never sweeps into the object's side: first up, then across.
+            goal = np.r_[ee[:2], HOVER_Z] if low else np.r_[goal_xy, HOVER_Z]
+            return np.r_[self._move_toward(goal), hold]
+        down = ee[2] < final_z + 0.004 + 0.004 * (not self.attached)
+        return np.r_[self._move_toward(np.r_[goal_xy, final_z]), grip_when_down if down else hold]
+
+
+class PushToTargetEnv(ClosedLoopEnv):
+    """Go behind the puck (passing over it), descend and push it onto the target; suction is disabled."""
+
+    suction = False
+    push_z = 0.02
+    behind = OBJ_RADIUS + EE_RADIUS + 0.008
+
+    def _success(self) -> bool:
+        return float(np.linalg.norm(self.obj_pos[:2] - self.target_pos[:2])) < SUCCESS_RADIUS
+
+    def keypose(self) -> np.ndarray:
+        return self.obj_pos[:2].copy()
+
+    def oracle_action(self) -> np.ndarray:
+        ee, puck, target = self.ee_pos, self.obj_pos, self.target_pos
+        to_target = target[:2] - puck[:2]
+        u = to_target / (np.linalg.norm(to_target) + 1e-9)
+        rel = ee[:2] - puck[:2]
+        along, lateral = float(rel @ u), float(rel[0] * u[1] - rel[1] * u[0])
+        pre = puck[:2] - self.behind * u
+        in_place = (abs(lateral) < 0.012 and -(self.behind + 0.02) < along < -(OBJ_RADIUS + EE_RADIUS - 0.01)
+                    and ee[2] < self.push_z + 0.012)
+        if in_place:
+            # Aim a little into the puck along the line to the target: steady contact, lateral error corrected.
+            goal = np.r_[puck[:2] - (OBJ_RADIUS + EE_RADIUS - 0.012) * u, self.push_z]
+            return np.r_[self._move_toward(goal, speed=0.5), -1.0]
+        d_pre = math.hypot(*(ee[:2] - pre))
+        if d_pre <= 0.008 or (ee[2] < HOVER_Z - 0.03 and d_pre < 0.02):
+            return np.r_[self._move_toward(np.r_[pre, self.push_z]), -1.0]
+        # Far from the pre-push point: up first, then across at hover height (passing over the puck).
+        goal = np.r_[ee[:2], HOVER_Z] if ee[2] < HOVER_Z - 0.03 else np.r_[pre, HOVER_Z]
+        return np.r_[self._move_toward(goal), -1.0]
+
+def oracle(env) -> np.ndarray:
+    """The scripted demonstrator's action for ``env`` (a closed-loop env, wrapped or not)."""
+    return env.unwrapped.oracle_action()
+
+
+def rollout_demo(env, seed: int, max_steps: int | None = None) -> dict[str, np.ndarray] | None:
+    """One oracle episode from ``seed``: per-step vector obs, points, actions and keypose labels; None on failure."""
+    u = env.unwrapped
+    obs, _ = env.reset(seed=seed)
+    cols: dict[str, list] = {"vector": [], "points": [], "action": [], "keypose": []}
+    max_steps = max_steps or getattr(env.spec, "max_episode_steps", None) or 150
+    for _ in range(max_steps):
+        a = u.oracle_action().astype(np.float32)
+        cols["vector"].append(obs["vector"])
+        cols["points"].append(obs["points"])
+        cols["action"].append(a)
+        cols["keypose"].append(u.keypose().astype(np.float32))
+        obs, _, terminated, truncated, info = env.step(a)
+        if terminated or truncated:
+            break
+    if not info.get("is_success"):
+        return None
+    return {k: np.stack(v) for k, v in cols.items()}
+
+
+def collect_closed_loop_demos(env_id: str, n: int, out: Path | None = None, seed: int = 0,
+                              progress: bool = False, env_kwargs: dict | None = None) -> dict[str, np.ndarray]:
+    """Solve ``n`` episodes (seeds ``seed, seed+1, ...``) with the oracle; optionally write them to ``out`` (.npz).
+
+    The file holds flat per-step arrays ``vector, points, action, keypose, episode`` plus ``seeds``; only
+    successful episodes are kept. Raises RuntimeError if the oracle fails more than ``n`` episodes.
+    """
+    from learn.io import atomic_path
+    from learn.runs import make_env
+
+    if n < 1:
+        raise ValueError(f"n must be >= 1 demonstrations, got {n}")
+    env = make_env(env_id, **(env_kwargs or {}))
+    if not isinstance(env.unwrapped, ClosedLoopEnv):
+        env.close()
+        raise ValueError(f"env {env_id!r} is not a closed-loop env")
+    episodes, seeds, s, failures = [], [], seed, 0
+    while len(episodes) < n:
+        ep = rollout_demo(env, s)
+        if ep is None:
+            failures += 1
+            if failures > n:
+                raise RuntimeError(f"oracle failed {failures} episodes of {env_id} (last seed {s})")
+        else:
+            episodes.append(ep)
+            seeds.append(s)
+        s += 1
+    env.close()
+    data = {k: np.concatenate([ep[k] for ep in episodes]) for k in episodes[0]}
+    data["episode"] = np.concatenate([np.full(len(ep["action"]), i) for i, ep in enumerate(episodes)])
+    data["seeds"] = np.asarray(seeds)
+    if out is not None:
+        out = Path(out)
+        out = out if out.suffix == ".npz" else out.with_suffix(".npz")
+        with atomic_path(out) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, env_id=np.asarray(env_id), **data)
+    return data

@@ -1,0 +1,106 @@
+"""Approximately symmetric SymPush variants: the O(2) symmetry is broken by a known, tunable term.
+
+Both breaks live in the MuJoCo *model* (edited at load time through ``_edit_spec``), so anything that
+simulates the model (``step``, ``mujoco.rollout`` in planners) sees them.
+
+* ``SymPushWind-v0``: a constant horizontal force field (wind, or equivalently a tilted table),
+  implemented by tilting gravity: the puck and pusher sit on planar slide joints, so the horizontal part
+  of gravity pushes both along ``wind_direction`` with acceleration ``wind`` (m/s^2). ``wind=0`` is
+  exactly symmetric.
+* ``SymPushObstacle-v0``: a fixed cylindrical post off the table centre that both bodies collide with.
+  ``obstacle_radius=0`` removes it (exactly symmetric).
+
+Each declares ``Symmetry(exact=False, breaking={...})`` (exact when its strength is 0) and exposes the
+breaking term as an attribute (``env.wind_vector``, ``env.obstacle``).
+"""
+from __future__ import annotations
+
+import math
+
+import mujoco
+import numpy as np
+
+from envs.sym_push import PUCK_RADIUS, PUSHER_RADIUS, SymPushEnv
+from equivariance import Symmetry
+
+
+class SymPushWindEnv(SymPushEnv):
+    """SymPush with a constant planar force field of strength ``wind`` (m/s^2) along ``wind_direction`` (rad)."""
+
+    def __init__(self, wind: float = 0.3, wind_direction: float = 0.0, **kwargs):
+        if not math.isfinite(wind) or wind < 0:
+            raise ValueError(f"wind must be a finite non-negative acceleration in m/s^2, got {wind!r}")
+        self.wind = float(wind)
+        self.wind_direction = float(wind_direction)
+        self.wind_vector = self.wind * np.array([math.cos(self.wind_direction), math.sin(self.wind_direction)])
+        super().__init__(**kwargs)
+
+    def _edit_spec(self, spec: "mujoco.MjSpec") -> None:
+        g = np.array(spec.option.gravity, dtype=float)
+        spec.option.gravity = [self.wind_vector[0], self.wind_vector[1], g[2]]
+
+    def _declare_symmetry(self, group) -> Symmetry:
+        sym = super()._declare_symmetry(group)
+        if self.wind == 0.0:
+            return sym
+        return Symmetry(group=sym.group, obs=sym.obs, action=sym.action, exact=False,
+                        breaking={"wind": [float(v) for v in self.wind_vector]})
+
+
+class SymPushObstacleEnv(SymPushEnv):
+    """SymPush with a fixed post of ``obstacle_radius`` (m) at ``obstacle_pos`` that puck and pusher hit."""
+
+    def __init__(self, obstacle_radius: float = 0.04, obstacle_pos: tuple[float, float] = (0.12, 0.06), **kwargs):
+        if not math.isfinite(obstacle_radius) or obstacle_radius < 0:
+            raise ValueError(f"obstacle_radius must be a finite non-negative length, got {obstacle_radius!r}")
+        pos = np.asarray(obstacle_pos, dtype=float)
+        if pos.shape != (2,) or np.linalg.norm(pos) + obstacle_radius > 0.3:
+            raise ValueError(f"obstacle_pos must be a 2-vector with the post inside the table, got {obstacle_pos!r}")
+        self.obstacle = {"pos": [float(pos[0]), float(pos[1])], "radius": float(obstacle_radius)}
+        super().__init__(**kwargs)
+
+    def _edit_spec(self, spec: "mujoco.MjSpec") -> None:
+        if self.obstacle["radius"] == 0.0:
+            return
+        x, y = self.obstacle["pos"]
+        spec.worldbody.add_geom(name="obstacle", type=mujoco.mjtGeom.mjGEOM_CYLINDER,
+                                size=[self.obstacle["radius"], 0.03, 0], pos=[x, y, 0.02],
+                                rgba=[0.3, 0.3, 0.3, 1], contype=3, conaffinity=3)
+
+    def _declare_symmetry(self, group) -> Symmetry:
+        sym = super()._declare_symmetry(group)
+        if self.obstacle["radius"] == 0.0:
+            return sym
+        return Symmetry(group=sym.group, obs=sym.obs, action=sym.action, exact=False,
+                        breaking={"obstacle": dict(self.obstacle)})
+
+    def _overlaps(self) -> bool:
+        c, r = np.array(self.obstacle["pos"]), self.obstacle["radius"]
+        if r == 0.0:
+            return False
+        return (np.linalg.norm(self.puck_pos - c) < r + PUCK_RADIUS + 0.01
+                or np.linalg.norm(self.pusher_pos - c) < r + PUSHER_RADIUS + 0.01
+                or np.linalg.norm(self.goal_pos - c) < r + PUCK_RADIUS)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        obs, info = super().reset(seed=seed, options=options)
+        # Rejection sampling continues the seeded RNG stream, so resets stay reproducible.
+        while self._overlaps():
+            obs, info = super().reset(options=options)
+        return obs, info
+
+    def render(self):
+        frame = super().render()
+        if frame is None or self.obstacle["radius"] == 0.0:
+            return frame
+        from envs.render2d import TopDownCanvas
+
+        from envs.sym_push import TABLE_RADIUS
+
+        mask = TopDownCanvas(frame.shape[0], TABLE_RADIUS + 0.01).disc(self.obstacle["pos"], self.obstacle["radius"])
+        frame = frame.copy()
+        frame[mask > 0.5] = (77, 77, 77)
+        return frame
+
+
+__all__ = ["SymPushWindEnv", "SymPushObstacleEnv"]
