@@ -9,7 +9,7 @@ drift apart. Every decoder raises :class:`MessageError` naming the topic and the
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +44,11 @@ class RosArmConfig:
 
     mirrors: str
     frame_id: str
-    control_rate_hz: float
+    control_rate_hz: float          # default: the mirrored env's 1 / (timestep x frame_skip)
     stale_timeout_s: float
     connect_timeout_s: float
     command: TopicConfig
-    speed_per_unit_action: float
+    speed_per_unit_action: float    # always the mirrored env's max_speed (a policy's action scale)
     max_speed: float
     workspace_radius: float
     position_bound: float
@@ -61,7 +61,7 @@ class RosArmConfig:
     episodes: int = 1
     seed: int = 0
     source: str = "<dict>"
-    extra: dict = field(default_factory=dict)
+    mirror_rate_hz: float = 0.0     # the rate the policy was trained at
 
     @property
     def period_s(self) -> float:
@@ -137,11 +137,11 @@ def _parse(data: dict, where: str) -> RosArmConfig:
     cfg = RosArmConfig(
         mirrors=mirrors,
         frame_id=get(data, "frame_id", "", str),
-        control_rate_hz=get(data, "control_rate_hz", "", float),
+        control_rate_hz=get(data, "control_rate_hz", "", float, 0.0),
         stale_timeout_s=get(data, "stale_timeout_s", "", float),
         connect_timeout_s=get(data, "connect_timeout_s", "", float, 5.0),
         command=topic(command, "command.", COMMAND_TYPES),
-        speed_per_unit_action=get(command, "speed_per_unit_action", "command.", float),
+        speed_per_unit_action=get(command, "speed_per_unit_action", "command.", float, 0.0),
         max_speed=get(limits, "max_speed", "limits.", float),
         workspace_radius=get(limits, "workspace_radius", "limits.", float),
         position_bound=get(limits, "position_bound", "limits.", float),
@@ -158,7 +158,25 @@ def _parse(data: dict, where: str) -> RosArmConfig:
     if cfg.position_bound < cfg.workspace_radius:
         raise ValueError(f"RosArm config {where}: limits.position_bound ({cfg.position_bound}) must be >= "
                          f"limits.workspace_radius ({cfg.workspace_radius})")
-    return cfg
+    return _resolve_mirror(cfg)
+
+
+def _resolve_mirror(cfg: RosArmConfig) -> RosArmConfig:
+    """Take the action scale and the default control rate from the mirrored sim env itself, so that
+    a policy's actions mean on the arm what they meant in training even after the sim env is retuned."""
+    import gymnasium as gym
+
+    import envs  # noqa: F401  (registers the mirrored id)
+
+    mirror = gym.make(cfg.mirrors).unwrapped
+    speed = float(mirror.max_speed)
+    rate = 1.0 / (mirror.model.opt.timestep * mirror.frame_skip)
+    mirror.close()
+    if cfg.speed_per_unit_action and abs(cfg.speed_per_unit_action - speed) > 1e-12:
+        raise ValueError(f"RosArm config {cfg.source}: command.speed_per_unit_action {cfg.speed_per_unit_action} "
+                         f"differs from {cfg.mirrors}'s max_speed {speed}; a policy trained there would be mis-scaled "
+                         f"(omit the key to use {speed})")
+    return replace(cfg, speed_per_unit_action=speed, control_rate_hz=cfg.control_rate_hz or rate, mirror_rate_hz=rate)
 
 
 # -- wire format -----------------------------------------------------------------------------

@@ -186,10 +186,10 @@ class SimRobotServer:
         if self.fault is not None and self.steps >= self.fault.after_steps:
             await self._inject(self.fault.kind)
             return
-        # the actuator's own limit, independent of the client's clipping
-        ctrl = velocity if np.linalg.norm(velocity) <= self.cfg.max_speed * (1 + 1e-9) else \
-            clip_to_disc(velocity, self.cfg.max_speed)
+        # the simulated actuator's own limit (the sim env's max_speed), independent of the client's clipping
         env = self.env
+        ctrl = velocity if np.linalg.norm(velocity) <= env.max_speed * (1 + 1e-9) else \
+            clip_to_disc(velocity, env.max_speed)
         env.data.ctrl[:] = ctrl
         mujoco.mj_step(env.model, env.data, nstep=env.frame_skip)
         self.steps += 1

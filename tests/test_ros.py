@@ -28,8 +28,6 @@ from learn.sim_robot import Fault, SimRobotServer
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
-# Seeds on which the linear test policy succeeds (10010, 10014) and fails (the others) in simulation.
-E2E_SEEDS = (10010, 5)
 
 
 def config_dict(**overrides) -> dict:
@@ -69,6 +67,23 @@ def linear_run(tmp_path_factory):
     return write_linear_policy_run(tmp_path_factory.mktemp("runs") / "linear")
 
 
+def sim_successes(run_dir, seeds) -> list[bool]:
+    from learn.cli import load_run
+
+    agent, _ = load_run(run_dir)
+    return [evaluate(agent, "SymPush-v0", episodes=1, seed=s, progress=False).success_rate == 1.0 for s in seeds]
+
+
+@pytest.fixture(scope="module")
+def e2e_seeds(linear_run):
+    """Consecutive seeds on which the linear policy both succeeds and fails in simulation."""
+    outcomes = sim_successes(linear_run, range(10_000, 10_030))
+    wins = [i for i, ok in enumerate(outcomes) if ok]
+    assert wins, "the scripted test policy must succeed on some SymPush seeds"
+    start = max(0, wins[0] - 2)
+    return 10_000 + start, 4
+
+
 def wait_until(predicate, timeout=3.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -87,7 +102,13 @@ def test_default_config_mirrors_sympush():
     cfg = load_config()
     assert cfg.mirrors == "SymPush-v0" and cfg.command.type == "geometry_msgs/Twist"
     assert cfg.pusher.type == "sensor_msgs/JointState" and cfg.pusher.joints == ("pusher_x", "pusher_y")
-    assert cfg.control_rate_hz == pytest.approx(1 / 0.05)
+    sim = gym.make("SymPush-v0").unwrapped
+    # the action scale and default rate come from the mirrored env itself
+    assert cfg.speed_per_unit_action == sim.max_speed
+    assert cfg.control_rate_hz == pytest.approx(1 / (sim.model.opt.timestep * sim.frame_skip))
+    assert cfg.max_speed >= sim.max_speed, "the twin config must not clip what the sim allows"
+    with pytest.raises(ValueError, match="mis-scaled"):
+        load_config(config_dict(command={"speed_per_unit_action": sim.max_speed * 2}))
 
 
 @pytest.mark.parametrize("overrides, needle", [
@@ -168,14 +189,15 @@ def test_command_clipping_limits_speed_and_workspace():
     c = clip_command(np.array([0.9, 0.0]), np.zeros(2), cfg)
     assert c.speed_clipped and np.linalg.norm(c.velocity) == pytest.approx(0.1)
     full = load_config(config_dict())
+    speed = full.speed_per_unit_action
     c = clip_command(np.array([0.5, 0.0]), np.zeros(2), full)
-    assert not c.speed_clipped and np.allclose(c.velocity, [0.15, 0.0])
+    assert not c.speed_clipped and np.allclose(c.velocity, [0.5 * speed, 0.0])
     # at the boundary the outward part goes, the tangential and inward parts stay
     at_edge = np.array([full.workspace_radius, 0.0])
     c = clip_command(np.array([0.6, 0.8]), at_edge, full)
-    assert c.workspace_clipped and np.allclose(c.velocity, [0.0, 0.24])
+    assert c.workspace_clipped and np.allclose(c.velocity, [0.0, 0.8 * speed])
     c = clip_command(np.array([-1.0, 0.0]), at_edge, full)
-    assert not c.workspace_clipped and np.allclose(c.velocity, [-0.3, 0.0])
+    assert not c.workspace_clipped and np.allclose(c.velocity, [-speed, 0.0])
     for bad in ([np.nan, 0.0], [1.0, 2.0, 3.0]):
         with pytest.raises(ValueError, match="2 finite numbers"):
             clip_command(np.array(bad), np.zeros(2), full)
@@ -228,9 +250,9 @@ def test_watchdog_stops_the_arm_when_readings_stop_between_steps(twin):
 
 
 # -- symgym deploy, end to end ------------------------------------------------------------------------
-def test_deploy_reaches_the_same_success_as_simulation(twin, linear_run, tmp_path, capsys):
+def test_deploy_reaches_the_same_success_as_simulation(twin, linear_run, e2e_seeds, tmp_path, capsys):
     server = twin()
-    first, n = E2E_SEEDS
+    first, n = e2e_seeds
     cfg = write_config(tmp_path / "cfg.yaml", deploy={"episodes": n, "seed": first})
     log = tmp_path / "deploy.jsonl"
     rc = symgym(["deploy", "--run", str(linear_run), "--rosbridge", server.url, "--config", str(cfg), "--yes",
@@ -239,10 +261,7 @@ def test_deploy_reaches_the_same_success_as_simulation(twin, linear_run, tmp_pat
     end = read_log(log)[-1]
     assert end["event"] == "end" and end["status"] == "ok"
     deployed = [e["success"] for e in end["episodes"]]
-    agent, _ = __import__("learn.cli", fromlist=["load_run"]).load_run(linear_run)
-    in_sim = []
-    for ep in range(n):
-        in_sim.append(evaluate(agent, "SymPush-v0", episodes=1, seed=first + ep, progress=False).success_rate == 1.0)
+    in_sim = sim_successes(linear_run, range(first, first + n))
     assert deployed == in_sim
     assert any(deployed) and not all(deployed), "the seeds must include both outcomes"
     assert server.resets == list(range(first, first + n))
@@ -284,7 +303,8 @@ def test_confirmation_prompt_gates_the_first_motion(twin, linear_run, tmp_path):
     result = deploy(linear_run, server.url, config=config_dict(), log=tmp_path / "no.jsonl", interactive=True,
                     confirm=lambda q: asked.append(q) or "no")
     assert result.status == "aborted" and result.exit_code == 1 and len(asked) == 1
-    assert server.commands == [] and steps_in(tmp_path / "no.jsonl") == []
+    # nothing but the stop command every exit sends
+    assert all(c == [0.0, 0.0] for c in server.commands) and steps_in(tmp_path / "no.jsonl") == []
     result = deploy(linear_run, server.url, config=config_dict(), log=tmp_path / "yes.jsonl", interactive=True,
                     max_steps=5, confirm=lambda q: "yes")
     assert result.status == "ok" and result.steps == 5 and len(server.commands) >= 5
@@ -380,8 +400,5 @@ def test_briefly_trained_sac_deploys_with_its_simulated_success(twin, tmp_path, 
     assert symgym(["deploy", "--run", str(run), "--rosbridge", server.url, "--config", str(cfg), "--yes",
                    "--log", str(log)]) == 0, capsys.readouterr().err
     deployed = [e["success"] for e in read_log(log)[-1]["episodes"]]
-    agent, _ = __import__("learn.cli", fromlist=["load_run"]).load_run(run)
-    in_sim = [evaluate(agent, "SymPush-v0", episodes=1, seed=first + i, progress=False).success_rate == 1.0
-              for i in range(n)]
-    assert deployed == in_sim
+    assert deployed == sim_successes(run, range(first, first + n))
     assert max(r["max_obs_error"] for r in replay_in_sim(log)) == 0.0

@@ -21,7 +21,7 @@ import torch
 import yaml
 
 import envs  # noqa: F401
-from envs.ros_config import DEFAULT_CONFIG
+from envs.ros_config import DEFAULT_CONFIG, load_config
 from learn.io import save_figure
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,7 +52,7 @@ def run(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0) -> 
     torch.set_num_threads(1)
     n_steps = 300 if quick else 2_000
     cfg = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    nominal_rate = cfg["control_rate_hz"]
+    nominal_rate = load_config(cfg).control_rate_hz
     # pacing would only add sleep: measure the bridge itself, as fast as the twin answers
     cfg["control_rate_hz"] = 10_000
     with tempfile.TemporaryDirectory() as tmp:
