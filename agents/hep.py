@@ -3,6 +3,7 @@
 High level: the point cloud is splatted (bilinearly) onto a fixed top-down pixel grid centred on the world
 origin; a C4-steerable fully-convolutional network (escnn, circular padding) maps it to a translation heatmap;
 the keypose is its argmax, refined to sub-pixel precision by a softmax over the 3x3 window around the peak.
+Pixels no point landed near are masked out (:func:`mask_to_support`).
 
 Low level: behaviour cloning of a short chunk of end-effector waypoints. With frame transfer the inputs are
 expressed in a frame anchored at the keypose (positions relative to it); the chunk is predicted as waypoints in
@@ -23,7 +24,9 @@ vector observation to the action chunk, no hierarchy, similar parameter count.
 """
 from __future__ import annotations
 
+import json
 import math
+import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,11 +37,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from agents.base import Agent, TrainConfig
-from envs.closed_loop import ATTACHED, EE_POS, EE_VEL, OBJ_POS, OBJ_VEL, TARGET_POS, as_se2
+from envs.closed_loop import ATTACHED, EE_POS, OBJ_POS, TARGET_POS, as_se2
 from learn.io import save_torch, write_json
 
 POS_SCALE = 10.0   # metres -> decimetres: network inputs of order one
 RASTER_CHANNELS = 7  # occupancy x 3 labels, height x 3 labels, suction flag
+N_SCALARS = 3       # low-level invariant inputs: end-effector height, object height, suction flag
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -109,6 +113,17 @@ def pixel_centres(grid: int, pixel: float) -> tuple[torch.Tensor, torch.Tensor]:
     return (idx + 0.5 - grid / 2) * pixel, (grid / 2 - idx - 0.5) * pixel   # x of columns, y of rows
 
 
+def mask_to_support(logits: torch.Tensor, raster: torch.Tensor) -> torch.Tensor:
+    """Keep logits only where points landed (dilated by one pixel): a keypose lies on an observed surface.
+
+    Besides being a useful prior, this removes the flat plateau an FCN produces over empty floor, where an
+    argmax would have to break exact ties (which no rule can do equivariantly).
+    """
+    occupied = (raster[:, :3].sum(1, keepdim=True) > 0).float()
+    support = F.max_pool2d(occupied, 3, stride=1, padding=1)[:, 0] > 0
+    return logits.masked_fill(~support, -1e4)
+
+
 def keypose_from_heatmap(logits: torch.Tensor, pixel: float) -> torch.Tensor:
     """(B, G, G) logits -> (B, 2) world x, y: argmax, then a softmax-weighted mean over its 3x3 window."""
     B, G, _ = logits.shape
@@ -140,7 +155,10 @@ def heatmap_target(keypose: torch.Tensor, grid: int, pixel: float) -> torch.Tens
 
 
 class HeatmapNet(nn.Module):
-    """Dilated FCN, circular padding, raster -> one logit per pixel; C4-steerable (escnn) or plain."""
+    """Dilated FCN, circular padding, raster -> one logit per pixel; C4-steerable (escnn) or plain.
+
+    ELU rather than ReLU: dead ReLUs make exactly flat regions of the heatmap whose argmax is a tie.
+    """
 
     def __init__(self, equivariant: bool, fields: int = 6, dilations=(1, 2, 4, 1)):
         super().__init__()
@@ -157,17 +175,30 @@ class HeatmapNet(nn.Module):
             layers = []
             for d in dilations:
                 layers += [enn.R2Conv(t, hidden, 3, padding=d, dilation=d, padding_mode="circular"),
-                           enn.ReLU(hidden)]
+                           enn.ELU(hidden)]
                 t = hidden
             layers.append(enn.R2Conv(t, enn.FieldType(gs, [gs.trivial_repr]), 1))
             self.net = enn.SequentialModule(*layers)
         else:
             layers, c = [], RASTER_CHANNELS
             for d in dilations:
-                layers += [nn.Conv2d(c, 4 * fields, 3, padding=d, dilation=d, padding_mode="circular"), nn.ReLU()]
+                layers += [nn.Conv2d(c, 4 * fields, 3, padding=d, dilation=d, padding_mode="circular"), nn.ELU()]
                 c = 4 * fields
             layers.append(nn.Conv2d(c, 1, 1))
             self.net = nn.Sequential(*layers)
+
+    def portable_state(self) -> dict[str, torch.Tensor]:
+        """Weights only: escnn caches expanded filters as extra buffers in eval mode, so save in train mode."""
+        was_training = self.training
+        self.train()
+        state = {k: v.clone() for k, v in self.state_dict().items()}
+        self.train(was_training)
+        return state
+
+    def load_portable_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.train()
+        self.load_state_dict(state)
+        self.eval()
 
     def forward(self, raster: torch.Tensor) -> torch.Tensor:
         if self.equivariant:
@@ -181,15 +212,16 @@ class HeatmapNet(nn.Module):
 # Low level: action chunk in the keypose frame
 # ---------------------------------------------------------------------------------------------------------
 def low_level_inputs(vector: torch.Tensor, keypose: torch.Tensor, frame_transfer: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, 16) observation + (B, 2) keypose -> planar vectors (B, V, 2) and invariant scalars (B, 4)."""
+    """(B, 16) observation + (B, 2) keypose -> planar vectors (B, V, 2) and invariant scalars (B, 3).
+
+    Velocities are left out on purpose: cloned from a handful of demos they feed back into the commands and
+    make the end-effector oscillate; positions alone determine the oracle's action.
+    """
     ee, obj, tgt = vector[:, EE_POS][:, :2], vector[:, OBJ_POS][:, :2], vector[:, TARGET_POS][:, :2]
-    if frame_transfer:
-        positions = [ee - keypose, obj - keypose, tgt - keypose]
-    else:
-        positions = [ee, obj, tgt, keypose]
-    vectors = torch.stack([p * POS_SCALE for p in positions] + [vector[:, EE_VEL][:, :2], vector[:, OBJ_VEL][:, :2]], 1)
+    positions = [ee - keypose, obj - keypose, tgt - keypose] if frame_transfer else [ee, obj, tgt, keypose]
+    vectors = torch.stack([p * POS_SCALE for p in positions], 1)
     scalars = torch.stack([vector[:, EE_POS.start + 2] * POS_SCALE, vector[:, OBJ_POS.start + 2] * POS_SCALE,
-                           vector[:, EE_VEL.start + 2], vector[:, ATTACHED.start]], 1)
+                           vector[:, ATTACHED.start]], 1)
     return vectors, scalars
 
 
@@ -213,10 +245,10 @@ class ChunkNet(nn.Module):
         self.n_vectors, self.chunk, self.equivariant = n_vectors, chunk, equivariant
         if equivariant:
             n_pairs = n_vectors * (n_vectors - 1) // 2
-            n_inv = n_vectors * (n_vectors + 1) // 2 + n_pairs + n_vectors + 4
+            n_inv = n_vectors * (n_vectors + 1) // 2 + n_pairs + n_vectors + N_SCALARS
             self.net = _mlp(n_inv, chunk * (4 * n_vectors + 2), hidden)
         else:
-            self.net = _mlp(2 * n_vectors + 4, chunk * 4, hidden)
+            self.net = _mlp(2 * n_vectors + N_SCALARS, chunk * 4, hidden)
 
     def forward(self, vectors: torch.Tensor, scalars: torch.Tensor):
         B, V, H = len(vectors), self.n_vectors, self.chunk
@@ -249,7 +281,8 @@ class HEPConfig:
         grid, pixel: the high level's top-down grid (pixels, metres per pixel); centred on the world origin.
         chunk: low-level action chunk length; ``execute`` of its actions run before re-planning.
         fields: regular C4 fields per hidden layer of the heatmap FCN (plain FCN: 4x as many channels).
-        hidden: low-level MLP width. high_steps / low_steps: gradient steps per level.
+        hidden: low-level MLP width. high_steps / low_steps, high_batch / batch: gradient steps and batch
+            sizes per level; high_lr / lr: Adam learning rates (cosine-annealed).
         keypose_noise: std (metres) of noise added to demo keyposes for the low level, so it tolerates the
             high level's errors.
     """
@@ -260,11 +293,13 @@ class HEPConfig:
     pixel: float = 0.02
     chunk: int = 4
     execute: int = 2
-    fields: int = 6
+    fields: int = 4
     hidden: int = 128
-    high_steps: int = 300
+    high_steps: int = 200
     low_steps: int = 2000
-    batch: int = 32
+    high_batch: int = 8
+    batch: int = 64
+    high_lr: float = 5e-3
     lr: float = 2e-3
     keypose_noise: float = 0.01
     max_step: float = 0.02
@@ -286,8 +321,8 @@ def _train_loop(params, loss_fn, steps: int, lr: float) -> list[float]:
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(float(loss))
-    return losses
+        losses.append(float(loss.detach()))
+    return losses or [float("nan")]
 
 
 def _chunk_to_actions(planar: torch.Tensor, dz: torch.Tensor, grip: torch.Tensor, max_step: float) -> np.ndarray:
@@ -339,7 +374,7 @@ class HEPAgent(_ChunkQueue):
         if self.cfg.execute < 1 or self.cfg.execute > self.cfg.chunk:
             raise ValueError(f"execute must be in 1..chunk={self.cfg.chunk}, got {self.cfg.execute}")
         _seed(self.cfg.seed)
-        n_vectors = 5 if self.cfg.frame_transfer else 6
+        n_vectors = 3 if self.cfg.frame_transfer else 4
         self.high = HeatmapNet(self.cfg.equivariant, self.cfg.fields)
         self.low = ChunkNet(n_vectors, self.cfg.chunk, self.cfg.hidden, self.cfg.equivariant).double()
         self.reset()
@@ -353,7 +388,7 @@ class HEPAgent(_ChunkQueue):
         self.high.eval()
         raster = rasterize(torch.as_tensor(points, dtype=torch.float32)[None], torch.tensor([float(attached)]),
                            self.cfg.grid, self.cfg.pixel)
-        return keypose_from_heatmap(self.high(raster), self.cfg.pixel)[0].numpy()
+        return keypose_from_heatmap(mask_to_support(self.high(raster), raster), self.cfg.pixel)[0].numpy()
 
     @torch.no_grad()
     def plan(self, obs: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -367,7 +402,8 @@ class HEPAgent(_ChunkQueue):
         return kp, _chunk_to_actions(planar[0], dz[0], grip[0], self.cfg.max_step)
 
     # -- training ----------------------------------------------------------------------------
-    def learn(self, data: dict[str, np.ndarray]) -> dict[str, Any]:
+    def learn(self, data: dict[str, np.ndarray], high_from: "HEPAgent | None" = None) -> dict[str, Any]:
+        """Behaviour-clone both levels from demos; ``high_from`` reuses a trained high level (same settings)."""
         torch.set_num_threads(1)
         gen = _seed(self.cfg.seed)
         cfg = self.cfg
@@ -380,18 +416,24 @@ class HEPAgent(_ChunkQueue):
         self.high.train()
 
         def high_loss():
-            i = torch.randint(T, (min(cfg.batch, T),), generator=gen)
-            logits = self.high(rasters[i]).flatten(1)
+            i = torch.randint(T, (min(cfg.high_batch, T),), generator=gen)
+            logits = mask_to_support(self.high(rasters[i]), rasters[i]).flatten(1)
             return -(targets[i] * F.log_softmax(logits, 1)).sum(1).mean()
 
-        high_losses = _train_loop(self.high.parameters(), high_loss, cfg.high_steps, cfg.lr)
+        if high_from is not None:
+            if high_from.cfg.equivariant != cfg.equivariant or high_from.cfg.grid != cfg.grid:
+                raise ValueError("high_from must have the same equivariant/grid settings")
+            self.high.load_portable_state(high_from.high.portable_state())
+            high_losses = [float("nan")]
+        else:
+            high_losses = _train_loop(self.high.parameters(), high_loss, cfg.high_steps, cfg.high_lr)
         offsets, grips = chunk_targets(data["action"], data["episode"], cfg.chunk, cfg.max_step)
         offsets = torch.as_tensor(offsets, dtype=torch.float64) * POS_SCALE
         grips = torch.as_tensor(grips, dtype=torch.float64)
         self.low.train()
 
         def low_loss():
-            i = torch.randint(T, (min(cfg.batch * 2, T),), generator=gen)
+            i = torch.randint(T, (min(cfg.batch, T),), generator=gen)
             kp = keypose[i] + cfg.keypose_noise * torch.randn(len(i), 2, generator=gen, dtype=torch.float64)
             planar, dz, grip = self.low(*low_level_inputs(vector[i], kp, cfg.frame_transfer))
             pred = torch.cat([planar, dz[..., None]], -1)
@@ -400,27 +442,26 @@ class HEPAgent(_ChunkQueue):
         low_losses = _train_loop(self.low.parameters(), low_loss, cfg.low_steps, cfg.lr)
         self.high.eval()
         with torch.no_grad():
-            pred = torch.cat([keypose_from_heatmap(self.high(rasters[j:j + 256]), cfg.pixel)
+            pred = torch.cat([keypose_from_heatmap(mask_to_support(self.high(rasters[j:j + 256]), rasters[j:j + 256]),
+                                                   cfg.pixel)
                               for j in range(0, T, 256)])
         return {"high_loss": high_losses[-1], "low_loss": low_losses[-1], "frames": T,
                 "train_keypose_error_m": float((pred - keypose).norm(dim=1).mean())}
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, run_dir: Path) -> None:
-        save_torch({"high": self.high.state_dict(), "low": self.low.state_dict()}, Path(run_dir) / "hep.pt")
+        save_torch({"high": self.high.portable_state(), "low": self.low.state_dict()}, Path(run_dir) / "hep.pt")
         write_json(Path(run_dir) / "hep_config.json", asdict(self.cfg))
 
     @classmethod
     def load(cls, run_dir: Path, env=None) -> "HEPAgent":
-        import json
-
         run_dir = Path(run_dir)
         try:
             agent = cls(**json.loads((run_dir / "hep_config.json").read_text()))
             state = torch.load(run_dir / "hep.pt", weights_only=True)
-            agent.high.load_state_dict(state["high"])
+            agent.high.load_portable_state(state["high"])
             agent.low.load_state_dict(state["low"])
-        except (OSError, KeyError, RuntimeError, json.JSONDecodeError) as e:
+        except (OSError, KeyError, RuntimeError, ValueError, pickle.UnpicklingError) as e:
             raise ValueError(f"bad HEP checkpoint in {run_dir}: {e}") from e
         return agent
 
@@ -431,7 +472,7 @@ class FlatBCConfig:
 
     chunk: int = 4
     execute: int = 2
-    hidden: int = 200
+    hidden: int = 110   # ~28k parameters, about HEP's total (27.8k)
     low_steps: int = 2000
     batch: int = 64
     lr: float = 2e-3
@@ -448,7 +489,7 @@ class FlatBCAgent(_ChunkQueue):
             raise ValueError(f"unknown flat-bc agent_kwargs {sorted(unknown)}; known: {sorted(FlatBCConfig.__dataclass_fields__)}")
         self.cfg = FlatBCConfig(**kwargs)
         _seed(self.cfg.seed)
-        self.net = _mlp(16, self.cfg.chunk * 4, self.cfg.hidden, layers=4).double()
+        self.net = _mlp(10, self.cfg.chunk * 4, self.cfg.hidden, layers=4).double()
         self.reset()
 
     def n_parameters(self) -> int:
@@ -456,10 +497,9 @@ class FlatBCAgent(_ChunkQueue):
 
     @staticmethod
     def _features(vector: torch.Tensor) -> torch.Tensor:
-        scale = torch.ones(16, dtype=vector.dtype)
-        for sl in (EE_POS, OBJ_POS, TARGET_POS):
-            scale[sl] = POS_SCALE
-        return vector * scale
+        """World-frame positions (scaled) and the suction flag: the same information HEP's low level reads."""
+        return torch.cat([vector[:, EE_POS] * POS_SCALE, vector[:, OBJ_POS] * POS_SCALE,
+                          vector[:, TARGET_POS] * POS_SCALE, vector[:, ATTACHED]], 1)
 
     @torch.no_grad()
     def plan(self, obs: dict) -> tuple[None, np.ndarray]:
@@ -490,13 +530,11 @@ class FlatBCAgent(_ChunkQueue):
 
     @classmethod
     def load(cls, run_dir: Path, env=None) -> "FlatBCAgent":
-        import json
-
         run_dir = Path(run_dir)
         try:
             agent = cls(**json.loads((run_dir / "flat_bc_config.json").read_text()))
             agent.net.load_state_dict(torch.load(run_dir / "flat_bc.pt", weights_only=True))
-        except (OSError, KeyError, RuntimeError, json.JSONDecodeError) as e:
+        except (OSError, KeyError, RuntimeError, ValueError, pickle.UnpicklingError) as e:
             raise ValueError(f"bad flat-bc checkpoint in {run_dir}: {e}") from e
         return agent
 

@@ -25,7 +25,7 @@ from scipy import ndimage
 from torch import nn
 
 from agents.transporter import (HEIGHT_SCALE, IN_CHANNELS, EquiTransporterAgent, TransporterConfig, crop_at,
-                                rotate_images)
+                                obs_to_tensor, rotate_images, rotation_angles)
 
 #: place heights scored by the refinement head: 0 to 20 cm in 5 mm steps
 HEIGHT_BINS = torch.arange(0.0, 0.2001, 0.005)
@@ -98,10 +98,7 @@ class KeyframeTransporterAgent(EquiTransporterAgent):
 
     def place_for_object(self, obs: dict, obj: torch.Tensor) -> dict:
         """Place decision for a given grasped-object image (used by the bi-equivariance test)."""
-        from agents.transporter import obs_to_tensor, rotation_angles
-
-        for m in self.modules().values():
-            m.eval()
+        self._eval_mode()
         with torch.no_grad():
             x = obs_to_tensor(obs)
             place = self.place_logits(x, obj)

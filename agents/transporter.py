@@ -9,6 +9,7 @@ Trained by imitation from oracle demonstrations (``learn.demos``).
 from __future__ import annotations
 
 import math
+import pickle
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -216,6 +217,12 @@ class TransporterAgent(Agent):
     def extra_loss(self, x, pick_rc, place_rc, obj, action) -> torch.Tensor | None:
         return None
 
+    def _eval_mode(self) -> None:
+        # escnn re-expands its filters on every eval() call, so switch only when a module is training
+        for m in self.modules().values():
+            if m.training:
+                m.eval()
+
     # -- forward passes ---------------------------------------------------------------------
     def pick_logits(self, x: torch.Tensor) -> torch.Tensor:
         """(S, S) pick logits for a (4, S, S) observation tensor."""
@@ -231,8 +238,7 @@ class TransporterAgent(Agent):
     # -- acting ---------------------------------------------------------------------------------
     def plan(self, obs: dict) -> dict[str, Any]:
         """Everything the agent decides for one observation (the action plus its heatmaps)."""
-        for m in self.modules().values():
-            m.eval()
+        self._eval_mode()
         with torch.no_grad():
             x = obs_to_tensor(obs)
             if x.shape[-1] != self.grid.size:
@@ -302,6 +308,9 @@ class TransporterAgent(Agent):
 
     # -- persistence --------------------------------------------------------------------------------
     def save(self, run_dir: Path) -> None:
+        # escnn layers keep their expanded filters as buffers only in eval mode: save (and load) in eval mode
+        for m in self.modules().values():
+            m.eval()
         state = {"class": type(self).__name__, "config": asdict(self.cfg), "train_time_s": self.train_time_s,
                  "weights": {k: m.state_dict() for k, m in self.modules().items()}}
         save_torch(state, Path(run_dir) / "agent.pt")
@@ -317,8 +326,9 @@ class TransporterAgent(Agent):
                 raise ValueError(f"checkpoint {path} holds a {state['class']}, not a {cls.__name__}")
             agent = cls(TransporterConfig(**state["config"]))
             for k, m in agent.modules().items():
+                m.eval()
                 m.load_state_dict(state["weights"][k])
-        except (KeyError, RuntimeError, TypeError, EOFError) as e:
+        except (KeyError, RuntimeError, TypeError, EOFError, pickle.UnpicklingError) as e:
             raise ValueError(f"damaged or incompatible checkpoint {path}: {e}") from e
         agent.train_time_s = float(state.get("train_time_s", 0.0))
         return agent

@@ -184,7 +184,7 @@ class RosBridgeLink:
             if key == "pusher":
                 reading = decode_joint_state(msg, topic.topic, topic.joints, self.cfg.frame_id)
             else:
-                reading = decode_pose(msg, topic.topic, topic.type, self.cfg.frame_id)
+                reading = decode_pose(msg, topic.topic, topic.kind, self.cfg.frame_id)
             self._check_range(topic.topic, reading)
             if reading.velocity is None:
                 # a PoseStamped carries no velocity: difference successive stamps (the goal's is unused);

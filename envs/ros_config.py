@@ -34,8 +34,13 @@ class MessageError(ValueError):
 @dataclass(frozen=True)
 class TopicConfig:
     topic: str
-    type: str
+    type: str                       # as sent to rosbridge: ROS 1 "pkg/Type" or ROS 2 "pkg/msg/Type"
     joints: tuple[str, ...] = ()
+
+    @property
+    def kind(self) -> str:
+        """The type in ROS 1 spelling, which the codecs dispatch on."""
+        return self.type.replace("/msg/", "/")
 
 
 @dataclass(frozen=True)
@@ -113,7 +118,7 @@ def _parse(data: dict, where: str) -> RosArmConfig:
         if not name.startswith("/"):
             raise ValueError(f"RosArm config {where}: {ctx}topic must start with '/', got {name!r}")
         mtype = get(mapping, "type", ctx, str)
-        if mtype not in allowed:
+        if mtype.replace("/msg/", "/") not in allowed:
             raise ValueError(f"RosArm config {where}: {ctx}type {mtype!r} is not supported; use one of {list(allowed)}")
         joints = tuple(mapping.get("joints", ()))
         return TopicConfig(name, mtype, joints)

@@ -221,9 +221,9 @@ class SimRobotServer:
         return {
             cfg.pusher.topic: encode_joint_state(self.stamp_ns, cfg.frame_id, self.seq, cfg.pusher.joints,
                                                  env.pusher_pos, obs[2:4].astype(np.float64)),
-            cfg.puck.topic: encode_pose(self.stamp_ns, cfg.frame_id, self.seq, cfg.puck.type, env.puck_pos,
+            cfg.puck.topic: encode_pose(self.stamp_ns, cfg.frame_id, self.seq, cfg.puck.kind, env.puck_pos,
                                         obs[6:8].astype(np.float64), quat=_xyzw(env.data.body("puck").xquat)),
-            cfg.goal.topic: encode_pose(self.stamp_ns, cfg.frame_id, self.seq, cfg.goal.type, env.goal_pos),
+            cfg.goal.topic: encode_pose(self.stamp_ns, cfg.frame_id, self.seq, cfg.goal.kind, env.goal_pos),
         }
 
     async def _publish_state(self, only=None) -> None:
@@ -254,7 +254,7 @@ class SimRobotServer:
         if kind == "malformed":
             del messages[cfg.pusher.topic]["velocity"]
         elif kind == "out_of_range":
-            messages[cfg.puck.topic] = encode_pose(self.stamp_ns, cfg.frame_id, self.seq, cfg.puck.type, (0.9, 0.0),
+            messages[cfg.puck.topic] = encode_pose(self.stamp_ns, cfg.frame_id, self.seq, cfg.puck.kind, (0.9, 0.0),
                                                    (0.0, 0.0))
         elif kind == "bad_frame":
             messages[cfg.goal.topic]["header"]["frame_id"] = "world"

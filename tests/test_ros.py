@@ -125,6 +125,11 @@ def test_bad_config_is_rejected_naming_the_value(overrides, needle):
         load_config(config_dict(**overrides))
 
 
+def test_ros2_type_names_are_accepted():
+    cfg = load_config(config_dict(observations={"puck": {"topic": "/puck/odom", "type": "nav_msgs/msg/Odometry"}}))
+    assert cfg.puck.type == "nav_msgs/msg/Odometry" and cfg.puck.kind == "nav_msgs/Odometry"
+
+
 def test_missing_config_key_and_file():
     cfg = config_dict()
     del cfg["observations"]["puck"]

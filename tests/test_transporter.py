@@ -178,3 +178,15 @@ def test_from_config_and_bad_inputs(demos_file, tmp_path):
         TransporterAgent(TransporterConfig(crop=10))
     with pytest.raises(FileNotFoundError):
         load_demos(tmp_path / "missing.npz")
+
+
+@pytest.mark.slow
+def test_equivariant_transporter_generalises_from_one_demo(tmp_path):
+    """Training-length: one oracle demo of place-red-in-green, held-out seeds (the bench measures this fully)."""
+    from learn.bench.transporter import evaluate_agent
+    from learn.demos import collect_demos
+
+    demos = load_demos(collect_demos("TabletopPlaceRedInGreen-v0", n=1, out=tmp_path / "d.npz", progress=False))
+    agent = EquiTransporterAgent(seed=0)
+    agent.learn(demos, steps=250, progress=False)
+    assert evaluate_agent(agent, "TabletopPlaceRedInGreen-v0", episodes=10)["success_rate"] >= 0.3

@@ -61,7 +61,7 @@ def transform_action(g, action: np.ndarray) -> np.ndarray:
     a[..., 3:5] = g.apply(a[..., 3:5])
     a[..., 2] = wrap_angle(a[..., 2] + g.angle)
     a[..., 6] = wrap_angle(a[..., 6] + g.angle)
-    return a.astype(np.asarray(action).dtype) if np.asarray(action).dtype != object else a
+    return a.astype(np.asarray(action).dtype, copy=False)
 
 
 def tabletop_symmetry(grid: Grid) -> Symmetry:
