@@ -192,9 +192,11 @@ def _thresholds(entry: dict, grid: np.ndarray, cfg: SacBenchConfig) -> None:
     """Steps to a success threshold and to a return threshold (half-way from the agents' mean return at the
     first curve point to the best final return of any agent; None when no agent improved)."""
     agents = entry["agents"]
-    start = float(np.nanmean([a["return_curve_mean"][0] for a in agents.values()]))
+    firsts = [c[np.isfinite(c)][0] for c in (np.asarray(a["return_curve_mean"]) for a in agents.values())
+              if np.isfinite(c).any()]
+    start = float(np.mean(firsts)) if firsts else float("nan")
     best = max(float(a["return_curve_mean"][-1]) for a in agents.values())
-    ret_threshold = start + 0.5 * (best - start) if best > start else None
+    ret_threshold = start + 0.5 * (best - start) if np.isfinite(start) and best > start else None
     entry["return_threshold"] = ret_threshold
     for a in agents.values():
         a["steps_to_success_threshold"] = _first_crossing(grid, a["success_curve_mean"], cfg.success_threshold)
