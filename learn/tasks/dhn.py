@@ -63,7 +63,7 @@ class DHNConfig:
     train_iters: int = 1000
     fit_iters: int = 200
     batch: int = 64
-    lr: float = 2e-3
+    lr: float = 5e-3
     code_lr: float = 1e-2
     code_reg: float = 1e-3
     hidden: int = 128  # baselines' MLP width, chosen so the parameter counts are similar
