@@ -31,7 +31,7 @@ import numpy as np
 
 from envs.ros_config import (MessageError, PlanarReading, RosArmConfig, decode_joint_state, decode_pose, encode_twist,
                              load_config)
-from envs.sym_push import clip_to_disc
+from envs.sym_push import clip_to_disc, push_observation
 
 #: relative slack before the speed limit rescales a command, so that float rounding in
 #: ``speed * unit_vector`` does not perturb commands that are exactly at the limit
@@ -395,8 +395,8 @@ class RosArmEnv(gym.Env):
     def _obs(self) -> np.ndarray:
         r = self._readings
         pusher, puck, goal = r["pusher"].position, r["puck"].position, r["goal"].position
-        return np.concatenate([pusher, r["pusher"].velocity, puck, r["puck"].velocity, goal,
-                               puck - pusher, goal - puck]).astype(np.float32)
+        return push_observation(pusher, r["pusher"].velocity, puck, r["puck"].velocity, goal,
+                                self.cfg.speed_per_unit_action)
 
     def _distances(self) -> tuple[float, float]:
         # the same arithmetic as SymPush (math.hypot), so rewards match the twin to the last bit

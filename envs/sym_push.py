@@ -14,6 +14,14 @@ TABLE_RADIUS = 0.35
 PUCK_RADIUS, PUSHER_RADIUS = 0.03, 0.02
 
 
+def push_observation(pusher, v_pusher, puck, v_puck, goal, max_speed: float) -> np.ndarray:
+    """SymPush's 14-float observation: seven 2-D vectors, positions in table radii and velocities in units of
+    ``max_speed`` so network inputs are O(1) (a scalar per vector, so the O(2) action is unchanged)."""
+    p = 1.0 / TABLE_RADIUS
+    return np.concatenate([pusher * p, v_pusher / max_speed, puck * p, v_puck / max_speed, goal * p,
+                           (puck - pusher) * p, (goal - puck) * p]).astype(np.float32)
+
+
 def clip_to_disc(action: np.ndarray, radius: float = 1.0) -> np.ndarray:
     """Project onto the disc |a| <= radius; unlike per-axis clipping this commutes with rotations."""
     n = math.hypot(action[0], action[1])
@@ -25,7 +33,7 @@ class SymPushEnv(PlanarMujocoEnv):
 
     Observation (``obs_mode="vector"``, 14 floats, seven 2-D vectors so it transforms by 7 copies of
     the standard representation): pusher position, pusher velocity, puck position, puck velocity,
-    goal position, puck - pusher, goal - puck. ``obs_mode="image"``: a 64x64x3 top-down uint8 image
+    goal position, puck - pusher, goal - puck; positions in table radii, velocities in units of max_speed. ``obs_mode="image"``: a 64x64x3 top-down uint8 image
     with one channel each for pusher, puck and goal.
 
     Action: desired pusher velocity in units of ``max_speed``, projected onto the unit disc.
@@ -51,7 +59,7 @@ class SymPushEnv(PlanarMujocoEnv):
         self._canvas = TopDownCanvas(self.image_size, TABLE_RADIUS + 0.01)
         self.action_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
         if obs_mode == "vector":
-            self.observation_space = spaces.Box(-5.0, 5.0, shape=(14,), dtype=np.float32)
+            self.observation_space = spaces.Box(-10.0, 10.0, shape=(14,), dtype=np.float32)
         else:
             self.observation_space = spaces.Box(0, 255, shape=(self.image_size, self.image_size, 3), dtype=np.uint8)
         # The XML puts each body's x/y slide joints next to each other, so qpos/qvel slices are contiguous.
@@ -150,8 +158,7 @@ class SymPushEnv(PlanarMujocoEnv):
     def vector_obs(self) -> np.ndarray:
         pusher, puck, goal = self._positions()
         v = self.data.qvel
-        return np.concatenate([pusher, v[self._pusher_sl], puck, v[self._puck_sl], goal, puck - pusher,
-                               goal - puck]).astype(np.float32)
+        return push_observation(pusher, v[self._pusher_sl], puck, v[self._puck_sl], goal, self.max_speed)
 
     def _obs(self):
         if self.obs_mode == "vector":

@@ -216,13 +216,13 @@ class SimRobotServer:
     def state_messages(self) -> dict[str, dict]:
         """Current readings as rosbridge messages, keyed by topic."""
         env, cfg = self.env, self.cfg
-        obs = env.vector_obs()   # velocities as SymPush reports them
+        qvel = env.data.qvel     # float64 m/s; JSON round-trips them exactly, so the client's obs match bit for bit
         self.seq += 1
         return {
             cfg.pusher.topic: encode_joint_state(self.stamp_ns, cfg.frame_id, self.seq, cfg.pusher.joints,
-                                                 env.pusher_pos, obs[2:4].astype(np.float64)),
+                                                 env.pusher_pos, qvel[env._pusher_sl].copy()),
             cfg.puck.topic: encode_pose(self.stamp_ns, cfg.frame_id, self.seq, cfg.puck.kind, env.puck_pos,
-                                        obs[6:8].astype(np.float64), quat=_xyzw(env.data.body("puck").xquat)),
+                                        qvel[env._puck_sl].copy(), quat=_xyzw(env.data.body("puck").xquat)),
             cfg.goal.topic: encode_pose(self.stamp_ns, cfg.frame_id, self.seq, cfg.goal.kind, env.goal_pos),
         }
 

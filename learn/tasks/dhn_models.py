@@ -185,7 +185,7 @@ class DHN(nn.Module):
         return states
 
     def training_loss(
-        self, blocks: torch.Tensor, z: torch.Tensor, generator: torch.Generator, consistency_weight: float = 1.0
+        self, blocks: torch.Tensor, z: torch.Tensor, generator: torch.Generator, denoising_weight: float = 0.25
     ) -> torch.Tensor:
         """Denoising loss on clean ``blocks (B, L, D)``, in the same units as the baselines' loss.
 
@@ -206,16 +206,13 @@ class DHN(nn.Module):
         # errors of the rebuilt states x_0 + sum_{j<k} u_j, like the baselines' rollout loss
         consistency = ((increments - target).cumsum(1) ** 2).mean()
 
-        guess = initial_guess(blocks, known)
-        level = torch.exp(torch.empty(blocks.shape[0], 1, 1).uniform_(math.log(0.003), math.log(0.1), generator=generator))
-        noisy = blocks + level * torch.randn(blocks.shape, generator=generator)
-        use_guess = torch.rand(blocks.shape[0], 1, 1, generator=generator) < 0.5
-        corrupted = torch.where(known[..., None], blocks, torch.where(use_guess, guess, noisy))
+        level = torch.exp(torch.empty(blocks.shape[0], 1, 1).uniform_(math.log(0.003), math.log(0.05), generator=generator))
+        corrupted = torch.where(known[..., None], blocks, blocks + level * torch.randn(blocks.shape, generator=generator))
         unknown = ~known
         first = self.denoise(corrupted, known, z, create_graph=True)
         second = self.denoise(first, known, z, create_graph=True)
         denoising = 0.5 * (_masked_mse(first, blocks, unknown) + _masked_mse(second, blocks, unknown))
-        return consistency_weight * consistency + denoising
+        return consistency + denoising_weight * denoising
 
 
 def _masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
