@@ -25,7 +25,6 @@ vector observation to the action chunk, no hierarchy, similar parameter count.
 from __future__ import annotations
 
 import json
-import math
 import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
