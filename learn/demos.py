@@ -24,6 +24,12 @@ def collect_demos(env_id: str, n: int, out: Path, seed: int = 0, progress: bool 
     """
     if n < 1:
         raise ValueError(f"n must be >= 1 demonstrations, got {n}")
+    if env_id.startswith("Hep"):
+        # closed-loop envs record vector + point-cloud observations and keyposes, per step
+        from envs.closed_loop import collect_closed_loop_demos
+
+        collect_closed_loop_demos(env_id, n, out=Path(out), seed=seed)
+        return Path(out)
     env = make_env(env_id)
     if not hasattr(env.unwrapped, "oracle_action"):
         env.close()
