@@ -30,12 +30,12 @@ AGENTS = ("sac", "equi-sac", "approx-sac")
 
 @dataclass
 class SacBenchConfig:
-    steps: int = 3000
-    seeds: tuple[int, ...] = (0, 1, 2)
-    #: (label, env id, env kwargs): the exact env and two wind strengths (m/s^2)
+    # 15k steps x 2 seeds x 3 agents x 2 envs is what fits ~30 minutes on the shared 2-core machine.
+    steps: int = 15_000
+    seeds: tuple[int, ...] = (0, 1)
+    #: (label, env id, env kwargs): the exact env and a strong wind (m/s^2)
     envs: tuple[tuple[str, str, dict], ...] = (
         ("exact", "SymPush-v0", {}),
-        ("wind-0.05", "SymPushWind-v0", {"wind": 0.05}),
         ("wind-0.2", "SymPushWind-v0", {"wind": 0.2}),
     )
     success_radius: float = 0.08
@@ -46,8 +46,8 @@ class SacBenchConfig:
     agent_kwargs: dict = field(default_factory=lambda: {"sac": {"net_arch": [64, 64]},
                                                         "equi-sac": {"hidden": [8, 8]},
                                                         "approx-sac": {"hidden": [8, 8], "penalty": 1e-2}})
-    eval_episodes: int = 10
-    obs_noise: tuple[float, ...] = (0.0, 0.01, 0.03)
+    eval_episodes: int = 20
+    obs_noise: tuple[float, ...] = (0.0, 0.03)
     success_threshold: float = 0.2
     curve_points: int = 20
     window: int = 10
