@@ -11,13 +11,16 @@ import gymnasium as gym
 import numpy as np
 
 import envs
-from equivariance import O2, DihedralGroup, PlanarGroup
+from equivariance import DihedralGroup, PlanarGroup, SE2Group
 from equivariance.dynamics import contact_rich_actions, dynamics_equivariance_errors
 from learn.io import save_figure
 
 
-def _elements(group: PlanarGroup, rng: np.random.Generator, n_random: int) -> list[tuple[str, object]]:
+def _elements(group, rng: np.random.Generator, n_random: int) -> list[tuple[str, object]]:
     """D_4 when it is a subgroup of the env's group, plus random elements of the env's group."""
+    if isinstance(group, SE2Group):
+        return [(f"SE(2):R{np.degrees(g.angle):.1f},t({g.tx:+.2f},{g.ty:+.2f})", g)
+                for g in (group.sample(rng) for _ in range(n_random))]
     named = []
     if group.n is None or group.n % 4 == 0:
         d4 = DihedralGroup(4) if group.reflections else None
