@@ -188,8 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(fn=cmd_eval)
 
     d = sub.add_parser("demo", help="short SAC run on SymPush-v0 + evaluation + learning curve")
-    d.add_argument("--steps", type=_positive_int, default=15_000)
-    d.add_argument("--episodes", type=_positive_int, default=50)
+    d.add_argument("--steps", type=_positive_int, default=30_000)
+    d.add_argument("--episodes", type=_positive_int, default=100)
     d.add_argument("--out", default="runs/demo")
     d.set_defaults(fn=cmd_demo)
 

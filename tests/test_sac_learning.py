@@ -10,9 +10,9 @@ from learn.evaluate import evaluate
 @pytest.mark.slow
 def test_sac_learns_sympush(tmp_path):
     run = tmp_path / "sac"
-    assert main(["train", "--agent", "sac", "--env", "SymPush-v0", "--steps", "25000", "--seed", "0",
+    assert main(["train", "--agent", "sac", "--env", "SymPush-v0", "--steps", "30000", "--seed", "0",
                  "--out", str(run)]) == 0
     assert main(["eval", "--run", str(run), "--episodes", "50"]) == 0
     trained = json.loads((run / "eval.json").read_text())["success_rate"]
     random = evaluate(None, "SymPush-v0", episodes=50, progress=False).success_rate
-    assert trained >= random + 0.2, (trained, random)
+    assert trained >= random + 0.3, (trained, random)

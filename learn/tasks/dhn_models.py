@@ -143,21 +143,29 @@ class DHN(nn.Module):
         # learned H(x, z); the transformer adds the block-wide (non-local) part on top
         self.local = mlp(state_dim + latent_dim, 1, local_hidden, 2)
 
-    def hamiltonian(self, midpoints: torch.Tensor, known: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """Block Hamiltonian, shape ``(B,)``; ``midpoints (B, L-1, D)``, ``known (B, L)``, ``z (B, Z)``."""
+    def energy_terms(self, midpoints: torch.Tensor, known: torch.Tensor, z: torch.Tensor):
+        """The block-wide (transformer) and the per-midpoint (local) parts of ``H``, each ``(B,)``."""
         flags = torch.stack([known[:, :-1], known[:, 1:]], dim=-1).to(midpoints.dtype)
         tokens = self.embed(torch.cat([midpoints, flags], -1)) + self.position
         h = torch.cat([self.embed_latent(z)[:, None], tokens], dim=1)
         for block in self.blocks:
             h = block(h)
         local = self.local(torch.cat([midpoints, z[:, None].expand(-1, midpoints.shape[1], -1)], -1))
-        return (self.head(self.norm(h[:, 1:])) + local).sum(dim=(1, 2))
+        return self.head(self.norm(h[:, 1:])).sum(dim=(1, 2)), local.sum(dim=(1, 2))
 
-    def increments(self, states: torch.Tensor, known: torch.Tensor, z: torch.Tensor, create_graph: bool = False):
+    def hamiltonian(self, midpoints: torch.Tensor, known: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Block Hamiltonian, shape ``(B,)``; ``midpoints (B, L-1, D)``, ``known (B, L)``, ``z (B, Z)``."""
+        block, local = self.energy_terms(midpoints, known, z)
+        return block + local
+
+    def increments(
+        self, states: torch.Tensor, known: torch.Tensor, z: torch.Tensor, create_graph: bool = False, split: bool = False
+    ):
         """``J dH/dxbar_j`` for every pair of neighbours in the block, shape ``(B, L-1, D)``.
 
         With ``create_graph`` the result stays differentiable in the parameters *and* in
-        ``states``, so several passes can be unrolled and trained end to end.
+        ``states``, so several passes can be unrolled and trained end to end. With ``split``
+        it also returns the block-wide (non-local) term's share of the increments.
         """
         if states.shape[1:] != (self.block_size, self.state_dim):
             raise ValueError(f"block has shape {tuple(states.shape[1:])}, expected {(self.block_size, self.state_dim)}")
@@ -165,9 +173,12 @@ class DHN(nn.Module):
             midpoints = 0.5 * (states[:, 1:] + states[:, :-1])
             if not (create_graph and midpoints.requires_grad):
                 midpoints = midpoints.detach().requires_grad_(True)
-            energy = self.hamiltonian(midpoints, known, z)
-            (grad,) = torch.autograd.grad(energy.sum(), midpoints, create_graph=create_graph)
-        return symplectic(grad)
+            block, local = self.energy_terms(midpoints, known, z)
+            (grad,) = torch.autograd.grad((block + local).sum(), midpoints, create_graph=create_graph or split)
+            if not split:
+                return symplectic(grad)
+            (grad_block,) = torch.autograd.grad(block.sum(), midpoints, create_graph=create_graph)
+        return symplectic(grad), symplectic(grad_block)
 
     def denoise(self, states: torch.Tensor, known: torch.Tensor, z: torch.Tensor, create_graph: bool = False):
         """One denoising pass: the block implied by the Hamiltonian gradients at ``states``."""
@@ -185,7 +196,7 @@ class DHN(nn.Module):
         return states
 
     def training_loss(
-        self, blocks: torch.Tensor, z: torch.Tensor, generator: torch.Generator, denoising_weight: float = 0.25
+        self, blocks: torch.Tensor, z: torch.Tensor, generator: torch.Generator, denoising_weight: float = 0.25, block_weight: float = 0.1
     ) -> torch.Tensor:
         """Denoising loss on clean ``blocks (B, L, D)``, in the same units as the baselines' loss.
 
@@ -202,9 +213,13 @@ class DHN(nn.Module):
         """
         known = random_masks(blocks.shape[0], self.block_size, generator, blocks.device)
         target = blocks[:, 1:] - blocks[:, :-1]
-        increments = self.increments(blocks, known, z, create_graph=True)
+        increments, block_part = self.increments(blocks, known, z, create_graph=True, split=True)
         # errors of the rebuilt states x_0 + sum_{j<k} u_j, like the baselines' rollout loss
         consistency = ((increments - target).cumsum(1) ** 2).mean()
+        # keep the dynamics in the local (symplectic) term: left free, the transformer carried
+        # almost all of the increments, and as its gradients depend on the mask and on the
+        # other states, the rollout step was no longer symplectic and energy drifted
+        block_penalty = (block_part**2).mean()
 
         level = torch.exp(torch.empty(blocks.shape[0], 1, 1).uniform_(math.log(0.003), math.log(0.05), generator=generator))
         corrupted = torch.where(known[..., None], blocks, blocks + level * torch.randn(blocks.shape, generator=generator))
@@ -212,7 +227,7 @@ class DHN(nn.Module):
         first = self.denoise(corrupted, known, z, create_graph=True)
         second = self.denoise(first, known, z, create_graph=True)
         denoising = 0.5 * (_masked_mse(first, blocks, unknown) + _masked_mse(second, blocks, unknown))
-        return consistency + denoising_weight * denoising
+        return consistency + denoising_weight * denoising + block_weight * block_penalty
 
 
 def _masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
