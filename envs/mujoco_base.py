@@ -143,6 +143,15 @@ class PlanarMujocoEnv(gym.Env):
             s[..., self._layout["MOCAP_POS"]] = mpos.reshape(*s.shape[:-1], -1)
         return s
 
+    # -- planning ----------------------------------------------------------------------
+    def stage_cost(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """Per-step cost of full states ``(..., nstate)`` and actions ``(..., nu)``; envs used by planners define it."""
+        raise NotImplementedError(f"{type(self).__name__} defines no stage_cost for planners")
+
+    def cost(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """Trajectory cost: states ``(K, H, nstate)`` after each step, actions ``(K, H, nu)`` -> ``(K,)``."""
+        return self.stage_cost(states, actions).sum(axis=-1)
+
     def _simulate(self, ctrl: np.ndarray) -> None:
         self.data.ctrl[:] = ctrl
         mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)

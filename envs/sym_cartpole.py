@@ -96,9 +96,6 @@ class SymCartPoleEnv(PlanarMujocoEnv):
         return ((1.0 - np.cos(theta)) + self.position_weight * x**2 + 0.001 * qvel[..., 1] ** 2
                 + self.action_weight * np.sum(np.asarray(actions) ** 2, axis=-1))
 
-    def cost(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        """Trajectory cost: states ``(K, H, nstate)`` after each step, actions ``(K, H, 1)`` -> ``(K,)``."""
-        return self.stage_cost(states, actions).sum(axis=-1)
 
     # -- gym API ----------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):

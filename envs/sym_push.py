@@ -106,9 +106,6 @@ class SymPushEnv(PlanarMujocoEnv):
         goal = states[..., self._layout["MOCAP_POS"]].reshape(*states.shape[:-1], -1, 3)[..., self._mocap[0], :2]
         return 10.0 * (np.linalg.norm(goal - puck, axis=-1) + 0.5 * np.linalg.norm(puck - pusher, axis=-1))
 
-    def cost(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        """Trajectory cost: states ``(K, H, nstate)`` after each step, actions ``(K, H, 2)`` -> ``(K,)``."""
-        return self.stage_cost(states, actions).sum(axis=-1)
 
     # -- gym API ----------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):

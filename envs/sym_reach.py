@@ -86,9 +86,6 @@ class SymReachEnv(PlanarMujocoEnv):
         return (dist + self.velocity_weight * np.sum(qvel**2, axis=-1)
                 + self.action_weight * np.sum(np.asarray(actions) ** 2, axis=-1))
 
-    def cost(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        """Trajectory cost: states ``(K, H, nstate)`` after each step, actions ``(K, H, 2)`` -> ``(K,)``."""
-        return self.stage_cost(states, actions).sum(axis=-1)
 
     # -- gym API ----------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
