@@ -57,7 +57,7 @@ class DHNConfig:
     obs_noise: float = 0.0
     block_size: int = 9
     context: int = 4  # known states at the start of each DHN rollout block
-    n_iter: int = 3  # DHN denoising passes per block
+    n_iter: int = 8  # DHN denoising passes per block (Picard iterations; 3 left 5-step gaps unconverged)
     interp_stride: int = 4
     latent_dim: int = 8
     train_iters: int = 1000
