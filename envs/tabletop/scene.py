@@ -9,7 +9,10 @@ gripper frame (hit point, yaw ``pick_yaw``) and the object. A place moves the gr
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,6 +52,20 @@ def yaw_error(a: float, b: float, symmetry_order: int) -> float:
     return float(min(d, period - d))
 
 
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Silence C-level writes to stdout (file descriptor 1) for the duration of the block."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 1)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
 @dataclass
 class ObjectInfo:
     """What the tasks and oracles know about a body (privileged: oracles only)."""
@@ -65,7 +82,8 @@ class TabletopScene:
     """One PyBullet DIRECT client holding a table and the task's objects."""
 
     def __init__(self) -> None:
-        self.p = BulletClient(connection_mode=p.DIRECT)
+        with _quiet_stdout():   # the C library prints 'argv[0]=' on every DIRECT connect
+            self.p = BulletClient(connection_mode=p.DIRECT)
         self.p.setAdditionalSearchPath(pybullet_data.getDataPath())
         self.objects: dict[str, ObjectInfo] = {}
         self.reset()
