@@ -30,6 +30,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from learn.io import atomic_path
+from learn.tasks.iaemu_plots import plot_curves, plot_inverse, plot_uncertainty
 from physics.galaxies import (
     PARAM_NAMES,
     STAT_NAMES,
@@ -62,7 +63,7 @@ class IAEmuConfig:
     beta: float = 0.5  # beta-NLL exponent: 0 is plain NLL, 1 behaves like MSE for the mean
     val_fraction: float = 0.1
     knn_k: int = 5
-    n_inverse: int = 6
+    n_inverse: int = 20
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -75,7 +76,7 @@ class IAEmuConfig:
             raise ValueError(f"beta must be in [0, 1], got {self.beta}")
 
 
-QUICK = IAEmuConfig(n_train_params=200, n_test_params=40, n_realisations=3, ensemble_size=3, epochs=250, n_inverse=4)
+QUICK = IAEmuConfig(n_train_params=200, n_test_params=40, n_realisations=3, ensemble_size=3, epochs=250, n_inverse=6)
 
 
 # --------------------------------------------------------------------------- data
@@ -251,38 +252,104 @@ def knn_predict(train_theta: np.ndarray, train_y: np.ndarray, theta: np.ndarray,
 
 
 # --------------------------------------------------------------------------- inverse problem
+def residual_covariance(samples: np.ndarray, scale: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """Bin-to-bin noise covariance pooled over parameter sets, with Ledoit-Wolf-type shrinkage.
+
+    ``samples`` (P, R, D): R repeated realisations at each of P parameter sets (D = flattened
+    statistics x bins). The residuals of realisations around their own set's mean are pooled across
+    sets; dividing them by ``scale`` (P, D), e.g. the emulator's aleatoric sd at each set, first
+    makes the noise of differently noisy sets comparable, so the result is the covariance in units
+    of that sd (close to a correlation matrix when the scale is calibrated). Neighbouring bins share
+    galaxy pairs, hence the off-diagonal terms. The off-diagonal part is shrunk towards zero with the
+    Schaefer-Strimmer intensity ``lambda = sum Var(s_ij) / sum s_ij^2`` (i != j), which is small
+    when the pooled sample is large. Returns ``(covariance (D, D), lambda)``.
+    """
+    samples = np.asarray(samples, dtype=float)
+    if samples.ndim != 3 or samples.shape[1] < 2:
+        raise ValueError(f"samples must be (P, R>=2, D), got shape {samples.shape}")
+    P, R, D = samples.shape
+    # sqrt(R/(R-1)) undoes the shrinkage of residuals around a mean estimated from the same R draws
+    resid = (samples - samples.mean(1, keepdims=True)) * np.sqrt(R / (R - 1))
+    if scale is not None:
+        scale = np.asarray(scale, dtype=float)
+        if scale.shape != (P, D) or np.any(scale <= 0):
+            raise ValueError(f"scale must be positive with shape {(P, D)}, got shape {scale.shape}")
+        resid = resid / scale[:, None]
+    e = resid.reshape(P * R, D)
+    n = len(e)
+    sample_cov = e.T @ e / n
+    w_sq_mean = np.einsum("ni,nj->ij", e**2, e**2) / n  # mean of (e_i e_j)^2 over samples
+    var_s = np.maximum(w_sq_mean - sample_cov**2, 0.0) / max(n - 1, 1)  # variance of each entry's estimate
+    off = ~np.eye(D, dtype=bool)
+    denom = float((sample_cov[off] ** 2).sum())
+    lam = float(np.clip(var_s[off].sum() / denom, 0.0, 1.0)) if denom > 0 else 1.0
+    shrunk = sample_cov * (1.0 - lam)
+    np.fill_diagonal(shrunk, np.diag(sample_cov))
+    return shrunk, lam
+
+
+def _gaussian_nll(residual: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
+    """Full Gaussian negative log-likelihood (up to a constant) of (N, D) residuals under (N, D, D) covariances."""
+    chol = torch.linalg.cholesky(cov)
+    white = torch.linalg.solve_triangular(chol, residual.unsqueeze(-1), upper=False).squeeze(-1)
+    return 0.5 * (white**2).sum(-1) + torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+
+
 def fit_alignment(predict, theta_true: np.ndarray, observed: torch.Tensor, noise_var_scale: float,
+                  noise_cov: np.ndarray | None = None,
                   starts=((-0.5, -0.5), (-0.5, 0.5), (0.5, -0.5), (0.5, 0.5)), steps: int = 300,
                   grid: int = 81) -> dict:
     """Recover (mu_cen, mu_sat) with the other parameters fixed at ``theta_true``.
 
-    ``predict(theta) -> dict(mean, aleatoric, epistemic)`` in the space of ``observed``; the
-    likelihood is diagonal Gaussian with variance ``aleatoric * noise_var_scale + epistemic``
-    (``noise_var_scale = 1/R`` when the observation averages R realisations). Gradient descent
-    from several starts through ``mu = tanh(u)``; the Laplace covariance is the inverse Hessian
-    of the negative log-likelihood in mu at the optimum. A grid posterior (flat prior) checks it.
+    ``predict(theta) -> dict(mean, aleatoric, epistemic)`` in the space of ``observed``. The
+    likelihood is Gaussian. With ``noise_cov=None`` its covariance is diagonal,
+    ``aleatoric * noise_var_scale + epistemic`` (``noise_var_scale = 1/R`` when the observation
+    averages R realisations), i.e. every bin independent. With ``noise_cov`` (D, D) over the
+    flattened statistics -- the bin-to-bin noise covariance in units of the aleatoric sd, see
+    :func:`residual_covariance` -- the noise part becomes ``S K S * noise_var_scale`` with
+    ``S = diag(sqrt(aleatoric))``, plus the epistemic variance on the diagonal. Bins that share
+    galaxies then no longer count as independent evidence.
+
+    Gradient descent from several starts (run as one batch) through ``mu = tanh(u)``; the Laplace
+    covariance is the inverse Hessian of the negative log-likelihood in mu at the optimum. A grid
+    posterior (flat prior) checks it.
     """
     base = torch.as_tensor(theta_true, dtype=torch.float32)
+    obs_flat = observed.reshape(-1)
+    if noise_cov is not None:
+        noise_cov = np.asarray(noise_cov)
+        if noise_cov.shape != (obs_flat.numel(), obs_flat.numel()):
+            raise ValueError(f"noise_cov must be {(obs_flat.numel(),) * 2}, got shape {noise_cov.shape}")
+        k_mat = torch.as_tensor(noise_cov, dtype=torch.float64)
 
     def nll(mu: torch.Tensor) -> torch.Tensor:
         theta = base.expand(mu.shape[0], -1).clone()
         theta[:, ALIGN] = mu
         p = predict(theta)
-        var = p["aleatoric"] * noise_var_scale + p["epistemic"]
-        return 0.5 * (((observed - p["mean"]) ** 2 / var) + var.log()).flatten(1).sum(1)
+        resid = (obs_flat - p["mean"].flatten(1)).double()
+        alea, epi = p["aleatoric"].flatten(1).double(), p["epistemic"].flatten(1).double()
+        if noise_cov is None:
+            var = alea * noise_var_scale + epi
+            return 0.5 * ((resid**2 / var) + var.log()).sum(1)
+        sd = alea.sqrt()
+        cov = sd[:, :, None] * k_mat * sd[:, None, :] * noise_var_scale
+        if "epistemic_factors" in p:  # (N, E, D): the ensemble's errors are smooth across bins, not independent
+            factors = p["epistemic_factors"].flatten(2).double()
+            return _gaussian_nll(resid, cov + factors.transpose(1, 2) @ factors)
+        cov = cov + torch.diag_embed(epi)
+        return _gaussian_nll(resid, cov)
 
-    best_mu, best_loss = None, float("inf")
-    for start in starts:
-        u = torch.atanh(torch.tensor([start], dtype=torch.float32) * 0.99).requires_grad_(True)
-        opt = torch.optim.Adam([u], lr=0.05)
-        for _ in range(steps):
-            loss = nll(torch.tanh(u)).sum()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        final = nll(torch.tanh(u)).item()
-        if final < best_loss:
-            best_loss, best_mu = final, torch.tanh(u).detach()[0]
+    # Adam is elementwise and the rows of nll are independent, so a batch of starts equals separate runs
+    u = torch.atanh(torch.tensor(starts, dtype=torch.float32) * 0.99).requires_grad_(True)
+    opt = torch.optim.Adam([u], lr=0.05)
+    for _ in range(steps):
+        loss = nll(torch.tanh(u)).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        finals = nll(torch.tanh(u))
+    best_mu = torch.tanh(u).detach()[int(torch.argmin(finals))]
 
     hessian = torch.autograd.functional.hessian(lambda m: nll(m[None])[0], best_mu).double().numpy()
     # Laplace needs an interior optimum with a positive-definite Hessian; on the [-1, 1] boundary
@@ -295,13 +362,13 @@ def fit_alignment(predict, theta_true: np.ndarray, observed: torch.Tensor, noise
     lo, hi = np.clip(best_mu.numpy() - half, -1, 1), np.clip(best_mu.numpy() + half, -1, 1)
     axes = [np.linspace(lo[k], hi[k], grid) for k in range(2)]
     mesh = torch.as_tensor(np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 2), dtype=torch.float32)
-    with torch.no_grad():
-        log_post = -nll(mesh).double().numpy().reshape(grid, grid)
+    with torch.no_grad():  # chunked: a full covariance per grid point is (chunk, D, D)
+        log_post = -torch.cat([nll(chunk) for chunk in mesh.split(1024)]).numpy().reshape(grid, grid)
     post = np.exp(log_post - log_post.max())
     post /= post.sum()
     marg = [post.sum(1), post.sum(0)]
     gmean = np.array([(marg[k] * axes[k]).sum() for k in range(2)])
-    gstd = np.sqrt(np.array([(marg[k] * axes[k] ** 2).sum() for k in range(2)]) - gmean**2)
+    gstd = np.sqrt(np.maximum(np.array([(marg[k] * axes[k] ** 2).sum() for k in range(2)]) - gmean**2, 0.0))
     sigma = laplace if interior else gstd
     truth = np.asarray(theta_true)[ALIGN]
     return {
@@ -358,6 +425,14 @@ def epistemic_inflation(z: np.ndarray, pred: dict, target: float = 0.683) -> np.
             lo, hi = (mid, hi) if cover(10**mid) < target else (lo, mid)
         factors.append(10**hi)
     return np.array(factors)
+
+
+def inverse_coverage(fits: list[dict]) -> dict[str, dict[str, float]]:
+    """Per alignment coordinate: fraction of fits whose truth lies within 1 and 2 reported sigma, and median |z|."""
+    z = np.abs(np.array([f["z"] for f in fits]))
+    return {name: {"within_1sigma": float((z[:, k] < 1).mean()), "within_2sigma": float((z[:, k] < 2).mean()),
+                   "median_abs_z": float(np.median(z[:, k]))}
+            for k, name in enumerate(("mu_cen", "mu_sat"))}
 
 
 def _outside_params(n: int, rng: np.random.Generator, expand: float = 0.5) -> np.ndarray:
@@ -467,15 +542,33 @@ def run(quick: bool = False, seed: int = 0, out_dir: Path = Path("results"), con
         emu_batch_s = (time.perf_counter() - t0) / len(batch)
 
     # ---- inverse problem on held-out mocks, observation = mean of their R realisations
+    # bin-to-bin noise covariance from the training realisations, in units of the emulator's aleatoric sd
+    with torch.no_grad():
+        train_alea = ensemble_predict(members, torch.as_tensor(train["theta"], dtype=torch.float32))["aleatoric"]
+    noise_cov, shrinkage = residual_covariance(z_train.reshape(cfg.n_train_params, R, -1),
+                                               train_alea.sqrt().numpy().reshape(cfg.n_train_params, -1))
+
     def predict(theta):  # the recalibrated ensemble: epistemic variance inflated as fitted on validation data
+        p = ensemble_predict(members, theta)
+        member_means = torch.stack([m(theta)[0] for m in members], 1)  # (N, E, 3, B)
+        # E * factors^T factors is the ensemble's (inflated) covariance across all 60 outputs
+        factors = (member_means - member_means.mean(1, keepdim=True)) * (infl / len(members)).sqrt()
+        return {**p, "epistemic": p["epistemic"] * infl, "epistemic_factors": factors}
+
+    def predict_diagonal(theta):  # the previous likelihood: independent bins, for the before/after comparison
         p = ensemble_predict(members, theta)
         return {**p, "epistemic": p["epistemic"] * infl}
 
-    inverse = []
-    for i in range(min(cfg.n_inverse, cfg.n_test_params)):
+    inverse, inverse_diag = [], []
+    for i in tqdm(range(min(cfg.n_inverse, cfg.n_test_params)), desc="iaemu: inverse fits"):
         obs = torch.as_tensor(z_test[i].mean(0), dtype=torch.float32)
-        inverse.append(fit_alignment(predict, test["theta"][i], obs, noise_var_scale=1.0 / R))
+        inverse.append(fit_alignment(predict, test["theta"][i], obs, 1.0 / R, noise_cov=noise_cov))
+        inverse_diag.append(fit_alignment(predict_diagonal, test["theta"][i], obs, 1.0 / R))
     inv_z = np.array([f["z"] for f in inverse])
+    corr = noise_cov / np.sqrt(np.outer(np.diag(noise_cov), np.diag(noise_cov)))
+    n_bins = len(train["r"])
+    adjacent = {name: float(np.diag(corr[s * n_bins:(s + 1) * n_bins, s * n_bins:(s + 1) * n_bins], 1).mean())
+                for s, name in enumerate(STAT_NAMES)}
 
     results = {
         "data": {
@@ -511,97 +604,20 @@ def run(quick: bool = False, seed: int = 0, out_dir: Path = Path("results"), con
             "fraction_within_1sigma": float((np.abs(inv_z) < 1).all(1).mean()),
             "fraction_within_2sigma": float((np.abs(inv_z) < 2).all(1).mean()),
             "median_abs_error": float(np.median(np.abs([f["fit"] - f["truth"] for f in inverse]))),
+            "n_mocks": len(inverse),
+            "likelihood": "full Gaussian: pooled bin-to-bin noise covariance (shrunk) x aleatoric sd / R "
+                          "+ inflated ensemble covariance across bins",
+            "per_coordinate": inverse_coverage(inverse),
+            "expected": {"within_1sigma": 0.683, "within_2sigma": 0.954},
+            "noise_covariance": {"shrinkage": shrinkage, "mean_adjacent_bin_correlation": adjacent,
+                                 "n_residual_samples": cfg.n_train_params * R},
+            "diagonal_likelihood_same_mocks": {
+                "per_coordinate": inverse_coverage(inverse_diag),
+                "median_abs_error": float(np.median(np.abs([f["fit"] - f["truth"] for f in inverse_diag]))),
+            },
         },
     }
     plot_curves(out_dir / "iaemu_curves.png", train["r"], test, norm, pred)
     plot_uncertainty(out_dir / "iaemu_uncertainty.png", z, z_recal, epi_in, epi_out)
     plot_inverse(out_dir / "iaemu_inverse.png", inverse)
     return results
-
-
-# --------------------------------------------------------------------------- figures
-def plot_curves(path: Path, r: np.ndarray, test: dict, norm: Standardiser, pred: dict, n_cases: int = 3) -> None:
-    """Simulated realisations vs the emulator mean with 1 and 2 sigma (total) bands, held-out parameters."""
-    import matplotlib.pyplot as plt
-
-    from learn.io import save_figure
-
-    fig, axes = plt.subplots(3, n_cases, figsize=(4.2 * n_cases, 9), squeeze=False)
-    for c in range(n_cases):
-        mean = norm.inverse(pred["mean"][c])
-        sd = np.sqrt(pred["aleatoric"][c] + pred["epistemic"][c]) * norm.std
-        theta = test["theta"][c]
-        for s, name in enumerate(STAT_NAMES):
-            ax = axes[s, c]
-            for k in (2, 1):
-                band = [mean[s] - k * sd[s], mean[s] + k * sd[s]]
-                if s == 0:
-                    band = [np.exp(b) - 1.0 for b in band]
-                ax.fill_between(r, *band, color="C0", alpha=0.15 * (3 - k), lw=0, label=f"emulator {k}$\\sigma$")
-            centre = np.exp(mean[0]) - 1.0 if s == 0 else mean[s]
-            ax.plot(r, centre, color="C0", lw=1.5, label="emulator mean")
-            for j, real in enumerate(test["stats"][c]):
-                ax.plot(r, real[s], color="k", lw=0.6, alpha=0.5, marker=".", ms=3,
-                        label="simulated realisations" if j == 0 else None)
-            ax.set_xscale("log")
-            if s == 0:
-                ax.set_yscale("log")
-            else:
-                ax.axhline(0.0, color="grey", lw=0.5)
-            ax.set_ylabel(f"{name}(r)")
-            if s == 2:
-                ax.set_xlabel("r [Mpc/h]")
-            if s == 0:
-                ax.set_title(f"mu_cen={theta[5]:.2f}, mu_sat={theta[6]:.2f}, logMmin={theta[0]:.2f}", fontsize=9)
-    axes[0, 0].legend(fontsize=7)
-    fig.suptitle("IAEmu on held-out parameters: simulator realisations vs emulator (deep ensemble, total sigma)")
-    save_figure(fig, path)
-
-
-def plot_uncertainty(path: Path, z: np.ndarray, z_recal: np.ndarray, epi_in: np.ndarray, epi_out: np.ndarray) -> None:
-    """Reliability of the predicted intervals, and epistemic spread inside vs outside the training box."""
-    import matplotlib.pyplot as plt
-    from scipy.stats import norm as gauss
-
-    from learn.io import save_figure
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    nominal = np.linspace(0.05, 0.99, 40)
-    half_width = gauss.ppf(0.5 + nominal / 2)
-    for s, name in enumerate(STAT_NAMES):
-        ax1.plot(nominal, [(np.abs(z[:, :, s]) < w).mean() for w in half_width], f"C{s}:", label=f"{name} raw")
-        ax1.plot(nominal, [(np.abs(z_recal[:, :, s]) < w).mean() for w in half_width], f"C{s}-",
-                 label=f"{name} recalibrated")
-    ax1.plot([0, 1], [0, 1], "k--", lw=0.8, label="ideal")
-    ax1.set(xlabel="nominal coverage", ylabel="empirical coverage (held-out realisations)",
-            title="calibration of total predicted sigma")
-    ax1.legend()
-    bins = np.geomspace(min(epi_in.min(), epi_out.min()), max(epi_in.max(), epi_out.max()), 40)
-    ax2.hist(epi_in, bins=bins, alpha=0.6, label="inside training range")
-    ax2.hist(epi_out, bins=bins, alpha=0.6, label="outside training range")
-    ax2.set(xscale="log", xlabel="ensemble epistemic std (standardised units, bin mean)", ylabel="parameter sets",
-            title="epistemic uncertainty")
-    ax2.xaxis.set_minor_formatter(plt.NullFormatter())
-    ax2.legend()
-    save_figure(fig, path)
-
-
-def plot_inverse(path: Path, fits: list[dict]) -> None:
-    """Grid posteriors of (mu_cen, mu_sat) through the emulator, with truth, gradient fit and Laplace 2 sigma."""
-    import matplotlib.pyplot as plt
-
-    from learn.io import save_figure
-
-    n = len(fits)
-    fig, axes = plt.subplots(1, n, figsize=(3.3 * n, 3.4), squeeze=False)
-    for ax, f in zip(axes[0], fits):
-        ax.contourf(*f["grid_axes"], f["grid_posterior"].T, levels=20, cmap="Blues")
-        ax.plot(*f["truth"], "r*", ms=12, label="truth")
-        ax.errorbar(*f["fit"], xerr=2 * f["sigma"][0], yerr=2 * f["sigma"][1], fmt="ko", ms=4,
-                    capsize=3, label="gradient fit $\\pm 2\\sigma$")
-        box = [(min(g[0], t) - 0.02, max(g[-1], t) + 0.02) for g, t in zip(f["grid_axes"], f["truth"])]
-        ax.set(xlim=box[0], ylim=box[1], xlabel="mu_cen", ylabel="mu_sat")
-        ax.set_title(f"|z| = {abs(f['z'][0]):.1f}, {abs(f['z'][1]):.1f} ({f['sigma_source']})", fontsize=9)
-    axes[0, 0].legend(fontsize=7, loc="lower left")
-    fig.suptitle("inverse problem on held-out mocks: posterior of alignment strengths through the emulator")
-    save_figure(fig, path)
