@@ -143,6 +143,9 @@ class TransporterConfig:
         lr, batch: Adam learning rate and transitions per gradient step.
         augment: random 90-degree rotations of the training data (off: the plain baseline learns from the
             demonstrations as they are, so the comparison shows what built-in equivariance buys).
+        yaw_refine: sub-bin yaw candidates tried at the chosen place pixel after the coarse (bin, pixel)
+            argmax (1: none). Training rotates the object by the label's sub-bin residual first, so the
+            demonstrated yaw falls exactly on a bin and the scores learn exact alignment, not rounding.
     """
 
     n_rotations: int = 16
@@ -155,6 +158,7 @@ class TransporterConfig:
     batch: int = 1
     augment: bool = False
     image_size: int = 64
+    yaw_refine: int = 5
 
 
 def load_demos(path: str | Path) -> list[dict]:
@@ -187,6 +191,8 @@ class TransporterAgent(Agent):
         self.cfg = config or TransporterConfig()
         if self.cfg.n_rotations < 1 or self.cfg.crop % 2 == 0:
             raise ValueError(f"need n_rotations >= 1 and an odd crop, got {self.cfg.n_rotations}, {self.cfg.crop}")
+        if self.cfg.yaw_refine < 1:
+            raise ValueError(f"yaw_refine must be >= 1 candidate, got {self.cfg.yaw_refine}")
         torch.manual_seed(seed)
         self.rng = np.random.default_rng(seed)
         self.grid = Grid(self.cfg.image_size, WORKSPACE_HALF)
@@ -235,6 +241,26 @@ class TransporterAgent(Agent):
         kernels = self.query_net(rotated)
         return correlate(self.key_net(x[None])[0], kernels) / math.sqrt(kernels[0].numel())
 
+    def yaw_offsets(self) -> torch.Tensor:
+        """Sub-bin yaw offsets tried by ``refine_yaw``: evenly spaced inside one bin, centred on 0."""
+        k, step = self.cfg.yaw_refine, 2 * math.pi / self.cfg.n_rotations
+        return (torch.arange(k, dtype=torch.float32) - (k - 1) / 2) * (step / k)
+
+    def refine_yaw_scores(self, x: torch.Tensor, obj: torch.Tensor, rot: int, place_rc) -> torch.Tensor:
+        """Place scores at one pixel for the object turned by bin ``rot`` plus each of ``yaw_offsets()``."""
+        angles = rotation_angles(self.cfg.n_rotations)[rot] + self.yaw_offsets()
+        kernels = self.query_net(rotate_images(obj[None].expand(len(angles), -1, -1, -1), angles))
+        keys = crop_at(self.key_net(x[None])[0], place_rc, kernels.shape[-1])
+        return (kernels * keys[None]).sum((1, 2, 3)) / math.sqrt(kernels[0].numel())
+
+    def refine_yaw(self, x: torch.Tensor, obj: torch.Tensor, rot: int, place_rc) -> float:
+        """Coarse-to-fine yaw: the best sub-bin angle around bin ``rot`` at the chosen place pixel."""
+        base = float(rotation_angles(self.cfg.n_rotations)[rot])
+        if self.cfg.yaw_refine == 1:
+            return base
+        scores = self.refine_yaw_scores(x, obj, rot, place_rc)
+        return base + float(self.yaw_offsets()[int(scores.argmax())])
+
     # -- acting ---------------------------------------------------------------------------------
     def plan(self, obs: dict) -> dict[str, Any]:
         """Everything the agent decides for one observation (the action plus its heatmaps)."""
@@ -249,13 +275,13 @@ class TransporterAgent(Agent):
             obj = self.object_crop(x, pick_rc, pick_yaw)
             place = self.place_logits(x, obj)
             rot, row, col = np.unravel_index(int(place.argmax()), place.shape)
-            yaw = float(rotation_angles(self.cfg.n_rotations)[rot])
+            yaw = self.refine_yaw(x, obj, int(rot), (int(row), int(col)))
             z = self.place_height(x, pick_rc, (row, col), obj, yaw)
         pick_xy, place_xy = self.grid.pix_to_xy(pick_rc), self.grid.pix_to_xy((row, col))
         action = np.array([pick_xy[0], pick_xy[1], pick_yaw, place_xy[0], place_xy[1], z,
                            wrap_angle(pick_yaw + yaw)], np.float32)
         return {"action": action, "pick_logits": pick, "place_logits": place, "pick_rc": pick_rc,
-                "place_rc": (row, col), "rotation_bin": int(rot), "object": obj}
+                "place_rc": (row, col), "rotation_bin": int(rot), "yaw": yaw, "object": obj}
 
     def act(self, obs: Any, deterministic: bool = True) -> np.ndarray:
         return self.plan(obs)["action"]
@@ -278,8 +304,14 @@ class TransporterAgent(Agent):
             pick = self.pick_logits(x).reshape(1, -1)
             total = total + F.cross_entropy(pick, torch.tensor([pick_rc[0] * self.grid.size + pick_rc[1]]))
             obj = self.object_crop(x, pick_rc, float(action[2]))
-            place = self.place_logits(x, obj).reshape(1, -1)
-            rot = yaw_to_bin(self.place_yaw_label(action), n)
+            label = self.place_yaw_label(action)
+            rot = yaw_to_bin(label, n)
+            residual = wrap_angle(label - rot * 2 * math.pi / n)
+            turned = obj
+            if self.cfg.yaw_refine > 1 and abs(residual) > 1e-6:
+                # turn the object by the sub-bin residual so that bin ``rot`` is the exact demonstrated yaw
+                turned = rotate_images(obj[None], torch.tensor([residual], dtype=torch.float32))[0]
+            place = self.place_logits(x, turned).reshape(1, -1)
             target = (rot * self.grid.size + place_rc[0]) * self.grid.size + place_rc[1]
             total = total + F.cross_entropy(place, torch.tensor([target]))
             extra = self.extra_loss(x, pick_rc, place_rc, obj, action)

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import envs  # noqa: F401
-from agents.keyframe_transporter import KeyframeTransporterAgent, segment_object
+from agents.keyframe_transporter import (TILT_BINS, KeyframeTransporterAgent, refine_roll_pitch, segment_object,
+                                         tilt_rotations)
 from agents.transporter import (EquiTransporterAgent, TransporterAgent, TransporterConfig, crop_at, load_demos,
                                 obs_to_tensor, rotate_images)
 from agents.base import TrainConfig
@@ -131,6 +132,69 @@ def test_keyframe_place_is_bi_equivariant_in_the_grasped_object(scene_obs):
         assert turned["place_rc"] == base["place_rc"]
         diff = (turned["yaw"] - base["yaw"]) % (2 * math.pi)
         assert diff == pytest.approx((-k * math.pi / 2) % (2 * math.pi), abs=1e-5)
+
+
+def test_refined_yaw_is_bi_equivariant_and_consistent_with_the_coarse_scores(scene_obs):
+    """The sub-bin yaw search scores the coarse bin exactly as the correlation does, and turning the object in
+    the gripper by a quarter turn turns the refined gripper yaw back by a quarter turn."""
+    obs, red = scene_obs
+    agent = KeyframeTransporterAgent(dataclasses.replace(SMALL, yaw_refine=5), seed=4)
+    agent._eval_mode()
+    x = obs_to_tensor(obs)
+    obj = agent.object_crop(x, red, 0.0)
+    with torch.no_grad():
+        base = agent.place_for_object(obs, obj)
+        rot, rc = base["rotation_bin"], base["place_rc"]
+        scores = agent.refine_yaw_scores(x, obj, rot, rc)
+        assert scores[2] == pytest.approx(float(base["place_logits"][rot, rc[0], rc[1]]), rel=1e-4, abs=1e-5)
+        assert len(set(np.round(scores.numpy(), 6))) > 1  # the sub-bin angles are told apart
+        yaw = agent.refine_yaw(x, obj, rot, rc)
+        for k in (1, 3):
+            turned = torch.rot90(obj, k, (1, 2))
+            b = agent.place_for_object(obs, turned)
+            diff = (agent.refine_yaw(x, turned, b["rotation_bin"], b["place_rc"]) - yaw) % (2 * math.pi)
+            assert min(abs(diff - (-k * math.pi / 2) % (2 * math.pi)), 2 * math.pi - diff) < 1e-5
+
+
+def tilted_block(roll: float, pitch: float, size: int = 13, side: int = 5) -> torch.Tensor:
+    """A (4, size, size) grasped-object image: a square block whose top face is tilted by R_y(pitch) R_x(roll)."""
+    pixel = 0.5 / 64
+    n = tilt_rotations(torch.tensor(roll), torch.tensor(pitch)) @ torch.tensor([0.0, 0.0, 1.0])
+    c, r = size // 2, side // 2
+    obj = torch.zeros(4, size, size)
+    for row in range(c - r, c + r + 1):
+        for col in range(c - r, c + r + 1):
+            x, y = (col - c) * pixel, (c - row) * pixel
+            obj[:3, row, col] = 0.3
+            obj[3, row, col] = (0.04 - (n[0] * x + n[1] * y) / n[2]) / 0.1  # HEIGHT_SCALE
+    return obj
+
+
+@pytest.mark.parametrize("roll,pitch", [(10.0, 0.0), (0.0, -7.5), (12.5, 5.0), (-15.0, -10.0)])
+def test_a_tilted_grasp_gets_the_compensating_roll_and_pitch(roll, pitch):
+    flat_scene = torch.zeros(4, 13, 13)
+    flat_scene[3] = 0.02 / 0.1
+    got = refine_roll_pitch(tilted_block(math.radians(roll), math.radians(pitch)), flat_scene, 0.5 / 64)
+    step = float(TILT_BINS[1] - TILT_BINS[0])
+    assert got[0] == pytest.approx(-math.radians(roll), abs=step * 0.51)
+    assert got[1] == pytest.approx(-math.radians(pitch), abs=step * 0.51)
+
+
+def test_a_level_grasp_over_a_sloped_surface_tilts_to_match_it():
+    """The refinement aligns the object with the scene, not with the table: a slope under the place tilts it."""
+    slope = math.radians(10.0)
+    scene = torch.zeros(4, 13, 13)
+    rows = torch.arange(13, dtype=torch.float32)[:, None].expand(13, 13)
+    scene[3] = (0.05 + math.tan(slope) * (6 - rows) * (0.5 / 64)) / 0.1  # rises towards +y (up the image)
+    roll, pitch = refine_roll_pitch(tilted_block(0.0, 0.0), scene, 0.5 / 64)
+    assert roll == pytest.approx(slope, abs=math.radians(1.3)) and pitch == pytest.approx(0.0, abs=1e-6)
+
+
+def test_keyframe_plan_reports_level_placements_in_the_planar_tasks(scene_obs):
+    obs, _ = scene_obs
+    plan = KeyframeTransporterAgent(SMALL, seed=0).plan(obs)
+    assert abs(plan["roll"]) <= math.radians(5.0) and abs(plan["pitch"]) <= math.radians(5.0)
+    assert plan["action"].shape == (7,)
 
 
 def test_segment_object_keeps_only_the_grasped_object():
