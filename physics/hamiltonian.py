@@ -1,13 +1,16 @@
 """Hamiltonian systems with symplectic integrators and seeded trajectory datasets.
 
-Three systems, all in canonical coordinates ``x = (q, p)`` with shape ``(..., 2 * dof)``
+Four systems, all in canonical coordinates ``x = (q, p)`` with shape ``(..., 2 * dof)``
 and physical parameters ``params`` with shape ``(..., n_params)``:
 
 * :class:`MassSpring`     ``H = p^2 / 2m + k q^2 / 2``                   params ``(m, k)``
+* :class:`SpringChain`    ``N`` equal masses in a row joined by equal springs, both ends tied
+  to fixed walls: ``H = sum p_i^2 / 2m + k/2 sum_{i=0}^{N} (q_{i+1} - q_i)^2`` with
+  ``q_0 = q_{N+1} = 0``                                                    params ``(m, k)``
 * :class:`Pendulum`       ``H = p^2 / 2ml^2 + m g l (1 - cos q)``         params ``(m, l)``
 * :class:`DoublePendulum` the planar double pendulum                       params ``(m1, m2, l1, l2)``
 
-Integrators. The first two Hamiltonians are separable (``H = T(p) + V(q)``) and are stepped
+Integrators. The first three Hamiltonians are separable (``H = T(p) + V(q)``) and are stepped
 with leapfrog / Stormer-Verlet (kick-drift-kick), which is symplectic and second order. The
 double pendulum's kinetic energy depends on ``q1 - q2``, so leapfrog does not apply; it is
 stepped with the implicit midpoint rule ``x' = x + dt f((x + x') / 2)``, also symplectic and
@@ -161,6 +164,51 @@ class MassSpring(SeparableSystem):
 
 
 @dataclass(frozen=True)
+class SpringChain(SeparableSystem):
+    """``dof`` masses between two walls, neighbours joined by springs (a discretised string).
+
+    Linear, so its normal modes are known in closed form: mode ``n = 1..N`` has angular
+    frequency ``2 sqrt(k/m) sin(n pi / (2 (N + 1)))`` (see :meth:`mode_frequencies`).
+    """
+
+    name: str = "spring_chain"
+    dof: int = 3
+    param_names: tuple[str, ...] = ("m", "k")
+    param_ranges: dict[str, tuple[float, float]] = field(default_factory=lambda: {"m": (0.5, 2.0), "k": (0.5, 2.0)})
+
+    def inertia(self, params):
+        return self._params(params)[0]
+
+    def _stretches(self, q: np.ndarray) -> np.ndarray:
+        """Spring extensions ``q_{i+1} - q_i`` for the ``dof + 1`` springs, walls at 0."""
+        wall = np.zeros(q.shape[:-1] + (1,))
+        return np.diff(np.concatenate([wall, q, wall], axis=-1), axis=-1)
+
+    def potential(self, q, params):
+        k = self._params(params)[1]
+        return 0.5 * k * (self._stretches(q) ** 2).sum(-1)
+
+    def potential_grad(self, q, params):
+        stretch = self._stretches(q)
+        # dV/dq_i = k (s_{i-1} - s_i): the spring on the left pulls back, the one on the right pulls on
+        return self._params(params)[1][..., None] * (stretch[..., :-1] - stretch[..., 1:])
+
+    def mode_frequencies(self, params: np.ndarray) -> np.ndarray:
+        """Angular frequencies of the ``dof`` normal modes, shape ``params.shape[:-1] + (dof,)``."""
+        m, k = self._params(params)
+        n = np.arange(1, self.dof + 1)
+        return 2 * np.sqrt(k / m)[..., None] * np.sin(n * np.pi / (2 * (self.dof + 1)))
+
+    def sample_initial_state(self, rng, params):
+        n = len(params)
+        m, k = self._params(params)
+        q0 = rng.uniform(-1.0, 1.0, size=(n, self.dof))
+        # momenta on the same energy scale as the displacements: p ~ sqrt(m k) q
+        p0 = rng.uniform(-1.0, 1.0, size=(n, self.dof)) * np.sqrt(m * k)[:, None]
+        return np.concatenate([q0, p0], -1)
+
+
+@dataclass(frozen=True)
 class Pendulum(SeparableSystem):
     name: str = "pendulum"
     dof: int = 1
@@ -235,6 +283,7 @@ class DoublePendulum(HamiltonianSystem):
 
 SYSTEMS: dict[str, type[HamiltonianSystem]] = {
     "mass_spring": MassSpring,
+    "spring_chain": SpringChain,
     "pendulum": Pendulum,
     "double_pendulum": DoublePendulum,
 }

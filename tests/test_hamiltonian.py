@@ -2,10 +2,11 @@
 import numpy as np
 import pytest
 
-from physics.hamiltonian import (
+from symgym.physics.hamiltonian import (
     SYSTEMS,
     DoublePendulum,
     Pendulum,
+    SpringChain,
     get_system,
     make_dataset,
     simulate,
@@ -70,6 +71,36 @@ def test_gradient_matches_finite_differences(name):
         for e in np.eye(2 * system.dof)
     ]
     np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-7)
+
+
+def test_spring_chain_oscillates_at_its_normal_mode_frequencies():
+    """Start in one normal mode: the chain stays in it and returns after exactly one period."""
+    chain = SpringChain()
+    params = np.array([[1.3, 0.7]])
+    n = chain.dof
+    for mode in range(1, n + 1):
+        shape = np.sin(mode * np.pi * np.arange(1, n + 1) / (n + 1))
+        omega = chain.mode_frequencies(params)[0, mode - 1]
+        period = 2 * np.pi / omega
+        steps = 2000
+        traj = simulate(chain, np.concatenate([shape, np.zeros(n)])[None], params, period / steps, steps)
+        np.testing.assert_allclose(traj[0, -1], traj[0, 0], atol=2e-5)
+        # half a period later every mass is at minus its start (the mode shape inverted)
+        np.testing.assert_allclose(traj[0, steps // 2, :n], -shape, atol=2e-5)
+    # a wrong frequency would not close the orbit: check the test can fail
+    wrong = 2 * np.pi / (1.1 * chain.mode_frequencies(params)[0, 0])
+    shape = np.sin(np.pi * np.arange(1, n + 1) / (n + 1))
+    traj = simulate(chain, np.concatenate([shape, np.zeros(n)])[None], params, wrong / 2000, 2000)
+    assert np.abs(traj[0, -1] - traj[0, 0]).max() > 0.05
+
+
+def test_spring_chain_walls_hold_the_ends():
+    chain = SpringChain()
+    params = np.array([[1.0, 2.0]])
+    q = np.array([[0.5, 0.0, 0.0]])
+    # only the first and second springs are stretched: wall pulls mass 1 back, mass 2 pulled forward
+    np.testing.assert_allclose(chain.potential_grad(q, params), [[2.0, -1.0, 0.0]])
+    np.testing.assert_allclose(chain.potential(q, params), [0.5 * 2.0 * (0.25 + 0.25)])
 
 
 def test_dataset_reproducible_under_seed_and_varied():
