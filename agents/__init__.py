@@ -3,19 +3,19 @@ from __future__ import annotations
 
 import importlib
 
-from agents.base import Agent, TrainConfig
+from symgym.agents.base import Agent, TrainConfig
 
 AGENTS: dict[str, str] = {
-    "sac": "agents.sac:SACAgent",
-    "equi-sac": "agents.equi_sac:EquiSACAgent",
-    "approx-sac": "agents.equi_sac:ApproxSACAgent",
-    "mppi": "agents.mppi:MPPIAgent",
-    "sym-mppi": "agents.mppi:SymMPPIAgent",
-    "transporter": "agents.transporter:TransporterAgent",
-    "equi-transporter": "agents.transporter:EquiTransporterAgent",
-    "keyframe-transporter": "agents.keyframe_transporter:KeyframeTransporterAgent",
-    "hep": "agents.hep:HEPAgent",
-    "flat-bc": "agents.hep:FlatBCAgent",
+    "sac": "symgym.agents.sac:SACAgent",
+    "equi-sac": "symgym.agents.equi_sac:EquiSACAgent",
+    "approx-sac": "symgym.agents.equi_sac:ApproxSACAgent",
+    "mppi": "symgym.agents.mppi:MPPIAgent",
+    "sym-mppi": "symgym.agents.mppi:SymMPPIAgent",
+    "transporter": "symgym.agents.transporter:TransporterAgent",
+    "equi-transporter": "symgym.agents.transporter:EquiTransporterAgent",
+    "keyframe-transporter": "symgym.agents.keyframe_transporter:KeyframeTransporterAgent",
+    "hep": "symgym.agents.hep:HEPAgent",
+    "flat-bc": "symgym.agents.hep:FlatBCAgent",
 }
 
 

@@ -30,10 +30,10 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, Flatten
 from stable_baselines3.sac.policies import LOG_STD_MAX, LOG_STD_MIN, Actor, SACPolicy
 from torch import nn
 
-from agents.sac import SACAgent
-from equivariance import PlanarGroup, Representation, group_from_name, regular, trivial
-from equivariance.layers import EquivariantMLP, SteerableImageEncoder, rep_from_names
-from equivariance.relaxed import RelaxedMLP, relaxed_modules
+from symgym.agents.sac import SACAgent
+from symgym.equivariance import PlanarGroup, Representation, group_from_name, regular, trivial
+from symgym.equivariance.layers import EquivariantMLP, SteerableImageEncoder, rep_from_names
+from symgym.equivariance.relaxed import RelaxedMLP, relaxed_modules
 
 #: groups whose standard representation is a signed permutation, so tanh squashing stays equivariant
 TANH_COMPATIBLE = ("C1", "C2", "C4", "D1", "D2", "D4")
@@ -223,7 +223,7 @@ def policy_symmetry_errors(model, symmetry, observations: Sequence[np.ndarray], 
     Uses :func:`equivariance.equivariance_error` / :func:`equivariance.invariance_error` on the given
     observations and group elements; the critic is probed at random actions transformed with the observation.
     """
-    from equivariance import Symmetry, equivariance_error, invariance_error
+    from symgym.equivariance import Symmetry, equivariance_error, invariance_error
 
     rng = np.random.default_rng(rng)
     policy = model.policy

@@ -35,9 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents.base import Agent, TrainConfig
-from envs.closed_loop import ATTACHED, EE_POS, OBJ_POS, TARGET_POS, as_se2
-from learn.io import save_torch, write_json
+from symgym.agents.base import Agent, TrainConfig
+from symgym.envs.closed_loop import ATTACHED, EE_POS, OBJ_POS, TARGET_POS, as_se2
+from symgym.learn.io import save_torch, write_json
 
 POS_SCALE = 10.0   # metres -> decimetres: network inputs of order one
 RASTER_CHANNELS = 7  # occupancy x 3 labels, height x 3 labels, suction flag
@@ -165,8 +165,8 @@ class HeatmapNet(nn.Module):
         if equivariant:
             from escnn import nn as enn
 
-            from equivariance.escnn_bridge import gspace_for
-            from equivariance.groups import CyclicGroup
+            from symgym.equivariance.escnn_bridge import gspace_for
+            from symgym.equivariance.groups import CyclicGroup
 
             gs = gspace_for(CyclicGroup(4))
             t = self.in_type = enn.FieldType(gs, RASTER_CHANNELS * [gs.trivial_repr])
@@ -349,7 +349,7 @@ class _ChunkQueue(Agent):
 
     @classmethod
     def from_config(cls, config: TrainConfig, run_dir: Path) -> "Agent":
-        from envs.closed_loop import collect_closed_loop_demos
+        from symgym.envs.closed_loop import collect_closed_loop_demos
 
         kwargs = dict(config.agent_kwargs)
         n_demos = int(kwargs.pop("n_demos", 10))

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 from torch import nn
 
-from agents.transporter import (HEIGHT_SCALE, IN_CHANNELS, EquiTransporterAgent, TransporterConfig, crop_at,
+from symgym.agents.transporter import (HEIGHT_SCALE, IN_CHANNELS, EquiTransporterAgent, TransporterConfig, crop_at,
                                 obs_to_tensor, rotate_images, rotation_angles)
 
 #: place heights scored by the refinement head: 0 to 20 cm in 5 mm steps

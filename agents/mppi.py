@@ -30,8 +30,8 @@ import mujoco
 import mujoco.rollout
 import numpy as np
 
-from agents.base import Agent, TrainConfig
-from learn.io import write_json
+from symgym.agents.base import Agent, TrainConfig
+from symgym.learn.io import write_json
 
 PLANNER_FILE = "planner.json"
 DYNAMICS_FILE = "dynamics.pt"
@@ -126,7 +126,7 @@ class MujocoRolloutBackend:
     """
 
     def __init__(self, env: gym.Env, nthread: int = 2):
-        from envs.mujoco_base import PHYSICS_SPEC, state_layout
+        from symgym.envs.mujoco_base import PHYSICS_SPEC, state_layout
 
         self.env = env.unwrapped
         self.model, self.frame_skip = self.env.model, int(self.env.frame_skip)
@@ -227,7 +227,7 @@ class MPPIPlanner:
         self.reset()
 
     def planning_group(self):
-        from equivariance import DihedralGroup, group_from_name
+        from symgym.equivariance import DihedralGroup, group_from_name
 
         if self.config.group is not None:
             return group_from_name(self.config.group)
@@ -367,7 +367,7 @@ class MPPIAgent(Agent):
     def save(self, run_dir: Path) -> None:
         write_json(Path(run_dir) / PLANNER_FILE, asdict(self.config))
         if self.dynamics_model is not None:
-            from learn.io import save_torch
+            from symgym.learn.io import save_torch
 
             save_torch(self.dynamics_model.state_dict(), Path(run_dir) / DYNAMICS_FILE)
 
@@ -387,7 +387,7 @@ class MPPIAgent(Agent):
 
     @classmethod
     def from_config(cls, config: TrainConfig, run_dir: Path) -> "MPPIAgent":
-        from learn.runs import make_env
+        from symgym.learn.runs import make_env
 
         kwargs = {"seed": config.seed, **config.agent_kwargs, "symmetric": cls.symmetric}
         mppi_config = MPPIConfig.from_kwargs(kwargs)

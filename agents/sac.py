@@ -14,9 +14,9 @@ import torch
 from stable_baselines3 import SAC
 from stable_baselines3.common.callbacks import BaseCallback
 
-from agents.base import Agent, TrainConfig
-from learn.io import atomic_path
-from learn.runs import make_env, plot_learning_curve
+from symgym.agents.base import Agent, TrainConfig
+from symgym.learn.io import atomic_path
+from symgym.learn.runs import make_env, plot_learning_curve
 
 CHECKPOINT = "model.zip"
 

@@ -21,12 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from agents.base import Agent, TrainConfig
-from envs.tabletop.base import transform_action
-from envs.tabletop.camera import Grid
-from envs.tabletop.scene import WORKSPACE_HALF, wrap_angle
-from equivariance.groups import SE2Element
-from learn.io import save_torch, write_json
+from symgym.agents.base import Agent, TrainConfig
+from symgym.envs.tabletop.base import transform_action
+from symgym.envs.tabletop.camera import Grid
+from symgym.envs.tabletop.scene import WORKSPACE_HALF, wrap_angle
+from symgym.equivariance.groups import SE2Element
+from symgym.learn.io import save_torch, write_json
 
 IN_CHANNELS = 4  # RGB + height
 HEIGHT_SCALE = 0.1  # metres per unit of the height channel
@@ -66,8 +66,8 @@ class EquiFCN(nn.Module):
         super().__init__()
         from escnn import nn as enn
 
-        from equivariance.escnn_bridge import gspace_for
-        from equivariance.groups import CyclicGroup
+        from symgym.equivariance.escnn_bridge import gspace_for
+        from symgym.equivariance.groups import CyclicGroup
 
         self.gspace = gspace_for(CyclicGroup(n))
         self.in_type = enn.FieldType(self.gspace, in_ch * [self.gspace.trivial_repr])

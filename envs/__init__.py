@@ -12,18 +12,18 @@ from gymnasium.envs.registration import register, registry
 
 #: id -> (entry point, max_episode_steps, default kwargs)
 ENV_SPECS: dict[str, tuple[str, int, dict]] = {
-    "SymPush-v0": ("envs.sym_push:SymPushEnv", 50, {}),
-    "SymPushImage-v0": ("envs.sym_push:SymPushEnv", 50, {"obs_mode": "image"}),
-    "TabletopBlockInsertion-v0": ("envs.tabletop.tasks:BlockInsertionEnv", 2, {}),
-    "TabletopPlaceRedInGreen-v0": ("envs.tabletop.tasks:PlaceRedInGreenEnv", 4, {}),
-    "TabletopStacking-v0": ("envs.tabletop.tasks:StackingEnv", 5, {}),
-    "SymReach-v0": ("envs.sym_reach:SymReachEnv", 100, {}),
-    "SymCartPole-v0": ("envs.sym_cartpole:SymCartPoleEnv", 200, {}),
-    "HepPickPlace-v0": ("envs.closed_loop:PickPlaceEnv", 80, {}),
-    "HepPushToTarget-v0": ("envs.closed_loop:PushToTargetEnv", 80, {}),
-    "SymPushWind-v0": ("envs.sym_push_broken:SymPushWindEnv", 100, {}),
-    "SymPushObstacle-v0": ("envs.sym_push_broken:SymPushObstacleEnv", 100, {}),
-    "RosArm-v0": ("envs.ros:RosArmEnv", 100, {}),
+    "SymPush-v0": ("symgym.envs.sym_push:SymPushEnv", 50, {}),
+    "SymPushImage-v0": ("symgym.envs.sym_push:SymPushEnv", 50, {"obs_mode": "image"}),
+    "TabletopBlockInsertion-v0": ("symgym.envs.tabletop.tasks:BlockInsertionEnv", 2, {}),
+    "TabletopPlaceRedInGreen-v0": ("symgym.envs.tabletop.tasks:PlaceRedInGreenEnv", 4, {}),
+    "TabletopStacking-v0": ("symgym.envs.tabletop.tasks:StackingEnv", 5, {}),
+    "SymReach-v0": ("symgym.envs.sym_reach:SymReachEnv", 100, {}),
+    "SymCartPole-v0": ("symgym.envs.sym_cartpole:SymCartPoleEnv", 200, {}),
+    "HepPickPlace-v0": ("symgym.envs.closed_loop:PickPlaceEnv", 80, {}),
+    "HepPushToTarget-v0": ("symgym.envs.closed_loop:PushToTargetEnv", 80, {}),
+    "SymPushWind-v0": ("symgym.envs.sym_push_broken:SymPushWindEnv", 100, {}),
+    "SymPushObstacle-v0": ("symgym.envs.sym_push_broken:SymPushObstacleEnv", 100, {}),
+    "RosArm-v0": ("symgym.envs.ros:RosArmEnv", 100, {}),
 }
 
 

@@ -39,9 +39,9 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from envs.mujoco_base import PlanarMujocoEnv
-from equivariance.groups import O2Element, SE2Element, SE2Group
-from equivariance.symmetry import Symmetry
+from symgym.envs.mujoco_base import PlanarMujocoEnv
+from symgym.equivariance.groups import O2Element, SE2Element, SE2Group
+from symgym.equivariance.symmetry import Symmetry
 
 EE_RADIUS, OBJ_RADIUS, OBJ_HEIGHT, TARGET_RADIUS = 0.015, 0.025, 0.04, 0.03
 GRASP_OFFSET = 0.055          # ee centre above object bottom when attached (weld relpose in the XML)
@@ -269,7 +269,7 @@ class ClosedLoopEnv(PlanarMujocoEnv):
     def render(self):
         if self.render_mode != "rgb_array":
             return None
-        from envs.render2d import TopDownCanvas, composite
+        from symgym.envs.render2d import TopDownCanvas, composite
 
         c = TopDownCanvas(256, 0.35)
         return composite([
@@ -387,8 +387,8 @@ def collect_closed_loop_demos(env_id: str, n: int, out: Path | None = None, seed
     The file holds flat per-step arrays ``vector, points, action, keypose, episode`` plus ``seeds``; only
     successful episodes are kept. Raises RuntimeError if the oracle fails more than ``n`` episodes.
     """
-    from learn.io import atomic_path
-    from learn.runs import make_env
+    from symgym.learn.io import atomic_path
+    from symgym.learn.runs import make_env
 
     if n < 1:
         raise ValueError(f"n must be >= 1 demonstrations, got {n}")

@@ -15,7 +15,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from equivariance.groups import O2Element
+from symgym.equivariance.groups import O2Element
 
 ASSETS = Path(__file__).parent / "assets"
 

@@ -14,10 +14,10 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from envs.mujoco_base import PlanarMujocoEnv
-from envs.render2d import TopDownCanvas, composite
-from equivariance import O2Element, Symmetry, sign, trivial
-from equivariance.groups import PlanarGroup
+from symgym.envs.mujoco_base import PlanarMujocoEnv
+from symgym.envs.render2d import TopDownCanvas, composite
+from symgym.equivariance import O2Element, Symmetry, sign, trivial
+from symgym.equivariance.groups import PlanarGroup
 
 POLE_LENGTH = 0.6
 MIRROR = O2Element(math.pi, True)

@@ -6,9 +6,9 @@ import math
 import numpy as np
 from gymnasium import spaces
 
-from envs.mujoco_base import PlanarMujocoEnv
-from envs.render2d import TopDownCanvas, composite
-from equivariance import O2, Symmetry, standard
+from symgym.envs.mujoco_base import PlanarMujocoEnv
+from symgym.envs.render2d import TopDownCanvas, composite
+from symgym.equivariance import O2, Symmetry, standard
 
 TABLE_RADIUS = 0.35
 PUCK_RADIUS, PUSHER_RADIUS = 0.03, 0.02
@@ -184,6 +184,6 @@ def _uniform_disc(rng: np.random.Generator, radius: float) -> np.ndarray:
 
 
 def _group(name: str):
-    from equivariance import group_from_name
+    from symgym.equivariance import group_from_name
 
     return group_from_name(name)

@@ -20,8 +20,8 @@ import math
 import mujoco
 import numpy as np
 
-from envs.sym_push import PUCK_RADIUS, PUSHER_RADIUS, SymPushEnv
-from equivariance import Symmetry
+from symgym.envs.sym_push import PUCK_RADIUS, PUSHER_RADIUS, SymPushEnv
+from symgym.equivariance import Symmetry
 
 
 class SymPushWindEnv(SymPushEnv):
@@ -93,9 +93,9 @@ class SymPushObstacleEnv(SymPushEnv):
         frame = super().render()
         if frame is None or self.obstacle["radius"] == 0.0:
             return frame
-        from envs.render2d import TopDownCanvas
+        from symgym.envs.render2d import TopDownCanvas
 
-        from envs.sym_push import TABLE_RADIUS
+        from symgym.envs.sym_push import TABLE_RADIUS
 
         mask = TopDownCanvas(frame.shape[0], TABLE_RADIUS + 0.01).disc(self.obstacle["pos"], self.obstacle["radius"])
         frame = frame.copy()

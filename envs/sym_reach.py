@@ -12,9 +12,9 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from envs.mujoco_base import PlanarMujocoEnv
-from envs.render2d import TopDownCanvas, composite
-from equivariance import O2, O2Element, Symmetry, sign, standard, trivial
+from symgym.envs.mujoco_base import PlanarMujocoEnv
+from symgym.envs.render2d import TopDownCanvas, composite
+from symgym.equivariance import O2, O2Element, Symmetry, sign, standard, trivial
 
 LINK_LENGTHS = (0.2, 0.2)
 

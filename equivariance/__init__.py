@@ -4,12 +4,12 @@ Wraps escnn (planar steerable layers) and e3nn (O(3) irreps) behind symgym's own
 ``Group`` / ``Representation`` / ``Symmetry`` names, so agents never depend on which
 library a layer came from.
 """
-from equivariance.checks import equivariance_error, invariance_error, relative_error
-from equivariance.groups import (O2, SO2, CyclicGroup, DihedralGroup, Group, O2Element, PlanarGroup, SE2Element,
+from symgym.equivariance.checks import equivariance_error, invariance_error, relative_error
+from symgym.equivariance.groups import (O2, SO2, CyclicGroup, DihedralGroup, Group, O2Element, PlanarGroup, SE2Element,
                                  SE2Group, group_from_name, sample_elements)
-from equivariance.representations import (Representation, direct_sum, irrep, regular, sign, standard, trivial)
-from equivariance.symmetry import Symmetry
-from equivariance.transforms import transform_image, transform_points
+from symgym.equivariance.representations import (Representation, direct_sum, irrep, regular, sign, standard, trivial)
+from symgym.equivariance.symmetry import Symmetry
+from symgym.equivariance.transforms import transform_image, transform_points
 
 __all__ = [
     "Group", "PlanarGroup", "SE2Group", "O2Element", "SE2Element", "CyclicGroup", "DihedralGroup", "SO2", "O2",

@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from equivariance.symmetry import Symmetry
+from symgym.equivariance.symmetry import Symmetry
 
 
 def _as_array(x: Any) -> np.ndarray:

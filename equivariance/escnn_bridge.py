@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from escnn import gspaces, nn as enn
 
-from equivariance.groups import O2Element, PlanarGroup
-from equivariance.representations import Representation
+from symgym.equivariance.groups import O2Element, PlanarGroup
+from symgym.equivariance.representations import Representation
 
 
 def gspace_for(group: PlanarGroup):

@@ -21,9 +21,9 @@ import torch
 from escnn import nn as enn
 from torch import nn
 
-from equivariance.escnn_bridge import field_type, gspace_for, vector_gspace
-from equivariance.groups import PlanarGroup
-from equivariance.representations import Representation, irrep, regular, sign, standard, trivial
+from symgym.equivariance.escnn_bridge import field_type, gspace_for, vector_gspace
+from symgym.equivariance.groups import PlanarGroup
+from symgym.equivariance.representations import Representation, irrep, regular, sign, standard, trivial
 
 _PART_BUILDERS = {"trivial": trivial, "sign": sign, "standard": standard, "regular": regular}
 

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from equivariance.groups import PlanarGroup
-from equivariance.representations import Representation, regular
+from symgym.equivariance.groups import PlanarGroup
+from symgym.equivariance.representations import Representation, regular
 
 
 class _PenaltyGradient(torch.autograd.Function):

@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy.linalg import block_diag
 
-from equivariance.groups import O2Element, PlanarGroup
+from symgym.equivariance.groups import O2Element, PlanarGroup
 
 
 class Representation:

@@ -12,9 +12,9 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from equivariance.groups import Group
-from equivariance.representations import Representation
-from equivariance.transforms import transform_image, transform_points
+from symgym.equivariance.groups import Group
+from symgym.equivariance.representations import Representation
+from symgym.equivariance.transforms import transform_image, transform_points
 
 #: how one observation component transforms: a Representation (vector), or "image", "points", "invariant"
 ObsAction = Representation | str | Callable[[Any, np.ndarray], np.ndarray]

@@ -6,7 +6,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from equivariance.groups import O2Element
+from symgym.equivariance.groups import O2Element
 
 
 def transform_image(g: O2Element, image: np.ndarray, channels_last: bool = True) -> np.ndarray:

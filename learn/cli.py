@@ -47,7 +47,7 @@ def _json_dict(text: str) -> dict:
 def cmd_envs(args) -> int:
     import gymnasium as gym
 
-    import envs
+    import symgym.envs as envs
 
     rows = []
     for env_id in envs.symgym_env_ids():
@@ -64,9 +64,9 @@ def cmd_envs(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from agents import TrainConfig, agent_class
-    from learn.io import write_json
-    from learn.runs import make_env
+    from symgym.agents import TrainConfig, agent_class
+    from symgym.learn.io import write_json
+    from symgym.learn.runs import make_env
 
     cls = agent_class(args.agent)
     make_env(args.env).close()  # fail fast on an unknown env id, before creating a run dir
@@ -82,31 +82,24 @@ def cmd_train(args) -> int:
     return 0
 
 
-def load_run(run_dir: str | Path):
-    """(agent, config) for a saved run; clear errors for missing dirs and damaged checkpoints."""
-    from agents import TrainConfig, agent_class
-
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"run directory {run_dir} does not exist")
-    config = TrainConfig.read(run_dir)
-    agent = agent_class(config.agent).load(run_dir)
-    return agent, config
-
-
 def cmd_eval(args) -> int:
-    from learn.evaluate import evaluate
-    from learn.io import write_json
+    from symgym.learn.evaluate import evaluate
+    from symgym.learn.io import write_json
+    from symgym.learn.runs import load_run
 
     agent, config = load_run(args.run)
-    video = Path(args.run) / "eval.gif" if args.video else None
-    result = evaluate(agent, config.env, episodes=args.episodes, seed=args.seed, env_kwargs=config.env_kwargs,
-                      video=video)
-    payload = {"agent": config.agent, "env": config.env, "eval_seed": args.seed, **result.as_dict()}
+    env_id = getattr(args, "env", None) or config.env
+    # the run's env kwargs belong to its env; a transfer target starts from its own defaults
+    env_kwargs = config.env_kwargs if env_id == config.env else {}
+    stem = "eval" if env_id == config.env else f"eval-{env_id}"
+    video = Path(args.run) / f"{stem}.gif" if args.video else None
+    result = evaluate(agent, env_id, episodes=args.episodes, seed=args.seed, env_kwargs=env_kwargs, video=video)
+    payload = {"agent": config.agent, "env": env_id, "trained_on": config.env, "eval_seed": args.seed,
+               **result.as_dict()}
     if args.baseline:
-        rnd = evaluate(None, config.env, episodes=args.episodes, seed=args.seed, env_kwargs=config.env_kwargs)
+        rnd = evaluate(None, env_id, episodes=args.episodes, seed=args.seed, env_kwargs=env_kwargs)
         payload["random_policy"] = rnd.as_dict()
-    write_json(Path(args.run) / "eval.json", payload)
+    write_json(Path(args.run) / f"{stem}.json", payload)
     print(json.dumps(payload, indent=2))
     if video:
         print(f"video: {video}")
@@ -118,13 +111,14 @@ def cmd_demo(args) -> int:
     ns = argparse.Namespace(agent="sac", env="SymPush-v0", steps=args.steps, seed=0, out=args.out, demos=None,
                             env_kwargs={}, agent_kwargs={})
     cmd_train(ns)
-    cmd_eval(argparse.Namespace(run=args.out, episodes=args.episodes, seed=10_000, video=True, baseline=True))
+    cmd_eval(argparse.Namespace(run=args.out, env=None, episodes=args.episodes, seed=10_000, video=True,
+                                baseline=True))
     print(f"learning curve: {Path(args.out) / 'learning_curve.png'}")
     return 0
 
 
 def cmd_demos(args) -> int:
-    from learn.demos import collect_demos
+    from symgym.learn.demos import collect_demos
 
     path = collect_demos(args.env, n=args.n, out=Path(args.out), seed=args.seed)
     print(f"wrote {args.n} demonstrations to {path}")
@@ -132,7 +126,7 @@ def cmd_demos(args) -> int:
 
 
 def cmd_task(args) -> int:
-    from learn.tasks import run_task
+    from symgym.learn.tasks import run_task
 
     results = run_task(args.name, quick=args.quick, seed=args.seed, out_dir=args.out)
     print(json.dumps(results, indent=2, default=str))
@@ -141,7 +135,7 @@ def cmd_task(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from learn.bench import run_bench
+    from symgym.learn.bench import run_bench
 
     results = run_bench(args.name, out_dir=args.out, quick=args.quick, seed=args.seed)
     print(json.dumps(results, indent=2, default=str))
@@ -149,14 +143,26 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from symgym.learn.sweep import sweep_main
+
+    return sweep_main(args)
+
+
+def cmd_report(args) -> int:
+    from symgym.learn.report import report_main
+
+    return report_main(args)
+
+
 def cmd_deploy(args) -> int:
-    from learn.deploy import deploy_main
+    from symgym.learn.deploy import deploy_main
 
     return deploy_main(args)
 
 
 def cmd_sim_robot(args) -> int:
-    from learn.deploy import sim_robot_main
+    from symgym.learn.deploy import sim_robot_main
 
     return sim_robot_main(args)
 
@@ -181,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="evaluate a saved run")
     e.add_argument("--run", required=True)
+    e.add_argument("--env", default=None, help="evaluate on this env id instead of the run's (zero-shot transfer)")
     e.add_argument("--episodes", type=_positive_int, default=20)
     e.add_argument("--seed", type=_nonneg_int, default=10_000, help="first evaluation seed")
     e.add_argument("--video", action="store_true", help="write RUN/eval.gif of the first episodes")
@@ -214,6 +221,22 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default="results")
     b.set_defaults(fn=cmd_bench)
 
+    sw = sub.add_parser("sweep", help="run a sweep spec (grid of train->evaluate trials) on Ray Tune; resumable")
+    sw.add_argument("spec", help="sweep spec YAML")
+    sw.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else local Ray)")
+    sw.add_argument("--storage", default=None, help="Tune storage_path (shared file system or object store)")
+    sw.add_argument("--max-concurrent", type=_positive_int, default=None, help="trials at once (default: cores)")
+    sw.add_argument("--resume", action="store_true", help="continue a killed sweep, skipping finished trials")
+    sw.add_argument("--quick", action="store_true", help="the spec's tiny grid (for tests)")
+    sw.add_argument("--out", default="results", help="results directory (trial summaries under OUT/trials/)")
+    sw.set_defaults(fn=cmd_sweep)
+
+    rp = sub.add_parser("report", help="aggregate a sweep's trial summaries (rliable) into the claims ledger")
+    rp.add_argument("sweep", help="sweep name or spec YAML")
+    rp.add_argument("--markdown", action="store_true", help="print the ledger as README markdown tables")
+    rp.add_argument("--out", default="results")
+    rp.set_defaults(fn=cmd_report)
+
     dp = sub.add_parser("deploy", help="run a trained policy on an arm through rosbridge")
     dp.add_argument("--run", required=True)
     dp.add_argument("--rosbridge", required=True, help="ws://HOST:PORT")
@@ -227,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     sr = sub.add_parser("sim-robot", help="rosbridge-protocol server backed by a simulated arm (digital twin)")
     sr.add_argument("--port", type=_positive_int, default=9090)
     sr.add_argument("--env", default="SymPush-v0")
+    sr.add_argument("--robot", default=None, help="simulated arm to serve (e.g. panda); default: the planar pusher")
     sr.set_defaults(fn=cmd_sim_robot)
     return p
 

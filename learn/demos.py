@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from learn.io import atomic_path
-from learn.runs import make_env
+from symgym.learn.io import atomic_path
+from symgym.learn.runs import make_env
 
 
 def collect_demos(env_id: str, n: int, out: Path, seed: int = 0, progress: bool = True,
@@ -26,7 +26,7 @@ def collect_demos(env_id: str, n: int, out: Path, seed: int = 0, progress: bool 
         raise ValueError(f"n must be >= 1 demonstrations, got {n}")
     if env_id.startswith("Hep"):
         # closed-loop envs record vector + point-cloud observations and keyposes, per step
-        from envs.closed_loop import collect_closed_loop_demos
+        from symgym.envs.closed_loop import collect_closed_loop_demos
 
         collect_closed_loop_demos(env_id, n, out=Path(out), seed=seed)
         return Path(out)

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from agents.base import Agent
-from learn.runs import make_env
+from symgym.agents.base import Agent
+from symgym.learn.runs import make_env
 
 
 @dataclass
@@ -63,7 +63,7 @@ def write_video(frames: list[np.ndarray], path: Path, fps: int = 20) -> Path:
     """GIF (always available through imageio's Pillow plugin), written atomically."""
     import imageio.v3 as iio
 
-    from learn.io import atomic_path
+    from symgym.learn.io import atomic_path
 
     path = Path(path)
     with atomic_path(path) as tmp:

@@ -7,12 +7,12 @@ import gymnasium as gym
 import numpy as np
 import pandas as pd
 
-from learn.io import save_figure
+from symgym.learn.io import save_figure
 
 
 def make_env(env_id: str, seed: int | None = None, monitor_dir: Path | None = None, **kwargs) -> gym.Env:
     """``gymnasium.make`` with a clear error for unknown ids, optionally wrapped in SB3's Monitor."""
-    import envs  # noqa: F401  (registers ids)
+    import symgym.envs  # noqa: F401  (registers ids)
 
     if env_id not in gym.registry:
         known = ", ".join(sorted(k for k in gym.registry if k.startswith(("Sym", "Ros", "Tabletop", "Hep"))))
@@ -26,6 +26,18 @@ def make_env(env_id: str, seed: int | None = None, monitor_dir: Path | None = No
         env.reset(seed=seed)
         env.action_space.seed(seed)
     return env
+
+
+def load_run(run_dir: str | Path):
+    """(agent, config) for a saved run; clear errors for missing dirs and damaged checkpoints."""
+    from symgym.agents import TrainConfig, agent_class
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory {run_dir} does not exist")
+    config = TrainConfig.read(run_dir)
+    agent = agent_class(config.agent).load(run_dir)
+    return agent, config
 
 
 def read_monitor(run_dir: str | Path) -> pd.DataFrame:

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-import envs  # noqa: F401
-from equivariance import DihedralGroup, O2Element
+import symgym.envs  # noqa: F401
+from symgym.equivariance import DihedralGroup, O2Element
 
 D4 = DihedralGroup(4)
 ELEMENTS = [O2Element(np.pi / 2), O2Element(np.pi), O2Element(0.0, True), O2Element(0.7)]

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from learn.cli import main
+from symgym.learn.cli import main
 
-SYMGYM = [sys.executable, "-m", "learn.cli"]
+SYMGYM = [sys.executable, "-m", "symgym.learn.cli"]
 
 
 def run_cli(*args, cwd=None):

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-import envs  # noqa: F401
-from envs.closed_loop import (ATTACHED, OBJ_POS, ClosedLoopEnv, collect_closed_loop_demos, oracle, rollout_demo,
+import symgym.envs  # noqa: F401
+from symgym.envs.closed_loop import (ATTACHED, OBJ_POS, ClosedLoopEnv, collect_closed_loop_demos, oracle, rollout_demo,
                               transform_action)
-from equivariance import O2Element, SE2Element, SE2Group
-from equivariance.dynamics import dynamics_equivariance_errors, rollout_states
+from symgym.equivariance import O2Element, SE2Element, SE2Group
+from symgym.equivariance.dynamics import dynamics_equivariance_errors, rollout_states
 
 IDS = ["HepPickPlace-v0", "HepPushToTarget-v0"]
 DYNAMICS_TOL = 1e-8  # rotations and translations of every body; MuJoCo is deterministic, forces isotropic

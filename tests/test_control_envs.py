@@ -9,9 +9,9 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 
-import envs  # noqa: F401  (registers ids)
-from envs.sym_cartpole import MIRROR, ReflectionGroup
-from equivariance import O2, DihedralGroup, O2Element, relative_error, sample_elements
+import symgym.envs  # noqa: F401  (registers ids)
+from symgym.envs.sym_cartpole import MIRROR, ReflectionGroup
+from symgym.equivariance import O2, DihedralGroup, O2Element, relative_error, sample_elements
 
 torch.set_num_threads(1)
 

@@ -5,11 +5,11 @@ import pytest
 import torch
 from stable_baselines3 import SAC
 
-import envs  # noqa: F401
-from agents import TrainConfig, agent_class
-from agents.equi_sac import EquiSACPolicy, agent_group, policy_symmetry_errors, relaxed_weight_errors
-from equivariance import DihedralGroup, Symmetry
-from equivariance.layers import restrict_rep
+import symgym.envs  # noqa: F401
+from symgym.agents import TrainConfig, agent_class
+from symgym.agents.equi_sac import EquiSACPolicy, agent_group, policy_symmetry_errors, relaxed_weight_errors
+from symgym.equivariance import DihedralGroup, Symmetry
+from symgym.equivariance.layers import restrict_rep
 
 torch.set_num_threads(1)
 D4 = DihedralGroup(4)
@@ -107,7 +107,7 @@ def test_bad_group_and_shapes_are_rejected():
 
 
 def test_bench_threshold_needs_reach_and_hold_and_curves_use_finished_episodes():
-    from learn.bench.sac import SacBenchConfig, _curve, _first_crossing
+    from symgym.learn.bench.sac import SacBenchConfig, _curve, _first_crossing
 
     grid = np.array([100.0, 200.0, 300.0, 400.0])
     # an early lucky stretch does not count: the curve must stay above the threshold

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from equivariance import (O2, SO2, CyclicGroup, DihedralGroup, O2Element, SE2Element, SE2Group, Symmetry,
+from symgym.equivariance import (O2, SO2, CyclicGroup, DihedralGroup, O2Element, SE2Element, SE2Group, Symmetry,
                           equivariance_error, group_from_name, invariance_error, irrep, regular, sign, standard,
                           transform_image, trivial)
-from equivariance.checks import check_homomorphism
+from symgym.equivariance.checks import check_homomorphism
 
 PLANAR = [CyclicGroup(1), CyclicGroup(4), CyclicGroup(5), DihedralGroup(1), DihedralGroup(4), DihedralGroup(6),
           SO2(), O2()]
@@ -96,7 +96,7 @@ def test_se2_is_a_group_of_rigid_motions(a, b, tx, ty):
 
 @pytest.mark.parametrize("group", [CyclicGroup(4), DihedralGroup(4), DihedralGroup(8), SO2(), O2()], ids=str)
 def test_escnn_bridge_matches_our_matrices(group):
-    from equivariance.escnn_bridge import escnn_element, field_type, vector_gspace
+    from symgym.equivariance.escnn_bridge import escnn_element, field_type, vector_gspace
 
     gs = vector_gspace(group)
     rep = standard(group) + trivial(group) + (regular(group) if group.finite else irrep(group, 3))

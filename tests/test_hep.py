@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-import envs  # noqa: F401
-from agents.hep import (ChunkNet, FlatBCAgent, HEPAgent, chunk_targets, heatmap_target, keypose_from_heatmap,
+import symgym.envs  # noqa: F401
+from symgym.agents.hep import (ChunkNet, FlatBCAgent, HEPAgent, chunk_targets, heatmap_target, keypose_from_heatmap,
                         plan_vector, rasterize, transform_plan)
-from envs.closed_loop import collect_closed_loop_demos
-from equivariance import SE2Element, SO2, Symmetry, equivariance_error
-from learn.runs import make_env
+from symgym.envs.closed_loop import collect_closed_loop_demos
+from symgym.equivariance import SE2Element, SO2, Symmetry, equivariance_error
+from symgym.learn.runs import make_env
 
 torch.set_num_threads(1)
 PIX = 0.02
@@ -157,7 +157,7 @@ def test_flat_bc_fits_and_acts(demos, scenes):
 
 
 def test_cli_trains_hep_from_a_demos_file(tmp_path):
-    from learn.cli import main
+    from symgym.learn.cli import main
 
     demos = tmp_path / "demos.npz"
     collect_closed_loop_demos("HepPushToTarget-v0", 2, out=demos, seed=0)

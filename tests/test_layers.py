@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from equivariance import (DihedralGroup, CyclicGroup, O2, Symmetry, equivariance_error, invariance_error, regular,
+from symgym.equivariance import (DihedralGroup, CyclicGroup, O2, Symmetry, equivariance_error, invariance_error, regular,
                           standard, transform_image, trivial)
-from equivariance.layers import EquivariantMLP, SteerableImageEncoder, rep_from_names, restrict_rep
-from equivariance.relaxed import RelaxedGroupConv2d, RelaxedLinear, RelaxedMLP
+from symgym.equivariance.layers import EquivariantMLP, SteerableImageEncoder, rep_from_names, restrict_rep
+from symgym.equivariance.relaxed import RelaxedGroupConv2d, RelaxedLinear, RelaxedMLP
 
 torch.set_num_threads(1)
 D4 = DihedralGroup(4)

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-import envs  # noqa: F401  (registers ids)
-from agents import TrainConfig, agent_class
-from agents.mppi import (MPPIConfig, MPPIPlanner, MujocoRolloutBackend, TorchRolloutBackend, action_orbit_matrices,
+import symgym.envs  # noqa: F401  (registers ids)
+from symgym.agents import TrainConfig, agent_class
+from symgym.agents.mppi import (MPPIConfig, MPPIPlanner, MujocoRolloutBackend, TorchRolloutBackend, action_orbit_matrices,
                          fit_dynamics, orbit_noise)
-from envs.sym_cartpole import ReflectionGroup
-from equivariance import O2, DihedralGroup, Symmetry, equivariance_error, sample_elements
+from symgym.envs.sym_cartpole import ReflectionGroup
+from symgym.equivariance import O2, DihedralGroup, Symmetry, equivariance_error, sample_elements
 
 torch.set_num_threads(1)
 
@@ -202,7 +202,7 @@ def test_learned_dynamics_backend_predicts_the_simulator():
 
 
 def test_coordinate_regression_toy_symmetric_estimator_is_equivariant():
-    from learn.bench.mppi import regress_point
+    from symgym.learn.bench.mppi import regress_point
 
     target = np.array([0.4, -0.7])
     for symmetric, equivariant in ((True, True), (False, False)):

@@ -7,7 +7,7 @@ import pytest
 import torch
 from e3nn import o3
 
-from equivariance.relaxed_e3 import (
+from symgym.equivariance.relaxed_e3 import (
     RelaxedE3Config,
     RelaxedE3Conv,
     RelaxedE3Net,
@@ -20,7 +20,7 @@ from equivariance.relaxed_e3 import (
     radius_graph,
     spherical_signal,
 )
-from learn.tasks import relaxed_e3 as task
+from symgym.learn.tasks import relaxed_e3 as task
 
 torch.set_num_threads(1)
 TOL = 1e-10  # float64 equivariance tolerance

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from learn.cli import main
-from learn.evaluate import evaluate
+from symgym.learn.cli import main
+from symgym.learn.evaluate import evaluate
 
 
 @pytest.mark.slow

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-import envs  # noqa: F401
-from equivariance import O2, DihedralGroup, O2Element, SO2
-from equivariance.dynamics import contact_rich_actions, dynamics_equivariance_errors, rollout_states
+import symgym.envs  # noqa: F401
+from symgym.equivariance import O2, DihedralGroup, O2Element, SO2
+from symgym.equivariance.dynamics import contact_rich_actions, dynamics_equivariance_errors, rollout_states
 
 DYNAMICS_TOL = 1e-9   # measured ~1e-14: MuJoCo is deterministic and every force in the scene is isotropic
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 
-import envs  # noqa: F401  (registers ids)
-from envs.tabletop import TABLETOP_IDS, Grid, transform_action, transform_topdown
-from envs.tabletop.scene import quat_yaw, yaw_quat
-from equivariance.groups import SE2Element, SE2Group
+import symgym.envs  # noqa: F401  (registers ids)
+from symgym.envs.tabletop import TABLETOP_IDS, Grid, transform_action, transform_topdown
+from symgym.envs.tabletop.scene import quat_yaw, yaw_quat
+from symgym.equivariance.groups import SE2Element, SE2Group
 
 torch.set_num_threads(1)
 IDS = sorted(TABLETOP_IDS)
@@ -167,7 +167,7 @@ def test_bad_inputs_raise_clear_errors(made):
 
 
 def test_collect_demos_writes_successful_episodes(tmp_path):
-    from learn.demos import collect_demos
+    from symgym.learn.demos import collect_demos
 
     path = collect_demos("TabletopBlockInsertion-v0", n=2, out=tmp_path / "d", seed=0, progress=False)
     data = np.load(path)

@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-import envs  # noqa: F401
-from agents.keyframe_transporter import (TILT_BINS, KeyframeTransporterAgent, refine_roll_pitch, segment_object,
+import symgym.envs  # noqa: F401
+from symgym.agents.keyframe_transporter import (TILT_BINS, KeyframeTransporterAgent, refine_roll_pitch, segment_object,
                                          tilt_rotations)
-from agents.transporter import (EquiTransporterAgent, TransporterAgent, TransporterConfig, crop_at, load_demos,
+from symgym.agents.transporter import (EquiTransporterAgent, TransporterAgent, TransporterConfig, crop_at, load_demos,
                                 obs_to_tensor, rotate_images)
-from agents.base import TrainConfig
-from envs.tabletop import transform_topdown
-from equivariance.checks import relative_error
-from equivariance.groups import O2Element, SE2Element
-from equivariance.transforms import transform_image
+from symgym.agents.base import TrainConfig
+from symgym.envs.tabletop import transform_topdown
+from symgym.equivariance.checks import relative_error
+from symgym.equivariance.groups import O2Element, SE2Element
+from symgym.equivariance.transforms import transform_image
 
 torch.set_num_threads(1)
 SMALL = TransporterConfig(n_rotations=8, crop=13, feature_dim=4, width=8, fields=2)
@@ -35,7 +35,7 @@ def scene_obs():
 
 @pytest.fixture(scope="module")
 def demos_file(tmp_path_factory):
-    from learn.demos import collect_demos
+    from symgym.learn.demos import collect_demos
 
     return collect_demos("TabletopBlockInsertion-v0", n=2, out=tmp_path_factory.mktemp("d") / "demos.npz",
                          seed=0, progress=False)
@@ -247,8 +247,8 @@ def test_from_config_and_bad_inputs(demos_file, tmp_path):
 @pytest.mark.slow
 def test_equivariant_transporter_generalises_from_one_demo(tmp_path):
     """Training-length: one oracle demo of place-red-in-green, held-out seeds (the bench measures this fully)."""
-    from learn.bench.transporter import evaluate_agent
-    from learn.demos import collect_demos
+    from symgym.learn.bench.transporter import evaluate_agent
+    from symgym.learn.demos import collect_demos
 
     demos = load_demos(collect_demos("TabletopPlaceRedInGreen-v0", n=1, out=tmp_path / "d.npz", progress=False))
     agent = EquiTransporterAgent(seed=0)

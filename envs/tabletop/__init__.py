@@ -5,9 +5,9 @@
     obs, info = env.reset(seed=0)
     obs, reward, terminated, truncated, info = env.step(env.unwrapped.oracle_action())
 """
-from envs.tabletop.base import TabletopEnv, tabletop_symmetry, transform_action, transform_topdown
-from envs.tabletop.camera import Grid
-from envs.tabletop.tasks import BlockInsertionEnv, PlaceRedInGreenEnv, StackingEnv
+from symgym.envs.tabletop.base import TabletopEnv, tabletop_symmetry, transform_action, transform_topdown
+from symgym.envs.tabletop.camera import Grid
+from symgym.envs.tabletop.tasks import BlockInsertionEnv, PlaceRedInGreenEnv, StackingEnv
 
 #: Gymnasium id -> env class, for code that wants the task list
 TABLETOP_IDS = {

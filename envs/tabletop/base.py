@@ -18,11 +18,11 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.tabletop.camera import DEFAULT_CAMERAS, Grid, capture, downsample_cloud
-from envs.tabletop.scene import WORKSPACE_HALF, TabletopScene, wrap_angle
-from equivariance.groups import O2Element, SE2Element, SE2Group
-from equivariance.symmetry import Symmetry
-from equivariance.transforms import transform_image
+from symgym.envs.tabletop.camera import DEFAULT_CAMERAS, Grid, capture, downsample_cloud
+from symgym.envs.tabletop.scene import WORKSPACE_HALF, TabletopScene, wrap_angle
+from symgym.equivariance.groups import O2Element, SE2Element, SE2Group
+from symgym.equivariance.symmetry import Symmetry
+from symgym.equivariance.transforms import transform_image
 
 MAX_PLACE_Z = 0.3
 

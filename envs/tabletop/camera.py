@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pybullet as p
 
-from envs.tabletop.scene import WORKSPACE_HALF
+from symgym.envs.tabletop.scene import WORKSPACE_HALF
 
 
 @dataclass(frozen=True)

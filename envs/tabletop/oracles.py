@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from envs.tabletop.scene import wrap_angle
+from symgym.envs.tabletop.scene import wrap_angle
 
 if TYPE_CHECKING:
-    from envs.tabletop.base import TabletopEnv
+    from symgym.envs.tabletop.base import TabletopEnv
 
 RELEASE_GAP = 0.003  # release the object 3 mm above its resting height, so it never starts interpenetrating
 

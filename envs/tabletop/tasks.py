@@ -9,9 +9,9 @@ import math
 
 import numpy as np
 
-from envs.tabletop import oracles
-from envs.tabletop.base import TabletopEnv
-from envs.tabletop.scene import yaw_error
+from symgym.envs.tabletop import oracles
+from symgym.envs.tabletop.base import TabletopEnv
+from symgym.envs.tabletop.scene import yaw_error
 
 BLOCK = 0.04          # cube side (m)
 POS_TOL = 0.02        # position tolerance (m): 2.5 pixels of the default 64x64 heightmap

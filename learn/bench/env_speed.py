@@ -12,8 +12,8 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-import envs  # noqa: F401
-from learn.io import save_figure
+import symgym.envs  # noqa: F401
+from symgym.learn.io import save_figure
 
 
 def _gym_rate(env: gym.Env, actions: np.ndarray) -> float:

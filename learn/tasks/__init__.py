@@ -18,16 +18,16 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from learn.io import write_json
+from symgym.learn.io import write_json
 
 #: task name -> module implementing ``run``
 TASKS: dict[str, str] = {
-    "dhn": "learn.tasks.dhn",
-    "matrixnet": "learn.tasks.matrixnet",
-    "iaemu": "learn.tasks.iaemu",
-    "atlasd": "learn.tasks.atlasd",
-    "relaxed-e3": "learn.tasks.relaxed_e3",
-    "mesh": "learn.tasks.mesh",
+    "dhn": "symgym.learn.tasks.dhn",
+    "matrixnet": "symgym.learn.tasks.matrixnet",
+    "iaemu": "symgym.learn.tasks.iaemu",
+    "atlasd": "symgym.learn.tasks.atlasd",
+    "relaxed-e3": "symgym.learn.tasks.relaxed_e3",
+    "mesh": "symgym.learn.tasks.mesh",
 }
 
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from e3nn import o3
 
-from equivariance.relaxed_e3 import (
+from symgym.equivariance.relaxed_e3 import (
     RelaxedE3Config,
     RelaxedE3Net,
     axis_angle_deg,
@@ -324,7 +324,7 @@ def plot_curves(fits: dict[str, dict[str, object]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from learn.io import save_figure
+    from symgym.learn.io import save_figure
 
     fig, axes = plt.subplots(1, len(fits), figsize=(4.2 * len(fits), 3.4), squeeze=False)
     for ax, (name, pair) in zip(axes[0], fits.items()):
@@ -354,8 +354,8 @@ def plot_weights(model: RelaxedE3Net, true_axes: dict[str, torch.Tensor], title:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from equivariance.relaxed_e3 import spherical_signal
-    from learn.io import save_figure
+    from symgym.equivariance.relaxed_e3 import spherical_signal
+    from symgym.learn.io import save_figure
 
     irreps = model.convs[0].irreps_relaxed
     columns = [str(ir) for _, ir in irreps if ir.l > 0]

@@ -1,0 +1,238 @@
+"""PandaPush-v0 and PandaReach-v0: SymPush's tasks executed by a Franka Panda's end effector (MuJoCo).
+
+The arm stands beside SymPush's round table (base at ``(base_x, 0)``, 0.55 m from the workspace centre by
+default) with a pusher sphere on a rod below its hand. An action is SymPush's: a planar end-effector velocity
+in units of ``max_speed``, projected onto the unit disc; at the workspace edge its outward part is removed
+(both commute with rotations about the centre). A Cartesian velocity controller
+(:class:`~symgym.envs.panda_model.CartesianVelocityController`: damped least-squares IK, height and
+orientation hold, nullspace posture, joint limits) turns it into joint velocities at every physics step.
+
+The observation has SymPush's 14-float layout (pusher = the tip), so a SymPush policy runs unchanged. The tip's
+velocity is its finite difference over the last control period: what a deployment can compute from ``/tf``
+poses, and what the Panda twin's clients compute (``envs.ros``), so sim and twin observe the same thing.
+
+Symmetry: O(2) about the workspace centre, declared ``exact=False``. The puck, goal and table are symmetric;
+the arm is not: its base sits on one side, so reach (near the base and at the far rim) and joint limits depend
+on where the tip is. ``transform_state`` maps a state by rotating the scene and re-solving IK for the rotated
+tip (``last_transform_residual`` says how far the rotated tip is out of reach);
+``symgym bench equivariance`` measures the break per group element.
+"""
+from __future__ import annotations
+
+import math
+
+import mujoco
+import numpy as np
+from gymnasium import spaces
+
+from symgym.envs.mujoco_base import STATE_SPEC, PlanarMujocoEnv
+from symgym.envs.panda_model import (ARM_JOINTS, FINGER_JOINTS, TIP_HEIGHT, CartesianVelocityController,
+                                     panda_scene)
+from symgym.envs.render2d import TopDownCanvas, composite
+from symgym.envs.sym_push import PUCK_RADIUS, PUSHER_RADIUS, TABLE_RADIUS, _uniform_disc, clip_to_disc, push_observation
+from symgym.equivariance import O2, O2Element, Symmetry, standard
+
+#: a tip target counts as reachable when IK puts the tip within this distance (m)
+REACH_TOLERANCE = 1e-4
+
+
+def remove_outward(velocity: np.ndarray, position: np.ndarray, radius: float) -> np.ndarray:
+    """At or beyond ``radius`` from the centre, drop the outward radial part of ``velocity`` (rotation-equivariant)."""
+    r = math.hypot(position[0], position[1])
+    if r < radius:
+        return velocity
+    radial = np.asarray(position, dtype=np.float64) / r
+    outward = float(velocity @ radial)
+    return velocity - outward * radial if outward > 0 else velocity
+
+
+class PandaPushEnv(PlanarMujocoEnv):
+    """Push the puck (red) to the goal (green) with the Panda's pusher tip (blue); see the module docstring.
+
+    Reward, success and episode length are SymPush's. ``info`` adds ``tip_height_error`` (m), a measure of how
+    well the arm realises the planar motion.
+    """
+
+    frame_skip = 10
+    planar_pairs = (("puck_x", "puck_y"),)
+    yaw_hinges = ("puck_yaw",)
+    mocap_bodies = ("goal",)
+    has_puck = True
+
+    def __init__(self, render_mode: str | None = None, max_speed: float = 0.4, success_radius: float = 0.05,
+                 workspace_radius: float = 0.33, base_x: float = -0.55):
+        for name, value in (("max_speed", max_speed), ("success_radius", success_radius),
+                            ("workspace_radius", workspace_radius)):
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if not (math.isfinite(base_x) and -0.9 <= base_x <= -0.4):
+            raise ValueError(f"base_x must be in [-0.9, -0.4] m (the base beside the table), got {base_x!r}")
+        self.base_x = float(base_x)
+        self.xml_file = f"pybullet_data franka_panda/panda.urdf + scene (base_x={self.base_x})"
+        super().__init__(render_mode=render_mode)
+        self.max_speed, self.success_radius = float(max_speed), float(success_radius)
+        self.workspace_radius = float(workspace_radius)
+        self.controller = CartesianVelocityController(self.model)
+        self.control_period = round(self.model.opt.timestep * self.frame_skip * 1e9) * 1e-9
+        self._scratch = mujoco.MjData(self.model)
+        self._prev_tip = np.zeros(2)
+        self.last_transform_residual = 0.0
+        m = self.model
+        self.joint_names = ARM_JOINTS + FINGER_JOINTS
+        jids = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, j) for j in self.joint_names]
+        self._joint_qpos = np.array([m.jnt_qposadr[j] for j in jids])
+        self._joint_dof = np.array([m.jnt_dofadr[j] for j in jids])
+        self._link_bodies = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, f"panda_link{i}") for i in range(8)]
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+        self.observation_space = spaces.Box(-10.0, 10.0, shape=(self.obs_size,), dtype=np.float32)
+        group = O2()
+        self.symmetry = Symmetry(group=group, obs=(self.obs_size // 2) * standard(group), action=standard(group),
+                                 exact=False, breaking={"arm_base_xy": [self.base_x, 0.0],
+                                                        "arm": "reach and joint limits of a Franka Panda"})
+
+    obs_size = 14
+
+    def _build_model(self) -> mujoco.MjModel:
+        return panda_scene(self.base_x, puck=self.has_puck).compile()
+
+    # -- scene accessors (world xy, origin = workspace centre) ------------------------------------
+    @property
+    def tip_pos(self) -> np.ndarray:
+        return self.controller.tip(self.data)[:2].copy()
+
+    pusher_pos = tip_pos
+
+    @property
+    def tip_velocity(self) -> np.ndarray:
+        return (self.controller.tip(self.data)[:2] - self._prev_tip) / self.control_period
+
+    @property
+    def puck_pos(self) -> np.ndarray:
+        return self.data.qpos[self._pair_qpos[0]].copy()
+
+    @property
+    def goal_pos(self) -> np.ndarray:
+        return self.data.mocap_pos[self._mocap[0], :2].copy()
+
+    def joint_state(self) -> tuple[np.ndarray, np.ndarray]:
+        """Positions and velocities of ``joint_names`` (7 arm joints + 2 fingers), as ``/joint_states`` has them."""
+        return self.data.qpos[self._joint_qpos].copy(), self.data.qvel[self._joint_dof].copy()
+
+    def hand_quaternion(self) -> np.ndarray:
+        """The tip frame's orientation (w, x, y, z) in the world frame."""
+        return self.data.xquat[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, "pusher")].copy()
+
+    # -- state (the MuJoCo state + the previous tip position the velocity estimate uses) -----------
+    def get_state(self) -> np.ndarray:
+        return np.concatenate([super().get_state(), self._prev_tip])
+
+    def set_state(self, state: np.ndarray) -> None:
+        state = np.asarray(state, dtype=np.float64)
+        if state.ndim != 1 or state.shape[0] < 2:
+            raise ValueError(f"state must be a 1-D vector from get_state(), got shape {state.shape}")
+        super().set_state(state[:-2])
+        self._prev_tip = state[-2:].copy()
+
+    def transform_state(self, g: O2Element, state: np.ndarray) -> np.ndarray:
+        """Rotate/reflect the scene about the centre and move the arm (by IK, at the rotated tip velocity) so its
+        tip follows; ``last_transform_residual`` is the tip's distance from its rotated position (0 if reachable)."""
+        state = np.asarray(state, dtype=np.float64)
+        if state.ndim != 1:
+            raise ValueError(f"PandaPush transform_state takes one state vector, got shape {state.shape}")
+        R = g.matrix()
+        moved = super().transform_state(g, state[:-2])
+        d, m, ctrl = self._scratch, self.model, self.controller
+        mujoco.mj_setState(m, d, state[:-2], STATE_SPEC)
+        mujoco.mj_forward(m, d)
+        tip, tip_velocity = ctrl.tip(d)[:2].copy(), self._site_velocity(d)
+        mujoco.mj_setState(m, d, moved, STATE_SPEC)
+        self.last_transform_residual = ctrl.solve_ik(d, R @ tip)
+        mujoco.mj_forward(m, d)
+        task = np.concatenate([R @ tip_velocity[:2], [tip_velocity[2]], np.zeros(3)])
+        d.qvel[ctrl.dof_idx] = np.linalg.lstsq(ctrl._task_jacobian(d), task, rcond=None)[0]
+        d.qacc_warmstart[ctrl.dof_idx] = 0.0
+        out = np.empty_like(moved)
+        mujoco.mj_getState(m, d, out, STATE_SPEC)
+        return np.concatenate([out, R @ state[-2:]])
+
+    def _site_velocity(self, d: mujoco.MjData) -> np.ndarray:
+        vel = np.empty(6)
+        mujoco.mj_objectVelocity(self.model, d, mujoco.mjtObj.mjOBJ_SITE, self.controller.site, vel, 0)
+        return vel[3:]
+
+    # -- gym API ----------------------------------------------------------------------------------
+    def _place_tip(self, rng: np.random.Generator, radius: float, avoid: np.ndarray | None, clearance: float,
+                   ) -> np.ndarray:
+        """Draw tip positions as SymPush draws its pusher; redraw those the arm cannot reach."""
+        for _ in range(1000):
+            tip = _uniform_disc(rng, radius)
+            while avoid is not None and np.linalg.norm(tip - avoid) < clearance:
+                tip = _uniform_disc(rng, radius)
+            if self.controller.solve_ik(self.data, tip) < REACH_TOLERANCE:
+                return tip
+        raise RuntimeError(f"{type(self).__name__}: no reachable tip position found (base_x={self.base_x})")
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        mujoco.mj_resetData(self.model, self.data)
+        rng = self.np_random
+        puck = _uniform_disc(rng, 0.15)
+        goal = _uniform_disc(rng, 0.22)
+        while not 0.08 <= np.linalg.norm(goal - puck) <= 0.2:
+            goal = _uniform_disc(rng, 0.22)
+        self._place_tip(rng, 0.28, puck, PUCK_RADIUS + PUSHER_RADIUS + 0.02)
+        self.data.qpos[self._pair_qpos[0]] = puck
+        self.data.qpos[self._yaw_qpos] = rng.uniform(-np.pi, np.pi)
+        self.data.mocap_pos[self._mocap[0], :2] = goal
+        mujoco.mj_forward(self.model, self.data)
+        self._prev_tip = self.tip_pos
+        return self._obs(), self._info()
+
+    def step(self, action):
+        a = np.asarray(action, dtype=np.float64)
+        if a.shape != (2,):
+            raise ValueError(f"{type(self).__name__} action must have shape (2,), got {a.shape}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{type(self).__name__} action must be finite, got {a.tolist()}")
+        self._prev_tip = self.tip_pos
+        velocity = self.max_speed * clip_to_disc(a)
+        m, d, ctrl = self.model, self.data, self.controller
+        for _ in range(self.frame_skip):
+            v = remove_outward(velocity, ctrl.tip(d)[:2], self.workspace_radius)
+            d.ctrl[:] = ctrl.joint_velocities(d, v)
+            mujoco.mj_step(m, d)
+        reward, success, info = self._reward_info()
+        return self._obs(), reward, success, False, info
+
+    def _reward_info(self) -> tuple[float, bool, dict]:
+        tip, puck, goal = self.controller.tip(self.data)[:2], self.data.qpos[self._pair_qpos[0]], self.goal_pos
+        d_goal = math.hypot(goal[0] - puck[0], goal[1] - puck[1])
+        d_push = math.hypot(puck[0] - tip[0], puck[1] - tip[1])
+        success = d_goal < self.success_radius
+        info = {"is_success": success, "goal_distance": d_goal, "tip_height_error": self._height_error()}
+        return -(d_goal + 0.5 * d_push) * 10.0 + 10.0 * success, success, info
+
+    def _height_error(self) -> float:
+        return float(self.controller.tip(self.data)[2] - TIP_HEIGHT)
+
+    def _info(self) -> dict:
+        return self._reward_info()[2]
+
+    def _obs(self) -> np.ndarray:
+        v = self.data.qvel
+        puck_v = v[self._pair_dof[0]]
+        return push_observation(self.tip_pos, self.tip_velocity, self.puck_pos, puck_v, self.goal_pos, self.max_speed)
+
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        half = max(TABLE_RADIUS, -self.base_x) + 0.05
+        c = TopDownCanvas(256, half)
+        links = [self.data.xpos[b, :2] for b in self._link_bodies] + [self.tip_pos]
+        arm = [c.disc(p, 0.012) for a, b in zip(links[:-1], links[1:]) for p in np.linspace(a, b, 8)]
+        layers = [(c.disc((0, 0), TABLE_RADIUS), (0.82, 0.78, 0.72)), (c.disc(links[0], 0.06), (0.5, 0.5, 0.55)),
+                  (c.ring(self.goal_pos, PUCK_RADIUS, 0.006), (0.2, 0.7, 0.3))]
+        if self.has_puck:
+            layers.append((c.disc(self.puck_pos, PUCK_RADIUS), (0.85, 0.25, 0.2)))
+        layers += [(np.max(arm, axis=0), (0.35, 0.35, 0.4)), (c.disc(self.tip_pos, PUSHER_RADIUS), (0.2, 0.4, 0.9))]
+        return composite(layers, background=(1, 1, 1), size=256)
