@@ -68,6 +68,8 @@ class PandaPushEnv(PlanarMujocoEnv):
         if not (math.isfinite(base_x) and -0.9 <= base_x <= -0.4):
             raise ValueError(f"base_x must be in [-0.9, -0.4] m (the base beside the table), got {base_x!r}")
         self.base_x = float(base_x)
+        self._init_kwargs = {"render_mode": render_mode, "max_speed": max_speed, "success_radius": success_radius,
+                             "workspace_radius": workspace_radius, "base_x": base_x}
         self.xml_file = f"pybullet_data franka_panda/panda.urdf + scene (base_x={self.base_x})"
         super().__init__(render_mode=render_mode)
         self.max_speed, self.success_radius = float(max_speed), float(success_radius)
@@ -91,6 +93,15 @@ class PandaPushEnv(PlanarMujocoEnv):
                                                         "arm": "reach and joint limits of a Franka Panda"})
 
     obs_size = 14
+
+    # -- pickling: MuJoCo models and the symmetry's representations do not pickle; rebuild from the kwargs --------
+    def __getstate__(self) -> dict:
+        return {"kwargs": self._init_kwargs, "state": self.get_state(), "np_random": self._np_random}
+
+    def __setstate__(self, saved: dict) -> None:
+        self.__init__(**saved["kwargs"])
+        self.set_state(saved["state"])
+        self._np_random = saved["np_random"]
 
     def _build_model(self) -> mujoco.MjModel:
         return panda_scene(self.base_x, puck=self.has_puck).compile()
@@ -236,3 +247,50 @@ class PandaPushEnv(PlanarMujocoEnv):
             layers.append((c.disc(self.puck_pos, PUCK_RADIUS), (0.85, 0.25, 0.2)))
         layers += [(np.max(arm, axis=0), (0.35, 0.35, 0.4)), (c.disc(self.tip_pos, PUSHER_RADIUS), (0.2, 0.4, 0.9))]
         return composite(layers, background=(1, 1, 1), size=256)
+
+
+class PandaReachEnv(PandaPushEnv):
+    """Bring the Panda's tip onto a goal on the table (no puck); the same arm, controller and action convention.
+
+    Observation (8 floats, four 2-D vectors: ``4 x standard`` of O(2)): tip position, tip velocity, goal
+    position, goal - tip; positions in table radii, velocity in units of ``max_speed``. Reward
+    ``-10 |goal - tip| + 10 * success``; success (which ends the episode) within ``success_radius`` (2 cm).
+    Tip and goal start anywhere within 0.25 m of the centre (all of it in the arm's reach), at least 5 cm apart.
+    """
+
+    planar_pairs = ()
+    yaw_hinges = ()
+    has_puck = False
+    obs_size = 8
+
+    def __init__(self, render_mode: str | None = None, max_speed: float = 0.4, success_radius: float = 0.02,
+                 **kwargs):
+        super().__init__(render_mode=render_mode, max_speed=max_speed, success_radius=success_radius, **kwargs)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        PlanarMujocoEnv.reset(self, seed=seed)
+        mujoco.mj_resetData(self.model, self.data)
+        rng = self.np_random
+        goal = _uniform_disc(rng, 0.25)
+        self._place_tip(rng, 0.25, goal, 0.05)
+        self.data.mocap_pos[self._mocap[0], :2] = goal
+        mujoco.mj_forward(self.model, self.data)
+        self._prev_tip = self.tip_pos
+        return self._obs(), self._info()
+
+    def _reward_info(self) -> tuple[float, bool, dict]:
+        tip, goal = self.controller.tip(self.data)[:2], self.goal_pos
+        d_goal = math.hypot(goal[0] - tip[0], goal[1] - tip[1])
+        success = d_goal < self.success_radius
+        info = {"is_success": success, "goal_distance": d_goal, "tip_height_error": self._height_error()}
+        return -10.0 * d_goal + 10.0 * success, success, info
+
+    def _obs(self) -> np.ndarray:
+        p = 1.0 / TABLE_RADIUS
+        tip, goal = self.tip_pos, self.goal_pos
+        return np.concatenate([tip * p, self.tip_velocity / self.max_speed, goal * p, (goal - tip) * p]
+                              ).astype(np.float32)
+
+    @property
+    def puck_pos(self) -> np.ndarray:
+        raise AttributeError("PandaReach-v0 has no puck")
