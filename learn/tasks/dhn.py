@@ -1,23 +1,30 @@
-"""Task ``dhn``: Denoising Hamiltonian Network vs HNN vs a plain network on simulated systems.
+"""Task ``dhn``: the Denoising Hamiltonian Network vs HNN vs a plain network, several systems and seeds.
 
-Data: one Hamiltonian system from ``physics/hamiltonian.py`` (default: the pendulum, with
-mass and length varied per trajectory). Training trajectories are observed in full; each
-*test* trajectory is unseen and only its first ``prefix`` steps are used to fit its code.
+Models (``MODELS``): ``dhn`` is the paper's operator (block-wise discrete Hamiltonians H+ / H-
+with a stride, masked denoising at noise-level-valued masks, progressive super-resolution;
+``dhn_block.py``); ``dhn-midpoint`` the earlier single-H implicit-midpoint variant kept as an
+ablation; ``hnn`` a Hamiltonian Neural Network stepped with RK4; ``plain`` a residual MLP step
+(``dhn_models.py``). Every model gets a per-trajectory latent code learned auto-decoder style:
+an ``nn.Embedding`` row per training trajectory, optimised jointly with the network; for an
+unseen test trajectory the network is frozen and a fresh code is fitted to its first
+``prefix`` observed steps with the model's own training loss. All models train on the same
+windows of ``block_size`` states for the same number of iterations (the training budget).
 
-Every model (DHN, HNN, plain MLP; see ``dhn_models.py``) gets a per-trajectory latent code
-learned auto-decoder style: an ``nn.Embedding`` with one row per training trajectory,
-optimised jointly with the network; for a test trajectory the network is frozen and a fresh
-code is fitted to the observed prefix with the model's own training loss.
+Systems: ``pendulum``, ``double_pendulum`` and ``spring_chain`` (``physics/hamiltonian.py``),
+with physical parameters varied per trajectory. Metrics, chosen not to saturate:
 
-Three tasks, one metric each, all three models in the same run:
+* valid prediction time (VPT): steps after the prefix until a trajectory's RMS error (in
+  normalised units, where every coordinate has unit spread) first exceeds ``vpt_threshold``;
+* energy drift: ``|E(x_t) - E_0| / E_0`` under the true energy with the true parameters,
+  averaged over the last tenth of a rollout ``horizon_factor`` (10) times the training
+  trajectories' length, i.e. over steps 9x-10x the training horizon;
+* parameter probe R^2: a ridge probe from codes to log-parameters, fitted on training codes,
+  scored on the fitted test codes (chance: the probe on random codes);
+* super-resolution: keep every ``interp_stride``-th (4th) true state after the prefix and fill
+  the rest; MSE on the filled states (linear interpolation as a reference).
 
-1. forward simulation: roll out ``horizon`` steps after the prefix; MSE vs horizon (in
-   normalised units) and relative energy drift ``|E(x_t) - E_0| / E_0`` under the *true*
-   energy function with the trajectory's true parameters;
-2. parameter inference: a ridge probe from codes to log-parameters, fitted on the training
-   codes and scored (R^2) on the fitted test codes; chance = the same probe on random codes;
-3. super-resolution: keep every ``interp_stride``-th state after the prefix and fill in the
-   rest; MSE on the filled states vs linear interpolation.
+Ledger (``evidence``): per system and metric, DHN vs HNN and DHN vs plain (and DHN vs its
+midpoint ablation), over seeds, with bootstrap CIs (``symgym.learn.ledger.claim``).
 """
 from __future__ import annotations
 
@@ -31,54 +38,84 @@ import numpy as np
 import torch
 from torch import nn
 
-from learn.io import save_figure
-from learn.tasks.dhn_models import DHN, HNN, PlainMLP, initial_guess, interpolate, n_parameters, rollout
-from physics.hamiltonian import TrajectoryDataset, get_system, make_dataset
+from symgym.learn.io import save_figure
+from symgym.learn.ledger import claim
+from symgym.learn.tasks.dhn_block import BlockDHN
+from symgym.learn.tasks.dhn_models import HNN, MidpointDHN, PlainMLP, initial_guess, interpolate, n_parameters, rollout
+from symgym.physics.hamiltonian import SYSTEMS, get_system, make_dataset
 
-MODELS = ("dhn", "hnn", "plain")
+MODELS = ("dhn", "dhn-midpoint", "hnn", "plain")
+SYSTEM_NAMES = ("pendulum", "double_pendulum", "spring_chain")
+#: metric -> (key in the per-seed results, higher is better, ledger effect)
+METRICS = {
+    "vpt_steps": (True, "difference"),
+    "energy_drift": (False, "ratio"),
+    "probe_r2": (True, "difference"),
+    "interp_mse": (False, "ratio"),
+}
 
 
 @dataclass
 class DHNConfig:
-    """Everything a run depends on; saved into the results JSON under ``settings``.
+    """Everything a run depends on; saved into the results JSON under ``settings``."""
 
-    ``system`` is any name in ``physics.hamiltonian.SYSTEMS``; pass a config to :func:`run`
-    to use the mass-spring or double pendulum instead of the default pendulum.
-    """
-
-    system: str = "pendulum"
-    n_train: int = 128
-    n_test: int = 48
-    train_length: int = 100  # observed steps per training trajectory
-    prefix: int = 40  # observed steps of each test trajectory, used to fit its code
-    horizon: int = 200  # rollout length after the prefix
+    systems: tuple[str, ...] = SYSTEM_NAMES
+    n_seeds: int = 3
+    n_train: int = 48
+    n_test: int = 24
+    train_length: int = 40  # observed steps per training trajectory: the training horizon
+    prefix: int = 24  # observed steps of each test trajectory, used to fit its code
+    horizon_factor: int = 10  # rollouts run horizon_factor x train_length steps
     dt: float = 0.1
     substeps: int = 10
     obs_noise: float = 0.0
-    block_size: int = 9
-    context: int = 4  # known states at the start of each DHN rollout block
-    n_iter: int = 8  # DHN denoising passes per block (Picard iterations; 3 left 5-step gaps unconverged)
+    block_size: int = 9  # training-window length for every model; also dhn-midpoint's block
+    context: int = 4  # dhn-midpoint: known states at the start of each rollout block
+    n_iter: int = 8  # dhn-midpoint: denoising passes per block
+    dhn_block: int = 4  # dhn: states per block (the paper's kernel)
+    dhn_stride: int = 2  # dhn: block stride (states generated per rollout step)
+    dhn_width: int = 32
+    n_denoise: int = 5  # dhn: denoising passes per block at inference (levels 0, 1/5, .., 1; trained on 10 bins)
     interp_stride: int = 4
+    interp_length: int = 40  # steps after the prefix used for super-resolution
+    vpt_threshold: float = 0.1
     latent_dim: int = 8
-    train_iters: int = 1000
-    fit_iters: int = 200
-    batch: int = 64
-    lr: float = 5e-3
+    train_iters: int = 400
+    fit_iters: int = 60
+    batch: int = 48
+    lr: float = 3e-3
     code_lr: float = 1e-2
     code_reg: float = 1e-3
-    hidden: int = 128  # baselines' MLP width, chosen so the parameter counts are similar
+    hidden: int = 128  # baselines' MLP width (parameter counts similar to the DHN's two transformers)
 
     @classmethod
     def quick(cls) -> "DHNConfig":
-        return cls(n_train=64, n_test=24, train_length=60, horizon=120, train_iters=400, fit_iters=150)
+        return cls(systems=("pendulum",), n_seeds=2, n_train=8, n_test=4, train_length=12, prefix=10,
+                   horizon_factor=2, interp_length=8, train_iters=6, fit_iters=2, n_denoise=2, batch=16,
+                   dhn_width=16, hidden=32)
+
+    @property
+    def horizon(self) -> int:
+        return self.horizon_factor * self.train_length
 
     def validate(self) -> None:
+        for name in self.systems:
+            if name not in SYSTEMS:
+                raise ValueError(f"unknown Hamiltonian system {name!r}; known: {', '.join(SYSTEMS)}")
         if (self.block_size - 1) % self.interp_stride:
             raise ValueError(f"interp_stride {self.interp_stride} must divide block_size - 1 = {self.block_size - 1}")
+        if self.interp_stride & (self.interp_stride - 1) or self.interp_stride < 2:
+            raise ValueError(f"interp_stride {self.interp_stride} must be a power of two (progressive super-resolution)")
+        if self.interp_length % self.interp_stride:
+            raise ValueError(f"interp_length {self.interp_length} must be a multiple of interp_stride {self.interp_stride}")
         if not 1 <= self.context < self.block_size:
             raise ValueError(f"context must be in [1, block_size), got {self.context}")
-        if self.prefix < self.block_size or self.train_length < self.block_size:
+        if self.block_size < max(self.dhn_block + self.dhn_stride, self.interp_stride + 1):
+            raise ValueError(f"block_size {self.block_size} too short for a DHN pair ({self.dhn_block}+{self.dhn_stride})")
+        if self.prefix < max(self.block_size, self.dhn_block) or self.train_length < self.block_size:
             raise ValueError(f"prefix ({self.prefix}) and train_length ({self.train_length}) must be >= block_size")
+        if self.n_seeds < 1:
+            raise ValueError(f"n_seeds must be >= 1, got {self.n_seeds}")
 
 
 # ----------------------------------------------------------------------------- data
@@ -117,14 +154,22 @@ def make_windows(trajectories: torch.Tensor, length: int, last: int | None = Non
 # ----------------------------------------------------------------------------- training
 
 
+
+# ----------------------------------------------------------------------------- training
+
+
 def build_model(name: str, state_dim: int, cfg: DHNConfig) -> nn.Module:
     if name == "dhn":
-        return DHN(state_dim, cfg.latent_dim, cfg.block_size)
+        return BlockDHN(state_dim, cfg.latent_dim, cfg.dhn_block, cfg.dhn_stride, width=cfg.dhn_width,
+                        ff=2 * cfg.dhn_width, max_interp_stride=cfg.interp_stride, n_denoise=cfg.n_denoise)
+    if name == "dhn-midpoint":
+        return MidpointDHN(state_dim, cfg.latent_dim, cfg.block_size)
     if name == "hnn":
         return HNN(state_dim, cfg.latent_dim, cfg.hidden)
     if name == "plain":
         return PlainMLP(state_dim, cfg.latent_dim, cfg.hidden)
     raise ValueError(f"unknown model {name!r}; known: {MODELS}")
+
 
 
 def optimise(
@@ -195,29 +240,30 @@ def relative_energy_error(system_name: str, states: np.ndarray, params: np.ndarr
 
 # ----------------------------------------------------------------------------- evaluation
 
+# ----------------------------------------------------------------------------- evaluation
 
-def evaluate(
-    models: dict[str, nn.Module],
-    test_codes: dict[str, torch.Tensor],
-    train_codes: dict[str, np.ndarray],
-    train: TrajectoryDataset,
-    test: TrajectoryDataset,
-    norm: Normaliser,
-    cfg: DHNConfig,
-    rng: np.random.Generator,
-) -> dict[str, Any]:
-    """All three metrics for every model; also returns curves for the figure under ``curves``."""
+
+def valid_prediction_time(pred: np.ndarray, truth: np.ndarray, threshold: float) -> np.ndarray:
+    """Per trajectory: steps before the RMS error (over coordinates) first exceeds ``threshold``.
+
+    ``pred, truth (n, T + 1, D)`` with index 0 the shared start; a non-finite prediction counts
+    as exceeding; a trajectory that never exceeds it gets ``T`` (the horizon: a censored value).
+    """
+    rmse = np.sqrt(((pred - truth) ** 2).mean(-1))[:, 1:]
+    exceeded = ~(rmse <= threshold)  # NaN counts as exceeded
+    first = np.where(exceeded.any(1), exceeded.argmax(1), rmse.shape[1])
+    return first.astype(float)
+
+
+def evaluate_seed(models, test_codes, train_codes, train, test, norm, cfg: DHNConfig, rng) -> tuple[dict, dict]:
+    """All metrics for every model on one seed's test set; returns ``(metrics, curves)``."""
     observed = norm.encode(test.observations)
     truth = test.states[:, cfg.prefix - 1 : cfg.prefix + cfg.horizon]
     truth_n = norm.encode(truth).numpy()
-    e0 = get_system(cfg.system).energy(truth[:, 0], test.params)
-    out: dict[str, Any] = {"rollout": {}, "energy": {}, "probe": {}, "interpolation": {}}
-    curves: dict[str, Any] = {"rollout_mse": {}, "energy_error": {}, "probe": {}, "example": {}}
-    curves["energy_error"]["true simulator"] = relative_energy_error(cfg.system, truth, test.params, e0).mean(0)
+    e0 = get_system(train.system).energy(truth[:, 0], test.params)
+    last_tenth = max(cfg.horizon // cfg.horizon_factor, 1)
 
-    # super-resolution inputs: every stride-th observed state from the rollout start on
-    n_sparse = cfg.horizon // cfg.interp_stride + 1
-    sparse_index = cfg.prefix - 1 + cfg.interp_stride * np.arange(n_sparse)
+    sparse_index = cfg.prefix - 1 + cfg.interp_stride * np.arange(cfg.interp_length // cfg.interp_stride + 1)
     sparse = observed[:, sparse_index]
     dense_truth = norm.encode(test.states[:, sparse_index[0] : sparse_index[-1] + 1]).numpy()
     hidden = np.ones(dense_truth.shape[1], dtype=bool)
@@ -227,181 +273,151 @@ def evaluate(
     dense_sparse = torch.zeros(dense_truth.shape, dtype=torch.float32)
     dense_sparse[:, :: cfg.interp_stride] = sparse
     linear = initial_guess(dense_sparse, known).numpy()
-    out["interpolation"]["linear_mse"] = float(((linear - dense_truth)[:, hidden] ** 2).mean())
-
     log_train, log_test = np.log(train.params), np.log(test.params)
+    random_r2 = r2_score(linear_probe(rng.standard_normal((len(train), cfg.latent_dim)), log_train,
+                                      rng.standard_normal((len(test), cfg.latent_dim))), log_test)
+    metrics: dict[str, Any] = {
+        "linear_interp_mse": float(((linear - dense_truth)[:, hidden] ** 2).mean()),
+        "random_codes_probe_r2": float(random_r2.mean()),
+    }
+    curves: dict[str, Any] = {"rmse": {}, "energy": {}}
     for name, model in models.items():
         z = test_codes[name]
-        context = observed[:, cfg.prefix - (cfg.context if name == "dhn" else 1) : cfg.prefix]
-        pred = rollout(model, context, z, cfg.horizon, cfg.n_iter)
-        mse_curve = ((pred.numpy() - truth_n) ** 2).mean(axis=(0, 2))
-        energy_curve = relative_energy_error(cfg.system, norm.decode(pred), test.params, e0).mean(0)
-        curves["rollout_mse"][name], curves["energy_error"][name] = mse_curve, energy_curve
-        curves["example"][name] = pred[0].numpy()
-        quarter = max(cfg.horizon // 4, 1)
-        out["rollout"][name] = {
-            "mse_final": float(mse_curve[-1]),
-            "mse_mean": float(mse_curve[1:].mean()),
-            "mse_last_quarter": float(mse_curve[-quarter:].mean()),
-            "mse_first_quarter": float(mse_curve[1 : quarter + 1].mean()),
-        }
-        out["energy"][name] = {
-            "drift_final": float(energy_curve[-1]),
-            "drift_last_quarter": float(energy_curve[-quarter:].mean()),
-        }
-        probe_pred = linear_probe(train_codes[name], log_train, z.numpy())
-        r2 = r2_score(probe_pred, log_test)
-        out["probe"][name] = {"r2_mean": float(r2.mean()), **{f"r2_{p}": float(v) for p, v in zip(train.param_names, r2)}}
-        curves["probe"][name] = probe_pred
+        n_context = {"dhn": cfg.dhn_block, "dhn-midpoint": cfg.context}.get(name, 1)
+        start = time.perf_counter()
+        pred = rollout(model, observed[:, cfg.prefix - n_context : cfg.prefix], z, cfg.horizon, cfg.n_iter).numpy()
+        rollout_seconds = time.perf_counter() - start
+        rmse = np.sqrt(((pred - truth_n) ** 2).mean(-1))
+        energy = relative_energy_error(train.system, norm.decode(torch.as_tensor(pred)), test.params, e0)
+        # a diverged rollout (non-finite, or energy off by more than 1000x) is scored at the cap
+        energy = np.where(np.isfinite(energy), np.minimum(energy, 1e3), 1e3)
+        vpt = valid_prediction_time(pred, truth_n, cfg.vpt_threshold)
+        probe = r2_score(linear_probe(train_codes[name], log_train, z.numpy()), log_test)
         filled = interpolate(model, sparse, z, cfg.interp_stride, cfg.n_iter).numpy()
-        out["interpolation"][f"{name}_mse"] = float(((filled - dense_truth)[:, hidden] ** 2).mean())
-    random_r2 = r2_score(
-        linear_probe(rng.standard_normal((len(train), cfg.latent_dim)), log_train, rng.standard_normal((len(test), cfg.latent_dim))),
-        log_test,
-    )
-    out["probe"]["random_codes"] = {"r2_mean": float(random_r2.mean())}
-    curves["example"]["truth"] = truth_n[0]
-    curves["log_params"] = log_test
-    out["curves"] = curves
-    return out
+        metrics[name] = {
+            "vpt_steps": float(vpt.mean()),
+            "vpt_censored_fraction": float((vpt >= cfg.horizon).mean()),
+            "energy_drift": float(energy[:, -last_tenth:].mean()),
+            "energy_drift_first_tenth": float(energy[:, 1 : last_tenth + 1].mean()),
+            "rmse_at_train_horizon": float(np.nanmean(rmse[:, min(cfg.train_length, cfg.horizon)])),
+            "probe_r2": float(probe.mean()),
+            **{f"probe_r2_{p}": float(v) for p, v in zip(train.param_names, probe)},
+            "interp_mse": float(((filled - dense_truth)[:, hidden] ** 2).mean()),
+            "rollout_seconds": round(rollout_seconds, 2),
+        }
+        curves["rmse"][name] = np.nanmean(np.where(np.isfinite(rmse), rmse, np.nan), 0)
+        curves["energy"][name] = energy.mean(0)
+    curves["energy"]["true simulator"] = relative_energy_error(train.system, truth, test.params, e0).mean(0)
+    return metrics, curves
 
 
-def ratios(metrics: dict[str, Any]) -> dict[str, float]:
-    """DHN/HNN, DHN/plain and HNN/plain for long-horizon error, energy drift and interpolation."""
-    pairs = [("dhn", "hnn"), ("dhn", "plain"), ("hnn", "plain")]
-    out = {}
-    for a, b in pairs:
-        out[f"rollout_mse_last_quarter_{a}_over_{b}"] = metrics["rollout"][a]["mse_last_quarter"] / metrics["rollout"][b]["mse_last_quarter"]
-        out[f"energy_drift_last_quarter_{a}_over_{b}"] = metrics["energy"][a]["drift_last_quarter"] / metrics["energy"][b]["drift_last_quarter"]
-        out[f"interpolation_mse_{a}_over_{b}"] = metrics["interpolation"][f"{a}_mse"] / metrics["interpolation"][f"{b}_mse"]
-    for name in MODELS:
-        out[f"interpolation_mse_{name}_over_linear"] = metrics["interpolation"][f"{name}_mse"] / metrics["interpolation"]["linear_mse"]
-    return out
-
-
-def plot_results(curves: dict[str, Any], results: dict[str, Any], cfg: DHNConfig):
-    """Six panels: rollout error, energy drift, an example rollout, probe, interpolation, losses."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    colours = {"dhn": "C3", "hnn": "C0", "plain": "C2", "true simulator": "k", "linear": "C7", "random codes": "C7"}
-    labels = {"dhn": "DHN", "hnn": "HNN", "plain": "plain MLP"}
-    fig, axes = plt.subplots(2, 3, figsize=(16, 9))
-    steps = np.arange(cfg.horizon + 1)
-
-    ax = axes[0, 0]
-    for name in MODELS:
-        ax.semilogy(steps[1:], curves["rollout_mse"][name][1:], color=colours[name], label=labels[name])
-    ax.set(title=f"forward simulation ({cfg.system}, unseen trajectories)", xlabel="steps after prefix", ylabel="MSE (normalised)")
-    ax.legend()
-
-    ax = axes[0, 1]
-    for name, curve in curves["energy_error"].items():
-        ax.semilogy(steps[1:], curve[1:], color=colours[name], label=labels.get(name, name), ls="--" if name == "true simulator" else "-")
-    ax.set(title="energy drift under the true H", xlabel="steps after prefix", ylabel="|E(t) - E(0)| / E(0)")
-    ax.legend()
-
-    ax = axes[0, 2]
-    ax.plot(curves["example"]["truth"][:, 0], color="k", lw=2.5, alpha=0.4, label="truth")
-    for name in MODELS:
-        ax.plot(curves["example"][name][:, 0], color=colours[name], label=labels[name])
-    ax.set(title="example rollout, first coordinate q", xlabel="steps after prefix", ylabel="q (normalised)")
-    ax.legend()
-
-    ax = axes[1, 0]
-    # show the parameter DHN's codes carry best; all R^2 values are in the JSON
-    param_names = results["param_names"]
-    best = int(np.argmax([results["probe"]["dhn"][f"r2_{p}"] for p in param_names]))
-    target = curves["log_params"][:, best]
-    for name in MODELS:
-        r2 = results["probe"][name][f"r2_{param_names[best]}"]
-        ax.scatter(target, curves["probe"][name][:, best], s=12, color=colours[name], label=f"{labels[name]} (R2={r2:.2f})")
-    chance = results["probe"]["random_codes"]["r2_mean"]
-    ax.plot([target.min(), target.max()], [target.min(), target.max()], "k:", label=f"ideal; random codes mean R2={chance:.2f}")
-    ax.set(title="parameter inference: linear probe on fitted codes", xlabel=f"true log {param_names[best]}", ylabel="probe prediction")
-    ax.legend(fontsize=8)
-
-    ax = axes[1, 1]
-    names = ["linear", *MODELS]
-    values = [results["interpolation"][f"{n}_mse"] for n in names]
-    ax.bar([labels.get(n, n) for n in names], values, color=[colours[n] for n in names])
-    ax.set_yscale("log")
-    ax.set(title=f"super-resolution x{cfg.interp_stride}: MSE on filled states", ylabel="MSE (normalised)")
-
-    ax = axes[1, 2]
-    for name in MODELS:
-        info = results["models"][name]
-        ax.bar(labels[name], info["train_loss_end"] / info["train_loss_start"], color=colours[name])
-        ax.text(labels[name], info["train_loss_end"] / info["train_loss_start"], f"{info['parameters']} params", ha="center", va="bottom", fontsize=8)
-    ax.set_yscale("log")
-    ax.set(title="training loss: last / first 10% of iterations", ylabel="ratio")
-    fig.tight_layout()
-    return fig
-
-
-# ----------------------------------------------------------------------------- the task
-
-
-def run(quick: bool = False, seed: int = 0, out_dir: Path = Path("results"), config: DHNConfig | None = None) -> dict:
-    """Train DHN, HNN and the plain network on one system; evaluate the three tasks; plot."""
-    torch.set_num_threads(1)
-    cfg = config or (DHNConfig.quick() if quick else DHNConfig())
-    cfg.validate()
+def run_seed(system: str, seed: int, cfg: DHNConfig) -> tuple[dict, dict]:
+    """Train every model on one system and seed, then evaluate; returns ``(results, curves)``."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
-
     common = dict(dt=cfg.dt, substeps=cfg.substeps, obs_noise=cfg.obs_noise)
-    train = make_dataset(cfg.system, cfg.n_train, cfg.train_length, seed=seed, **common)
-    test = make_dataset(cfg.system, cfg.n_test, cfg.prefix + cfg.horizon, seed=seed + 10_000, **common)
-    dof = get_system(cfg.system).dof
+    train = make_dataset(system, cfg.n_train, cfg.train_length, seed=seed, **common)
+    test = make_dataset(system, cfg.n_test, cfg.prefix + cfg.horizon, seed=seed + 10_000, **common)
+    dof = get_system(system).dof
     norm = Normaliser.fit(train.observations, dof)
     train_windows, train_index = make_windows(norm.encode(train.observations), cfg.block_size)
     prefix_windows, prefix_index = make_windows(norm.encode(test.observations), cfg.block_size, last=cfg.prefix)
-
     models, train_codes, test_codes, info = {}, {}, {}, {}
     for name in MODELS:
         start = time.perf_counter()
         model = build_model(name, 2 * dof, cfg)
         codes = new_codes(cfg.n_train, cfg.latent_dim)
         history = optimise(model, codes, train_windows, train_index, cfg.train_iters, cfg, generator)
+        train_seconds = time.perf_counter() - start
         fitted = new_codes(cfg.n_test, cfg.latent_dim)
-        fit_history = optimise(model, fitted, prefix_windows, prefix_index, cfg.fit_iters, cfg, generator, False)
+        optimise(model, fitted, prefix_windows, prefix_index, cfg.fit_iters, cfg, generator, False)
         model.eval()
-        models[name] = model
-        train_codes[name] = codes.weight.detach().numpy().copy()
+        models[name], train_codes[name] = model, codes.weight.detach().numpy().copy()
         test_codes[name] = fitted.weight.detach().clone()
         window = max(len(history) // 10, 1)
         info[name] = {
             "parameters": n_parameters(model),
+            "train_iters": cfg.train_iters,
+            "train_seconds": round(train_seconds, 1),
+            "code_fit_seconds": round(time.perf_counter() - start - train_seconds, 1),
             "train_loss_start": float(np.mean(history[:window])),
             "train_loss_end": float(np.mean(history[-window:])),
-            "code_fit_loss_end": float(np.mean(fit_history[-max(len(fit_history) // 10, 1):])),
-            "train_seconds": round(time.perf_counter() - start, 1),
         }
+    metrics, curves = evaluate_seed(models, test_codes, train_codes, train, test, norm, cfg, rng)
+    for name in MODELS:
+        metrics[name].update(info[name])
+    metrics["param_names"] = list(train.param_names)
+    return metrics, curves
 
-    metrics = evaluate(models, test_codes, train_codes, train, test, norm, cfg, rng)
-    curves = metrics.pop("curves")
-    results = {
-        "system": cfg.system,
-        "param_names": list(train.param_names),
-        "settings": dataclasses.asdict(cfg),
-        "models": info,
-        **metrics,
-        "ratios": ratios(metrics),
-        "claims": {
-            "hnn_conserves_energy_better_than_plain": metrics["energy"]["hnn"]["drift_last_quarter"]
-            < metrics["energy"]["plain"]["drift_last_quarter"],
-            "dhn_probe_beats_chance": metrics["probe"]["dhn"]["r2_mean"]
-            > metrics["probe"]["random_codes"]["r2_mean"] + 0.2,
-            "dhn_beats_hnn_long_horizon": metrics["rollout"]["dhn"]["mse_last_quarter"]
-            < metrics["rollout"]["hnn"]["mse_last_quarter"],
-            "dhn_beats_linear_interpolation": metrics["interpolation"]["dhn_mse"] < metrics["interpolation"]["linear_mse"],
+
+def run_system(system: str, seeds: list[int], cfg: DHNConfig) -> dict[str, Any]:
+    """Every seed on one system: per-seed results and seed-mean curves (numpy arrays)."""
+    per_seed, curves = {}, []
+    for seed in seeds:
+        per_seed[seed], seed_curves = run_seed(system, seed, cfg)
+        curves.append(seed_curves)
+    mean_curves = {kind: {name: np.mean([c[kind][name] for c in curves], 0) for name in curves[0][kind]}
+                   for kind in ("rmse", "energy")}
+    return {"system": system, "seeds": list(seeds), "per_seed": per_seed, "curves": mean_curves}
+
+
+def summarise(per_system: dict[str, dict], cfg: DHNConfig) -> tuple[dict, list]:
+    """Seed means / stds per system, model and metric, and the ledger entries."""
+    summary, evidence = {}, []
+    for system, result in per_system.items():
+        seeds = result["seeds"]
+        rows = [result["per_seed"][s] for s in seeds]
+        table = {}
+        for name in MODELS:
+            table[name] = {}
+            for key in [*METRICS, "vpt_censored_fraction", "rmse_at_train_horizon", "train_seconds", "parameters"]:
+                values = [row[name][key] for row in rows]
+                table[name][key] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "per_seed": values}
+        table["linear_interp_mse"] = float(np.mean([row["linear_interp_mse"] for row in rows]))
+        table["random_codes_probe_r2"] = float(np.mean([row["random_codes_probe_r2"] for row in rows]))
+        summary[system] = table
+        for metric, (higher, effect) in METRICS.items():
+            for baseline in ("hnn", "plain", "dhn-midpoint"):
+                evidence.append(claim(
+                    f"{system}: DHN (H+/H- blocks) beats {baseline} on {metric}",
+                    metric=f"{system}/{metric}", method="dhn", baseline=baseline,
+                    method_values=table["dhn"][metric]["per_seed"], baseline_values=table[baseline][metric]["per_seed"],
+                    higher_is_better=higher, effect=effect, method_seeds=seeds, baseline_seeds=seeds, system=system,
+                ))
+    return summary, evidence
+
+
+def assemble(per_system: dict[str, dict], cfg: DHNConfig, out_dir: Path) -> dict:
+    """The results dict (summary, ledger, per-seed numbers) and the figures."""
+    from symgym.learn.tasks.dhn_plots import plot_overview
+
+    summary, evidence = summarise(per_system, cfg)
+    figure = plot_overview(per_system, summary, cfg)
+    path = Path(out_dir) / "dhn.png"
+    save_figure(figure, path)
+    verdicts = {f"{e['metric']} dhn vs {e['baseline']}": e["holds"] for e in evidence}
+    return {
+        "systems": list(per_system),
+        "models": list(MODELS),
+        "settings": {**dataclasses.asdict(cfg), "horizon": cfg.horizon},
+        "budget": {
+            "train_iters_per_model": cfg.train_iters, "batch": cfg.batch, "code_fit_iters": cfg.fit_iters,
+            "note": "every model sees the same windows for the same number of iterations; wall-clock per model in summary",
         },
+        "summary": summary,
+        "holds": verdicts,
+        "evidence": evidence,
+        "per_seed": {s: {str(k): v for k, v in r["per_seed"].items()} for s, r in per_system.items()},
+        "figure": str(path),
     }
-    figure = plot_results(curves, results, cfg)
-    save_figure(figure, Path(out_dir) / "dhn.png")
-    results["figure"] = str(Path(out_dir) / "dhn.png")
-    return results
+
+
+def run(quick: bool = False, seed: int = 0, out_dir: Path = Path("results"), config: DHNConfig | None = None) -> dict:
+    """Train and evaluate every model on every system for ``n_seeds`` seeds from ``seed``; plot; ledger."""
+    torch.set_num_threads(1)
+    cfg = config or (DHNConfig.quick() if quick else DHNConfig())
+    cfg.validate()
+    seeds = [seed + i for i in range(cfg.n_seeds)]
+    per_system = {system: run_system(system, seeds, cfg) for system in cfg.systems}
+    return assemble(per_system, cfg, Path(out_dir))

@@ -196,7 +196,7 @@ class BlockDHN(nn.Module):
         """Fill the unknown states of a pair from pure noise by ``n_denoise + 1`` H+/H- passes.
 
         Levels rise ``0, 1/n, .., 1``; known states pass through unchanged. States shared by
-        the two blocks (``src[s + j] == tgt[j]``) are averaged after every pass.
+        the two blocks (``src[s + j] == tgt[j]``) and unknown in both are averaged after every pass.
         """
         n = self.n_denoise if n_denoise is None else n_denoise
         stride, size = self.block_stride if kind_is_forward(kind) else 1, src.shape[1]
@@ -217,8 +217,10 @@ class BlockDHN(nn.Module):
             src = torch.where(unknown_src, torch.cat([q_src, self._split(src)[1]], -1), src)
             tgt = torch.where(unknown_tgt, torch.cat([self._split(tgt)[0], p_tgt], -1), tgt)
             overlap = size - stride
-            if overlap > 0:
-                shared = 0.5 * (src[:, stride:] + tgt[:, :overlap])
+            if overlap > 0:  # a shared state keeps its known value, else the mean of its two estimates
+                a, b = src[:, stride:], tgt[:, :overlap]
+                shared = torch.where(known_src[:, stride:, None], a,
+                                     torch.where(known_tgt[:, :overlap, None], b, 0.5 * (a + b)))
                 src = torch.cat([src[:, :stride], shared], 1)
                 tgt = torch.cat([shared, tgt[:, overlap:]], 1)
         return src, tgt

@@ -1,11 +1,15 @@
-"""Models for the DHN task: the Denoising Hamiltonian Network and its two baselines.
+"""Models for the DHN task: the midpoint-DHN ablation and the two baselines.
 
-All three models work on normalised canonical states ``x = (q, p)`` (shape ``(..., D)``,
+The paper's operator (block-wise H+ / H- with a stride, model "dhn") lives in
+``dhn_block.py``; this file holds the earlier single-H variant, kept as the ablation
+"dhn-midpoint" (:class:`MidpointDHN`), and the baselines HNN and plain MLP.
+
+All these models work on normalised canonical states ``x = (q, p)`` (shape ``(..., D)``,
 ``D = 2 dof``), take a per-trajectory latent code ``z`` (learned auto-decoder style by the
 task, see ``learn/tasks/dhn.py``) and measure time in observation steps, so one model step
 is one observed step.
 
-DHN (this file's :class:`DHN`)
+Midpoint DHN (:class:`MidpointDHN`, the ablation "dhn-midpoint")
     A block of ``L`` consecutive states ``x_0 .. x_{L-1}`` is scored by one scalar
     ``H_theta(xbar_0, .., xbar_{L-2}; known, z)`` of the block's midpoints
     ``xbar_j = (x_j + x_{j+1}) / 2``: a small transformer over one token per midpoint plus
@@ -21,7 +25,7 @@ DHN (this file's :class:`DHN`)
     denoiser is used: unknown states enter as a corrupted guess, the increments are
     summed from the nearest *known* states on either side, and the result is fed back a few
     times. Training asks for the clean block from masked/noised inputs and from the
-    model's own previous pass (see :meth:`DHN.training_loss`).
+    model's own previous pass (see :meth:`MidpointDHN.training_loss`).
 
 HNN (:class:`HNN`)
     ``H_phi(x, z)`` an MLP; the symplectic gradient ``J grad H`` is integrated with RK4 over
@@ -108,8 +112,8 @@ class _AttentionBlock(nn.Module):
         return h + self.ff(self.norm2(h))
 
 
-class DHN(nn.Module):
-    """Denoising Hamiltonian Network over blocks of ``block_size`` states."""
+class MidpointDHN(nn.Module):
+    """Ablation: one Hamiltonian over block midpoints (implicit-midpoint steps) plus a transformer term."""
 
     def __init__(
         self,
@@ -336,9 +340,11 @@ def rollout(model: nn.Module, context: torch.Tensor, z: torch.Tensor, horizon: i
 
     HNN and the plain network step from the last context state. DHN slides a block whose
     first ``context.shape[1]`` states are known and fills the rest, then repeats from the
-    newest states.
+    newest states. Models with their own ``rollout`` method (the block DHN) use it.
     """
-    if isinstance(model, DHN):
+    if hasattr(model, "rollout"):
+        return model.rollout(context, z, horizon)
+    if isinstance(model, MidpointDHN):
         c, length = context.shape[1], model.block_size
         if not 1 <= c < length:
             raise ValueError(f"DHN rollout needs 1 <= context ({c}) < block_size ({length})")
@@ -365,8 +371,10 @@ def interpolate(model: nn.Module, sparse: torch.Tensor, z: torch.Tensor, stride:
     state is known. HNN blends a forward run from the left state with a backward run
     (time-reversed RK4) from the right one; the plain network can only run forward.
     """
+    if hasattr(model, "interpolate"):
+        return model.interpolate(sparse, z, stride)
     n, segments, dim = sparse.shape[0], sparse.shape[1] - 1, sparse.shape[2]
-    if isinstance(model, DHN):
+    if isinstance(model, MidpointDHN):
         per_block = (model.block_size - 1) // stride
         if per_block < 1 or (model.block_size - 1) % stride:
             raise ValueError(f"stride {stride} must divide block_size - 1 = {model.block_size - 1}")
