@@ -41,6 +41,7 @@ from torch import nn
 from symgym.learn.io import save_figure
 from symgym.learn.ledger import claim
 from symgym.learn.tasks.dhn_block import BlockDHN
+from symgym.learn.tasks.dhn_plots import plot_overview
 from symgym.learn.tasks.dhn_models import HNN, MidpointDHN, PlainMLP, initial_guess, interpolate, n_parameters, rollout
 from symgym.physics.hamiltonian import SYSTEMS, get_system, make_dataset
 
@@ -390,10 +391,8 @@ def summarise(per_system: dict[str, dict], cfg: DHNConfig) -> tuple[dict, list]:
 
 def assemble(per_system: dict[str, dict], cfg: DHNConfig, out_dir: Path) -> dict:
     """The results dict (summary, ledger, per-seed numbers) and the figures."""
-    from symgym.learn.tasks.dhn_plots import plot_overview
-
     summary, evidence = summarise(per_system, cfg)
-    figure = plot_overview(per_system, summary, cfg)
+    figure = plot_overview(per_system, summary, cfg, MODELS)
     path = Path(out_dir) / "dhn.png"
     save_figure(figure, path)
     verdicts = {f"{e['metric']} dhn vs {e['baseline']}": e["holds"] for e in evidence}

@@ -24,13 +24,14 @@ def _bars(ax, names, table, key, log=False, reference=None):
         ax.set_yscale("log")
 
 
-def plot_overview(per_system: dict[str, dict], summary: dict[str, Any], cfg):
+def plot_overview(per_system: dict[str, dict], summary: dict[str, Any], cfg, models: tuple[str, ...]):
+    """One row per system; ``models`` in the order of the legend and bars."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from symgym.learn.tasks.dhn import MODELS
+    MODELS = models  # noqa: N806
 
     systems = list(per_system)
     fig, axes = plt.subplots(len(systems), 5, figsize=(24, 4.2 * len(systems)), squeeze=False)
