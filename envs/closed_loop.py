@@ -40,7 +40,7 @@ import numpy as np
 from gymnasium import spaces
 
 from symgym.envs.mujoco_base import PlanarMujocoEnv
-from symgym.equivariance.groups import O2Element, SE2Element, SE2Group
+from symgym.equivariance.groups import SE2Element, SE2Group, as_se2
 from symgym.equivariance.symmetry import Symmetry
 
 EE_RADIUS, OBJ_RADIUS, OBJ_HEIGHT, TARGET_RADIUS = 0.015, 0.025, 0.04, 0.03
@@ -55,15 +55,6 @@ EE_POS, EE_VEL, ATTACHED, OBJ_POS, OBJ_VEL, TARGET_POS = (slice(0, 3), slice(3, 
                                                           slice(10, 13), slice(13, 16))
 _POSITIONS = (EE_POS, OBJ_POS, TARGET_POS)
 _VELOCITIES = (EE_VEL, OBJ_VEL)
-
-
-def as_se2(g) -> SE2Element:
-    """``SE2Element`` as is; a rotation-only ``O2Element`` as the rotation about the origin."""
-    if isinstance(g, SE2Element):
-        return g
-    if isinstance(g, O2Element) and not g.flip:
-        return SE2Element(g.angle, 0.0, 0.0)
-    raise ValueError(f"closed-loop scenes transform by SE(2) elements or rotations, got {g!r}")
 
 
 def transform_vector_obs(g, vec: np.ndarray) -> np.ndarray:
@@ -355,66 +346,7 @@ class PushToTargetEnv(ClosedLoopEnv):
         goal = np.r_[ee[:2], HOVER_Z] if ee[2] < HOVER_Z - 0.03 else np.r_[pre, HOVER_Z]
         return np.r_[self._move_toward(goal), -1.0]
 
+
 def oracle(env) -> np.ndarray:
     """The scripted demonstrator's action for ``env`` (a closed-loop env, wrapped or not)."""
     return env.unwrapped.oracle_action()
-
-
-def rollout_demo(env, seed: int, max_steps: int | None = None) -> dict[str, np.ndarray] | None:
-    """One oracle episode from ``seed``: per-step vector obs, points, actions and keypose labels; None on failure."""
-    u = env.unwrapped
-    obs, _ = env.reset(seed=seed)
-    cols: dict[str, list] = {"vector": [], "points": [], "action": [], "keypose": []}
-    max_steps = max_steps or getattr(env.spec, "max_episode_steps", None) or 150
-    for _ in range(max_steps):
-        a = u.oracle_action().astype(np.float32)
-        cols["vector"].append(obs["vector"])
-        cols["points"].append(obs["points"])
-        cols["action"].append(a)
-        cols["keypose"].append(u.keypose().astype(np.float32))
-        obs, _, terminated, truncated, info = env.step(a)
-        if terminated or truncated:
-            break
-    if not info.get("is_success"):
-        return None
-    return {k: np.stack(v) for k, v in cols.items()}
-
-
-def collect_closed_loop_demos(env_id: str, n: int, out: Path | None = None, seed: int = 0,
-                              progress: bool = False, env_kwargs: dict | None = None) -> dict[str, np.ndarray]:
-    """Solve ``n`` episodes (seeds ``seed, seed+1, ...``) with the oracle; optionally write them to ``out`` (.npz).
-
-    The file holds flat per-step arrays ``vector, points, action, keypose, episode`` plus ``seeds``; only
-    successful episodes are kept. Raises RuntimeError if the oracle fails more than ``n`` episodes.
-    """
-    from symgym.learn.io import atomic_path
-    from symgym.learn.runs import make_env
-
-    if n < 1:
-        raise ValueError(f"n must be >= 1 demonstrations, got {n}")
-    env = make_env(env_id, **(env_kwargs or {}))
-    if not isinstance(env.unwrapped, ClosedLoopEnv):
-        env.close()
-        raise ValueError(f"env {env_id!r} is not a closed-loop env")
-    episodes, seeds, s, failures = [], [], seed, 0
-    while len(episodes) < n:
-        ep = rollout_demo(env, s)
-        if ep is None:
-            failures += 1
-            if failures > n:
-                raise RuntimeError(f"oracle failed {failures} episodes of {env_id} (last seed {s})")
-        else:
-            episodes.append(ep)
-            seeds.append(s)
-        s += 1
-    env.close()
-    data = {k: np.concatenate([ep[k] for ep in episodes]) for k in episodes[0]}
-    data["episode"] = np.concatenate([np.full(len(ep["action"]), i) for i, ep in enumerate(episodes)])
-    data["seeds"] = np.asarray(seeds)
-    if out is not None:
-        out = Path(out)
-        out = out if out.suffix == ".npz" else out.with_suffix(".npz")
-        with atomic_path(out) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez_compressed(fh, env_id=np.asarray(env_id), **data)
-    return data

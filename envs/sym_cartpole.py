@@ -1,10 +1,9 @@
 """SymCartPole-v0: cart-pole swing-up, symmetric under the mirror x -> -x.
 
-The group has two elements. It is written with the planar element type the rest of symgym uses:
-the mirror is ``O2Element(angle=pi, flip=True)``, whose matrix is ``diag(-1, 1)`` (x -> -x in the
-x-z plane of the rail), so ``sign``/``standard`` representations and ``equivariance_error`` work unchanged.
-``DihedralGroup(1)`` would be the same abstract group but its reflection is y -> -y, which is not the
-mirror of this scene; :class:`ReflectionGroup` names the right one.
+The group has two elements (:class:`symgym.equivariance.ReflectionGroup`). It is written with the planar
+element type the rest of symgym uses: the mirror is ``MIRROR_X = O2Element(angle=pi, flip=True)``, whose
+matrix is ``diag(-1, 1)`` (x -> -x in the x-z plane of the rail). ``DihedralGroup(1)`` would be the same
+abstract group but its reflection is y -> -y, which is not the mirror of this scene.
 """
 from __future__ import annotations
 
@@ -16,33 +15,9 @@ from gymnasium import spaces
 
 from symgym.envs.mujoco_base import PlanarMujocoEnv
 from symgym.envs.render2d import TopDownCanvas, composite
-from symgym.equivariance import O2Element, Symmetry, sign, trivial
-from symgym.equivariance.groups import PlanarGroup
+from symgym.equivariance import O2Element, ReflectionGroup, Symmetry, sign, trivial
 
 POLE_LENGTH = 0.6
-MIRROR = O2Element(math.pi, True)
-
-
-class ReflectionGroup(PlanarGroup):
-    """{identity, mirror x -> -x}: a two-element subgroup of O(2) (conjugate to D_1)."""
-
-    def __init__(self):
-        super().__init__(1, reflections=True)
-        self.name = "Z2(x->-x)"
-
-    def elements(self) -> list[O2Element]:
-        return [O2Element(0.0, False), MIRROR]
-
-    def contains(self, g) -> bool:
-        return isinstance(g, O2Element) and (g.isclose(self.identity) or g.isclose(MIRROR))
-
-    def index(self, g: O2Element) -> int:
-        if not self.contains(g):
-            raise ValueError(f"{g} is not an element of {self.name}")
-        return int(g.flip)
-
-    def sample(self, rng=None) -> O2Element:
-        return self.elements()[int(np.random.default_rng(rng).integers(2))]
 
 
 class SymCartPoleEnv(PlanarMujocoEnv):

@@ -1,4 +1,4 @@
-"""Planar symmetry groups: C_n, D_n, SO(2), O(2), and SE(2) for tabletop scenes.
+"""Planar symmetry groups: C_n, D_n, SO(2), O(2), the mirror group {e, x -> -x}, and SE(2) for tabletop scenes.
 
 Every element of the planar groups is an ``O2Element``: a rotation by ``angle`` after an
 optional reflection across the x-axis, i.e. ``g = R(angle) @ F**flip`` with
@@ -206,6 +206,37 @@ def O2() -> PlanarGroup:
     return PlanarGroup(None, reflections=True)
 
 
+#: the mirror x -> -x: rotation by pi after the flip y -> -y, i.e. the matrix ``diag(-1, 1)``
+MIRROR_X = O2Element(math.pi, True)
+
+
+class ReflectionGroup(PlanarGroup):
+    """{identity, mirror x -> -x}: a two-element subgroup of O(2) (conjugate to D_1).
+
+    ``DihedralGroup(1)`` is the same abstract group, but its reflection is y -> -y. Scenes mirrored left-right
+    along an x axis (a cart on a rail, written in the rail's x-z plane) need this one; its elements are ordinary
+    ``O2Element`` s, so ``sign``/``standard`` representations and ``equivariance_error`` work unchanged.
+    """
+
+    def __init__(self):
+        super().__init__(1, reflections=True)
+        self.name = "Z2(x->-x)"
+
+    def elements(self) -> list[O2Element]:
+        return [O2Element(0.0, False), MIRROR_X]
+
+    def contains(self, g) -> bool:
+        return isinstance(g, O2Element) and (g.isclose(self.identity) or g.isclose(MIRROR_X))
+
+    def index(self, g: O2Element) -> int:
+        if not self.contains(g):
+            raise ValueError(f"{g} is not an element of {self.name}")
+        return int(g.flip)
+
+    def sample(self, rng=None) -> O2Element:
+        return self.elements()[int(np.random.default_rng(rng).integers(2))]
+
+
 class SE2Group(Group):
     """Planar rigid motions; ``rotations`` may restrict to C_n (e.g. a discretised yaw grid)."""
 
@@ -238,6 +269,16 @@ class SE2Group(Group):
 
     def contains(self, g) -> bool:
         return isinstance(g, SE2Element) and self.rotations.contains(g.rotation)
+
+
+def as_se2(g) -> SE2Element:
+    """``g`` as an ``SE2Element``: SE(2) elements as they are, a rotation-only ``O2Element`` as the rotation
+    about the origin; anything else (a reflection, a foreign object) is a ValueError naming it."""
+    if isinstance(g, SE2Element):
+        return g
+    if isinstance(g, O2Element) and not g.flip:
+        return SE2Element(g.angle, 0.0, 0.0)
+    raise ValueError(f"expected an SE(2) element or a rotation-only O2Element, got {g!r}")
 
 
 _BY_NAME = {"SO(2)": SO2, "SO2": SO2, "O(2)": O2, "O2": O2}

@@ -10,8 +10,7 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 import symgym.envs  # noqa: F401  (registers ids)
-from symgym.envs.sym_cartpole import MIRROR, ReflectionGroup
-from symgym.equivariance import O2, DihedralGroup, O2Element, relative_error, sample_elements
+from symgym.equivariance import MIRROR_X, O2, DihedralGroup, O2Element, ReflectionGroup, relative_error, sample_elements
 
 torch.set_num_threads(1)
 
@@ -138,7 +137,7 @@ def test_cartpole_mirror_negates_cart_and_pole():
     env = make("SymCartPole-v0")
     env.reset(seed=0)
     s = env.get_state()
-    m = env.transform_state(MIRROR, s)
+    m = env.transform_state(MIRROR_X, s)
     np.testing.assert_allclose(m[env._layout["QPOS"]], -s[env._layout["QPOS"]])
     np.testing.assert_allclose(m[env._layout["TIME"]], s[env._layout["TIME"]])
 

@@ -6,13 +6,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from symgym.equivariance import (O2, SO2, CyclicGroup, DihedralGroup, O2Element, SE2Element, SE2Group, Symmetry,
-                          equivariance_error, group_from_name, invariance_error, irrep, regular, sign, standard,
-                          transform_image, trivial)
+from symgym.equivariance import (MIRROR_X, O2, SO2, CyclicGroup, DihedralGroup, O2Element, ReflectionGroup,
+                                 SE2Element, SE2Group, Symmetry, as_se2, equivariance_error, group_from_name,
+                                 invariance_error, irrep, regular, sign, standard, transform_image, trivial)
 from symgym.equivariance.checks import check_homomorphism
 
 PLANAR = [CyclicGroup(1), CyclicGroup(4), CyclicGroup(5), DihedralGroup(1), DihedralGroup(4), DihedralGroup(6),
-          SO2(), O2()]
+          SO2(), O2(), ReflectionGroup()]
 
 
 def elements_of(group):
@@ -92,6 +92,26 @@ def test_se2_is_a_group_of_rigid_motions(a, b, tx, ty):
     assert G.compose(g, G.inverse(g)).isclose(G.identity)
     pts = np.random.default_rng(0).normal(size=(5, 2))
     assert np.allclose(G.compose(g, h).apply(pts), g.apply(h.apply(pts)))
+
+
+def test_as_se2_accepts_rigid_motions_and_rotations_only():
+    g = SE2Element(0.7, 0.1, -0.2)
+    assert as_se2(g) is g
+    r = as_se2(O2Element(1.2))
+    assert isinstance(r, SE2Element) and r.isclose(SE2Element(1.2, 0.0, 0.0))
+    pts = np.random.default_rng(0).normal(size=(4, 2))
+    np.testing.assert_allclose(r.apply(pts), pts @ O2Element(1.2).matrix().T)
+    for bad in (O2Element(0.3, True), MIRROR_X, "g", 0.5):
+        with pytest.raises(ValueError, match="SE\\(2\\)"):
+            as_se2(bad)
+
+
+def test_reflection_group_mirrors_x_and_indexes_its_elements():
+    G = ReflectionGroup()
+    assert G.elements()[1] is MIRROR_X and np.allclose(MIRROR_X.matrix(), np.diag([-1.0, 1.0]))
+    assert [G.index(g) for g in G.elements()] == [0, 1]
+    assert not G.contains(DihedralGroup(1).elements()[1])  # D1's reflection is y -> -y, not this mirror
+    assert G.sample(0) in G.elements()
 
 
 @pytest.mark.parametrize("group", [CyclicGroup(4), DihedralGroup(4), DihedralGroup(8), SO2(), O2()], ids=str)

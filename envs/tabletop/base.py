@@ -20,19 +20,11 @@ from gymnasium import spaces
 
 from symgym.envs.tabletop.camera import DEFAULT_CAMERAS, Grid, capture, downsample_cloud
 from symgym.envs.tabletop.scene import WORKSPACE_HALF, TabletopScene, wrap_angle
-from symgym.equivariance.groups import O2Element, SE2Element, SE2Group
+from symgym.equivariance.groups import SE2Group, as_se2
 from symgym.equivariance.symmetry import Symmetry
 from symgym.equivariance.transforms import transform_image
 
 MAX_PLACE_Z = 0.3
-
-
-def _as_se2(g) -> SE2Element:
-    if isinstance(g, SE2Element):
-        return g
-    if isinstance(g, O2Element) and not g.flip:
-        return SE2Element(g.angle, 0.0, 0.0)
-    raise ValueError(f"tabletop scenes transform by SE(2) elements (or rotations), got {g!r}")
 
 
 def transform_topdown(g, image: np.ndarray, grid: Grid = Grid()) -> np.ndarray:
@@ -40,7 +32,7 @@ def transform_topdown(g, image: np.ndarray, grid: Grid = Grid()) -> np.ndarray:
 
     Exact for multiples of 90 degrees and translations by whole pixels; other angles interpolate.
     """
-    g = _as_se2(g)
+    g = as_se2(g)
     out = transform_image(g.rotation, image)
     dc, dr = int(round(g.tx / grid.pixel)), int(round(-g.ty / grid.pixel))
     if dc or dr:
@@ -55,7 +47,7 @@ def transform_topdown(g, image: np.ndarray, grid: Grid = Grid()) -> np.ndarray:
 
 def transform_action(g, action: np.ndarray) -> np.ndarray:
     """Pick and place poses move with the scene: x, y by ``g``, yaws by its angle, the place height not at all."""
-    g = _as_se2(g)
+    g = as_se2(g)
     a = np.array(action, dtype=np.float64, copy=True)
     a[..., 0:2] = g.apply(a[..., 0:2])
     a[..., 3:5] = g.apply(a[..., 3:5])
