@@ -8,7 +8,16 @@ construction. A word ``w_1 ... w_T`` is represented by the ordered product
 task from ``rho(w)`` sees the same input for every word of the same group element, which
 is what lets the model generalise to words longer than those seen in training.
 
-Numerical stability for long words:
+Parametrisations of the generator matrices:
+
+* ``parametrisation="mlp"``: the paper's non-linear matrix block (Laird et al. 2025, arXiv
+  2501.09571; the ``tanh`` matrix block of the authors' code): a generator is encoded as a *signed* one-hot vector (``g_i -> e_i``,
+  ``g_i^{-1} -> -e_i``), mapped by a bias-free two-layer linear map followed by ``tanh`` to a
+  d x d matrix ``A`` and exponentiated. ``tanh`` is odd and there are no biases, so
+  ``A(g_i^{-1}) = -A(g_i)`` and ``exp`` again gives exact inverses. The matrices are unconstrained
+  (GL(d)) and words are multiplied without rescaling, as in the paper.
+
+Numerical stability for long words (``orthogonal`` and ``general``):
 
 * ``parametrisation="orthogonal"`` (default): ``A_i`` is skew-symmetric, so every
   ``rho(g)`` lies in SO(d) and products of any length keep unit operator norm. Every
@@ -29,7 +38,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-PARAMETRISATIONS = ("orthogonal", "general")
+PARAMETRISATIONS = ("orthogonal", "general", "mlp")
 
 
 def ordered_product(mats: torch.Tensor, normalise: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,6 +88,7 @@ class MatrixRepresentation(nn.Module):
         parametrisation: str = "orthogonal",
         init_scale: float = 1.0,
         conjugate_generators: bool = False,
+        block_hidden: int = 32,
     ) -> None:
         super().__init__()
         if n_generators < 1:
@@ -91,7 +101,11 @@ class MatrixRepresentation(nn.Module):
         self.dim = dim
         self.parametrisation = parametrisation
         # scale 1/sqrt(d) keeps exp(A) O(1) away from the identity, so words are distinguishable at init
-        self.raw_algebra = nn.Parameter(torch.randn(n_generators, dim, dim) * init_scale / dim**0.5)
+        raw_algebra = torch.randn(n_generators, dim, dim) * init_scale / dim**0.5
+        if parametrisation == "mlp":  # the block below produces A_i; keep the tensor only for dtype/device
+            self.register_buffer("raw_algebra", raw_algebra)
+        else:
+            self.raw_algebra = nn.Parameter(raw_algebra)
         # Optional inductive bias for groups whose generators are all conjugate (adjacent
         # transpositions of S_n, Artin generators of B_n, the reflections of D_m for odd m):
         # A_i = U_i B U_i^T with one shared algebra element B and orthogonal U_i, so the learned
@@ -104,6 +118,20 @@ class MatrixRepresentation(nn.Module):
                 raise ValueError("conjugate_generators=True needs parametrisation='orthogonal'")
             self.raw_shared = nn.Parameter(torch.randn(dim, dim) * init_scale / dim**0.5)
             self.raw_frames = nn.Parameter(torch.randn(n_generators, dim, dim) * init_scale / dim**0.5)
+        if parametrisation == "mlp":
+            if block_hidden < 1:
+                raise ValueError(f"block_hidden must be positive, got {block_hidden}")
+            # the paper's matrix block: signed one-hot -> Linear -> Linear -> tanh (all bias-free)
+            self.block = nn.Sequential(
+                nn.Linear(n_generators, block_hidden, bias=False),
+                nn.Linear(block_hidden, dim * dim, bias=False),
+                nn.Tanh(),
+            )
+
+    @property
+    def normalises_products(self) -> bool:
+        """Only ``general`` rescales partial products; ``mlp`` multiplies plainly, like the paper."""
+        return self.parametrisation == "general"
 
     @property
     def vocab_size(self) -> int:
@@ -111,6 +139,9 @@ class MatrixRepresentation(nn.Module):
 
     def algebra(self) -> torch.Tensor:
         """Algebra elements ``A_i`` (k, d, d); skew-symmetric for the orthogonal parametrisation."""
+        if self.parametrisation == "mlp":
+            signed_onehot = torch.eye(self.n_generators, dtype=self.raw_algebra.dtype, device=self.raw_algebra.device)
+            return self.block(signed_onehot).reshape(self.n_generators, self.dim, self.dim)
         if self.conjugate_generators:
             shared = self.raw_shared - self.raw_shared.T
             frames = torch.linalg.matrix_exp(self.raw_frames - self.raw_frames.transpose(-1, -2))
@@ -122,8 +153,8 @@ class MatrixRepresentation(nn.Module):
     @torch.no_grad()
     def set_algebra(self, algebra: torch.Tensor) -> None:
         """Set ``A_i`` exactly (e.g. to a known representation); skew input for ``orthogonal``."""
-        if self.conjugate_generators:
-            raise ValueError("set_algebra is not available with conjugate_generators=True")
+        if self.conjugate_generators or self.parametrisation == "mlp":
+            raise ValueError("set_algebra is not available with conjugate_generators=True or parametrisation='mlp'")
         algebra = torch.as_tensor(algebra, dtype=self.raw_algebra.dtype)
         if algebra.shape != self.raw_algebra.shape:
             raise ValueError(f"algebra must have shape {tuple(self.raw_algebra.shape)}, got {tuple(algebra.shape)}")
@@ -149,7 +180,7 @@ class MatrixRepresentation(nn.Module):
                 f"token ids must be in [0, {self.vocab_size}), got range [{int(tokens.min())}, {int(tokens.max())}]"
             )
         mats = self.generator_matrices()[tokens]
-        return ordered_product(mats, normalise=self.parametrisation == "general")
+        return ordered_product(mats, normalise=self.normalises_products)
 
     def relation_errors(self, relators: Sequence[Sequence[int]]) -> torch.Tensor:
         """Per relator ``r`` (a word equal to 1): ``||rho(r) - I||_F / sqrt(d)``.
@@ -174,42 +205,44 @@ class MatrixRepresentation(nn.Module):
 
 @dataclass
 class MatrixNetConfig:
-    """Hyper-parameters of :class:`MatrixNet`."""
+    """Hyper-parameters of :class:`MatrixNet` (``n_outputs``: classes, or regression targets)."""
 
     n_generators: int
-    n_classes: int
+    n_outputs: int
     dim: int = 8
     parametrisation: str = "orthogonal"
     hidden: int = 128
     init_scale: float = 1.0
     conjugate_generators: bool = False
+    block_hidden: int = 32
 
 
 class MatrixNet(nn.Module):
-    """Word classifier: learned representation ``rho`` followed by an MLP head on ``rho(w)``."""
+    """Learned representation ``rho`` followed by an MLP head on ``rho(w)`` (logits or regression outputs)."""
 
     def __init__(self, config: MatrixNetConfig) -> None:
         super().__init__()
-        if config.n_classes < 2:
-            raise ValueError(f"n_classes must be at least 2, got {config.n_classes}")
+        if config.n_outputs < 1:
+            raise ValueError(f"n_outputs must be positive, got {config.n_outputs}")
         self.config = config
         self.representation = MatrixRepresentation(
-            config.n_generators, config.dim, config.parametrisation, config.init_scale, config.conjugate_generators
+            config.n_generators, config.dim, config.parametrisation, config.init_scale, config.conjugate_generators,
+            config.block_hidden,
         )
-        features = config.dim**2 + (1 if config.parametrisation == "general" else 0)
+        features = config.dim**2 + (1 if self.representation.normalises_products else 0)
         self.head = nn.Sequential(
             nn.Linear(features, config.hidden),
             nn.GELU(),
             nn.Linear(config.hidden, config.hidden),
             nn.GELU(),
-            nn.Linear(config.hidden, config.n_classes),
+            nn.Linear(config.hidden, config.n_outputs),
         )
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Logits (B, n_classes) for words tokens (B, T)."""
+        """Outputs (B, n_outputs) for words tokens (B, T)."""
         product, log_scale = self.representation(tokens)
         features = product.flatten(1)
-        if self.config.parametrisation == "general":
+        if self.representation.normalises_products:
             features = torch.cat([features, log_scale[:, None]], dim=1)
         return self.head(features)
 

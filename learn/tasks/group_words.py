@@ -15,7 +15,9 @@ by :class:`equivariance.matrixnet.MatrixNet`, so tests can compare the two direc
 Problems:
 
 * :class:`SymmetricWords` -- S_n from adjacent transpositions ``s_i = (i, i+1)``;
-  label: the order of the permutation.
+  label: the order of the permutation, the lcm of its cycle lengths. The label set (the lcms
+  of all integer partitions of n) is found from partitions, never by enumerating S_n, so
+  S_10 (the paper's group, 16 orders) is cheap.
 * :class:`DihedralWords` -- D_m as a Coxeter group from two reflections ``r_1, r_2``
   with ``(r_1 r_2)^m = 1``; label: the element itself (2m classes).
 * :class:`BraidWords` -- the Artin braid group B_n from the Artin generators ``sigma_i``;
@@ -26,11 +28,67 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from itertools import permutations
+from typing import Iterator, Sequence
 
 import numpy as np
 
 PAD = 0
+
+
+def sample_words(
+    rng: np.random.Generator, alphabet: Sequence[int], n_words: int, min_len: int, max_len: int,
+    pad_to: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Uniformly random words over ``alphabet`` with lengths uniform in ``[min_len, max_len]``.
+
+    Returns ``(tokens, lengths)``: tokens (N, pad_to) right-padded with ``PAD``.
+    """
+    pad_to = max_len if pad_to is None else pad_to
+    if not 1 <= min_len <= max_len:
+        raise ValueError(f"need 1 <= min_len <= max_len, got min_len={min_len}, max_len={max_len}")
+    if pad_to < max_len:
+        raise ValueError(f"pad_to={pad_to} is shorter than max_len={max_len}")
+    if n_words < 1:
+        raise ValueError(f"n_words must be positive, got {n_words}")
+    alphabet = np.asarray(alphabet, dtype=np.int64)
+    if alphabet.size == 0 or np.any(alphabet == PAD):
+        raise ValueError(f"alphabet must be non-empty and exclude the padding token, got {alphabet.tolist()}")
+    lengths = rng.integers(min_len, max_len + 1, size=n_words)
+    tokens = alphabet[rng.integers(0, len(alphabet), size=(n_words, pad_to))]
+    tokens[np.arange(pad_to)[None, :] >= lengths[:, None]] = PAD
+    return tokens, lengths.astype(np.int64)
+
+
+def integer_partitions(n: int, largest: int | None = None) -> Iterator[tuple[int, ...]]:
+    """All partitions of ``n`` as non-increasing tuples (the cycle types of S_n)."""
+    largest = n if largest is None else largest
+    if n == 0:
+        yield ()
+        return
+    for first in range(min(n, largest), 0, -1):
+        for rest in integer_partitions(n - first, first):
+            yield (first,) + rest
+
+
+def symmetric_group_orders(n: int) -> list[int]:
+    """Sorted element orders occurring in S_n: lcms of the cycle types (p(10) = 42 partitions)."""
+    if n < 1:
+        raise ValueError(f"n must be positive, got {n}")
+    return sorted({math.lcm(*parts) for parts in integer_partitions(n)})
+
+
+def permutation_orders(perms: np.ndarray) -> np.ndarray:
+    """Orders of a batch of permutations given as image arrays (N, n): lcm of cycle lengths."""
+    perms = np.asarray(perms, dtype=np.int64)
+    n_perm, n = perms.shape
+    rows = np.arange(n_perm)[:, None]
+    cycle_len = np.zeros((n_perm, n), dtype=np.int64)
+    power = perms.copy()
+    for k in range(1, n + 1):  # cycle length of point j: least k with perm^k(j) = j
+        newly = (cycle_len == 0) & (power == np.arange(n)[None, :])
+        cycle_len[newly] = k
+        power = perms[rows, power]
+    return np.lcm.reduce(cycle_len, axis=1)
 
 
 def inverse_token(token: int, n_generators: int) -> int:
@@ -72,6 +130,7 @@ class WordProblem:
     name: str = "word-problem"
     n_generators: int = 0
     modulus: int | None = None
+    kind: str = "classification"
     _matrices: np.ndarray = field(init=False, repr=False)
 
     # -- to be provided by subclasses -------------------------------------------------
@@ -123,24 +182,20 @@ class WordProblem:
         """Exact class label of every word, (N,) int64."""
         return self.label_products(self.products(tokens)).astype(np.int64)
 
+    @property
+    def alphabet(self) -> list[int]:
+        """Tokens random words are drawn from: every generator and inverse."""
+        return list(range(1, self.vocab_size))
+
+    @property
+    def n_outputs(self) -> int:
+        return self.n_classes
+
     def sample_words(
         self, rng: np.random.Generator, n_words: int, min_len: int, max_len: int, pad_to: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Uniformly random words with lengths uniform in ``[min_len, max_len]``.
-
-        Returns ``(tokens, lengths)``: tokens (N, pad_to) right-padded with ``PAD``.
-        """
-        pad_to = max_len if pad_to is None else pad_to
-        if not 1 <= min_len <= max_len:
-            raise ValueError(f"need 1 <= min_len <= max_len, got min_len={min_len}, max_len={max_len}")
-        if pad_to < max_len:
-            raise ValueError(f"pad_to={pad_to} is shorter than max_len={max_len}")
-        if n_words < 1:
-            raise ValueError(f"n_words must be positive, got {n_words}")
-        lengths = rng.integers(min_len, max_len + 1, size=n_words)
-        tokens = rng.integers(1, self.vocab_size, size=(n_words, pad_to))
-        tokens[np.arange(pad_to)[None, :] >= lengths[:, None]] = PAD
-        return tokens.astype(np.int64), lengths.astype(np.int64)
+        """Uniformly random words over :attr:`alphabet`, lengths uniform in ``[min_len, max_len]``."""
+        return sample_words(rng, self.alphabet, n_words, min_len, max_len, pad_to)
 
     def _check_tokens(self, tokens: np.ndarray) -> np.ndarray:
         tokens = np.asarray(tokens)
@@ -152,8 +207,8 @@ class WordProblem:
         return tokens.astype(np.int64)
 
 
-def _matrix_order(products: np.ndarray, max_order: int) -> np.ndarray:
-    """Smallest k >= 1 with P^k = I for every matrix in the batch (exact integers)."""
+def matrix_order(products: np.ndarray, max_order: int) -> np.ndarray:
+    """Smallest k >= 1 with P^k = I for every matrix in the batch (exact integers; brute force, for cross-checks)."""
     n, d, _ = products.shape
     identity = np.eye(d, dtype=products.dtype)
     order = np.zeros(n, dtype=np.int64)
@@ -171,34 +226,28 @@ def _matrix_order(products: np.ndarray, max_order: int) -> np.ndarray:
 
 @dataclass
 class SymmetricWords(WordProblem):
-    """S_n generated by adjacent transpositions; label = element order (as a class index)."""
+    """S_n generated by adjacent transpositions; label = element order (as a class index).
+
+    The order is the lcm of the cycle lengths of the permutation (:func:`permutation_orders`);
+    the possible orders come from the partitions of n. Transpositions are involutions, so by
+    default random words use the generators only (``sample_inverses=False``, as in the paper's
+    S_10 data); inverse tokens are still valid input and mean the same transposition.
+    """
 
     n: int = 5
+    sample_inverses: bool = False
     name: str = "symmetric"
 
     def __post_init__(self) -> None:
         if self.n < 3:
             raise ValueError(f"S_n needs n >= 3 for a non-abelian problem, got n={self.n}")
         self.n_generators = self.n - 1
-        # possible element orders = lcms of cycle types; enumerating S_n is cheap for small n
-        if self.n > 8:
-            raise ValueError(f"n={self.n} too large to enumerate element orders (use n <= 8)")
-        orders = {math.lcm(*self._cycle_lengths(p)) for p in permutations(range(self.n))}
-        self.orders: list[int] = sorted(orders)
+        self.orders: list[int] = symmetric_group_orders(self.n)
         super().__post_init__()
 
-    @staticmethod
-    def _cycle_lengths(perm: tuple[int, ...]) -> list[int]:
-        seen, lengths = set(), []
-        for start in range(len(perm)):
-            length, j = 0, start
-            while j not in seen:
-                seen.add(j)
-                j = perm[j]
-                length += 1
-            if length:
-                lengths.append(length)
-        return lengths
+    @property
+    def alphabet(self) -> list[int]:
+        return list(range(1, self.vocab_size if self.sample_inverses else self.n_generators + 1))
 
     def generator_matrices(self) -> np.ndarray:
         mats = []
@@ -219,9 +268,15 @@ class SymmetricWords(WordProblem):
     def n_classes(self) -> int:
         return len(self.orders)
 
+    def permutations(self, tokens: np.ndarray) -> np.ndarray:
+        """Image arrays (N, n) of the words' permutations (column j of the product matrix has its 1 in row perm[j])."""
+        return self.products(tokens).argmax(axis=1)
+
+    def element_orders(self, tokens: np.ndarray) -> np.ndarray:
+        return permutation_orders(self.permutations(tokens))
+
     def label_products(self, products: np.ndarray) -> np.ndarray:
-        order = _matrix_order(products, max(self.orders))
-        return np.searchsorted(self.orders, order)
+        return np.searchsorted(self.orders, permutation_orders(products.argmax(axis=1)))
 
 
 @dataclass
