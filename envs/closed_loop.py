@@ -198,9 +198,7 @@ class ClosedLoopEnv(PlanarMujocoEnv):
         raise NotImplementedError
 
     # -- gym API ----------------------------------------------------------------------------
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        mujoco.mj_resetData(self.model, self.data)
+    def reset_model(self) -> None:
         rng = self.np_random
         ee, obj, target = self._layout_demo(rng)
         if self.workspace == "transformed":
@@ -213,8 +211,6 @@ class ClosedLoopEnv(PlanarMujocoEnv):
         q[self._qadr["obj_x"]:self._qadr["obj_x"] + 3] = [obj[0], obj[1], 0.0]
         self.data.mocap_pos[self._mocap[0]] = [target[0], target[1], 0.0]
         self.data.eq_active[0] = 0
-        mujoco.mj_forward(self.model, self.data)
-        return self._obs(), self._info()
 
     def step(self, action):
         a = np.asarray(action, dtype=np.float64)

@@ -157,6 +157,26 @@ class PlanarMujocoEnv(gym.Env):
         mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
 
     # -- gym -----------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Seed ``np_random`` (when ``seed`` is given), reset MjData to the model's defaults, let the subclass
+        place bodies and goals in :meth:`reset_model`, forward, and return ``(obs, info)``."""
+        super().reset(seed=seed)
+        mujoco.mj_resetData(self.model, self.data)
+        self.reset_model()
+        mujoco.mj_forward(self.model, self.data)
+        return self._obs(), self._info()
+
+    def reset_model(self) -> None:
+        """Write the episode's initial state into ``self.data`` (qpos, qvel, mocap poses, ...), drawing every
+        random number from ``self.np_random``. Called by :meth:`reset` between ``mj_resetData`` and
+        ``mj_forward``; the default keeps the model's initial state (``qpos0``, zero velocities)."""
+
+    def _obs(self) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} defines no _obs()")
+
+    def _info(self) -> dict[str, Any]:
+        return {}
+
     def close(self) -> None:
         pass
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 
-import mujoco
 import numpy as np
 from gymnasium import spaces
 
@@ -73,14 +72,10 @@ class SymCartPoleEnv(PlanarMujocoEnv):
 
 
     # -- gym API ----------------------------------------------------------------------
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        mujoco.mj_resetData(self.model, self.data)
+    def reset_model(self) -> None:
         rng = self.np_random
         self.data.qpos[:] = [rng.uniform(-0.3, 0.3), math.pi + rng.uniform(-0.2, 0.2)]
         self.data.qvel[:] = rng.normal(0.0, 0.05, size=2)
-        mujoco.mj_forward(self.model, self.data)
-        return self._obs(), self._info()
 
     def step(self, action):
         a = np.asarray(action, dtype=np.float64)

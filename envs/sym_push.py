@@ -108,11 +108,7 @@ class SymPushEnv(PlanarMujocoEnv):
 
 
     # -- gym API ----------------------------------------------------------------------
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        import mujoco
-
-        mujoco.mj_resetData(self.model, self.data)
+    def reset_model(self) -> None:
         rng = self.np_random
         puck = _uniform_disc(rng, 0.15)
         goal = _uniform_disc(rng, 0.22)
@@ -125,8 +121,6 @@ class SymPushEnv(PlanarMujocoEnv):
         self.data.qpos[self._pair_qpos[1]] = puck
         self.data.qpos[self._yaw_qpos] = rng.uniform(-np.pi, np.pi)
         self.data.mocap_pos[self._mocap[0], :2] = goal
-        mujoco.mj_forward(self.model, self.data)
-        return self._obs(), self._info()
 
     def step(self, action):
         a = np.asarray(action, dtype=np.float64)

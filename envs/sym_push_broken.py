@@ -82,12 +82,12 @@ class SymPushObstacleEnv(SymPushEnv):
                 or np.linalg.norm(self.pusher_pos - c) < r + PUSHER_RADIUS + 0.01
                 or np.linalg.norm(self.goal_pos - c) < r + PUCK_RADIUS)
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        obs, info = super().reset(seed=seed, options=options)
+    def reset_model(self) -> None:
         # Rejection sampling continues the seeded RNG stream, so resets stay reproducible.
+        super().reset_model()
         while self._overlaps():
-            obs, info = super().reset(options=options)
-        return obs, info
+            mujoco.mj_resetData(self.model, self.data)
+            super().reset_model()
 
     def render(self):
         frame = super().render()

@@ -88,9 +88,7 @@ class SymReachEnv(PlanarMujocoEnv):
 
 
     # -- gym API ----------------------------------------------------------------------
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        mujoco.mj_resetData(self.model, self.data)
+    def reset_model(self) -> None:
         rng = self.np_random
         self.data.qpos[self._yaw_qpos[0]] = rng.uniform(-np.pi, np.pi)
         self.data.qpos[self._elbow_qpos] = rng.uniform(-2.5, 2.5)
@@ -98,8 +96,6 @@ class SymReachEnv(PlanarMujocoEnv):
         radius = np.sqrt(rng.uniform(0.12**2, 0.36**2))
         angle = rng.uniform(0, 2 * np.pi)
         self.data.mocap_pos[self._mocap[0], :2] = radius * np.array([np.cos(angle), np.sin(angle)])
-        mujoco.mj_forward(self.model, self.data)
-        return self._obs(), self._info()
 
     def step(self, action):
         a = np.asarray(action, dtype=np.float64)

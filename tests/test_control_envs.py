@@ -148,3 +148,55 @@ def test_reach_arm_starts_away_from_goal_and_renders():
     assert info["goal_distance"] > 0.0
     frame = env.render()
     assert frame.shape == (256, 256, 3) and frame.dtype == np.uint8 and frame.std() > 0
+
+
+#: qpos and mocap positions after ``reset(seed=0)``, recorded before ``reset_model`` replaced the per-env
+#: ``reset`` overrides: the hook must not change which start states a seed gives.
+SEED0_STARTS = {
+    "SymPush-v0": ([0.21551021486680763, -0.13158926263705478, -0.014845065180548863, 0.1187908329986703,
+                    0.6700123395200417], [0.04429231658829485, 0.004616194293363674, 0.0]),
+    "SymReach-v0": ([0.8605556614246863, -1.1510664311806484], [0.2805967255724368, -0.17133070114225868, 0.0]),
+    "SymCartPole-v0": ([0.08217701239287256, 3.0495073390953413], []),
+    "HepPickPlace-v0": ([0.018796214352016345, -0.055234665363336696, 0.1, -0.06904306501428366,
+                         -0.018417062898890377, 0.0], [0.04327788191489557, -0.038677789157717676, 0.0]),
+}
+
+
+@pytest.mark.parametrize("env_id", sorted(SEED0_STARTS))
+def test_reset_is_the_base_hook_and_a_seed_pins_the_start(env_id):
+    from symgym.envs.mujoco_base import PlanarMujocoEnv
+
+    env = make(env_id)
+    # subclasses only place bodies (reset_model); seeding, mj_resetData and mj_forward live in the base reset
+    assert type(env).reset is PlanarMujocoEnv.reset
+    assert "reset_model" in {k for c in type(env).__mro__[:-3] for k in vars(c)}
+    env.step(env.action_space.sample())
+    obs, info = env.reset(seed=0)
+    qpos, mocap = SEED0_STARTS[env_id]
+    np.testing.assert_array_equal(env.data.qpos, qpos)
+    np.testing.assert_array_equal(env.data.mocap_pos.ravel(), mocap)
+    assert env.data.time == 0.0 and "is_success" in info
+    s0 = env.get_state()
+    env.reset()                       # unseeded: continues the stream, so a different start
+    assert not np.array_equal(env.get_state(), s0)
+    env.reset(seed=0)
+    np.testing.assert_array_equal(env.get_state(), s0)
+    obs_again, _ = env.reset(seed=0)
+    parts = (lambda o: list(o.values()) if isinstance(o, dict) else [o])
+    for a, b in zip(parts(obs), parts(obs_again), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_subclass_that_only_writes_reset_model_gets_a_working_reset():
+    from symgym.envs.sym_reach import SymReachEnv
+
+    class StraightArm(SymReachEnv):
+        def reset_model(self):
+            self.data.qpos[:] = [0.5, 0.0]
+            self.data.mocap_pos[0, :2] = self.np_random.uniform(-0.3, 0.3, size=2)
+
+    env = StraightArm()
+    obs, info = env.reset(seed=1)
+    np.testing.assert_allclose(env.tip_pos, 0.4 * np.array([np.cos(0.5), np.sin(0.5)]))
+    np.testing.assert_allclose(obs[8:10], env.tip_pos, atol=1e-6)   # forwarded before the observation
+    assert info["goal_distance"] == pytest.approx(np.linalg.norm(env.goal_pos - env.tip_pos))
