@@ -63,9 +63,9 @@ class DHNConfig:
     systems: tuple[str, ...] = SYSTEM_NAMES
     n_seeds: int = 3
     n_train: int = 48
-    n_test: int = 24
-    train_length: int = 40  # observed steps per training trajectory: the training horizon
-    prefix: int = 24  # observed steps of each test trajectory, used to fit its code
+    n_test: int = 16
+    train_length: int = 30  # observed steps per training trajectory: the training horizon
+    prefix: int = 20  # observed steps of each test trajectory, used to fit its code
     horizon_factor: int = 10  # rollouts run horizon_factor x train_length steps
     dt: float = 0.1
     substeps: int = 10
@@ -78,11 +78,11 @@ class DHNConfig:
     dhn_width: int = 32
     n_denoise: int = 5  # dhn: denoising passes per block at inference (levels 0, 1/5, .., 1; trained on 10 bins)
     interp_stride: int = 4
-    interp_length: int = 40  # steps after the prefix used for super-resolution
+    interp_length: int = 32  # steps after the prefix used for super-resolution
     vpt_threshold: float = 0.1
     latent_dim: int = 8
-    train_iters: int = 400
-    fit_iters: int = 60
+    train_iters: int = 300
+    fit_iters: int = 50
     batch: int = 48
     lr: float = 3e-3
     code_lr: float = 1e-2

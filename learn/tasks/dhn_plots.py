@@ -63,6 +63,7 @@ def plot_overview(per_system: dict[str, dict], summary: dict[str, Any], cfg, mod
         ax.set(title=f"super-resolution x{cfg.interp_stride}: MSE on filled states", ylabel="MSE (normalised)")
         ax = axes[row, 4]
         _bars(ax, MODELS, table, "probe_r2", reference=("random codes", table["random_codes_probe_r2"]))
-        ax.set(title="parameter probe R^2 on fitted codes (log params)", ylabel="R^2")
+        ax.set(title="parameter probe R^2 on fitted codes (log params)", ylabel="R^2 (axis cut at -1)")
+        ax.set_ylim(bottom=max(ax.get_ylim()[0], -1.0), top=1.0)
     fig.tight_layout()
     return fig
