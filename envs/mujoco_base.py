@@ -9,7 +9,8 @@ what symmetric planners use.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Mapping
 
 import gymnasium as gym
 import mujoco
@@ -59,6 +60,9 @@ class PlanarMujocoEnv(gym.Env):
     planar_pairs: tuple[tuple[str, str], ...] = ()
     yaw_hinges: tuple[str, ...] = ()
     mocap_bodies: tuple[str, ...] = ()
+    #: planner hyper-parameters that work on this env (``horizon``, ``noise_sigma``, ``temperature``); envs
+    #: used by planners override it (see ``symgym.envs.protocols.PlannerEnv``)
+    planner_defaults: Mapping[str, float] = MappingProxyType({})
 
     def __init__(self, render_mode: str | None = None):
         if render_mode not in (None, "rgb_array"):
@@ -67,7 +71,7 @@ class PlanarMujocoEnv(gym.Env):
         self.model = self._build_model()
         self.data = mujoco.MjData(self.model)
         self._layout = state_layout(self.model)
-        self._physics_components = list(state_layout(self.model, PHYSICS_SPEC))
+        self._physics_layout = state_layout(self.model, PHYSICS_SPEC)
         self._index_joints()
 
     # -- model ---------------------------------------------------------------------------
@@ -105,11 +109,22 @@ class PlanarMujocoEnv(gym.Env):
         mujoco.mj_getState(self.model, self.data, state, STATE_SPEC)
         return state
 
+    @property
+    def state_layout(self) -> Mapping[str, slice]:
+        """Where each component (``"QPOS"``, ``"QVEL"``, ``"WARMSTART"``, ``"MOCAP_POS"``, ...) sits in a
+        ``get_state()`` vector (read-only)."""
+        return MappingProxyType(self._layout)
+
+    @property
+    def physics_layout(self) -> Mapping[str, slice]:
+        """Where each component sits in a ``physics_state()`` vector, the state ``mujoco.rollout`` takes."""
+        return MappingProxyType(self._physics_layout)
+
     def physics_state(self, state: np.ndarray | None = None) -> np.ndarray:
         """The ``PHYSICS_SPEC`` part of a ``get_state()`` vector (or batch): what ``mujoco.rollout`` expects."""
         state = self.get_state() if state is None else np.asarray(state)
         layout = self._layout
-        parts = [state[..., layout[name]] for name in self._physics_components]
+        parts = [state[..., layout[name]] for name in self._physics_layout]
         return np.concatenate(parts, axis=-1)
 
     def set_state(self, state: np.ndarray) -> None:

@@ -28,7 +28,7 @@ def _dynamics_error(env_id, steps=30, **kwargs):
         return env.get_state()
 
     def planar(state):  # pusher and puck positions: what the wind pushes (yaw and solver warm start aside)
-        return state[env._layout["QPOS"]][env._pair_qpos]
+        return state[env.state_layout["QPOS"]][env._pair_qpos]
 
     base = rollout(s0, actions)
     errors = []
@@ -77,7 +77,7 @@ def test_obstacle_breaks_symmetry_only_when_present():
     env.reset(seed=0)
     state = env.get_state()
     post = np.array(env.obstacle["pos"])
-    qpos = env._layout["QPOS"]
+    qpos = env.state_layout["QPOS"]
     s = state.copy()
     s[qpos.start + env._pair_qpos[1]] = post - np.array([0.09, 0.0])
     s[qpos.start + env._pair_qpos[0]] = post - np.array([0.14, 0.0])

@@ -33,7 +33,7 @@ def simulate(env, state: np.ndarray, actions: np.ndarray) -> np.ndarray:
 
 def physical(env, state: np.ndarray) -> np.ndarray:
     """qpos and qvel: the part of the state that the dynamics evolve."""
-    return np.concatenate([state[..., env._layout["QPOS"]], state[..., env._layout["QVEL"]]], axis=-1)
+    return np.concatenate([state[..., env.state_layout["QPOS"]], state[..., env.state_layout["QVEL"]]], axis=-1)
 
 
 @pytest.mark.parametrize("env_id", sorted(ENV_GROUPS))
@@ -93,7 +93,7 @@ def test_cost_is_invariant(env_id):
     env.reset(seed=5)
     rng = np.random.default_rng(2)
     states = env.transform_state(O2Element(), np.tile(env.get_state(), (4, 3, 1)))
-    states[..., env._layout["QVEL"]] += rng.normal(size=states[..., env._layout["QVEL"]].shape)
+    states[..., env.state_layout["QVEL"]] += rng.normal(size=states[..., env.state_layout["QVEL"]].shape)
     actions = rng.uniform(-1, 1, size=(4, 3, *env.action_space.shape))
     base = env.cost(states, actions)
     for g in ENV_GROUPS[env_id]():
@@ -138,8 +138,8 @@ def test_cartpole_mirror_negates_cart_and_pole():
     env.reset(seed=0)
     s = env.get_state()
     m = env.transform_state(MIRROR_X, s)
-    np.testing.assert_allclose(m[env._layout["QPOS"]], -s[env._layout["QPOS"]])
-    np.testing.assert_allclose(m[env._layout["TIME"]], s[env._layout["TIME"]])
+    np.testing.assert_allclose(m[env.state_layout["QPOS"]], -s[env.state_layout["QPOS"]])
+    np.testing.assert_allclose(m[env.state_layout["TIME"]], s[env.state_layout["TIME"]])
 
 
 def test_reach_arm_starts_away_from_goal_and_renders():
@@ -200,3 +200,43 @@ def test_a_subclass_that_only_writes_reset_model_gets_a_working_reset():
     np.testing.assert_allclose(env.tip_pos, 0.4 * np.array([np.cos(0.5), np.sin(0.5)]))
     np.testing.assert_allclose(obs[8:10], env.tip_pos, atol=1e-6)   # forwarded before the observation
     assert info["goal_distance"] == pytest.approx(np.linalg.norm(env.goal_pos - env.tip_pos))
+
+
+PLANNER_IDS = ["SymPush-v0", "SymPushWind-v0", "SymPushObstacle-v0", "SymReach-v0", "SymCartPole-v0"]
+
+
+@pytest.mark.parametrize("env_id", PLANNER_IDS)
+def test_planner_envs_satisfy_the_protocol_through_public_names(env_id):
+    from symgym.envs.protocols import MujocoPlannerEnv, PlannerEnv, as_planner_env, missing_members
+
+    wrapped = gym.make(env_id)
+    env = as_planner_env(wrapped, MujocoPlannerEnv)
+    assert env is wrapped.unwrapped and isinstance(env, PlannerEnv) and isinstance(env, MujocoPlannerEnv)
+    assert missing_members(wrapped, MujocoPlannerEnv) == []
+    env.reset(seed=2)
+    state, layout = env.get_state(), env.state_layout
+    # the layout tiles the state vector and names where the simulator keeps qpos, qvel, mocap poses
+    spans = sorted((sl.start, sl.stop) for sl in layout.values())
+    assert spans[0][0] == 0 and spans[-1][1] == state.size
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+    np.testing.assert_array_equal(state[layout["QPOS"]], env.data.qpos)
+    np.testing.assert_array_equal(state[layout["QVEL"]], env.data.qvel)
+    np.testing.assert_array_equal(env.physics_state()[env.physics_layout["QPOS"]], env.data.qpos)
+    with pytest.raises(TypeError):
+        layout["QPOS"] = slice(0, 1)  # read-only: a planner cannot corrupt the env's bookkeeping
+    assert set(env.planner_defaults) <= {"horizon", "noise_sigma", "temperature"}
+    K, H = 3, 2
+    actions = env.project_actions(np.random.default_rng(0).normal(size=(K, H, *env.action_space.shape)))
+    assert env.cost(np.broadcast_to(state, (K, H, state.size)), actions).shape == (K,)
+
+
+def test_envs_without_a_cost_are_named_as_not_plannable():
+    from symgym.envs.protocols import PlannerEnv, as_planner_env, missing_members
+
+    env = gym.make("HepPickPlace-v0")
+    assert not isinstance(env.unwrapped, PlannerEnv)
+    missing = missing_members(env)
+    assert "project_actions" in missing and "actions_to_ctrl" in missing
+    assert "planner_defaults" not in missing and "state_layout" not in missing  # the MuJoCo base supplies these
+    with pytest.raises(ValueError, match=r"PickPlaceEnv cannot be planned in: it lacks .*project_actions"):
+        as_planner_env(env)
