@@ -6,8 +6,11 @@ predictor is equivariant, ``f_c(g . x) = g . f_c(x)``:
 
 * the identity component is ``exp(span{L_i})``; the Lie-algebra basis ``{L_i}`` is learned by
   minimising the equivariance loss for ``g = exp(sum_i c_i L_i)``, ``c_i ~ N(0, coef_std^2)``.
-  Generators are used at unit Frobenius norm (so none can shrink to zero, which would make
-  the loss vanish trivially) and a penalty on their pairwise cosine similarity keeps them distinct;
+  The basis is kept Frobenius-orthonormal (QR of the raw parameters): no generator can shrink to
+  zero, which would make the loss vanish trivially, none can collapse onto another, and with
+  isotropic ``c`` the loss depends only on the subspace ``span{L_i}``, not on the basis inside it;
+* the number of generators is found by adding one at a time (:func:`discover_generator_count`)
+  until the loss of the best basis jumps (the new direction cannot be made a symmetry);
 * discrete components are matrices ``D`` (normalised to ``|det D| = 1``) trained with the same
   loss on ``g = D exp(sum_i c_i L_i)`` from many random starts; those with a low loss are
   kept and de-duplicated modulo the identity component (``D_1 ~ D_2`` iff
@@ -17,17 +20,19 @@ predictor is equivariant, ``f_c(g . x) = g . f_c(x)``:
 it is the baseline that misses symmetries which hold only locally.
 
 How ``g`` acts on inputs and outputs is a :class:`GroupAction`: :class:`VectorAction` for
-points/vectors, :class:`FieldAction` for scalar fields on a square patch (resampled with
+points/vectors, :class:`PointSetAction` for sets of points (e.g. the four-momenta of a jet), :class:`FieldAction` for scalar fields on a square patch (resampled with
 ``grid_sample``, compared only inside a central disk that ``g`` maps into the patch).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from symgym.equivariance.lie_algebra import compare_algebras, principal_angles, structure_constants  # noqa: F401  (re-export)
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]
 
@@ -65,6 +70,23 @@ class VectorAction(GroupAction):
 
     def act_output(self, g: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return y if self.output == "trivial" else torch.einsum("bij,bj->bi", g, y)
+
+
+class PointSetAction(GroupAction):
+    """Inputs are sets of ``n`` points ``(B, n, d)``, every point moved by the same ``g``; outputs invariant."""
+
+    def __init__(self, dim: int, n_points: int):
+        if dim < 1 or n_points < 1:
+            raise ValueError(f"dim and n_points must be >= 1, got dim={dim}, n_points={n_points}")
+        self.dim, self.n_points = dim, n_points
+
+    def act_input(self, g: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] != (self.n_points, self.dim):
+            raise ValueError(f"inputs must end in ({self.n_points}, {self.dim}), got shape {tuple(x.shape)}")
+        return torch.einsum("bij,bnj->bni", g, x)
+
+    def act_output(self, g: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return y
 
 
 class FieldAction(GroupAction):
@@ -138,8 +160,12 @@ def equivariance_loss(
     return total / len(predictors)
 
 
-def _unit(generators: torch.Tensor) -> torch.Tensor:
-    return generators / generators.flatten(1).norm(dim=1).clamp_min(1e-8)[:, None, None]
+def _orthonormal(generators: torch.Tensor) -> torch.Tensor:
+    """Frobenius-orthonormal basis of ``span(generators)`` (QR; the first direction is kept first)."""
+    k, d = generators.shape[0], generators.shape[-1]
+    q, r = torch.linalg.qr(generators.reshape(k, d * d).T)
+    q = q * torch.sign(torch.diagonal(r)).where(torch.diagonal(r) != 0, torch.ones(())).unsqueeze(0)
+    return q.T.reshape(k, d, d)
 
 
 def sample_identity_component(generators: torch.Tensor, n: int, coef_std: float, gen: torch.Generator) -> torch.Tensor:
@@ -164,7 +190,6 @@ class LieDiscoveryConfig:
     lr: float = 0.06
     batch: int = 32
     coef_std: float = 1.0
-    cos_weight: float = 1.0
     restarts: int = 3
     #: the learned basis counts as a symmetry only if its equivariance loss is at most this
     accept_max: float = 0.1
@@ -173,7 +198,7 @@ class LieDiscoveryConfig:
 
 @dataclass
 class LieDiscoveryResult:
-    generators: np.ndarray  # (k, d, d), unit Frobenius norm
+    generators: np.ndarray  # (k, d, d), Frobenius-orthonormal
     loss: float  # equivariance loss of the final basis on fresh samples
     restart_losses: list[float]
     history: list[float] = field(default_factory=list)  # training loss of the best restart
@@ -185,11 +210,15 @@ def discover_lie_algebra(
     action: GroupAction,
     config: LieDiscoveryConfig | None = None,
     on_step: Callable[[int, np.ndarray], None] | None = None,
+    init: np.ndarray | None = None,
+    linear_start: bool = False,
 ) -> LieDiscoveryResult:
-    """Learn ``config.n_generators`` unit-norm generators that make every predictor equivariant.
+    """Learn ``config.n_generators`` orthonormal generators that make every predictor equivariant.
 
-    Each restart starts from random generators; the restart with the lowest held-out loss wins.
-    ``on_step(step, generators)`` is called after every optimiser step (e.g. to log cosine similarity).
+    Each restart starts from random generators (the first ``len(init)`` replaced by ``init``, a
+    warm start); with ``linear_start`` the first restart fills the rest from the linearised
+    condition (:func:`linearised_symmetry_form`). The restart with the lowest held-out loss wins. ``on_step(step, generators)`` is
+    called after every optimiser step (e.g. to log cosine similarity).
     """
     config = config or LieDiscoveryConfig()
     if config.n_generators < 1:
@@ -198,30 +227,40 @@ def discover_lie_algebra(
     d, k = action.dim, config.n_generators
     best: LieDiscoveryResult | None = None
     losses = []
-    for _ in range(config.restarts):
-        raw = _unit(torch.randn(k, d, d, generator=gen)).requires_grad_(True)
-        opt = torch.optim.Adam([raw], lr=config.lr)
+    if init is not None and (np.ndim(init) != 3 or len(init) > k or np.shape(init)[1:] != (d, d)):
+        raise ValueError(f"init must hold at most {k} generators of shape ({d}, {d}), got shape {np.shape(init)}")
+    for restart in range(config.restarts):
+        start = torch.randn(k, d, d, generator=gen)
+        if init is not None and len(init):
+            start[: len(init)] = torch.as_tensor(np.asarray(init), dtype=torch.float32)
+        if linear_start and restart == 0:
+            q = linearised_symmetry_form(predictors, inputs, action, n=4 * config.batch, seed=config.seed)
+            start = torch.as_tensor(_linearised_start(q, np.zeros((0, d, d)) if init is None else init, k, d), dtype=torch.float32)
+        raw = _orthonormal(start).requires_grad_(True)
+        start_basis = raw.detach().clone()
+        refine = linear_start and restart == 0  # already near the answer: small steps
+        opt = torch.optim.Adam([raw], lr=config.lr * (0.1 if refine else 1.0))
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, config.steps)  # settle at the end
         history = []
         for step in range(config.steps):
-            L = _unit(raw)
+            L = _orthonormal(raw)
             g = sample_identity_component(L, config.batch, config.coef_std, gen)
             loss = equivariance_loss(predictors, _sample_batches(inputs, config.batch, gen), action, g)
-            if k > 1:  # distinct generators: penalise squared cosine similarity of every pair
-                flat = L.flatten(1)
-                cos = flat @ flat.T
-                loss = loss + config.cos_weight * (cos.triu(1) ** 2).sum()
             opt.zero_grad()
             loss.backward()
             opt.step()
-            with torch.no_grad():  # stay on the unit sphere so that lr is an angle per step
-                raw.copy_(_unit(raw))
+            with torch.no_grad():  # stay orthonormal so that lr is an angle per step
+                raw.copy_(_orthonormal(raw))
             sched.step()
             history.append(loss.item())
             if on_step is not None:
-                on_step(step, _unit(raw).detach().numpy())
-        L = _unit(raw.detach())
+                on_step(step, raw.detach().numpy().copy())
+        L = _orthonormal(raw.detach())
         final = evaluate_group(predictors, inputs, action, L, None, config.coef_std, n=4 * config.batch, seed=config.seed + 1)
+        if init is not None or refine:  # a warm start is kept if the optimiser did not improve on it
+            at_start = evaluate_group(predictors, inputs, action, start_basis, None, config.coef_std, n=4 * config.batch, seed=config.seed + 1)
+            if at_start < final:
+                L, final = start_basis, at_start
         losses.append(final)
         if best is None or final < best.loss:
             best = LieDiscoveryResult(L.numpy(), final, [], history)
@@ -248,6 +287,100 @@ def evaluate_group(
     if discrete is not None:
         g = torch.as_tensor(np.asarray(discrete), dtype=torch.float32) @ g
     return float(equivariance_loss(predictors, _sample_batches(inputs, n, gen), action, g))
+
+
+@torch.no_grad()
+def linearised_symmetry_form(
+    predictors: Sequence[Predictor], inputs: Sequence[torch.Tensor], action: GroupAction, n: int = 256, eps: float = 1e-2, seed: int = 0
+) -> np.ndarray:
+    """The quadratic form ``Q`` on ``gl(d)`` of the infinitesimal equivariance residual.
+
+    ``X^T Q X = mean |d/dt [f(e^{tX} x) - e^{tX} f(x)]_{t=0}|^2 / Var f`` (central differences of
+    step ``eps``); its null space is the Lie algebra of the predictors' symmetry, its small
+    eigenvectors warm-start the generator search.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    d = action.dim
+    q = np.zeros((d * d, d * d))
+    for f, x in zip(predictors, _sample_batches(inputs, n, gen)):
+        y = f(x)
+        w = action.output_weight(y)
+        scale = float((((y - y.mean(0, keepdim=True)) ** 2) * w).mean().clamp_min(1e-12))
+        cols = []
+        for a in range(d * d):
+            e = torch.zeros(d * d)
+            e[a] = eps
+            g = torch.linalg.matrix_exp(e.reshape(d, d)).expand(n, d, d)
+            gi = torch.linalg.matrix_exp(-e.reshape(d, d)).expand(n, d, d)
+            diff = (f(action.act_input(g, x)) - action.act_output(g, y)) - (f(action.act_input(gi, x)) - action.act_output(gi, y))
+            cols.append((diff * w.sqrt() / (2 * eps)).reshape(-1).double().numpy())
+        jac = np.stack(cols, axis=1)
+        q += jac.T @ jac / (jac.shape[0] * scale)
+    return q / len(predictors)
+
+
+def _linearised_start(q: np.ndarray, basis: np.ndarray, k: int, d: int) -> np.ndarray:
+    """``basis`` extended to ``k`` directions by the smallest eigenvectors of ``Q`` orthogonal to it."""
+    b = np.asarray(basis, dtype=np.float64).reshape(-1, d * d)
+    proj = np.eye(d * d) - (b.T @ np.linalg.pinv(b.T) if len(b) else 0.0)
+    evals, evecs = np.linalg.eigh(proj @ q @ proj + 1e6 * (np.eye(d * d) - proj))
+    return np.concatenate([b, evecs[:, : k - len(b)].T]).reshape(k, d, d)
+
+
+# --------------------------------------------------------------------------- how many generators
+
+@dataclass
+class GeneratorCountConfig:
+    """Stopping rule of :func:`discover_generator_count`.
+
+    ``k`` generators are accepted when the held-out loss ``L_k`` of the best ``k``-dimensional
+    basis satisfies ``L_k <= accept_max`` and ``L_k <= jump_ratio * L_{k-1} + jump_floor``
+    (``L_0 = 0``). The count is the last accepted ``k``: the search stops at the first ``k`` whose
+    new direction cannot be made a symmetry, i.e. when adding a generator stops keeping the loss
+    at the noise floor the predictors' fit errors set.
+    """
+
+    max_generators: int = 4
+    #: first restart of each k starts from the linearised condition (the rest from random directions)
+    linear_start: bool = True
+    jump_ratio: float = 3.0
+    jump_floor: float = 0.02
+    accept_max: float = 0.1
+
+
+@dataclass
+class GeneratorCountResult:
+    n_generators: int
+    generators: np.ndarray  # (n, d, d) basis of the accepted algebra (empty if n = 0)
+    losses: list[float]  # L_1, L_2, ... as far as the search went
+    thresholds: list[float]  # the bound each L_k was held to
+    bases: list[np.ndarray] = field(default_factory=list)  # the best basis found for every k tried
+
+
+def discover_generator_count(
+    predictors: Sequence[Predictor],
+    inputs: Sequence[torch.Tensor],
+    action: GroupAction,
+    lie: LieDiscoveryConfig | None = None,
+    count: GeneratorCountConfig | None = None,
+) -> GeneratorCountResult:
+    """Add generators one at a time (warm-started from the previous basis) until the loss jumps."""
+    lie, count = lie or LieDiscoveryConfig(), count or GeneratorCountConfig()
+    if count.max_generators < 1:
+        raise ValueError(f"max_generators must be >= 1, got {count.max_generators}")
+    losses, thresholds, bases = [], [], []
+    accepted = np.zeros((0, action.dim, action.dim))
+    previous = 0.0
+    for k in range(1, count.max_generators + 1):
+        res = discover_lie_algebra(predictors, inputs, action, replace(lie, n_generators=k, seed=lie.seed + k), init=accepted, linear_start=count.linear_start)
+        bound = min(count.accept_max, count.jump_ratio * previous + count.jump_floor)
+        losses.append(res.loss)
+        thresholds.append(bound)
+        bases.append(res.generators)
+        if res.loss > bound:
+            break
+        accepted, previous = res.generators, res.loss
+    return GeneratorCountResult(len(accepted), accepted, losses, thresholds, bases)
 
 
 # --------------------------------------------------------------------------- discrete components
@@ -429,7 +562,7 @@ def to_planar_group(group: DiscoveredGroup, grid_order: int = 4, min_antisymmetr
     only for C4/D4, hence the discretisation. Returns ``None`` when no rotation symmetry was found
     (the downstream model is then the unconstrained one).
     """
-    from equivariance.groups import PlanarGroup
+    from symgym.equivariance.groups import PlanarGroup
 
     rotation = any(
         np.linalg.norm(L - L.T) / max(np.linalg.norm(2 * L), 1e-12) >= min_antisymmetry for L in group.generators

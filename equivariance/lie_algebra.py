@@ -38,7 +38,7 @@ def structure_constants(basis: np.ndarray) -> tuple[np.ndarray, float]:
             br = (b[i] @ b[j] - b[j] @ b[i]).ravel()
             coef, *_ = np.linalg.lstsq(flat.T, br, rcond=None)
             c[i, j] = coef
-            worst = max(worst, float(np.linalg.norm(br - flat.T @ coef) / (np.linalg.norm(b[i]) * np.linalg.norm(b[j]))))
+            worst = max(worst, float(np.linalg.norm(br - flat.T @ coef) / max(np.linalg.norm(b[i]) * np.linalg.norm(b[j]), 1e-12)))
     return c, worst
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from equivariance.discovery import (
+from symgym.equivariance.discovery import (
     DiscoveredGroup,
     DiscreteDiscoveryConfig,
     FieldAction,
@@ -19,7 +19,7 @@ from equivariance.discovery import (
     sample_identity_component,
     to_planar_group,
 )
-from physics.pde import ChartFunctionFamily
+from symgym.physics.pde import ChartFunctionFamily
 
 torch.set_num_threads(1)
 
@@ -198,8 +198,8 @@ def test_bad_inputs_raise():
 
 
 def test_steerable_downstream_model_is_d4_equivariant():
-    from equivariance.groups import PlanarGroup
-    from learn.tasks.atlasd import SteerableTendencyCNN
+    from symgym.equivariance.groups import PlanarGroup
+    from symgym.learn.tasks.atlasd import SteerableTendencyCNN
 
     mask = torch.zeros(17, 17)
     mask[2:6, 9:14] = 1
@@ -213,3 +213,163 @@ def test_steerable_downstream_model_is_d4_equivariant():
         torch.testing.assert_close(model.forward_with_mask(u.flip(-1), m.flip(-1)), y.flip(-1), atol=1e-4, rtol=1e-4)
         # with the mask held fixed (the obstacle does not move) the symmetry is broken
         assert (model(torch.rot90(u, 1, dims=(-2, -1))) - torch.rot90(y, 1, dims=(-2, -1))).abs().max() > 1e-3
+
+
+# --------------------------------------------------------------------------- generator count, >= 3-D algebras
+
+from symgym.equivariance.discovery import (  # noqa: E402
+    GeneratorCountConfig,
+    PointSetAction,
+    compare_algebras,
+    discover_generator_count,
+    discover_lie_algebra,
+    linearised_symmetry_form,
+)
+from symgym.physics.jets import JetFamily, lorentz_algebra_basis  # noqa: E402
+
+
+def _torch_jet_observables(fam):
+    eta = torch.tensor(fam.eta, dtype=torch.float32)
+
+    def make(c):
+        a, w, b, e = (float(v) for v in fam.params[c])
+
+        def f(x):
+            dot = lambda u, v: torch.einsum("ni,ij,nj->n", u, eta, v)  # noqa: E731
+            total = x.sum(1)
+            return a * torch.sin(w * dot(x[:, 0], x[:, 1])) + b * dot(x[:, 0], x[:, 2]) + e * dot(total, total) / x.shape[1]
+
+        return f
+
+    return [make(c) for c in range(fam.n_charts)]
+
+
+def _jet_toy(spatial_dims, seed=0):
+    fam = JetFamily(n_charts=2, spatial_dims=spatial_dims, seed=seed)
+    rng = np.random.default_rng(seed)
+    inputs = [torch.tensor(fam.sample(c, 128, rng), dtype=torch.float32) for c in range(2)]
+    return fam, _torch_jet_observables(fam), inputs, PointSetAction(spatial_dims + 1, fam.n_particles)
+
+
+def test_count_criterion_finds_one_generator_for_rotation_invariant_charts():
+    fam = ChartFunctionFamily("euclidean", n_charts=2, seed=3)
+    gen = torch.Generator().manual_seed(0)
+    inputs = [torch.rand(128, 2, generator=gen) * 2 - 1 for _ in range(2)]
+    res = discover_generator_count(
+        _torch_chart_functions(fam), inputs, VectorAction(2), LieDiscoveryConfig(steps=40, restarts=1, batch=32), GeneratorCountConfig(max_generators=3)
+    )
+    assert res.n_generators == 1
+    assert len(res.losses) == 2 and res.losses[1] > res.thresholds[1] > res.losses[0]  # the second one jumps
+    assert cosine_similarity_up_to_sign(res.generators[0], J) > 0.999
+
+
+def test_count_criterion_finds_three_generators_of_so12_and_they_match_the_truth():
+    fam, preds, inputs, action = _jet_toy(spatial_dims=2)
+    res = discover_generator_count(
+        preds, inputs, action, LieDiscoveryConfig(steps=30, restarts=1, batch=32, coef_std=0.5), GeneratorCountConfig(max_generators=5)
+    )
+    assert res.n_generators == 3
+    assert len(res.losses) == 4 and res.losses[3] > res.thresholds[3]
+    cmp = compare_algebras(res.generators, fam.true_generators)
+    assert cmp["max_principal_angle_deg"] < 1.0
+    assert cmp["structure_constant_rel_error"] < 1e-2 and cmp["closure_residual"] < 1e-2
+    assert cmp["trace_form_signature"] == [2, 1]  # two boosts (+), one rotation (-)
+
+
+def test_linearised_form_null_space_is_so13_for_jet_observables():
+    fam, preds, inputs, action = _jet_toy(spatial_dims=3, seed=1)
+    q = linearised_symmetry_form(preds, inputs, action, n=128)
+    evals, evecs = np.linalg.eigh(q)
+    assert evals[5] < 1e-6 * evals[-1] and evals[6] > 1e-4 * evals[-1]  # a 6-dim null space, then a gap
+    cmp = compare_algebras(evecs[:, :6].T.reshape(6, 4, 4), lorentz_algebra_basis(3))
+    assert cmp["max_principal_angle_deg"] < 0.5 and cmp["trace_form_signature"] == [3, 3]
+
+
+def test_discovered_basis_is_orthonormal():
+    fam, preds, inputs, action = _jet_toy(spatial_dims=2)
+    res = discover_lie_algebra(preds, inputs, action, LieDiscoveryConfig(n_generators=2, steps=10, restarts=1, batch=16))
+    flat = res.generators.reshape(2, -1)
+    np.testing.assert_allclose(flat @ flat.T, np.eye(2), atol=1e-5)
+
+
+def test_compare_algebras_is_basis_free_and_tells_so13_from_so4():
+    truth = lorentz_algebra_basis(3)
+    mix = np.random.default_rng(0).normal(size=(6, 6))  # any invertible change of basis
+    same = compare_algebras(np.einsum("ab,bij->aij", mix, truth), truth)
+    assert same["max_principal_angle_deg"] < 1e-3 and same["structure_constant_rel_error"] < 1e-8
+    assert same["closure_residual"] < 1e-8 and same["trace_form_signature"] == [3, 3]
+    so4 = np.stack([m - m.T for m in np.eye(16).reshape(16, 4, 4)[[1, 2, 3, 6, 7, 11]]])
+    other = compare_algebras(so4, truth)
+    assert other["max_principal_angle_deg"] > 45 and other["trace_form_signature"] == [0, 6]
+    assert other["structure_constant_rel_error"] > 0.3
+
+
+def test_point_set_action_moves_every_point_and_checks_shape():
+    action = PointSetAction(3, 2)
+    g = torch.randn(5, 3, 3)
+    x = torch.randn(5, 2, 3)
+    moved = action.act_input(g, x)
+    torch.testing.assert_close(moved[:, 1], torch.einsum("bij,bj->bi", g, x[:, 1]))
+    with pytest.raises(ValueError, match=r"\(2, 3\)"):
+        action.act_input(g, torch.randn(5, 3, 3))
+    with pytest.raises(ValueError, match="max_generators"):
+        discover_generator_count([lambda v: v.sum((1, 2))], [x], action, count=GeneratorCountConfig(max_generators=0))
+
+
+# --------------------------------------------------------------------------- task pieces
+
+
+def test_exact_heat_predictor_is_the_simulator_step():
+    from symgym.learn.tasks.atlasd_models import ExactHeatTendency
+    from symgym.physics.pde import HeatObstacleConfig, HeatObstacleSim
+
+    sim = HeatObstacleSim(HeatObstacleConfig(size=24, obstacle=(4, 9, 14, 20)))
+    u = sim.random_initial(np.random.default_rng(0), 3)
+    pred = ExactHeatTendency(sim, torch.from_numpy(sim.obstacle_mask))
+    out = pred(torch.from_numpy(u).float()[:, None])[:, 0].double().numpy()
+    np.testing.assert_allclose(out, sim.step(u) - u, atol=1e-5)
+
+
+def test_plain_cnn_width_matches_steerable_parameter_count():
+    from symgym.equivariance.groups import PlanarGroup
+    from symgym.learn.tasks.atlasd_models import MaskedCNN, SteerableTendencyCNN, count_parameters, matched_cnn_hidden
+
+    mask = torch.zeros(16, 16)
+    target = count_parameters(SteerableTendencyCNN(mask, PlanarGroup(4, reflections=True), fields=6))
+    plain = count_parameters(MaskedCNN(mask, hidden=matched_cnn_hidden(target, mask)))
+    assert abs(plain - target) / target < 0.05
+
+
+def test_steerable_model_is_equivariant_on_random_group_elements():
+    """Random elements of D4 (the grid-exact part of the discovered O(2)), with several widths."""
+    from symgym.equivariance.groups import PlanarGroup
+    from symgym.learn.tasks.atlasd_models import SteerableTendencyCNN
+
+    rng = np.random.default_rng(5)
+    for fields in (1, 3):
+        mask = torch.from_numpy((rng.random((15, 15)) < 0.1).astype(np.float32))
+        model = SteerableTendencyCNN(mask, PlanarGroup(4, reflections=True), fields=fields).eval()
+        u, m = torch.randn(2, 1, 15, 15), mask[None, None].expand(2, 1, 15, 15)
+        with torch.no_grad():
+            y = model.forward_with_mask(u, m)
+            for _ in range(4):
+                k, flip = int(rng.integers(4)), bool(rng.integers(2))
+                act = lambda t: torch.rot90(t.flip(-1) if flip else t, k, dims=(-2, -1))  # noqa: E731
+                torch.testing.assert_close(model.forward_with_mask(act(u), act(m)), act(y), atol=1e-4, rtol=1e-4)
+
+
+def test_downstream_claims_compare_matched_models_per_size():
+    from symgym.learn.tasks.atlasd_downstream import downstream_claims
+
+    res = {
+        "n_train": [1, 4],
+        "seeds": [0, 1, 2],
+        "models": {
+            "steerable_D4": {"parameters": 100, "test_relative_mse": [[0.1, 0.01], [0.12, 0.011], [0.11, 0.012]]},
+            "cnn": {"parameters": 104, "test_relative_mse": [[0.3, 0.01], [0.32, 0.012], [0.31, 0.011]]},
+        },
+    }
+    claims = downstream_claims(res)
+    assert [c["n_train"] for c in claims] == [1, 4]
+    assert claims[0]["holds"] is True and claims[0]["n_seeds"] == 3
+    assert claims[1]["holds"] == "inconclusive"
