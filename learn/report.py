@@ -9,6 +9,7 @@ baseline share seeds) and ``--markdown`` prints it as the README's tables.
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 from pathlib import Path
@@ -20,8 +21,9 @@ from symgym.learn.io import save_figure, write_json
 from symgym.learn.ledger import claim, summarize
 from symgym.learn.sweep import SweepSpec, expand, expand_claims, load_spec, select, trials_dir
 
-BOOTSTRAP_REPS = 5_000
-PROFILE_REPS = 1_000
+#: bootstrap repetitions (arch resamples in a Python loop: 2000 keep a sweep's report to about a minute here)
+BOOTSTRAP_REPS = 2_000
+PROFILE_REPS = 500
 
 
 def _rliable():
@@ -65,9 +67,10 @@ def load_summaries(spec: SweepSpec, out: str | Path) -> tuple[list[dict[str, Any
     return found, missing
 
 
-def iqm_with_ci(values: np.ndarray, reps: int = BOOTSTRAP_REPS, seed: int = 0) -> tuple[float, list[float]]:
+def iqm_with_ci(values: np.ndarray, reps: int | None = None, seed: int = 0) -> tuple[float, list[float]]:
     """IQM of a (seeds,) or (seeds, tasks) array and rliable's percentile stratified-bootstrap 95% CI."""
     rly, metrics = _rliable()
+    reps = reps or BOOTSTRAP_REPS
     scores = np.asarray(values, dtype=np.float64)
     scores = scores[:, None] if scores.ndim == 1 else scores
     point, ci = rly.get_interval_estimates({"x": scores}, lambda x: np.array([metrics.aggregate_iqm(x)]),
@@ -76,9 +79,10 @@ def iqm_with_ci(values: np.ndarray, reps: int = BOOTSTRAP_REPS, seed: int = 0) -
 
 
 def probability_of_improvement(method: np.ndarray, baseline: np.ndarray, higher_is_better: bool = True,
-                               reps: int = BOOTSTRAP_REPS, seed: int = 0) -> tuple[float, list[float]]:
+                               reps: int | None = None, seed: int = 0) -> tuple[float, list[float]]:
     """P(a method run beats a baseline run) with its bootstrap 95% CI (rliable)."""
     rly, metrics = _rliable()
+    reps = reps or BOOTSTRAP_REPS
     sign = 1.0 if higher_is_better else -1.0
     x = sign * np.asarray(method, np.float64)[:, None]
     y = sign * np.asarray(baseline, np.float64)[:, None]
@@ -139,8 +143,9 @@ def ledger(spec: SweepSpec, summaries: list[dict[str, Any]]) -> list[dict[str, A
         entry = claim(c["claim"], c["metric"], c["method"], c["baseline"], mv, bv, higher_is_better=higher,
                       effect=c.get("effect", "difference"), method_seeds=ms, baseline_seeds=bs, where=where)
         if len(mv) > 1 and len(bv) > 1:
-            entry["method_iqm"] = iqm_with_ci(np.array(mv))[0]
-            entry["baseline_iqm"] = iqm_with_ci(np.array(bv))[0]
+            _, metrics = _rliable()
+            entry["method_iqm"] = float(metrics.aggregate_iqm(np.array(mv)[:, None]))
+            entry["baseline_iqm"] = float(metrics.aggregate_iqm(np.array(bv)[:, None]))
             p, pci = probability_of_improvement(np.array(mv), np.array(bv), higher)
             entry["probability_of_improvement"], entry["probability_of_improvement_ci95"] = p, pci
         evidence.append(entry)
@@ -207,7 +212,7 @@ def build_report(spec: SweepSpec, out: str | Path = "results") -> dict[str, Any]
             "performance_profile": performance_profiles(spec, summaries, spec.metrics[0]),
             "curves": curves(summaries), "evidence": evidence, "evidence_summary": summarize(evidence),
             "statistics": {"aggregate": "IQM (rliable)", "ci": "percentile stratified bootstrap, 95%",
-                           "reps": BOOTSTRAP_REPS, "claims": "symgym.learn.ledger.claim (paired where seeds match)"}}
+                           "reps": BOOTSTRAP_REPS, "profile_reps": PROFILE_REPS, "claims": "symgym.learn.ledger.claim (paired where seeds match)"}}
 
 
 def plot_report(report: dict[str, Any], out_dir: Path, name: str) -> list[Path]:
@@ -261,6 +266,26 @@ def plot_report(report: dict[str, Any], out_dir: Path, name: str) -> list[Path]:
         fig.tight_layout()
         paths.append(save_figure(fig, out_dir / f"{name}_curves.png"))
     return paths
+
+
+def sweep_and_report(name: str, out_dir: str | Path = "results", quick: bool = False, seed: int = 0,
+                     log=print, **sweep_kwargs) -> dict[str, Any]:
+    """What ``symgym bench NAME`` runs for a benchmark ported to a sweep spec: the sweep (resuming), then the
+    report, whose PNGs go to ``out_dir``; the bench runner writes the returned dict to ``out_dir/NAME.json``.
+    ``seed`` shifts every seed of the grid."""
+    from symgym.learn.sweep import run_sweep
+
+    spec = load_spec(name, quick=quick)
+    if seed:
+        raw = copy.deepcopy(spec.raw)
+        raw["grid"]["seed"] = [s + seed for s in raw["grid"].get("seed", [0])]
+        raw["name"] = f"{spec.name}-seed{seed}"
+        spec = load_spec(raw)
+    run = run_sweep(spec, out=out_dir, log=log, **sweep_kwargs)
+    report = build_report(spec, out_dir)
+    report["plots"] = [str(p) for p in plot_report(report, Path(out_dir), name)]
+    report["sweep_run"] = run
+    return report
 
 
 # -- markdown ---------------------------------------------------------------------------------------

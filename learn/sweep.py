@@ -41,6 +41,7 @@ from symgym.learn.trials import DICT_PARAMS, REQUIRED, TRIAL_KINDS, TrialKind
 
 SPEC_DIR = Path(__file__).parent / "bench" / "specs"
 SPEC_KEYS = ("name", "description", "trial", "grid", "params", "metrics", "claims", "compare", "quick")
+START_ATTEMPTS = 3  # ray.init retries: Ray allows its raylet 30 s to register, too little on an overloaded box
 CLAIM_KEYS = ("claim", "metric", "method", "baseline", "where", "for_each", "higher_is_better", "effect")
 
 
@@ -156,8 +157,14 @@ def load_spec(source: str | Path | dict[str, Any], quick: bool = False) -> Sweep
                      claims=list(raw.get("claims") or []), compare=compare, description=raw.get("description", ""),
                      source=where, raw=raw)
     trials = expand(spec, Path("."))
+    if quick:  # the tiny grid tests only the claims whose methods and cells it still has
+        labels = {a: {t.labels[a] for t in trials} for a in trials[0].labels}
+        spec.claims = [c for c in spec.claims if isinstance(c, dict)
+                       and {c.get("method"), c.get("baseline")} <= labels.get(spec.compare, set())
+                       and all(v in labels.get(a, ()) for a, v in (c.get("where") or {}).items())]
     _check_metrics(spec, trials)
     _check_claims(spec, trials)
+    spec.raw = {**{k: v for k, v in raw.items() if k != "quick"}, "claims": spec.claims}  # as run (sweep.json)
     return spec
 
 
@@ -270,7 +277,11 @@ def expand_claims(spec: SweepSpec) -> list[dict[str, Any]]:
         for combo in itertools.product(*label_lists):
             fill = dict(zip(each, combo))
             where = {**(c.get("where") or {}), **fill}
-            text = c["claim"].format(**{**fill, "method": c["method"], "baseline": c["baseline"]})
+            try:
+                text = c["claim"].format(**{**where, "method": c["method"], "baseline": c["baseline"]})
+            except (KeyError, IndexError, ValueError) as e:
+                raise ValueError(f"spec {spec.source}: claim {c['claim']!r} has a placeholder {e} that is not "
+                                 f"a for_each/where axis") from e
             out.append({**{k: v for k, v in c.items() if k != "for_each"}, "claim": text, "where": where})
     return out
 
@@ -350,11 +361,20 @@ def start_ray(address: str | None = None, num_cpus: int | None = None):
     if ray.is_initialized():
         return ray
     address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
+    kwargs = ({"address": address} if address else
+              {"num_cpus": num_cpus or os.cpu_count() or 1, "include_dashboard": False})
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            ray.init(log_to_driver=False, configure_logging=False, **kwargs)
+            return ray
+        except ConnectionError:
+            raise
+        except Exception as e:  # Ray gives up if its raylet has not registered within 30 s (overloaded machine)
+            ray.shutdown()
+            if attempt == START_ATTEMPTS:
+                where = f"the Ray cluster at {address}" if address else "a local Ray"
+                raise ConnectionError(f"could not start {where} after {START_ATTEMPTS} tries: "
+                                      f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
     return ray
 
 
@@ -379,7 +399,8 @@ def run_sweep(spec: SweepSpec, out: str | Path = "results", address: str | None 
     done = finished_keys(out, spec.name)
     if resume and not done and not done_dir.is_dir():
         raise ValueError(f"nothing to resume: no trial summaries of sweep {spec.name!r} under {done_dir}")
-    pending = [t for t in trials if t.key not in done]
+    # seed-major order: a sweep stopped part-way leaves every method with the same (paired) seeds
+    pending = sorted((t for t in trials if t.key not in done), key=lambda t: t.labels["seed"])
     write_json(done_dir / "sweep.json", {"name": spec.name, "source": spec.source, "spec": spec.raw,
                                          "trials": len(trials)})
     log(f"sweep {spec.name}: {len(trials)} trials, {len(trials) - len(pending)} already finished, "
@@ -388,6 +409,7 @@ def run_sweep(spec: SweepSpec, out: str | Path = "results", address: str | None 
               "errors": [], "ray_start_s": None, "wall_s": 0.0}
     if not pending:
         return report
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no experiment table; progress lines come from here
     start = time.perf_counter()
     ray = start_ray(address, num_cpus)
     report["ray_start_s"] = round(time.perf_counter() - start, 2)

@@ -111,16 +111,23 @@ def train_eval_trial(params: dict[str, Any], run_dir: Path) -> dict[str, Any]:
                          seed=int(params["seed"]), out=str(run_dir), demos=demos,
                          env_kwargs=dict(params["env_kwargs"]), agent_kwargs=dict(params["agent_kwargs"]))
     start = time.perf_counter()
-    train(config, progress=False)
+    try:  # no periodic EvalCallback/checkpoints inside a trial: the trial evaluates once, after training
+        from symgym.learn.training import TrainOptions
+
+        train(config, TrainOptions(progress=False, eval_freq=0, checkpoint_freq=0))
+    except ImportError:
+        train(config, progress=False)
     train_seconds = time.perf_counter() - start
     agent, _ = load_run(run_dir)
     start = time.perf_counter()
-    result = evaluate(agent, params["env"], episodes=int(params["episodes"]), seed=int(params["eval_seed"]),
+    # each trial seed evaluates its own held-out episodes; method and baseline with one seed share them
+    eval_seed = int(params["eval_seed"]) + 1000 * int(params["seed"])
+    result = evaluate(agent, params["env"], episodes=int(params["episodes"]), seed=eval_seed,
                       env_kwargs=dict(params["env_kwargs"]), progress=False).as_dict()
     metrics = {k: float(result[k]) for k in ("success_rate", "mean_return", "std_return", "mean_length")}
-    evals = {"default": result}
+    evals = {"default": {**result, "first_seed": eval_seed}}
     for variant, kwargs in params["eval_variants"].items():
-        res = evaluate(agent, params["env"], episodes=int(params["episodes"]), seed=int(params["eval_seed"]),
+        res = evaluate(agent, params["env"], episodes=int(params["episodes"]), seed=eval_seed,
                        env_kwargs={**params["env_kwargs"], **kwargs}, progress=False).as_dict()
         evals[variant] = res
         metrics[f"success_rate.{variant}"] = float(res["success_rate"])

@@ -7,38 +7,36 @@ A benchmark is a module under ``learn/bench/`` exposing
 It compares a method against its baseline *in the same run*, reports ratios, writes a PNG
 ``out_dir/NAME.png`` and returns a JSON-serialisable dict that ``symgym bench NAME``
 writes to ``out_dir/NAME.json`` (atomically). The README quotes these JSON files.
+
+The seeded comparisons (sac, mppi, transporter, hep) are sweep specs under ``specs/``: their ``run`` runs the
+sweep (``symgym sweep``, resuming) and its report (``symgym report``), so their JSON carries the claims ledger
+(``evidence``); ``--quick`` runs the spec's tiny grid.
 """
 from __future__ import annotations
 
-import importlib
 import platform
 import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from learn.io import write_json
+from symgym.agents.registry import Registry
+from symgym.learn.io import write_json
 
-BENCHES: dict[str, str] = {
-    "env-speed": "learn.bench.env_speed",
-    "equivariance": "learn.bench.equivariance",
-    "mppi": "learn.bench.mppi",
-    "sac": "learn.bench.sac",
-    "transporter": "learn.bench.transporter",
-    "hep": "learn.bench.hep",
-    "ros-latency": "learn.bench.ros_latency",
-}
-
-
-class UnknownBenchError(KeyError):
-    def __str__(self) -> str:
-        return f"unknown benchmark {self.args[0]!r}; known: {', '.join(sorted(BENCHES))}"
+BENCHES = Registry("benchmark", {
+    "env-speed": "symgym.learn.bench.env_speed",
+    "equivariance": "symgym.learn.bench.equivariance",
+    "mppi": "symgym.learn.bench.mppi",
+    "sac": "symgym.learn.bench.sac",
+    "transporter": "symgym.learn.bench.transporter",
+    "hep": "symgym.learn.bench.hep",
+    "ros-latency": "symgym.learn.bench.ros_latency",
+    "sweep-overhead": "symgym.learn.bench.sweep_overhead",
+})
 
 
 def load_bench(name: str) -> ModuleType:
-    if name not in BENCHES:
-        raise UnknownBenchError(name)
-    return importlib.import_module(BENCHES[name])
+    return BENCHES.load(name)
 
 
 def run_bench(name: str, out_dir: str | Path = "results", quick: bool = False, seed: int = 0) -> dict[str, Any]:

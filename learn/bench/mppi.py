@@ -1,8 +1,8 @@
 """``symgym bench mppi``: naive vs symmetric MPPI sampling, planner throughput, and the sampling toy.
 
-In one run, on SymReach-v0, SymPush-v0 and SymCartPole-v0:
-  * episode cost and success rate of naive vs orbit-symmetrised MPPI for each K, over several seeds,
-    with the ratio naive/symmetric cost per K (> 1: symmetric sampling is better);
+On SymReach-v0, SymPush-v0 and SymCartPole-v0:
+  * episode return and success rate of naive vs orbit-symmetrised MPPI for each K over 5 seeds: the sweep
+    ``specs/mppi.yaml`` (resumable; its claims form the ``evidence`` list, rliable IQMs and CIs per cell);
   * the planners' equivariance error on the env's finite group (symmetric ~0, naive reported);
   * planner rollout steps/s against the raw single-thread ``mj_step`` rate of the same model;
   * the ``pytorch-mppi`` package as a peer on the same env, horizon, K and simulator (skipped with a note
@@ -13,83 +13,35 @@ In one run, on SymReach-v0, SymPush-v0 and SymCartPole-v0:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import gymnasium as gym
 import mujoco
 import numpy as np
-from tqdm.auto import tqdm
 
-import envs  # noqa: F401  (registers ids)
-from agents.mppi import MPPIConfig, MPPIPlanner, action_orbit_matrices, orbit_noise
-from envs.sym_cartpole import ReflectionGroup
-from equivariance import DihedralGroup, Symmetry, equivariance_error, standard
-from learn.io import save_figure
+import symgym.envs  # noqa: F401  (registers ids)
+from symgym.agents.mppi import MPPIConfig, MPPIPlanner, action_orbit_matrices, orbit_noise
+from symgym.envs.sym_cartpole import ReflectionGroup
+from symgym.equivariance import DihedralGroup, Symmetry, equivariance_error, standard
+from symgym.learn.episodes import run_episode
+from symgym.learn.io import save_figure
 
 PEER_PACKAGE = "pytorch-mppi"
 
 
-@dataclass
-class BenchConfig:
-    ks: tuple[int, ...] = (8, 16, 32, 64, 128, 256)
-    seeds: int = 3
-    #: env id -> (episode steps, planning group for symmetric sampling or None for the env's own)
-    envs: dict[str, tuple[int, str | None]] = field(default_factory=lambda: {
-        "SymReach-v0": (100, None), "SymPush-v0": (100, "D4"), "SymCartPole-v0": (200, None)})
-    peer_k: int = 64
-    peer_steps: int = 30
-    toy_trials: int = 400
-
-    @classmethod
-    def quick(cls) -> "BenchConfig":
-        return cls(ks=(8, 32, 128), seeds=2, envs={"SymReach-v0": (60, None), "SymPush-v0": (60, "D4"),
-                                                   "SymCartPole-v0": (150, None)}, peer_steps=10, toy_trials=200)
-
-
 # -- control episodes ------------------------------------------------------------------------------
-def run_episode(env: gym.Env, planner: MPPIPlanner, seed: int, steps: int) -> dict:
-    """One episode of at most ``steps`` steps; cost is the summed stage cost, success the final ``is_success``."""
-    env.reset(seed=seed)
-    planner.reset()
-    total, plan_time, n = 0.0, 0.0, 0
-    info = {"is_success": False}
-    for n in range(1, steps + 1):
+def timed_episode(env: gym.Env, planner: MPPIPlanner, seed: int, steps: int) -> dict:
+    """One episode through the shared episode loop; cost is minus the return, plus the mean time per plan."""
+    times: list[float] = []
+
+    def policy(_obs):
         t0 = time.perf_counter()
         action = planner.act()
-        plan_time += time.perf_counter() - t0
-        _, reward, terminated, _, info = env.step(action)
-        total -= reward
-        if terminated:
-            break
-    return {"cost": total, "success": float(info["is_success"]), "plan_time_s": plan_time / n}
+        times.append(time.perf_counter() - t0)
+        return action
 
-
-def compare_sampling(env_id: str, steps: int, group: str | None, ks, seeds: int, bar) -> dict:
-    env = gym.make(env_id).unwrapped
-    rows = []
-    for k in ks:
-        row = {"K": k}
-        for symmetric in (False, True):
-            name = "symmetric" if symmetric else "naive"
-            planner = MPPIPlanner(env, MPPIConfig(samples=k, symmetric=symmetric, group=group))
-            eps = []
-            for seed in range(seeds):
-                planner.config.seed = seed
-                eps.append(run_episode(env, planner, seed=1000 + seed, steps=steps))
-                bar.update(1)
-            row[name] = {"cost": float(np.mean([e["cost"] for e in eps])),
-                         "cost_std": float(np.std([e["cost"] for e in eps])),
-                         "success": float(np.mean([e["success"] for e in eps])),
-                         "plan_time_ms": 1e3 * float(np.mean([e["plan_time_s"] for e in eps])),
-                         "rollouts": planner.num_samples,
-                         "rollout_steps_per_s": planner.rollout_steps_per_plan
-                         / float(np.mean([e["plan_time_s"] for e in eps]))}
-            planner.close()
-        row["cost_ratio_naive_over_symmetric"] = row["naive"]["cost"] / max(row["symmetric"]["cost"], 1e-12)
-        row["success_gain"] = row["symmetric"]["success"] - row["naive"]["success"]
-        rows.append(row)
-    return {"episode_steps": steps, "planning_group": group or env.symmetry.group.name, "by_K": rows}
+    ep = run_episode(env, policy, seed, on_reset=planner.reset, max_steps=steps)
+    return {"cost": -ep.total_reward, "success": float(ep.success), "plan_time_s": float(np.mean(times))}
 
 
 def planner_equivariance(env_id: str, group: str | None, k: int = 32) -> dict:
@@ -192,23 +144,22 @@ def pytorch_mppi_peer(env_id: str, k: int, steps: int, seed: int = 0) -> dict:
                 num_samples=k, horizon=horizon, lambda_=lam, device="cpu",
                 u_min=-torch.ones(na, dtype=torch.double), u_max=torch.ones(na, dtype=torch.double))
     torch.manual_seed(seed)
-    env.reset(seed=1000 + seed)
-    total, times = 0.0, []
-    for _ in range(steps):
+    times: list[float] = []
+
+    def policy(_obs):
         t0 = time.perf_counter()
         action = ctrl.command(torch.as_tensor(env.get_state(), dtype=torch.double)).cpu().numpy()
         times.append(time.perf_counter() - t0)
-        _, reward, terminated, _, _ = env.step(np.asarray(action, dtype=np.float64).reshape(na))
-        total -= reward
-        if terminated:
-            break
+        return np.asarray(action, dtype=np.float64).reshape(na)
+
+    total = -run_episode(env, policy, 1000 + seed, max_steps=steps).total_reward
     pool.close()
     return {"K": k, "horizon": horizon, "episode_steps": len(times), "plan_time_ms": 1e3 * float(np.mean(times)),
             "cost": total}
 
 
 def _phys_slice(env, name: str) -> slice:
-    from envs.mujoco_base import PHYSICS_SPEC, state_layout
+    from symgym.envs.mujoco_base import PHYSICS_SPEC, state_layout
 
     return state_layout(env.model, PHYSICS_SPEC)[name]
 
@@ -216,7 +167,7 @@ def _phys_slice(env, name: str) -> slice:
 def ours_short_episode(env_id: str, k: int, steps: int, seed: int = 0) -> dict:
     env = gym.make(env_id).unwrapped
     planner = MPPIPlanner(env, MPPIConfig(samples=k, seed=seed))
-    ep = run_episode(env, planner, seed=1000 + seed, steps=steps)
+    ep = timed_episode(env, planner, seed=1000 + seed, steps=steps)
     planner.close()
     return {"K": k, "horizon": planner.horizon, "plan_time_ms": 1e3 * ep["plan_time_s"], "cost": ep["cost"]}
 
@@ -267,30 +218,31 @@ def coordinate_regression_toy(ks, trials: int, seed: int = 0, temperatures=(0.05
 
 # -- figure -----------------------------------------------------------------------------------------
 def plot(results: dict, path: Path) -> Path:
+    """Return vs K per env (IQM and 95% CI over seeds, from the sweep report), the toy and the throughput."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    control = results["control"]
-    fig, axes = plt.subplots(2, 3, figsize=(13, 7.5))
-    for ax, (env_id, res) in zip(axes[0], control.items()):
-        ks = [r["K"] for r in res["by_K"]]
-        for name, colour in (("naive", "C0"), ("symmetric", "C3")):
-            cost = np.array([r[name]["cost"] for r in res["by_K"]])
-            std = np.array([r[name]["cost_std"] for r in res["by_K"]])
-            ax.errorbar(ks, cost, yerr=std, marker="o", color=colour, capsize=3, label=f"{name} sampling")
-        ax.set(xscale="log", xlabel="samples K", ylabel="episode cost", title=f"{env_id} ({res['planning_group']})")
-        ax.set_xticks(ks, [str(k) for k in ks])
+    groups = results["groups"]
+    envs = list(dict.fromkeys(g["labels"]["env"] for g in groups.values()))
+    fig, axes = plt.subplots(2, max(3, len(envs)), figsize=(13, 7.5), squeeze=False)
+    for ax, env_id in zip(axes[0], envs):
+        for name, colour in (("mppi", "C0"), ("sym-mppi", "C3")):
+            rows = sorted((int(g["labels"]["K"]), g["metrics"]["mean_return"]) for g in groups.values()
+                          if g["labels"]["env"] == env_id and g["labels"]["method"] == name
+                          and "mean_return" in g["metrics"])
+            if not rows:
+                continue
+            ks = [k for k, _ in rows]
+            iqm = np.array([m["iqm"] for _, m in rows])
+            ci = np.array([[np.nan if c is None else c for c in m["ci95"]] for _, m in rows], float)
+            ax.plot(ks, iqm, marker="o", color=colour, label=f"{name} (IQM, 95% CI)")
+            ax.fill_between(ks, ci[:, 0], ci[:, 1], color=colour, alpha=0.2)
+            ax.set_xticks(ks, [str(k) for k in ks])
+        ax.set(xscale="log", xlabel="samples K", ylabel="episode return", title=env_id)
         ax.legend(fontsize=8)
     ax = axes[1, 0]
-    for i, (env_id, res) in enumerate(control.items()):
-        ks = [r["K"] for r in res["by_K"]]
-        ax.plot(ks, [r["naive"]["success"] for r in res["by_K"]], "o--", color=f"C{i}", label=f"{env_id} naive")
-        ax.plot(ks, [r["symmetric"]["success"] for r in res["by_K"]], "s-", color=f"C{i}", label=f"{env_id} sym")
-    ax.set(xscale="log", xlabel="samples K", ylabel="success rate", ylim=(-0.05, 1.05), title="success")
-    ax.legend(fontsize=7)
-    ax = axes[1, 1]
     toy = results["coordinate_regression"]
     for j, key in enumerate(k for k in toy if k.startswith("temperature_")):
         ks = [r["K"] for r in toy[key]]
@@ -301,43 +253,46 @@ def plot(results: dict, path: Path) -> Path:
     ax.set(xscale="log", yscale="log", xlabel="samples K", ylabel="|x_hat - x*|",
            title="coordinate regression by sampling (D4)")
     ax.legend(fontsize=8)
-    ax = axes[1, 2]
+    ax = axes[1, 1]
     tp = results["throughput"]
     names = list(tp)
     x = np.arange(len(names))
     ax.bar(x - 0.2, [tp[n]["raw_mj_step_per_s"] / 1e3 for n in names], 0.4, label="raw mj_step, 1 thread")
-    ax.bar(x + 0.2, [tp[n]["planner_steps_per_s"] / 1e3 for n in names], 0.4, label="MPPI rollouts (K=256)")
+    ax.bar(x + 0.2, [tp[n]["planner_steps_per_s"] / 1e3 for n in names], 0.4, label="MPPI rollouts (max K)")
     ax.set_xticks(x, [n.replace("-v0", "") for n in names])
     ax.set(ylabel="k simulator steps / s", title="planner throughput vs raw MuJoCo")
     ax.legend(fontsize=8)
+    axes[1, 2].axis("off")
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+#: env id -> planning group for the equivariance and throughput measurements (None: the env's own)
+PLANNING_GROUPS = {"SymReach-v0": None, "SymPush-v0": "D4", "SymCartPole-v0": None}
 
 
 def run(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0) -> dict:
     import torch
 
+    from symgym.learn.report import sweep_and_report
+
     torch.set_num_threads(1)
-    cfg = BenchConfig.quick() if quick else BenchConfig()
-    total = len(cfg.envs) * len(cfg.ks) * 2 * cfg.seeds
-    control, equivariance, throughput = {}, {}, {}
-    with tqdm(total=total, desc="bench mppi", unit="episode") as bar:
-        for env_id, (steps, group) in cfg.envs.items():
-            control[env_id] = compare_sampling(env_id, steps, group, cfg.ks, cfg.seeds, bar)
-    for env_id, (_, group) in cfg.envs.items():
+    results = sweep_and_report("mppi", out_dir, quick=quick, seed=seed)
+    ks = (8, 32, 128)
+    envs = {"SymReach-v0": None} if quick else PLANNING_GROUPS
+    equivariance, throughput = {}, {}
+    for env_id, group in envs.items():
         equivariance[env_id] = planner_equivariance(env_id, group)
         raw = raw_step_rate(env_id)
-        planner = planner_step_rate(env_id, max(cfg.ks), group)
+        planner = planner_step_rate(env_id, max(ks), group)
         throughput[env_id] = {"raw_mj_step_per_s": raw, "planner_steps_per_s": planner,
                               "raw_over_planner": raw / planner, "within_3x": bool(raw / planner <= 3.0)}
-    peer_env = "SymReach-v0"
-    peer = {"env": peer_env, "pytorch_mppi": pytorch_mppi_peer(peer_env, cfg.peer_k, cfg.peer_steps, seed),
-            "symgym_mppi": ours_short_episode(peer_env, cfg.peer_k, cfg.peer_steps, seed)}
+    peer_env, peer_k, peer_steps = "SymReach-v0", 64, 10 if quick else 30
+    peer = {"env": peer_env, "pytorch_mppi": pytorch_mppi_peer(peer_env, peer_k, peer_steps, seed),
+            "symgym_mppi": ours_short_episode(peer_env, peer_k, peer_steps, seed)}
     if "plan_time_ms" in peer["pytorch_mppi"]:
         peer["speedup_per_plan"] = peer["pytorch_mppi"]["plan_time_ms"] / peer["symgym_mppi"]["plan_time_ms"]
-    toy = coordinate_regression_toy(cfg.ks, cfg.toy_trials, seed)
-    results = {"ks": list(cfg.ks), "seeds": cfg.seeds, "control": control, "planner_equivariance_error": equivariance,
-               "throughput": throughput, "peer": peer, "coordinate_regression": toy,
-               "small_k_cost_ratio": {e: r["by_K"][0]["cost_ratio_naive_over_symmetric"] for e, r in control.items()}}
-    plot(results, Path(out_dir) / "mppi.png")
+    results.update({"planner_equivariance_error": equivariance, "throughput": throughput, "peer": peer,
+                    "coordinate_regression": coordinate_regression_toy(ks, 200 if quick else 400, seed)})
+    plot(results, Path(out_dir) / "mppi_planner.png")
     return results
