@@ -1,11 +1,11 @@
 """Agents, each beside its non-symmetric baseline. ``AGENTS`` maps a CLI id to ``module:Class``."""
 from __future__ import annotations
 
-import importlib
+from symgym.agents.base import Agent, EnvInfo, TrainConfig
+from symgym.agents.checkpoint import CheckpointError
+from symgym.agents.registry import Registry, UnknownNameError
 
-from symgym.agents.base import Agent, TrainConfig
-
-AGENTS: dict[str, str] = {
+AGENTS = Registry("agent", {
     "sac": "symgym.agents.sac:SACAgent",
     "equi-sac": "symgym.agents.equi_sac:EquiSACAgent",
     "approx-sac": "symgym.agents.equi_sac:ApproxSACAgent",
@@ -16,22 +16,10 @@ AGENTS: dict[str, str] = {
     "keyframe-transporter": "symgym.agents.keyframe_transporter:KeyframeTransporterAgent",
     "hep": "symgym.agents.hep:HEPAgent",
     "flat-bc": "symgym.agents.hep:FlatBCAgent",
-}
-
-
-class UnknownAgentError(KeyError):
-    def __str__(self) -> str:
-        return f"unknown agent {self.args[0]!r}; known agents: {', '.join(sorted(AGENTS))}"
-
+})
 
 def agent_class(name: str) -> type[Agent]:
-    if name not in AGENTS:
-        raise UnknownAgentError(name)
-    module, cls = AGENTS[name].split(":")
-    try:
-        return getattr(importlib.import_module(module), cls)
-    except (ImportError, AttributeError) as e:
-        raise UnknownAgentError(f"{name} (not available: {e})") from e
+    return AGENTS.load(name)
 
 
-__all__ = ["AGENTS", "Agent", "TrainConfig", "agent_class", "UnknownAgentError"]
+__all__ = ["AGENTS", "Agent", "CheckpointError", "EnvInfo", "TrainConfig", "UnknownNameError", "agent_class"]

@@ -1,31 +1,42 @@
-"""The small protocol every agent follows, so the CLI can train, save, load and evaluate any of them.
+"""The one agent lifecycle, as in Stable-Baselines3.
 
-RL agents wrap Stable-Baselines3 (callbacks, vector envs, logging and save/load come from SB3);
-planners and imitation agents implement the same methods directly.
+    agent = AgentClass.build(EnvInfo.of(env), agent_kwargs, seed)   # config + env spaces/symmetry
+    metrics = agent.learn(env_or_demos, steps, callback)             # RL: an env; imitation: demos
+    agent.save(run_dir)                                              # one checkpoint scheme (manifest)
+    agent = AgentClass.load(run_dir)                                 # CheckpointError when damaged
+    agent.attach(env); agent.reset(); action = agent.act(obs)
+
+An agent never creates its env, seeds the process, plots or writes anything but its checkpoint: the run
+layer (``symgym.learn.training``) does that.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import types
+import typing
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import gymnasium as gym
 import numpy as np
 
+from symgym.equivariance import Symmetry
+
 
 @dataclass
 class TrainConfig:
-    """Everything needed to reproduce a run; saved as ``config.json`` in the run directory.
+    """Everything needed to reproduce a run; saved (resolved) as ``config.json`` in the run directory.
 
     Args:
-        agent: agent id (see ``agents.AGENTS``).
+        agent: agent id (see ``symgym.agents.AGENTS``).
         env: Gymnasium env id.
         steps: environment steps (RL), gradient steps (imitation) or 0 (planners).
         seed: seeds the env, the agent and torch.
         out: run directory.
-        demos: demonstrations file for imitation agents.
+        demos: demonstrations file for imitation agents (collected into the run dir when absent).
         env_kwargs: keyword arguments for ``gymnasium.make``.
         agent_kwargs: agent hyper-parameters overriding its defaults.
     """
@@ -61,11 +72,98 @@ class TrainConfig:
             raise ValueError(f"corrupt run config {path}: {e}") from e
 
 
-class Agent(ABC):
-    """Base class: ``act(obs)``, ``save(dir)``, ``load(dir)``; learners also implement ``learn``."""
+@dataclass(frozen=True)
+class EnvInfo:
+    """What an agent may know about its env when it is built: the spaces and the declared symmetry."""
 
-    #: set by subclasses: does this agent need to read the simulator state (planners)?
-    needs_simulator: bool = False
+    observation_space: gym.Space
+    action_space: gym.Space
+    symmetry: Symmetry | None = None
+    env_id: str | None = None
+
+    @classmethod
+    def of(cls, env: gym.Env) -> "EnvInfo":
+        return cls(env.observation_space, env.action_space, getattr(env.unwrapped, "symmetry", None),
+                   env.spec.id if env.spec is not None else None)
+
+
+def parse_config(config_cls: type, kwargs: dict[str, Any], agent: str) -> Any:
+    """``config_cls(**kwargs)`` with one-line errors for unknown keys and wrongly typed values.
+
+    Types are checked against the dataclass annotations (ints are accepted for floats; lists and tuples
+    for sequences), so ``{"learning_rate": "fast"}`` fails here and not deep inside a library.
+    """
+    fields_ = {f.name: f for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(kwargs) - set(fields_))
+    if unknown:
+        raise ValueError(f"unknown {agent} agent kwarg(s) {unknown}; known: {sorted(fields_)}")
+    hints = typing.get_type_hints(config_cls)
+    for key, value in kwargs.items():
+        if not _matches(value, hints[key]):
+            raise ValueError(f"{agent} agent kwarg {key}={value!r}: expected {_type_name(hints[key])}")
+    try:
+        return config_cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"bad {agent} agent kwargs {kwargs}: {e}") from e
+
+
+def _matches(value: Any, tp: Any) -> bool:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if origin is Literal:
+        return value in args
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, (bool, np.bool_))
+    if tp is int:
+        return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if origin in (list, tuple, typing.Sequence) or tp in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False
+        inner = args[0] if args else Any
+        return all(_matches(v, inner) for v in value)
+    if origin is dict or tp is dict:
+        return isinstance(value, dict)
+    return True
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+class Agent(ABC):
+    """Base class. Subclasses set ``name`` and ``learns_from`` and implement build/act/save/load."""
+
+    #: the CLI id, also recorded in the checkpoint manifest
+    name: ClassVar[str] = ""
+    #: what ``learn`` consumes: an env ("env"), demonstrations ("demos") or nothing (pure planners)
+    learns_from: ClassVar[Literal["env", "demos", "nothing"]] = "nothing"
+    #: reinforcement learners get SB3 callbacks, monitor logs and learning curves from the run layer
+    rl: ClassVar[bool] = False
+    #: planners read the simulator state of the env they are attached to
+    needs_simulator: ClassVar[bool] = False
+
+    @classmethod
+    @abstractmethod
+    def build(cls, info: EnvInfo, agent_kwargs: dict[str, Any] | None = None, seed: int = 0) -> "Agent":
+        """A fresh (untrained) agent for an env with these spaces and symmetry."""
+
+    def learn(self, source: Any, steps: int, callback: Any = None, progress: bool = False) -> dict[str, Any]:
+        """Train on ``source`` (an env or a demo set) for ``steps``; returns training metrics."""
+        return {}
+
+    @classmethod
+    def read_demos(cls, path: str | Path) -> Any:
+        """Load a demonstrations file in the form ``learn`` takes (imitation agents)."""
+        raise ValueError(f"{cls.name} does not learn from demonstrations")
 
     def attach(self, env: gym.Env) -> None:
         """Give the agent the env it will act in (planners read ``env.unwrapped.get_state()``)."""
@@ -78,15 +176,10 @@ class Agent(ABC):
         ...
 
     @abstractmethod
-    def save(self, run_dir: Path) -> None:
-        ...
+    def save(self, run_dir: str | Path) -> None:
+        """Write the checkpoint files and the manifest (``symgym.agents.checkpoint``)."""
 
     @classmethod
     @abstractmethod
-    def load(cls, run_dir: Path, env: gym.Env | None = None) -> "Agent":
-        ...
-
-    @classmethod
-    @abstractmethod
-    def from_config(cls, config: TrainConfig, run_dir: Path) -> "Agent":
-        """Build and (for learners) train an agent; ``run_dir`` receives monitor logs and checkpoints."""
+    def load(cls, run_dir: str | Path, env: gym.Env | None = None) -> "Agent":
+        """Read a checkpoint written by ``save``; raises ``CheckpointError`` when missing/corrupt/mismatched."""

@@ -19,6 +19,7 @@ fields feed the same heads.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import gymnasium as gym
@@ -30,8 +31,10 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, Flatten
 from stable_baselines3.sac.policies import LOG_STD_MAX, LOG_STD_MIN, Actor, SACPolicy
 from torch import nn
 
-from symgym.agents.sac import SACAgent
-from symgym.equivariance import PlanarGroup, Representation, group_from_name, regular, trivial
+from symgym.agents.base import EnvInfo
+from symgym.agents.sac import SACAgent, SACConfig
+from symgym.equivariance import (PlanarGroup, Representation, Symmetry, equivariance_error, group_from_name,
+                                 invariance_error, regular, trivial)
 from symgym.equivariance.layers import EquivariantMLP, SteerableImageEncoder, rep_from_names
 from symgym.equivariance.relaxed import RelaxedMLP, relaxed_modules
 
@@ -162,19 +165,43 @@ class EquiSACPolicy(SACPolicy):
         return data
 
 
-class EquiSACAgent(SACAgent):
-    """``equi-sac``: exactly D4-equivariant actor and invariant critics (escnn layers).
+@dataclass
+class EquiSACConfig(SACConfig):
+    """SAC hyper-parameters plus the equivariant networks': ``group`` (see ``TANH_COMPATIBLE``), ``hidden``
+    (regular fields per layer) and ``image_channels`` for image observations (``None``: the default)."""
 
-    agent_kwargs (besides SAC hyper-parameters): ``group`` (default ``"D4"``), ``hidden`` (regular fields per
-    layer, default ``[16, 16]``), ``image_channels`` for image observations.
-    """
+    group: str = "D4"
+    hidden: list[int] = field(default_factory=lambda: [16, 16])
+    image_channels: list[int] | None = None
+
+    @classmethod
+    def policy_keys(cls) -> tuple[str, ...]:
+        return SACConfig.policy_keys() + ("group", "hidden", "image_channels")
+
+
+@dataclass
+class ApproxSACConfig(EquiSACConfig):
+    """As ``EquiSACConfig`` plus the relaxed layers' regulariser strength and number of kernels."""
+
+    penalty: float = 1e-2
+    num_kernels: int = 2
+
+    @classmethod
+    def policy_keys(cls) -> tuple[str, ...]:
+        return EquiSACConfig.policy_keys() + ("penalty", "num_kernels")
+
+
+class EquiSACAgent(SACAgent):
+    """``equi-sac``: exactly D4-equivariant actor and invariant critics (escnn layers)."""
 
     name = "equi-sac"
     relaxed = False
+    config_class = EquiSACConfig
 
-    def policy_spec(self, env: gym.Env, agent_kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-        agent_kwargs.pop("net_arch", None)
-        sym = env.unwrapped.symmetry
+    def policy_spec(self, info: EnvInfo) -> tuple[Any, dict[str, Any]]:
+        sym, cfg = info.symmetry, self.config
+        if sym is None:
+            raise ValueError(f"{self.name} needs an env that declares its symmetry")
         if isinstance(sym.obs, Representation):
             obs_parts = [p.name for p in sym.obs.parts]
         elif sym.obs == "image":
@@ -183,25 +210,23 @@ class EquiSACAgent(SACAgent):
             raise ValueError(f"{self.name} needs vector (Representation) or 'image' observations, got {sym.obs!r}")
         if not isinstance(sym.action, Representation):
             raise ValueError(f"{self.name} needs actions declared as a Representation, got {sym.action!r}")
-        policy_kwargs = dict(group=agent_kwargs.pop("group", "D4"), obs_parts=obs_parts,
-                             action_parts=[p.name for p in sym.action.parts],
-                             hidden=list(agent_kwargs.pop("hidden", [16, 16])), relaxed=self.relaxed)
-        if "image_channels" in agent_kwargs:
-            policy_kwargs["image_channels"] = list(agent_kwargs.pop("image_channels"))
+        agent_group(cfg.group)
+        policy_kwargs = dict(group=cfg.group, obs_parts=obs_parts, action_parts=[p.name for p in sym.action.parts],
+                             hidden=list(cfg.hidden), relaxed=self.relaxed)
+        if cfg.image_channels is not None:
+            policy_kwargs["image_channels"] = list(cfg.image_channels)
         if self.relaxed:
-            policy_kwargs["penalty"] = float(agent_kwargs.pop("penalty", 1e-2))
-            policy_kwargs["num_kernels"] = int(agent_kwargs.pop("num_kernels", 2))
+            policy_kwargs["penalty"] = float(cfg.penalty)
+            policy_kwargs["num_kernels"] = int(cfg.num_kernels)
         return EquiSACPolicy, policy_kwargs
 
 
 class ApproxSACAgent(EquiSACAgent):
-    """``approx-sac``: relaxed group layers, equivariant at initialisation, free to learn a symmetry break.
-
-    agent_kwargs: as ``equi-sac`` plus ``penalty`` (regulariser strength, default 0.01) and ``num_kernels``.
-    """
+    """``approx-sac``: relaxed group layers, equivariant at initialisation, free to learn a symmetry break."""
 
     name = "approx-sac"
     relaxed = True
+    config_class = ApproxSACConfig
 
     def relaxed_weight_error(self) -> dict[str, float]:
         """Largest relative weight equivariance error of the actor's and critic's relaxed layers."""
@@ -223,8 +248,6 @@ def policy_symmetry_errors(model, symmetry, observations: Sequence[np.ndarray], 
     Uses :func:`equivariance.equivariance_error` / :func:`equivariance.invariance_error` on the given
     observations and group elements; the critic is probed at random actions transformed with the observation.
     """
-    from symgym.equivariance import Symmetry, equivariance_error, invariance_error
-
     rng = np.random.default_rng(rng)
     policy = model.policy
 

@@ -24,8 +24,6 @@ vector observation to the action chunk, no hierarchy, similar parameter count.
 """
 from __future__ import annotations
 
-import json
-import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,9 +33,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from symgym.agents.base import Agent, TrainConfig
-from symgym.envs.closed_loop import ATTACHED, EE_POS, OBJ_POS, TARGET_POS, as_se2
-from symgym.learn.io import save_torch, write_json
+from symgym.agents.base import Agent, EnvInfo, parse_config
+from symgym.agents.checkpoint import load_file, read_checkpoint, write_checkpoint
+from symgym.envs.closed_loop import ATTACHED, EE_POS, OBJ_POS, TARGET_POS
+from symgym.equivariance.groups import as_se2
+
+WEIGHTS_FILE = "hep.pt"
+FLAT_WEIGHTS_FILE = "flat_bc.pt"
 
 POS_SCALE = 10.0   # metres -> decimetres: network inputs of order one
 RASTER_CHANNELS = 7  # occupancy x 3 labels, height x 3 labels, suction flag
@@ -347,29 +349,40 @@ class _ChunkQueue(Agent):
     def plan(self, obs: dict) -> tuple[np.ndarray | None, np.ndarray]:
         raise NotImplementedError
 
-    @classmethod
-    def from_config(cls, config: TrainConfig, run_dir: Path) -> "Agent":
-        from symgym.envs.closed_loop import collect_closed_loop_demos
+    learns_from = "demos"
+    config_class: Any = None
 
-        kwargs = dict(config.agent_kwargs)
-        n_demos = int(kwargs.pop("n_demos", 10))
-        agent = cls(seed=config.seed, low_steps=config.steps, **kwargs)
-        data = load_demos(config.demos) if config.demos else collect_closed_loop_demos(config.env, n_demos,
-                                                                                       seed=config.seed)
-        metrics = agent.learn(data)
-        agent.save(run_dir)
-        write_json(Path(run_dir) / "train_metrics.json", metrics)
-        return agent
+    @classmethod
+    def build(cls, info: EnvInfo, agent_kwargs: dict[str, Any] | None = None, seed: int = 0) -> "_ChunkQueue":
+        kwargs = dict(agent_kwargs or {})
+        if "seed" in kwargs:
+            raise ValueError(f"{cls.name}: pass the seed with --seed, not in agent kwargs")
+        return cls(**{**vars(parse_config(cls.config_class, kwargs, cls.name)), "seed": seed})
+
+    @classmethod
+    def read_demos(cls, path: str | Path) -> dict[str, np.ndarray]:
+        return load_demos(path)
+
+    def _checkpoint(self, run_dir: str | Path, files: dict[str, tuple[str, Any]]) -> None:
+        write_checkpoint(run_dir, self.name, type(self).__name__, files, config=asdict(self.cfg))
+
+    @classmethod
+    def _manifest(cls, run_dir: str | Path) -> tuple[dict[str, Any], "_ChunkQueue"]:
+        manifest = read_checkpoint(run_dir, cls.name, cls.__name__)
+        return manifest, cls(**vars(parse_config(cls.config_class, dict(manifest["config"]), cls.name)))
 
 
 class HEPAgent(_ChunkQueue):
-    """Hierarchical equivariant policy: heatmap keypose, then an action chunk in the keypose frame."""
+    """Hierarchical equivariant policy: heatmap keypose, then an action chunk in the keypose frame.
+
+    ``learn(demos, steps)``: ``steps`` sets the low level's gradient steps (``None``: ``low_steps``).
+    """
+
+    name = "hep"
+    config_class = HEPConfig
 
     def __init__(self, **kwargs):
-        unknown = set(kwargs) - set(HEPConfig.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown HEP agent_kwargs {sorted(unknown)}; known: {sorted(HEPConfig.__dataclass_fields__)}")
-        self.cfg = HEPConfig(**kwargs)
+        self.cfg = parse_config(HEPConfig, kwargs, "hep")
         if self.cfg.execute < 1 or self.cfg.execute > self.cfg.chunk:
             raise ValueError(f"execute must be in 1..chunk={self.cfg.chunk}, got {self.cfg.execute}")
         _seed(self.cfg.seed)
@@ -401,9 +414,13 @@ class HEPAgent(_ChunkQueue):
         return kp, _chunk_to_actions(planar[0], dz[0], grip[0], self.cfg.max_step)
 
     # -- training ----------------------------------------------------------------------------
-    def learn(self, data: dict[str, np.ndarray], high_from: "HEPAgent | None" = None) -> dict[str, Any]:
+    def learn(self, source: dict[str, np.ndarray], steps: int | None = None, callback: Any = None,
+              progress: bool = False, high_from: "HEPAgent | None" = None) -> dict[str, Any]:
         """Behaviour-clone both levels from demos; ``high_from`` reuses a trained high level (same settings)."""
         torch.set_num_threads(1)
+        if steps is not None:
+            self.cfg.low_steps = int(steps)
+        data = source
         gen = _seed(self.cfg.seed)
         cfg = self.cfg
         points = torch.as_tensor(data["points"], dtype=torch.float32)
@@ -448,20 +465,20 @@ class HEPAgent(_ChunkQueue):
                 "train_keypose_error_m": float((pred - keypose).norm(dim=1).mean())}
 
     # -- persistence -------------------------------------------------------------------------
-    def save(self, run_dir: Path) -> None:
-        save_torch({"high": self.high.portable_state(), "low": self.low.state_dict()}, Path(run_dir) / "hep.pt")
-        write_json(Path(run_dir) / "hep_config.json", asdict(self.cfg))
+    def save(self, run_dir: str | Path) -> None:
+        state = {"high": self.high.portable_state(), "low": self.low.state_dict()}
+        self._checkpoint(run_dir, {"weights": (WEIGHTS_FILE, lambda p: torch.save(state, p))})
 
     @classmethod
-    def load(cls, run_dir: Path, env=None) -> "HEPAgent":
-        run_dir = Path(run_dir)
-        try:
-            agent = cls(**json.loads((run_dir / "hep_config.json").read_text()))
-            state = torch.load(run_dir / "hep.pt", weights_only=True)
+    def load(cls, run_dir: str | Path, env=None) -> "HEPAgent":
+        manifest, agent = cls._manifest(run_dir)
+
+        def restore(path: Path) -> None:
+            state = torch.load(path, weights_only=True)
             agent.high.load_portable_state(state["high"])
             agent.low.load_state_dict(state["low"])
-        except (OSError, KeyError, RuntimeError, ValueError, pickle.UnpicklingError) as e:
-            raise ValueError(f"bad HEP checkpoint in {run_dir}: {e}") from e
+
+        load_file(run_dir, manifest, "weights", restore)
         return agent
 
 
@@ -482,11 +499,11 @@ class FlatBCConfig:
 class FlatBCAgent(_ChunkQueue):
     """Non-hierarchical baseline: one MLP, world-frame vector observation in, action chunk out."""
 
+    name = "flat-bc"
+    config_class = FlatBCConfig
+
     def __init__(self, **kwargs):
-        unknown = set(kwargs) - set(FlatBCConfig.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown flat-bc agent_kwargs {sorted(unknown)}; known: {sorted(FlatBCConfig.__dataclass_fields__)}")
-        self.cfg = FlatBCConfig(**kwargs)
+        self.cfg = parse_config(FlatBCConfig, kwargs, "flat-bc")
         _seed(self.cfg.seed)
         self.net = _mlp(10, self.cfg.chunk * 4, self.cfg.hidden, layers=4).double()
         self.reset()
@@ -506,8 +523,12 @@ class FlatBCAgent(_ChunkQueue):
         out = out.view(self.cfg.chunk, 4)
         return None, _chunk_to_actions(out[:, :2], out[:, 2], out[:, 3], self.cfg.max_step)
 
-    def learn(self, data: dict[str, np.ndarray]) -> dict[str, Any]:
+    def learn(self, source: dict[str, np.ndarray], steps: int | None = None, callback: Any = None,
+              progress: bool = False) -> dict[str, Any]:
         torch.set_num_threads(1)
+        if steps is not None:
+            self.cfg.low_steps = int(steps)
+        data = source
         gen = _seed(self.cfg.seed)
         x = self._features(torch.as_tensor(data["vector"], dtype=torch.float64))
         offsets, grips = chunk_targets(data["action"], data["episode"], self.cfg.chunk, self.cfg.max_step)
@@ -523,18 +544,15 @@ class FlatBCAgent(_ChunkQueue):
         losses = _train_loop(self.net.parameters(), loss_fn, self.cfg.low_steps, self.cfg.lr)
         return {"loss": losses[-1], "frames": T}
 
-    def save(self, run_dir: Path) -> None:
-        save_torch(self.net.state_dict(), Path(run_dir) / "flat_bc.pt")
-        write_json(Path(run_dir) / "flat_bc_config.json", asdict(self.cfg))
+    def save(self, run_dir: str | Path) -> None:
+        state = self.net.state_dict()
+        self._checkpoint(run_dir, {"weights": (FLAT_WEIGHTS_FILE, lambda p: torch.save(state, p))})
 
     @classmethod
-    def load(cls, run_dir: Path, env=None) -> "FlatBCAgent":
-        run_dir = Path(run_dir)
-        try:
-            agent = cls(**json.loads((run_dir / "flat_bc_config.json").read_text()))
-            agent.net.load_state_dict(torch.load(run_dir / "flat_bc.pt", weights_only=True))
-        except (OSError, KeyError, RuntimeError, ValueError, pickle.UnpicklingError) as e:
-            raise ValueError(f"bad flat-bc checkpoint in {run_dir}: {e}") from e
+    def load(cls, run_dir: str | Path, env=None) -> "FlatBCAgent":
+        manifest, agent = cls._manifest(run_dir)
+        load_file(run_dir, manifest, "weights",
+                  lambda p: agent.net.load_state_dict(torch.load(p, weights_only=True)))
         return agent
 
 

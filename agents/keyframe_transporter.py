@@ -118,6 +118,8 @@ class HeightHead(nn.Module):
 class KeyframeTransporterAgent(EquiTransporterAgent):
     """Equivariant pick net + bi-equivariant place (grasped-object kernels) + learned height refinement."""
 
+    name = "keyframe-transporter"
+
     def __init__(self, config: TransporterConfig | None = None, seed: int = 0):
         super().__init__(config, seed)
         self.height_head = HeightHead()

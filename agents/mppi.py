@@ -20,8 +20,7 @@ actions (K,H,na)) -> (K,)``, ``frame_skip``, ``symmetry`` and optional ``planner
 """
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,10 +29,9 @@ import mujoco
 import mujoco.rollout
 import numpy as np
 
-from symgym.agents.base import Agent, TrainConfig
-from symgym.learn.io import write_json
+from symgym.agents.base import Agent, EnvInfo, parse_config
+from symgym.agents.checkpoint import load_file, read_checkpoint, write_checkpoint
 
-PLANNER_FILE = "planner.json"
 DYNAMICS_FILE = "dynamics.pt"
 
 
@@ -79,11 +77,7 @@ class MPPIConfig:
 
     @classmethod
     def from_kwargs(cls, kwargs: dict[str, Any]) -> "MPPIConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(kwargs) - known)
-        if unknown:
-            raise ValueError(f"unknown MPPI option(s) {unknown}; known: {sorted(known)}")
-        return cls(**kwargs)
+        return parse_config(cls, dict(kwargs), "MPPI")
 
 
 # -- symmetric sampling ------------------------------------------------------------------------------
@@ -126,14 +120,12 @@ class MujocoRolloutBackend:
     """
 
     def __init__(self, env: gym.Env, nthread: int = 2):
-        from symgym.envs.mujoco_base import PHYSICS_SPEC, state_layout
-
         self.env = env.unwrapped
         self.model, self.frame_skip = self.env.model, int(self.env.frame_skip)
         self.nthread = max(0, int(nthread))
         self._pool = mujoco.rollout.Rollout(nthread=self.nthread)
         self._datas = [mujoco.MjData(self.model) for _ in range(max(1, self.nthread))]
-        full, phys = self.env._layout, state_layout(self.model, PHYSICS_SPEC)
+        full, phys = self.env.state_layout, self.env.physics_layout
         # where each physics component sits in the full state vector
         self._scatter = [(full[name], phys[name]) for name in phys if phys[name].stop > phys[name].start]
         self._out: np.ndarray | None = None
@@ -144,7 +136,7 @@ class MujocoRolloutBackend:
         Returns the full states after each env step, ``(K, H, nstate)``.
         """
         k, h, _ = ctrl.shape
-        layout = self.env._layout
+        layout = self.env.state_layout
         control = np.repeat(ctrl, self.frame_skip, axis=1)
         physics = self.env.physics_state(state)
         if self._out is None or self._out.shape != (k, h * self.frame_skip, physics.shape[-1]):
@@ -299,7 +291,7 @@ def fit_dynamics(env: gym.Env, transitions: int = 5000, epochs: int = 30, seed: 
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     u_env, rng = env.unwrapped, np.random.default_rng(seed)
-    layout = u_env._layout
+    layout = u_env.state_layout
     xs, us, ys = [], [], []
     ep = 0
     while len(xs) < transitions:
@@ -331,12 +323,13 @@ def fit_dynamics(env: gym.Env, transitions: int = 5000, epochs: int = 30, seed: 
 
 # -- agents -----------------------------------------------------------------------------------------
 class MPPIAgent(Agent):
-    """MPPI with naive Gaussian sampling. No training: ``from_config`` saves the config (and, for
-    ``dynamics="torch"``, fits a dynamics model on ``steps`` random transitions); ``act`` plans online."""
+    """MPPI with naive Gaussian sampling. Planners do not train: ``learn(env, steps)`` only fits a dynamics
+    model on ``steps`` random transitions when ``dynamics="torch"``; ``act`` plans online in the attached env."""
 
     name = "mppi"
     symmetric = False
     needs_simulator = True
+    learns_from = "env"
 
     def __init__(self, config: MPPIConfig | None = None, env: gym.Env | None = None, dynamics_model=None):
         self.config = config or MPPIConfig(symmetric=self.symmetric)
@@ -345,6 +338,21 @@ class MPPIAgent(Agent):
         if env is not None:
             self.attach(env)
 
+    @classmethod
+    def build(cls, info: EnvInfo, agent_kwargs: dict[str, Any] | None = None, seed: int = 0) -> "MPPIAgent":
+        kwargs = {"seed": seed, **(agent_kwargs or {})}
+        if "symmetric" in kwargs:
+            raise ValueError(f"{cls.name} fixes symmetric={cls.symmetric}; use the other agent id instead")
+        return cls(parse_config(MPPIConfig, {**kwargs, "symmetric": cls.symmetric}, cls.name))
+
+    def learn(self, source: gym.Env, steps: int, callback: Any = None, progress: bool = False) -> dict[str, Any]:
+        if self.config.dynamics != "torch":
+            return {}
+        if steps < 1:
+            raise ValueError(f"dynamics='torch' fits a model on --steps random transitions; got {steps}")
+        self.dynamics_model = fit_dynamics(source, transitions=steps, seed=self.config.seed)
+        return {"dynamics_transitions": steps}
+
     def attach(self, env: gym.Env) -> None:
         if self.planner is not None:
             self.planner.close()
@@ -352,7 +360,7 @@ class MPPIAgent(Agent):
         if self.config.dynamics == "torch":
             if self.dynamics_model is None:
                 raise ValueError("dynamics='torch' needs a learned model: train with --steps N > 0 first")
-            rollout = TorchRolloutBackend(self.dynamics_model, env.unwrapped._layout)
+            rollout = TorchRolloutBackend(self.dynamics_model, env.unwrapped.state_layout)
         self.planner = MPPIPlanner(env, self.config, rollout=rollout)
 
     def reset(self) -> None:
@@ -364,43 +372,22 @@ class MPPIAgent(Agent):
             raise RuntimeError(f"{self.name} plans in the simulator: call agent.attach(env) before act()")
         return self.planner.act()
 
-    def save(self, run_dir: Path) -> None:
-        write_json(Path(run_dir) / PLANNER_FILE, asdict(self.config))
-        if self.dynamics_model is not None:
-            from symgym.learn.io import save_torch
+    def save(self, run_dir: str | Path) -> None:
+        import torch
 
-            save_torch(self.dynamics_model.state_dict(), Path(run_dir) / DYNAMICS_FILE)
+        files = {}
+        if self.dynamics_model is not None:
+            files["dynamics"] = (DYNAMICS_FILE, lambda p: torch.save(self.dynamics_model.state_dict(), p))
+        write_checkpoint(run_dir, self.name, type(self).__name__, files, config=asdict(self.config))
 
     @classmethod
-    def load(cls, run_dir: Path, env: gym.Env | None = None) -> "MPPIAgent":
-        path = Path(run_dir) / PLANNER_FILE
-        if not path.is_file():
-            raise FileNotFoundError(f"no planner config at {path}")
-        try:
-            config = MPPIConfig.from_kwargs(json.loads(path.read_text()))
-        except (json.JSONDecodeError, TypeError) as e:
-            raise ValueError(f"corrupt planner config {path}: {e}") from e
+    def load(cls, run_dir: str | Path, env: gym.Env | None = None) -> "MPPIAgent":
+        manifest = read_checkpoint(run_dir, cls.name, cls.__name__)
+        config = parse_config(MPPIConfig, dict(manifest["config"]), cls.name)
         model = None
         if config.dynamics == "torch":
-            model = _load_dynamics(Path(run_dir), env)
+            model = load_file(run_dir, manifest, "dynamics", _load_dynamics)
         return cls(config, env=env, dynamics_model=model)
-
-    @classmethod
-    def from_config(cls, config: TrainConfig, run_dir: Path) -> "MPPIAgent":
-        from symgym.learn.runs import make_env
-
-        kwargs = {"seed": config.seed, **config.agent_kwargs, "symmetric": cls.symmetric}
-        mppi_config = MPPIConfig.from_kwargs(kwargs)
-        model = None
-        if mppi_config.dynamics == "torch":
-            if config.steps < 1:
-                raise ValueError(f"dynamics='torch' fits a model on --steps random transitions; got {config.steps}")
-            env = make_env(config.env, **config.env_kwargs)
-            model = fit_dynamics(env, transitions=config.steps, seed=config.seed)
-            env.close()
-        agent = cls(mppi_config, dynamics_model=model)
-        agent.save(run_dir)
-        return agent
 
 
 class SymMPPIAgent(MPPIAgent):
@@ -410,17 +397,11 @@ class SymMPPIAgent(MPPIAgent):
     symmetric = True
 
 
-def _load_dynamics(run_dir: Path, env: gym.Env | None):
+def _load_dynamics(path: Path):
     import torch
 
-    path = run_dir / DYNAMICS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"no learned dynamics at {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        nx, nu = state["x_mean"].shape[0], state["u_std"].shape[0]
-        model = make_dynamics_model(nx, nu, hidden=state["net.0.weight"].shape[0])
-        model.load_state_dict(state)
-    except Exception as e:  # torch raises pickle/zip/key errors for damaged files
-        raise ValueError(f"corrupt dynamics checkpoint {path}: {type(e).__name__}: {e}") from e
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    nx, nu = state["x_mean"].shape[0], state["u_std"].shape[0]
+    model = make_dynamics_model(nx, nu, hidden=state["net.0.weight"].shape[0])
+    model.load_state_dict(state)
     return model

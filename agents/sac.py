@@ -1,109 +1,115 @@
 """SAC baseline: Stable-Baselines3's SAC with its standard MLP (or CNN) policy.
 
-Subclasses (``agents.equi_sac``) swap in equivariant policies by overriding ``policy_spec``;
-training, checkpoints, monitor logs and loading stay here.
+Subclasses (``symgym.agents.equi_sac``) swap in equivariant policies by overriding ``policy_spec``;
+the SB3 model, checkpoints and loading stay here. Callbacks (evaluation, checkpoints, progress bar),
+monitor logs and TensorBoard come from SB3 through the run layer.
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3 import SAC
-from stable_baselines3.common.callbacks import BaseCallback
 
-from symgym.agents.base import Agent, TrainConfig
-from symgym.learn.io import atomic_path
-from symgym.learn.runs import make_env, plot_learning_curve
+from symgym.agents.base import Agent, EnvInfo, parse_config
+from symgym.agents.checkpoint import load_file, read_checkpoint, write_checkpoint
 
-CHECKPOINT = "model.zip"
-
-DEFAULTS: dict[str, Any] = {
-    "learning_rate": 3e-4,
-    "buffer_size": 200_000,
-    "learning_starts": 1_000,
-    "batch_size": 256,
-    "gamma": 0.97,
-    "tau": 0.01,
-    "train_freq": 1,
-    "gradient_steps": 1,
-}
+MODEL_FILE = "model.zip"
 
 
-class TqdmCallback(BaseCallback):
-    """A plain tqdm progress bar (SB3's own needs ``rich``)."""
+@dataclass
+class SACConfig:
+    """SB3 SAC hyper-parameters (``agent_kwargs``); ``net_arch`` goes to the policy.
 
-    def __init__(self, total: int, desc: str):
-        super().__init__()
-        self.total, self.desc, self.bar = total, desc, None
+    ``threads`` is torch's intra-op thread count: small networks are fastest on one thread, and on a shared
+    2-core machine more threads oversubscribe the CPU (measured: ~70x slower gradient steps under load).
+    """
 
-    def _on_training_start(self) -> None:
-        from tqdm.auto import tqdm
+    learning_rate: float = 3e-4
+    buffer_size: int = 200_000
+    learning_starts: int = 1_000
+    batch_size: int = 256
+    gamma: float = 0.97
+    tau: float = 0.01
+    train_freq: int = 1
+    gradient_steps: int = 1
+    ent_coef: str | float = "auto"
+    net_arch: list[int] = field(default_factory=lambda: [256, 256])
+    threads: int = 1
 
-        self.bar = tqdm(total=self.total, desc=self.desc, unit="step", dynamic_ncols=True)
+    def sb3_kwargs(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in self.policy_keys():
+            out.pop(key)
+        return out
 
-    def _on_step(self) -> bool:
-        self.bar.update(self.training_env.num_envs)
-        return True
-
-    def _on_training_end(self) -> None:
-        self.bar.close()
+    @classmethod
+    def policy_keys(cls) -> tuple[str, ...]:
+        return ("net_arch", "threads")
 
 
 class SACAgent(Agent):
-    """SB3 SAC. ``agent_kwargs`` override SAC hyper-parameters (``net_arch`` goes to the policy)."""
+    """SB3 SAC. Build from (spaces, symmetry, kwargs); ``learn(env, steps, callback)`` runs ``SAC.learn``."""
 
-    name = "sac"
+    name: ClassVar[str] = "sac"
+    learns_from = "env"
+    rl = True
+    config_class: ClassVar[type] = SACConfig
 
-    def __init__(self, model: SAC):
-        self.model = model
-
-    def policy_spec(self, env: gym.Env, agent_kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-        """(policy class or SB3 name, policy_kwargs)."""
-        net_arch = agent_kwargs.pop("net_arch", [256, 256])
-        image = len(env.observation_space.shape) == 3
-        return ("CnnPolicy" if image else "MlpPolicy"), {"net_arch": net_arch}
+    def __init__(self, config: SACConfig, info: EnvInfo | None = None, seed: int = 0, model: SAC | None = None):
+        self.config, self.info, self.seed, self.model = config, info, seed, model
 
     @classmethod
-    def from_config(cls, config: TrainConfig, run_dir: Path) -> "SACAgent":
-        # Small networks: one intra-op thread is fastest, and on a shared 2-core machine more threads
-        # oversubscribe the CPU (measured: ~70x slower gradient steps under load with the default 2).
-        torch.set_num_threads(int(config.agent_kwargs.pop("threads", 1)))
-        torch.manual_seed(config.seed)
-        env = make_env(config.env, seed=config.seed, monitor_dir=run_dir, **config.env_kwargs)
-        kwargs = {**DEFAULTS, **config.agent_kwargs}
-        self = cls.__new__(cls)
-        policy, policy_kwargs = self.policy_spec(env, kwargs)
-        model = SAC(policy, env, policy_kwargs=policy_kwargs, seed=config.seed, verbose=0, **kwargs)
-        self.model = model
-        model.learn(total_timesteps=config.steps, callback=TqdmCallback(config.steps, f"{cls.name} {config.env}"))
-        self.save(run_dir)
-        env.close()
-        plot_learning_curve(run_dir, title=f"{cls.name} on {config.env} (seed {config.seed})")
-        return self
+    def build(cls, info: EnvInfo, agent_kwargs: dict[str, Any] | None = None, seed: int = 0) -> "SACAgent":
+        config = parse_config(cls.config_class, dict(agent_kwargs or {}), cls.name)
+        agent = cls(config, info, seed)
+        agent.policy_spec(info)  # fail now, not after env creation, when the env cannot carry this policy
+        return agent
+
+    def policy_spec(self, info: EnvInfo) -> tuple[Any, dict[str, Any]]:
+        """(policy class or SB3 name, policy_kwargs)."""
+        image = len(info.observation_space.shape) == 3
+        return ("CnnPolicy" if image else "MlpPolicy"), {"net_arch": list(self.config.net_arch)}
+
+    def learn(self, source: gym.Env, steps: int, callback: Any = None, progress: bool = False,
+              tensorboard_log: str | None = None) -> dict[str, Any]:
+        torch.set_num_threads(int(self.config.threads))
+        if self.model is None:
+            policy, policy_kwargs = self.policy_spec(self.info or EnvInfo.of(source))
+            self.model = SAC(policy, source, policy_kwargs=policy_kwargs, seed=self.seed, verbose=0,
+                             tensorboard_log=tensorboard_log, device="cpu", **self.config.sb3_kwargs())
+        else:  # continue training (fine-tuning a loaded model, possibly on another env with the same spaces)
+            self.model.set_env(source)
+        self.model.learn(total_timesteps=steps, callback=callback, progress_bar=progress,
+                         reset_num_timesteps=False, tb_log_name=self.name)
+        return {"env_steps": int(self.model.num_timesteps)}
 
     def act(self, obs, deterministic: bool = True) -> np.ndarray:
+        if self.model is None:
+            raise RuntimeError(f"{self.name} has no model yet: call learn() or load() first")
         action, _ = self.model.predict(obs, deterministic=deterministic)
         return action
 
-    def save(self, run_dir: Path) -> None:
-        with atomic_path(Path(run_dir) / CHECKPOINT) as tmp:
-            self.model.save(tmp)
-            # SB3 appends .zip when the name lacks it; our temp name already ends in .zip
-        return None
+    def save(self, run_dir: str | Path) -> None:
+        if self.model is None:
+            raise RuntimeError(f"{self.name} has no model to save: call learn() first")
+        # SB3 appends .zip when the name lacks it; the temp name already ends in .zip
+        write_checkpoint(run_dir, self.name, type(self).__name__, {"model": (MODEL_FILE, self.model.save)},
+                         config={**asdict(self.config), "seed": self.seed})
 
     @classmethod
-    def load(cls, run_dir: Path, env: gym.Env | None = None) -> "SACAgent":
-        path = Path(run_dir) / CHECKPOINT
-        if not path.is_file():
-            raise FileNotFoundError(f"no checkpoint at {path}")
-        try:
-            model = SAC.load(path, env=None, device="cpu", custom_objects=cls.custom_objects())
-        except Exception as e:  # SB3 raises zipfile/pickle/torch errors for damaged files
-            raise ValueError(f"corrupt checkpoint {path}: {type(e).__name__}: {e}") from e
-        return cls(model)
+    def load(cls, run_dir: str | Path, env: gym.Env | None = None) -> "SACAgent":
+        manifest = read_checkpoint(run_dir, cls.name, cls.__name__)
+        saved = dict(manifest["config"])
+        seed = int(saved.pop("seed", 0))
+        config = parse_config(cls.config_class, saved, cls.name)
+        model = load_file(run_dir, manifest, "model",
+                          lambda p: SAC.load(p, env=None, device="cpu", custom_objects=cls.custom_objects()))
+        return cls(config, None, seed, model)
 
     @classmethod
     def custom_objects(cls) -> dict[str, Any]:

@@ -9,11 +9,12 @@ Trained by imitation from oracle demonstrations (``learn.demos``).
 from __future__ import annotations
 
 import math
-import pickle
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+import gymnasium as gym
 
 import numpy as np
 import torch
@@ -21,13 +22,14 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from symgym.agents.base import Agent, TrainConfig
+from symgym.agents.base import Agent, EnvInfo, parse_config
+from symgym.agents.checkpoint import load_file, read_checkpoint, write_checkpoint
 from symgym.envs.tabletop.base import transform_action
 from symgym.envs.tabletop.camera import Grid
 from symgym.envs.tabletop.scene import WORKSPACE_HALF, wrap_angle
 from symgym.equivariance.groups import SE2Element
-from symgym.learn.io import save_torch, write_json
 
+WEIGHTS_FILE = "transporter.pt"
 IN_CHANNELS = 4  # RGB + height
 HEIGHT_SCALE = 0.1  # metres per unit of the height channel
 #: receptive field 47 px; escnn's R2Conv measurably stops being 90-degree equivariant at dilations > 8
@@ -185,10 +187,13 @@ class TransporterAgent(Agent):
     The place height is read off the heightmap (place surface + picked object's height), as in Transporter.
     """
 
+    name = "transporter"
+    learns_from = "demos"
     equivariant = False
 
     def __init__(self, config: TransporterConfig | None = None, seed: int = 0):
         self.cfg = config or TransporterConfig()
+        self.seed = seed
         if self.cfg.n_rotations < 1 or self.cfg.crop % 2 == 0:
             raise ValueError(f"need n_rotations >= 1 and an odd crop, got {self.cfg.n_rotations}, {self.cfg.crop}")
         if self.cfg.yaw_refine < 1:
@@ -319,67 +324,70 @@ class TransporterAgent(Agent):
                 total = total + extra
         return total / len(transitions)
 
-    def learn(self, demos: list[dict], steps: int, progress: bool = True) -> list[float]:
-        """Imitation: ``steps`` Adam steps on random mini-batches of demonstrated transitions."""
+    def learn(self, source: list[dict], steps: int, callback: Callable[[int, float], Any] | None = None,
+              progress: bool = False) -> dict[str, Any]:
+        """Imitation: ``steps`` Adam steps on random mini-batches of demonstrated transitions.
+
+        ``callback(step, loss)`` is called after every step; returning ``False`` stops training early.
+        """
         if steps < 0:
             raise ValueError(f"steps must be >= 0, got {steps}")
+        if not source:
+            raise ValueError("no demonstrations to learn from")
+        torch.set_num_threads(1)
         params = [p for m in self.modules().values() for p in m.parameters()]
         opt = torch.optim.Adam(params, lr=self.cfg.lr)
         for m in self.modules().values():
             m.train()
         losses, start = [], time.perf_counter()
-        for _ in tqdm(range(steps), desc=f"train {type(self).__name__}", disable=not progress, unit="step"):
-            idx = self.rng.integers(len(demos), size=min(self.cfg.batch, len(demos)))
-            loss = self.loss([demos[i] for i in idx])
+        for step in tqdm(range(steps), desc=f"train {self.name}", disable=not progress, unit="step"):
+            idx = self.rng.integers(len(source), size=min(self.cfg.batch, len(source)))
+            loss = self.loss([source[i] for i in idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
             losses.append(float(loss.detach()))
+            if callback is not None and callback(step, losses[-1]) is False:
+                break
         self.train_time_s += time.perf_counter() - start
-        return losses
+        return {"losses": losses, "final_loss": float(np.mean(losses[-20:])) if losses else None,
+                "train_time_s": self.train_time_s, "steps": len(losses), "transitions": len(source)}
+
+    @classmethod
+    def read_demos(cls, path: str | Path) -> list[dict]:
+        return load_demos(path)
 
     # -- persistence --------------------------------------------------------------------------------
-    def save(self, run_dir: Path) -> None:
+    def save(self, run_dir: str | Path) -> None:
         # escnn layers keep their expanded filters as buffers only in eval mode: save (and load) in eval mode
         for m in self.modules().values():
             m.eval()
-        state = {"class": type(self).__name__, "config": asdict(self.cfg), "train_time_s": self.train_time_s,
-                 "weights": {k: m.state_dict() for k, m in self.modules().items()}}
-        save_torch(state, Path(run_dir) / "agent.pt")
+        weights = {k: m.state_dict() for k, m in self.modules().items()}
+        write_checkpoint(run_dir, self.name, type(self).__name__,
+                         {"weights": (WEIGHTS_FILE, lambda p: torch.save(weights, p))}, config={"agent": asdict(self.cfg), "seed": self.seed, "train_time_s": self.train_time_s})
 
     @classmethod
-    def load(cls, run_dir: Path, env=None) -> "TransporterAgent":
-        path = Path(run_dir) / "agent.pt"
-        if not path.is_file():
-            raise FileNotFoundError(f"no checkpoint at {path}")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
-            if state["class"] != cls.__name__:
-                raise ValueError(f"checkpoint {path} holds a {state['class']}, not a {cls.__name__}")
-            agent = cls(TransporterConfig(**state["config"]))
+    def load(cls, run_dir: str | Path, env=None) -> "TransporterAgent":
+        manifest = read_checkpoint(run_dir, cls.name, cls.__name__)
+        saved = manifest["config"]
+        agent = cls(parse_config(TransporterConfig, dict(saved.get("agent", {})), cls.name), seed=saved.get("seed", 0))
+
+        def restore(path: Path) -> None:
+            weights = torch.load(path, map_location="cpu", weights_only=True)
             for k, m in agent.modules().items():
                 m.eval()
-                m.load_state_dict(state["weights"][k])
-        except (KeyError, RuntimeError, TypeError, EOFError, pickle.UnpicklingError) as e:
-            raise ValueError(f"damaged or incompatible checkpoint {path}: {e}") from e
-        agent.train_time_s = float(state.get("train_time_s", 0.0))
+                m.load_state_dict(weights[k])
+
+        load_file(run_dir, manifest, "weights", restore)
+        agent.train_time_s = float(saved.get("train_time_s", 0.0))
         return agent
 
     @classmethod
-    def from_config(cls, config: TrainConfig, run_dir: Path) -> "TransporterAgent":
-        if not config.demos:
-            raise ValueError(f"{cls.__name__} learns from demonstrations: pass --demos FILE")
-        torch.set_num_threads(1)
-        known = set(TransporterConfig.__dataclass_fields__)
-        bad = set(config.agent_kwargs) - known
-        if bad:
-            raise ValueError(f"unknown agent_kwargs {sorted(bad)} for {cls.__name__}; known: {sorted(known)}")
-        agent = cls(TransporterConfig(**config.agent_kwargs), seed=config.seed)
-        losses = agent.learn(load_demos(config.demos), config.steps)
-        agent.save(run_dir)
-        write_json(Path(run_dir) / "train.json", {"final_loss": float(np.mean(losses[-20:])) if losses else None,
-                                                  "train_time_s": agent.train_time_s, "steps": config.steps})
-        return agent
+    def build(cls, info: EnvInfo, agent_kwargs: dict[str, Any] | None = None, seed: int = 0) -> "TransporterAgent":
+        if info.observation_space is not None and not isinstance(info.observation_space, gym.spaces.Dict):
+            raise ValueError(f"{cls.name} needs top-down colour/height observations (a Dict space), got "
+                             f"{info.observation_space}")
+        return cls(parse_config(TransporterConfig, dict(agent_kwargs or {}), cls.name), seed=seed)
 
 
 class EquiTransporterAgent(TransporterAgent):
@@ -389,4 +397,5 @@ class EquiTransporterAgent(TransporterAgent):
     place distribution shift in rotation by the same angle (exact for 90 degrees on the grid).
     """
 
+    name = "equi-transporter"
     equivariant = True

@@ -64,25 +64,26 @@ def cmd_envs(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from symgym.agents import TrainConfig, agent_class
-    from symgym.learn.io import write_json
-    from symgym.learn.runs import make_env
+    from symgym.agents import TrainConfig
+    from symgym.learn.hyperparams import resolve
+    from symgym.learn.training import TrainOptions, train
 
-    cls = agent_class(args.agent)
-    make_env(args.env).close()  # fail fast on an unknown env id, before creating a run dir
+    steps, agent_kwargs = resolve(args.agent, args.env, args.steps, args.agent_kwargs, path=args.hyperparams)
     run_dir = Path(args.out or f"runs/{args.agent}-{args.env}-s{args.seed}")
-    if args.demos and not Path(args.demos).is_file():
-        raise FileNotFoundError(f"demos file {args.demos} does not exist")
-    config = TrainConfig(agent=args.agent, env=args.env, steps=args.steps, seed=args.seed, out=str(run_dir),
-                         demos=args.demos, env_kwargs=args.env_kwargs, agent_kwargs=args.agent_kwargs)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "config.json", config.to_json())
-    cls.from_config(config, run_dir)
+    config = TrainConfig(agent=args.agent, env=args.env, steps=steps, seed=args.seed, out=str(run_dir),
+                         demos=args.demos, env_kwargs=args.env_kwargs, agent_kwargs=agent_kwargs)
+    options = TrainOptions(progress=not args.no_progress, tensorboard=args.tensorboard, eval_freq=args.eval_freq,
+                           eval_episodes=args.eval_episodes, checkpoint_freq=args.checkpoint_freq)
+    train(config, options)
     print(f"run saved to {run_dir}")
     return 0
 
 
 def cmd_eval(args) -> int:
+    if args.video:
+        from symgym.learn.video import configure_headless_gl
+
+        configure_headless_gl()  # must pick MUJOCO_GL before mujoco is imported
     from symgym.learn.evaluate import evaluate
     from symgym.learn.io import write_json
     from symgym.learn.runs import load_run
@@ -92,7 +93,7 @@ def cmd_eval(args) -> int:
     # the run's env kwargs belong to its env; a transfer target starts from its own defaults
     env_kwargs = config.env_kwargs if env_id == config.env else {}
     stem = "eval" if env_id == config.env else f"eval-{env_id}"
-    video = Path(args.run) / f"{stem}.gif" if args.video else None
+    video = Path(args.run) / f"{stem}.mp4" if args.video else None
     result = evaluate(agent, env_id, episodes=args.episodes, seed=args.seed, env_kwargs=env_kwargs, video=video)
     payload = {"agent": config.agent, "env": env_id, "trained_on": config.env, "eval_seed": args.seed,
                **result.as_dict()}
@@ -109,7 +110,8 @@ def cmd_eval(args) -> int:
 def cmd_demo(args) -> int:
     """The README's demo: a short SAC run on SymPush-v0, evaluated against a random policy."""
     ns = argparse.Namespace(agent="sac", env="SymPush-v0", steps=args.steps, seed=0, out=args.out, demos=None,
-                            env_kwargs={}, agent_kwargs={})
+                            env_kwargs={}, agent_kwargs={}, hyperparams=None, tensorboard=None, eval_freq=None,
+                            eval_episodes=10, checkpoint_freq=0, no_progress=False)
     cmd_train(ns)
     cmd_eval(argparse.Namespace(run=args.out, env=None, episodes=args.episodes, seed=10_000, video=True,
                                 baseline=True))
@@ -177,12 +179,22 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train (or build) an agent; writes a run directory")
     t.add_argument("--agent", required=True)
     t.add_argument("--env", required=True)
-    t.add_argument("--steps", type=_nonneg_int, default=20_000)
+    t.add_argument("--steps", type=_nonneg_int, default=None,
+                   help="training budget (default: n_timesteps from the hyper-parameter file, else 20000)")
     t.add_argument("--seed", type=_nonneg_int, default=0)
     t.add_argument("--out", default=None, help="run directory (default runs/AGENT-ENV-sSEED)")
     t.add_argument("--demos", default=None, help="demonstrations file (imitation agents)")
     t.add_argument("--env-kwargs", type=_json_dict, default={}, help='JSON, e.g. \'{"wind": 0.5}\'')
     t.add_argument("--agent-kwargs", type=_json_dict, default={}, help="JSON hyper-parameter overrides")
+    t.add_argument("--hyperparams", default=None,
+                   help="RL-Zoo-style YAML keyed by env id (default: learn/hyperparams/AGENT.yml)")
+    t.add_argument("--tensorboard", default=None, metavar="DIR", help="TensorBoard log directory (RL agents)")
+    t.add_argument("--eval-freq", type=_nonneg_int, default=None,
+                   help="env steps between EvalCallback evaluations (0: off; default steps/10)")
+    t.add_argument("--eval-episodes", type=_positive_int, default=10)
+    t.add_argument("--checkpoint-freq", type=_nonneg_int, default=0,
+                   help="env steps between CheckpointCallback saves into RUN/checkpoints (0: off)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(fn=cmd_train)
 
     e = sub.add_parser("eval", help="evaluate a saved run")
@@ -190,12 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--env", default=None, help="evaluate on this env id instead of the run's (zero-shot transfer)")
     e.add_argument("--episodes", type=_positive_int, default=20)
     e.add_argument("--seed", type=_nonneg_int, default=10_000, help="first evaluation seed")
-    e.add_argument("--video", action="store_true", help="write RUN/eval.gif of the first episodes")
+    e.add_argument("--video", action="store_true", help="write RUN/eval.mp4 of the first episodes (3-D view where headless GL works)")
     e.add_argument("--baseline", action="store_true", help="also evaluate a uniform random policy")
     e.set_defaults(fn=cmd_eval)
 
     d = sub.add_parser("demo", help="short SAC run on SymPush-v0 + evaluation + learning curve")
-    d.add_argument("--steps", type=_positive_int, default=30_000)
+    d.add_argument("--steps", type=_positive_int, default=None, help="default: hyperparams/sac.yml (30000)")
     d.add_argument("--episodes", type=_positive_int, default=100)
     d.add_argument("--out", default="runs/demo")
     d.set_defaults(fn=cmd_demo)
@@ -262,6 +274,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("symgym: interrupted", file=sys.stderr)
         return 130
+    except ImportError as e:
+        # an optional dependency is missing: symgym.agents.registry.MissingExtraError names the extra
+        if type(e).__name__ != "MissingExtraError":
+            raise
+        print(f"symgym: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
     except (ValueError, FileNotFoundError, KeyError, NotADirectoryError, PermissionError, ConnectionError,
             TimeoutError) as e:
         msg = str(e) if not isinstance(e, KeyError) or hasattr(type(e), "__str__") else repr(e)

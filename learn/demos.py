@@ -1,79 +1,98 @@
 """Scripted-oracle demonstrations: ``symgym demos --env ID --n N --out FILE``.
 
-A demos file is a compressed ``.npz`` of flat transition arrays (``color``, ``height``, ``action``,
-``reward``, ``episode``) plus the seed of each episode; only successful episodes are kept, so the
-file holds exactly ``n`` solved episodes (imitation learns from good behaviour only).
+A demos file is a compressed ``.npz`` of flat per-step arrays plus ``episode`` (index of the episode each
+step belongs to), ``seeds`` (the env seed of each kept episode) and ``env_id``. Only successful episodes are
+kept, so the file holds exactly ``n`` solved episodes (imitation learns from good behaviour only). What a
+step records depends on the observation: top-down ``color``/``height`` images (tabletop envs: + ``action``,
+``reward``) or ``vector``/``points`` observations and the oracle's ``keypose`` (closed-loop envs).
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import gymnasium as gym
 import numpy as np
 from tqdm.auto import tqdm
 
+from symgym.learn.episodes import Episode, Recorder, run_episode, solved_episodes
 from symgym.learn.io import atomic_path
 from symgym.learn.runs import make_env
 
 
-def collect_demos(env_id: str, n: int, out: Path, seed: int = 0, progress: bool = True,
-                  max_failures: int | None = None) -> Path:
-    """Run the env's oracle from seeds ``seed, seed+1, ...`` until ``n`` episodes succeed; write ``out``.
+def _recorder(env: gym.Env) -> Recorder:
+    keys = set(getattr(env.observation_space, "spaces", {}) or {})
+    if {"color", "height"} <= keys:
+        return lambda obs, action, _env: {"color": obs["color"], "height": obs["height"],
+                                          "action": np.asarray(action, np.float32)}
+    if {"vector", "points"} <= keys:
+        return lambda obs, action, e: {"vector": obs["vector"], "points": obs["points"],
+                                       "action": np.asarray(action, np.float32),
+                                       "keypose": np.asarray(e.unwrapped.keypose(), np.float32)}
+    raise ValueError(f"env {env.spec.id if env.spec else env!r} has no demonstration format "
+                     f"(observation keys {sorted(keys) or 'none'})")
+
+
+def oracle(env: gym.Env):
+    """The env's scripted demonstrator as a policy ``obs -> action`` (``None`` when it gives up)."""
+    u = env.unwrapped
+    if not hasattr(u, "oracle_action"):
+        raise ValueError(f"env {env.spec.id if env.spec else env!r} has no scripted oracle (oracle_action)")
+
+    def act(_obs):
+        a = u.oracle_action()
+        return None if a is None else np.asarray(a, np.float32)
+
+    return act
+
+
+def demo_episode(env: gym.Env, seed: int) -> Episode:
+    """One oracle episode from ``seed``, recording what a demos file holds."""
+    return run_episode(env, oracle(env), seed, record=_recorder(env))
+
+
+def demonstrations(env_id: str, n: int, seed: int = 0, env_kwargs: dict[str, Any] | None = None,
+                   progress: bool = False, max_failures: int | None = None) -> dict[str, np.ndarray]:
+    """``n`` solved oracle episodes from seeds ``seed, seed+1, ...`` as flat arrays (see the module doc)."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1 demonstrations, got {n}")
+    env = make_env(env_id, **(env_kwargs or {}))
+    try:
+        policy, record = oracle(env), _recorder(env)
+        bar = tqdm(total=n, desc=f"demos {env_id}", disable=not progress, unit="ep")
+        solved = solved_episodes(env, policy, n, seed=seed, record=record, max_failures=max_failures,
+                                 on_episode=lambda _ep: bar.update(1))
+        bar.close()
+    finally:
+        env.close()
+    steps = [ep.stacked() for ep in solved]
+    data = {k: np.concatenate([s[k] for s in steps]) for k in steps[0]}
+    if "color" in data:
+        data["reward"] = np.concatenate([np.asarray(ep.rewards, np.float32) for ep in solved])
+    data["episode"] = np.concatenate([np.full(ep.length, i, np.int64) for i, ep in enumerate(solved)])
+    data["seeds"] = np.asarray([ep.seed for ep in solved], np.int64)
+    return data
+
+
+def demos_path(out: str | Path) -> Path:
+    out = Path(out)
+    return out if out.suffix == ".npz" else out.with_suffix(".npz")
+
+
+def write_demos(data: dict[str, np.ndarray], out: str | Path, env_id: str) -> Path:
+    out = demos_path(out)
+    with atomic_path(out) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, env_id=np.asarray(env_id), **data)
+    return out
+
+
+def collect_demos(env_id: str, n: int, out: str | Path, seed: int = 0, progress: bool = True,
+                  max_failures: int | None = None, env_kwargs: dict[str, Any] | None = None) -> Path:
+    """Run the env's oracle until ``n`` episodes succeed and write them to ``out`` (``.npz``); returns the path.
 
     Raises ValueError for an env without an oracle, and RuntimeError when the oracle fails more than
     ``max_failures`` episodes (default ``n``): a broken env must not silently yield a short file.
     """
-    if n < 1:
-        raise ValueError(f"n must be >= 1 demonstrations, got {n}")
-    if env_id.startswith("Hep"):
-        # closed-loop envs record vector + point-cloud observations and keyposes, per step
-        from symgym.envs.closed_loop import collect_closed_loop_demos
-
-        collect_closed_loop_demos(env_id, n, out=Path(out), seed=seed)
-        return Path(out)
-    env = make_env(env_id)
-    if not hasattr(env.unwrapped, "oracle_action"):
-        env.close()
-        raise ValueError(f"env {env_id!r} has no scripted oracle (oracle_action)")
-    max_failures = n if max_failures is None else max_failures
-    cols: dict[str, list] = {"color": [], "height": [], "action": [], "reward": [], "episode": []}
-    seeds: list[int] = []
-    failures, s = 0, seed
-    bar = tqdm(total=n, desc=f"demos {env_id}", disable=not progress, unit="ep")
-    while len(seeds) < n:
-        obs, _ = env.reset(seed=s)
-        episode: dict[str, list] = {k: [] for k in cols}
-        done, info = False, {"is_success": False}
-        while not done:
-            action = env.unwrapped.oracle_action()
-            if action is None:
-                break
-            episode["color"].append(obs["color"])
-            episode["height"].append(obs["height"])
-            episode["action"].append(np.asarray(action, np.float32))
-            obs, reward, terminated, truncated, info = env.step(action)
-            episode["reward"].append(reward)
-            episode["episode"].append(len(seeds))
-            done = terminated or truncated
-        if info.get("is_success"):
-            for k in cols:
-                cols[k].extend(episode[k])
-            seeds.append(s)
-            bar.update(1)
-        else:
-            failures += 1
-            if failures > max_failures:
-                env.close()
-                raise RuntimeError(f"oracle failed {failures} episodes of {env_id} (last seed {s})")
-        s += 1
-    bar.close()
-    env.close()
-    out = Path(out)
-    if out.suffix != ".npz":
-        out = out.with_suffix(".npz")
-    with atomic_path(out) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, color=np.stack(cols["color"]), height=np.stack(cols["height"]),
-                                action=np.stack(cols["action"]), reward=np.asarray(cols["reward"], np.float32),
-                                episode=np.asarray(cols["episode"], np.int64), seeds=np.asarray(seeds, np.int64),
-                                env_id=np.asarray(env_id))
-    return out
+    data = demonstrations(env_id, n, seed=seed, env_kwargs=env_kwargs, progress=progress, max_failures=max_failures)
+    return write_demos(data, out, env_id)

@@ -26,6 +26,7 @@ class Episode:
     success: bool = False
     final_info: dict[str, Any] = field(default_factory=dict)
     steps: dict[str, list] = field(default_factory=dict)
+    rewards: list[float] = field(default_factory=list)
     frames: list[np.ndarray] = field(default_factory=list)
     gave_up: bool = False
 
@@ -54,6 +55,7 @@ def run_episode(env: gym.Env, policy: Policy | None, seed: int, *, on_reset: Cal
             for k, v in record(obs, action, env).items():
                 ep.steps.setdefault(k, []).append(v)
         obs, reward, terminated, truncated, info = env.step(action)
+        ep.rewards.append(float(reward))
         ep.total_reward += float(reward)
         ep.length += 1
         ep.final_info = dict(info)

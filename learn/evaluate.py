@@ -1,4 +1,4 @@
-"""Evaluate any agent on its env: success rate, mean return, optional video."""
+"""Evaluate any agent on an env: success rate, mean return, optional video. Uses the one episode loop."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,8 +7,12 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from symgym.agents.base import Agent
+from symgym.agents import Agent
+from symgym.learn.episodes import run_episode
 from symgym.learn.runs import make_env
+
+#: episodes recorded into the video
+VIDEO_EPISODES = 3
 
 
 @dataclass
@@ -27,45 +31,39 @@ def evaluate(agent: Agent | None, env_id: str, episodes: int = 20, seed: int = 1
              video: Path | None = None, progress: bool = True) -> EvalResult:
     """Run ``episodes`` episodes with seeds ``seed, seed+1, ...``; ``agent=None`` is the uniform random policy.
 
-    Evaluation seeds default to a range disjoint from training seeds.
+    Evaluation seeds default to a range disjoint from training seeds. ``video``: write the first
+    :data:`VIDEO_EPISODES` episodes there (MP4 of a 3-D view where headless GL works, see ``symgym.learn.video``).
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     env = make_env(env_id, render_mode="rgb_array" if video else None, **(env_kwargs or {}))
+    frames: list[np.ndarray] = []
+    grab = None
+    if video:
+        from symgym.learn.video import frame_source
+
+        grab = frame_source(env)
     if agent is not None:
         agent.attach(env)
-    returns, successes, lengths, frames = [], [], [], []
-    for ep in tqdm(range(episodes), desc=f"eval {env_id}", disable=not progress, unit="ep"):
-        obs, info = env.reset(seed=seed + ep)
-        env.action_space.seed(seed + ep)
-        if agent is not None:
-            agent.reset()
-        done, total, length = False, 0.0, 0
-        while not done:
-            action = env.action_space.sample() if agent is None else agent.act(obs, deterministic=True)
-            obs, reward, terminated, truncated, info = env.step(action)
-            total += float(reward)
-            length += 1
-            done = terminated or truncated
-            if video and ep < 3:
-                frames.append(env.render())
-        returns.append(total)
-        successes.append(float(info.get("is_success", False)))
-        lengths.append(length)
-    env.close()
+    policy = None if agent is None else (lambda obs: agent.act(obs, deterministic=True))
+    on_reset = None if agent is None else agent.reset
+    returns, successes, lengths = [], [], []
+    try:
+        for ep in tqdm(range(episodes), desc=f"eval {env_id}", disable=not progress, unit="ep"):
+            filming = grab is not None and ep < VIDEO_EPISODES
+            record = (lambda _o, _a, _e: {"frame": grab()}) if filming else None
+            result = run_episode(env, policy, seed + ep, on_reset=on_reset, record=record)
+            if filming:
+                frames.extend(result.steps.get("frame", []))
+                frames.append(grab())
+            returns.append(result.total_reward)
+            successes.append(float(result.success))
+            lengths.append(result.length)
+    finally:
+        env.close()
     if video and frames:
+        from symgym.learn.video import write_video
+
         write_video(frames, video)
     return EvalResult(episodes, float(np.mean(successes)), float(np.mean(returns)), float(np.std(returns)),
                       float(np.mean(lengths)))
-
-
-def write_video(frames: list[np.ndarray], path: Path, fps: int = 20) -> Path:
-    """GIF (always available through imageio's Pillow plugin), written atomically."""
-    import imageio.v3 as iio
-
-    from symgym.learn.io import atomic_path
-
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        iio.imwrite(tmp, np.stack(frames), extension=path.suffix or ".gif", duration=1000 / fps, loop=0)
-    return path

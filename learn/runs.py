@@ -1,23 +1,53 @@
-"""Run directories: config, monitor CSV, checkpoint and learning-curve plot in one place."""
+"""Run directories and envs for the run layer: ``make_env``, ``load_run``, monitor logs, learning curves."""
 from __future__ import annotations
 
+import importlib
+import inspect
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pandas as pd
 
+import symgym.envs  # noqa: F401  (registers every env id)
+from symgym.agents import Agent, TrainConfig, agent_class
 from symgym.learn.io import save_figure
+
+MONITOR_FILE = "monitor.monitor.csv"
+
+
+def _known_env_ids() -> str:
+    return ", ".join(sorted(k for k in gym.registry if k.startswith(("Sym", "Ros", "Tabletop", "Hep", "Panda"))))
+
+
+def check_env_kwargs(env_id: str, kwargs: dict) -> None:
+    """Raise ValueError naming any keyword the env's constructor does not take (before building it)."""
+    if env_id not in gym.registry:
+        raise ValueError(f"unknown env id {env_id!r}; symgym envs: {_known_env_ids()}")
+    spec = gym.registry[env_id]
+    entry = spec.entry_point
+    if not kwargs or not isinstance(entry, str):
+        return
+    module, _, name = entry.partition(":")
+
+    cls = getattr(importlib.import_module(module), name)
+    params = inspect.signature(cls).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    gym_keys = {"render_mode", "max_episode_steps", "disable_env_checker", "autoreset", "apply_api_compatibility"}
+    unknown = sorted(set(kwargs) - set(params) - gym_keys)
+    if unknown:
+        known = sorted(k for k in params if k != "self")
+        raise ValueError(f"unknown env kwarg(s) {unknown} for {env_id}; it takes: {', '.join(known) or 'none'}")
 
 
 def make_env(env_id: str, seed: int | None = None, monitor_dir: Path | None = None, **kwargs) -> gym.Env:
-    """``gymnasium.make`` with a clear error for unknown ids, optionally wrapped in SB3's Monitor."""
-    import symgym.envs  # noqa: F401  (registers ids)
-
-    if env_id not in gym.registry:
-        known = ", ".join(sorted(k for k in gym.registry if k.startswith(("Sym", "Ros", "Tabletop", "Hep"))))
-        raise ValueError(f"unknown env id {env_id!r}; symgym envs: {known}")
-    env = gym.make(env_id, **kwargs)
+    """``gymnasium.make`` with one-line errors for unknown ids and kwargs, optionally wrapped in SB3's Monitor."""
+    check_env_kwargs(env_id, kwargs)
+    try:
+        env = gym.make(env_id, **kwargs)
+    except TypeError as e:  # a kwarg of the right name but the wrong type, caught by the constructor
+        raise ValueError(f"bad env kwargs {kwargs} for {env_id}: {e}") from e
     if monitor_dir is not None:
         from stable_baselines3.common.monitor import Monitor
 
@@ -28,10 +58,8 @@ def make_env(env_id: str, seed: int | None = None, monitor_dir: Path | None = No
     return env
 
 
-def load_run(run_dir: str | Path):
+def load_run(run_dir: str | Path) -> tuple[Agent, TrainConfig]:
     """(agent, config) for a saved run; clear errors for missing dirs and damaged checkpoints."""
-    from symgym.agents import TrainConfig, agent_class
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory {run_dir} does not exist")
@@ -41,7 +69,7 @@ def load_run(run_dir: str | Path):
 
 
 def read_monitor(run_dir: str | Path) -> pd.DataFrame:
-    path = Path(run_dir) / "monitor.monitor.csv"
+    path = Path(run_dir) / MONITOR_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no monitor log at {path}")
     df = pd.read_csv(path, skiprows=1)

@@ -26,17 +26,53 @@ def tiny_run(tmp_path_factory):
 
 def test_train_writes_a_complete_run_dir(tiny_run):
     names = {p.name for p in tiny_run.iterdir()}
-    assert {"config.json", "model.zip", "monitor.monitor.csv", "learning_curve.png"} <= names
+    assert {"config.json", "checkpoint.json", "model.zip", "monitor.monitor.csv", "learning_curve.png",
+            "train.json", "evaluations.npz", "best_model.zip"} <= names
     config = json.loads((tiny_run / "config.json").read_text())
     assert config["agent"] == "sac" and config["steps"] == 300 and config["seed"] == 1
+    # the resolved config: hyperparams/sac.yml for SymPush-v0, overridden by --agent-kwargs
+    assert config["agent_kwargs"]["gamma"] == 0.97 and config["agent_kwargs"]["net_arch"] == [32, 32]
+    manifest = json.loads((tiny_run / "checkpoint.json").read_text())
+    assert manifest["agent"] == "sac" and manifest["files"] == {"model": "model.zip"} and manifest["symgym_version"]
     assert not [n for n in names if n.startswith(".")], "temporary files left behind"
+
+
+def test_run_files_are_world_readable(tiny_run):
+    """Atomic writes go through mkstemp (0600); finished files get the usual 0666 & ~umask."""
+    import os
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for name in ("config.json", "checkpoint.json", "model.zip", "train.json"):
+        assert (tiny_run / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
+def test_steps_default_comes_from_the_hyperparameter_file(tmp_path):
+    from symgym.learn.hyperparams import resolve
+
+    assert resolve("sac", "SymPush-v0", None, {})[0] == 30_000
+    assert resolve("sac", "SymPush-v0", 7, {"gamma": 0.5}) == (7, {**resolve("sac", "SymPush-v0", 7, {})[1],
+                                                                   "gamma": 0.5})
+    assert resolve("sac", "NotListed-v0", None, {}) == (20_000, {})
+    bad = tmp_path / "h.yml"
+    bad.write_text("SymPush-v0: {n_timesteps: lots}")
+    with pytest.raises(ValueError, match="n_timesteps"):
+        resolve("sac", "SymPush-v0", None, {}, path=bad)
 
 
 def test_eval_reports_success_and_return_and_writes_video(tiny_run, capsys):
     assert main(["eval", "--run", str(tiny_run), "--episodes", "2", "--video", "--baseline"]) == 0
     result = json.loads((tiny_run / "eval.json").read_text())
     assert result["episodes"] == 2 and 0.0 <= result["success_rate"] <= 1.0
-    assert "random_policy" in result and (tiny_run / "eval.gif").stat().st_size > 1000
+    assert "random_policy" in result
+    videos = [p for p in tiny_run.iterdir() if p.stem == "eval" and p.suffix in (".mp4", ".gif")]
+    assert videos and videos[0].stat().st_size > 1000
+
+
+def test_eval_on_another_env_writes_its_own_file(tiny_run):
+    assert main(["eval", "--run", str(tiny_run), "--episodes", "1", "--env", "SymPushWind-v0"]) == 0
+    result = json.loads((tiny_run / "eval-SymPushWind-v0.json").read_text())
+    assert result["env"] == "SymPushWind-v0" and result["trained_on"] == "SymPush-v0"
 
 
 def test_envs_lists_symmetry():
@@ -55,6 +91,12 @@ def test_envs_lists_symmetry():
     (["train", "--agent", "sac", "--env", "SymPush-v0", "--steps", "-5"], "-5"),
     (["eval", "--run", "x", "--episodes", "zero"], "zero"),
     (["train", "--agent", "sac", "--env", "SymPush-v0", "--agent-kwargs", "{oops"], "{oops"),
+    (["train", "--agent", "sac", "--env", "SymPush-v0", "--steps", "10", "--agent-kwargs",
+      '{"learning_rate": "fast"}'], "learning_rate='fast'"),
+    (["train", "--agent", "sac", "--env", "SymPush-v0", "--steps", "10", "--agent-kwargs",
+      '{"learning_rat": 0.1}'], "learning_rat"),
+    (["train", "--agent", "sac", "--env", "SymPush-v0", "--steps", "10", "--env-kwargs", '{"wnd": 0.3}'], "wnd"),
+    (["eval", "--run", "x", "--env", "NoSuchEnv-v0"], "x"),
 ])
 def test_bad_input_gives_one_line_error(args, fragment):
     out = run_cli(*args)
@@ -67,10 +109,19 @@ def test_corrupt_checkpoint_is_reported(tiny_run, tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "config.json").write_text((tiny_run / "config.json").read_text())
+    out = run_cli("eval", "--run", str(broken))
+    assert out.returncode == 2 and "no checkpoint" in out.stderr
+    (broken / "checkpoint.json").write_text((tiny_run / "checkpoint.json").read_text())
+    out = run_cli("eval", "--run", str(broken))
+    assert out.returncode == 2 and "model file model.zip is missing" in out.stderr
     (broken / "model.zip").write_bytes(b"this is not a zip file")
     out = run_cli("eval", "--run", str(broken))
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "corrupt checkpoint" in out.stderr
+    manifest = json.loads((tiny_run / "checkpoint.json").read_text())
+    (broken / "checkpoint.json").write_text(json.dumps({**manifest, "agent": "equi-sac"}))
+    out = run_cli("eval", "--run", str(broken))
+    assert out.returncode == 2 and "is for agent 'equi-sac', not 'sac'" in out.stderr
     (broken / "config.json").write_text("{not json")
     out = run_cli("eval", "--run", str(broken))
     assert out.returncode == 2 and "corrupt run config" in out.stderr

@@ -5,7 +5,8 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import symgym.envs  # noqa: F401
-from symgym.envs.closed_loop import (ATTACHED, OBJ_POS, ClosedLoopEnv, collect_closed_loop_demos, oracle, rollout_demo,
+from symgym.learn.demos import demo_episode, demonstrations, write_demos
+from symgym.envs.closed_loop import (ATTACHED, OBJ_POS, ClosedLoopEnv, oracle,
                               transform_action)
 from symgym.equivariance import O2Element, SE2Element, SE2Group
 from symgym.equivariance.dynamics import dynamics_equivariance_errors, rollout_states
@@ -36,7 +37,7 @@ def test_observation_layout(env_id):
 @pytest.mark.parametrize("workspace", ["demo", "transformed"])
 def test_oracle_solves_the_task(env_id, workspace):
     env = gym.make(env_id, workspace=workspace)
-    solved = sum(rollout_demo(env, seed) is not None for seed in range(10))
+    solved = sum(demo_episode(env, seed).success for seed in range(10))
     assert solved >= 9, f"{env_id} oracle solved only {solved}/10"
 
 
@@ -57,7 +58,7 @@ def test_random_policy_rarely_solves_pick_place():
 def test_pick_place_is_multi_stage():
     """The oracle grasps (attached flag goes on), carries the object off the floor, then releases it."""
     env = gym.make("HepPickPlace-v0")
-    ep = rollout_demo(env, 3)
+    ep = demo_episode(env, 3).stacked()
     attached = ep["vector"][:, ATTACHED.start]
     assert attached[0] == 0 and attached.max() == 1
     assert ep["vector"][:, OBJ_POS.start + 2].max() > 0.03  # lifted
@@ -132,7 +133,8 @@ def test_bad_inputs_raise_clear_errors():
 
 
 def test_collect_demos_writes_npz(tmp_path):
-    data = collect_closed_loop_demos("HepPushToTarget-v0", 2, out=tmp_path / "d.npz", seed=5)
+    data = demonstrations("HepPushToTarget-v0", 2, seed=5)
+    write_demos(data, tmp_path / "d.npz", "HepPushToTarget-v0")
     saved = np.load(tmp_path / "d.npz")
     assert set(saved["episode"]) == {0, 1}
     assert saved["points"].shape[1:] == (96, 4) and len(saved["action"]) == len(data["vector"])

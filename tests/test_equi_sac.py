@@ -7,6 +7,8 @@ from stable_baselines3 import SAC
 
 import symgym.envs  # noqa: F401
 from symgym.agents import TrainConfig, agent_class
+from symgym.learn.runs import load_run
+from symgym.learn.training import train
 from symgym.agents.equi_sac import EquiSACPolicy, agent_group, policy_symmetry_errors, relaxed_weight_errors
 from symgym.equivariance import DihedralGroup, Symmetry
 from symgym.equivariance.layers import restrict_rep
@@ -78,7 +80,8 @@ def test_log_std_is_shared_and_actions_in_bounds():
 def test_cli_agent_trains_saves_and_reloads(agent, tmp_path):
     cfg = TrainConfig(agent=agent, env="SymPush-v0", steps=150, seed=0, out=str(tmp_path),
                       agent_kwargs={"learning_starts": 100, "batch_size": 16, "hidden": [2, 2]})
-    trained = agent_class(agent).from_config(cfg, tmp_path)
+    train(cfg, progress=False)
+    trained = load_run(tmp_path)[0]
     loaded = agent_class(agent).load(tmp_path)
     obs = gym.make("SymPush-v0").reset(seed=1)[0]
     assert np.allclose(trained.act(obs), loaded.act(obs), atol=1e-6)

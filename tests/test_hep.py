@@ -7,7 +7,7 @@ import torch
 import symgym.envs  # noqa: F401
 from symgym.agents.hep import (ChunkNet, FlatBCAgent, HEPAgent, chunk_targets, heatmap_target, keypose_from_heatmap,
                         plan_vector, rasterize, transform_plan)
-from symgym.envs.closed_loop import collect_closed_loop_demos
+from symgym.learn.demos import collect_demos, demonstrations
 from symgym.equivariance import SE2Element, SO2, Symmetry, equivariance_error
 from symgym.learn.runs import make_env
 
@@ -18,7 +18,7 @@ EXACT_TOL = 1e-4   # float32 CNN; measured ~1e-7
 
 @pytest.fixture(scope="module")
 def demos():
-    return collect_closed_loop_demos("HepPickPlace-v0", 3, seed=0)
+    return demonstrations("HepPickPlace-v0", 3, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +160,7 @@ def test_cli_trains_hep_from_a_demos_file(tmp_path):
     from symgym.learn.cli import main
 
     demos = tmp_path / "demos.npz"
-    collect_closed_loop_demos("HepPushToTarget-v0", 2, out=demos, seed=0)
+    collect_demos("HepPushToTarget-v0", 2, out=demos, seed=0, progress=False)
     run = tmp_path / "run"
     rc = main(["train", "--agent", "hep", "--env", "HepPushToTarget-v0", "--demos", str(demos), "--steps", "50",
                "--out", str(run), "--agent-kwargs", '{"high_steps": 5}'])

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import symgym.envs  # noqa: F401  (registers ids)
-from symgym.agents import TrainConfig, agent_class
+from symgym.agents import CheckpointError, EnvInfo, TrainConfig, agent_class
+from symgym.learn.training import train
 from symgym.agents.mppi import (MPPIConfig, MPPIPlanner, MujocoRolloutBackend, TorchRolloutBackend, action_orbit_matrices,
                          fit_dynamics, orbit_noise)
 from symgym.envs.sym_cartpole import ReflectionGroup
@@ -159,9 +160,10 @@ def test_agent_from_config_save_load_and_act(tmp_path, agent_id):
     cls = agent_class(agent_id)
     config = TrainConfig(agent=agent_id, env="SymReach-v0", steps=0, seed=4, out=str(tmp_path),
                          agent_kwargs={"samples": 16, "horizon": 5})
-    cls.from_config(config, tmp_path)
-    saved = json.loads((tmp_path / "planner.json").read_text())
-    assert saved["symmetric"] == (agent_id == "sym-mppi") and saved["seed"] == 4
+    train(config, progress=False)
+    saved = json.loads((tmp_path / "checkpoint.json").read_text())
+    assert saved["agent"] == agent_id and saved["files"] == {}
+    assert saved["config"]["symmetric"] == (agent_id == "sym-mppi") and saved["config"]["seed"] == 4
     agent = cls.load(tmp_path)
     with pytest.raises(RuntimeError, match="attach"):
         agent.act(None)
@@ -176,11 +178,16 @@ def test_agent_from_config_save_load_and_act(tmp_path, agent_id):
 
 def test_load_reports_missing_and_corrupt_configs(tmp_path):
     cls = agent_class("mppi")
-    with pytest.raises(FileNotFoundError, match="planner"):
+    with pytest.raises(CheckpointError, match="no checkpoint"):
         cls.load(tmp_path)
-    (tmp_path / "planner.json").write_text("{not json")
-    with pytest.raises(ValueError, match="corrupt"):
+    (tmp_path / "checkpoint.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="corrupt"):
         cls.load(tmp_path)
+    cls(MPPIConfig(samples=8)).save(tmp_path)
+    with pytest.raises(CheckpointError, match="for agent 'mppi', not 'sym-mppi'"):
+        agent_class("sym-mppi").load(tmp_path)
+    with pytest.raises(ValueError, match="symmetric"):
+        cls.build(EnvInfo.of(gym.make("SymReach-v0")), {"symmetric": True})
 
 
 def test_learned_dynamics_backend_predicts_the_simulator():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import gymnasium as gym
@@ -14,7 +15,8 @@ from symgym.agents.keyframe_transporter import (TILT_BINS, KeyframeTransporterAg
                                          tilt_rotations)
 from symgym.agents.transporter import (EquiTransporterAgent, TransporterAgent, TransporterConfig, crop_at, load_demos,
                                 obs_to_tensor, rotate_images)
-from symgym.agents.base import TrainConfig
+from symgym.agents import CheckpointError, TrainConfig
+from symgym.learn.training import train
 from symgym.envs.tabletop import transform_topdown
 from symgym.equivariance.checks import relative_error
 from symgym.equivariance.groups import O2Element, SE2Element
@@ -213,7 +215,7 @@ def test_learns_from_demos_saves_and_loads(cls, demos_file, tmp_path, scene_obs)
     demos = load_demos(demos_file)
     agent = cls(dataclasses.replace(SMALL, lr=5e-3), seed=0)
     before = float(agent.loss(demos).detach())
-    losses = agent.learn(demos, steps=40, progress=False)
+    losses = agent.learn(demos, steps=40, progress=False)["losses"]
     after = float(agent.loss(demos).detach())
     assert after < 0.7 * before, (before, after, losses[-5:])
     action = agent.act(scene_obs[0])
@@ -223,20 +225,24 @@ def test_learns_from_demos_saves_and_loads(cls, demos_file, tmp_path, scene_obs)
     np.testing.assert_array_equal(again.act(scene_obs[0]), action)
 
 
-def test_from_config_and_bad_inputs(demos_file, tmp_path):
-    cfg = TrainConfig(agent="transporter", env="TabletopBlockInsertion-v0", steps=2, demos=str(demos_file),
+def test_train_and_bad_inputs(demos_file, tmp_path):
+    env = "TabletopBlockInsertion-v0"
+    cfg = TrainConfig(agent="transporter", env=env, steps=2, demos=str(demos_file), out=str(tmp_path),
                       agent_kwargs={"n_rotations": 4, "crop": 9, "width": 4, "feature_dim": 2})
-    TransporterAgent.from_config(cfg, tmp_path)
-    assert (tmp_path / "agent.pt").is_file() and (tmp_path / "train.json").is_file()
-    with pytest.raises(ValueError, match="demos"):
-        TransporterAgent.from_config(TrainConfig(agent="transporter", env="x", steps=1), tmp_path)
-    with pytest.raises(ValueError, match="unknown agent_kwargs"):
-        TransporterAgent.from_config(TrainConfig(agent="transporter", env="x", demos=str(demos_file),
-                                                 agent_kwargs={"bogus": 1}), tmp_path)
-    with pytest.raises(ValueError, match="holds a TransporterAgent"):
+    train(cfg, progress=False)
+    assert (tmp_path / "transporter.pt").is_file() and (tmp_path / "train.json").is_file()
+    assert json.loads((tmp_path / "checkpoint.json").read_text())["files"] == {"weights": "transporter.pt"}
+    with pytest.raises(FileNotFoundError, match="demos"):
+        train(TrainConfig(agent="transporter", env=env, steps=1, demos=str(tmp_path / "nope.npz"),
+                          out=str(tmp_path / "b")), progress=False)
+    with pytest.raises(ValueError, match="unknown transporter agent kwarg"):
+        train(TrainConfig(agent="transporter", env=env, demos=str(demos_file), agent_kwargs={"bogus": 1},
+                          out=str(tmp_path / "c")), progress=False)
+    assert not (tmp_path / "c").exists()  # rejected before the run directory is made
+    with pytest.raises(CheckpointError, match="for agent 'transporter', not 'equi-transporter'"):
         EquiTransporterAgent.load(tmp_path)
-    (tmp_path / "agent.pt").write_bytes(b"garbage")
-    with pytest.raises(ValueError, match="damaged"):
+    (tmp_path / "transporter.pt").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="corrupt checkpoint file"):
         TransporterAgent.load(tmp_path)
     with pytest.raises(ValueError, match="odd"):
         TransporterAgent(TransporterConfig(crop=10))

@@ -12,34 +12,27 @@ to ``out_dir/NAME.json`` atomically, adding the run's config and wall time.
 """
 from __future__ import annotations
 
-import importlib
 import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from symgym.agents.registry import Registry
 from symgym.learn.io import write_json
 
 #: task name -> module implementing ``run``
-TASKS: dict[str, str] = {
+TASKS = Registry("task", {
     "dhn": "symgym.learn.tasks.dhn",
     "matrixnet": "symgym.learn.tasks.matrixnet",
     "iaemu": "symgym.learn.tasks.iaemu",
     "atlasd": "symgym.learn.tasks.atlasd",
     "relaxed-e3": "symgym.learn.tasks.relaxed_e3",
     "mesh": "symgym.learn.tasks.mesh",
-}
-
-
-class UnknownTaskError(KeyError):
-    def __str__(self) -> str:
-        return f"unknown task {self.args[0]!r}; known tasks: {', '.join(sorted(TASKS))}"
+})
 
 
 def load_task(name: str) -> ModuleType:
-    if name not in TASKS:
-        raise UnknownTaskError(name)
-    return importlib.import_module(TASKS[name])
+    return TASKS.load(name)
 
 
 def run_task(name: str, quick: bool = False, seed: int = 0, out_dir: str | Path = "results") -> dict[str, Any]:
