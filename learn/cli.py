@@ -219,19 +219,14 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--seed", type=_nonneg_int, default=0)
     dm.set_defaults(fn=cmd_demos)
 
-    k = sub.add_parser("task", help="run a scientific task; prints and saves metrics")
-    k.add_argument("name")
-    k.add_argument("--quick", action="store_true")
-    k.add_argument("--seed", type=_nonneg_int, default=0)
-    k.add_argument("--out", default="results")
-    k.set_defaults(fn=cmd_task)
-
-    b = sub.add_parser("bench", help="run a benchmark; writes results/NAME.json + PNG")
-    b.add_argument("name")
-    b.add_argument("--quick", action="store_true")
-    b.add_argument("--seed", type=_nonneg_int, default=0)
-    b.add_argument("--out", default="results")
-    b.set_defaults(fn=cmd_bench)
+    for name, fn, help_ in (("task", cmd_task, "run a scientific task; writes results/NAME.json + PNGs"),
+                            ("bench", cmd_bench, "run a benchmark; writes results/NAME.json + PNG")):
+        k = sub.add_parser(name, help=help_)
+        k.add_argument("name")
+        k.add_argument("--quick", action="store_true", help="tiny settings (for tests)")
+        k.add_argument("--seed", type=_nonneg_int, default=0)
+        k.add_argument("--out", default="results")
+        k.set_defaults(fn=fn)
 
     sw = sub.add_parser("sweep", help="run a sweep spec (grid of train->evaluate trials) on Ray Tune; resumable")
     sw.add_argument("spec", help="sweep spec YAML")

@@ -14,14 +14,12 @@ sweep (``symgym sweep``, resuming) and its report (``symgym report``), so their 
 """
 from __future__ import annotations
 
-import platform
-import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from symgym.agents.registry import Registry
-from symgym.learn.io import write_json
+from symgym.learn.io import run_and_record
 
 BENCHES = Registry("benchmark", {
     "env-speed": "symgym.learn.bench.env_speed",
@@ -40,17 +38,4 @@ def load_bench(name: str) -> ModuleType:
 
 
 def run_bench(name: str, out_dir: str | Path = "results", quick: bool = False, seed: int = 0) -> dict[str, Any]:
-    module = load_bench(name)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    results = module.run(out_dir=out_dir, quick=quick, seed=seed)
-    results = {
-        "bench": name,
-        "config": {"quick": quick, "seed": seed},
-        "machine": {"python": platform.python_version(), "processor": platform.machine()},
-        "wall_time_s": round(time.perf_counter() - start, 2),
-        **results,
-    }
-    write_json(out_dir / f"{name}.json", results)
-    return results
+    return run_and_record("bench", name, load_bench(name).run, out_dir, quick, seed)

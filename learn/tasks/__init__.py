@@ -12,13 +12,12 @@ to ``out_dir/NAME.json`` atomically, adding the run's config and wall time.
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from symgym.agents.registry import Registry
-from symgym.learn.io import write_json
+from symgym.learn.io import run_and_record
 
 #: task name -> module implementing ``run``
 TASKS = Registry("task", {
@@ -37,16 +36,4 @@ def load_task(name: str) -> ModuleType:
 
 def run_task(name: str, quick: bool = False, seed: int = 0, out_dir: str | Path = "results") -> dict[str, Any]:
     """Run task ``name`` and write ``out_dir/NAME.json``; returns the results dict."""
-    module = load_task(name)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    results = module.run(quick=quick, seed=seed, out_dir=out_dir)
-    results = {
-        "task": name,
-        "config": {"quick": quick, "seed": seed},
-        "wall_time_s": round(time.perf_counter() - start, 2),
-        **results,
-    }
-    write_json(out_dir / f"{name}.json", results)
-    return results
+    return run_and_record("task", name, load_task(name).run, out_dir, quick, seed)
