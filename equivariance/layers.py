@@ -6,8 +6,10 @@
 * :class:`SteerableImageEncoder`: a steerable CNN over a top-down image (channels are scalars) that
   ends in a global average pool, so its output is a vector of regular fields of the group.
 
-Both take and return plain ``torch.Tensor`` s (escnn's ``GeometricTensor`` stays inside) and both
-``export()`` to plain torch modules with the expanded weights baked in, for fast inference.
+Both are :class:`~symgym.equivariance.escnn_nets.EscnnNetwork` s: they take and return plain ``torch.Tensor`` s
+(escnn's ``GeometricTensor`` stays inside), follow the one weight-cache policy documented in ``escnn_nets``
+(weights-only ``state_dict`` in any mode, dense filters memoised for no-grad inference, never saved), and
+``export()`` to plain torch modules with the expanded weights copied in.
 
 Only finite planar groups are supported (the hidden layers use the regular representation). For an
 O(2)-symmetric env, pick a finite subgroup with :func:`restrict_rep`, e.g. D4.
@@ -22,6 +24,7 @@ from escnn import nn as enn
 from torch import nn
 
 from symgym.equivariance.escnn_bridge import field_type, gspace_for, vector_gspace
+from symgym.equivariance.escnn_nets import EscnnNetwork, regular_fields, scalar_fields
 from symgym.equivariance.groups import PlanarGroup
 from symgym.equivariance.representations import Representation, irrep, regular, sign, standard, trivial
 
@@ -60,24 +63,7 @@ def _check_finite(group: PlanarGroup) -> None:
         raise ValueError(f"equivariant layers need a finite planar group (Cn or Dn), got {group!r}")
 
 
-class _KeepExpanding(nn.Module):
-    """Base for modules wrapping escnn layers that must never cache their expanded weights.
-
-    escnn builds and caches the dense weight matrix when a layer is put in eval mode. SB3 keeps the target
-    critic in eval mode and updates it by Polyak-averaging the *parameters*, which would leave that cache
-    stale (and eval mode also adds the cache to ``state_dict``). So the escnn part always stays in training
-    mode (it has no dropout or batch norm); :meth:`export` is the fast path for inference.
-    """
-
-    escnn_net: enn.EquivariantModule
-
-    def train(self, mode: bool = True) -> "_KeepExpanding":
-        super().train(mode)
-        self.escnn_net.train(True)
-        return self
-
-
-class EquivariantMLP(_KeepExpanding):
+class EquivariantMLP(EscnnNetwork):
     """An MLP with ``f(rho_in(g) x) = rho_out(g) f(x)`` for every element of a finite planar group.
 
     Args:
@@ -88,37 +74,30 @@ class EquivariantMLP(_KeepExpanding):
     """
 
     def __init__(self, in_rep: Representation, out_rep: Representation, hidden: Sequence[int] = (16, 16)):
-        super().__init__()
         if in_rep.group != out_rep.group:
             raise ValueError(f"in_rep is over {in_rep.group.name} but out_rep is over {out_rep.group.name}")
         _check_finite(in_rep.group)
         if any(int(h) < 1 for h in hidden):
             raise ValueError(f"hidden layer sizes must be positive, got {list(hidden)}")
-        self.group, self.in_rep, self.out_rep = in_rep.group, in_rep, out_rep
-        gs = vector_gspace(self.group)
-        self.in_type = field_type(gs, in_rep)
-        self.out_type = field_type(gs, out_rep)
+        gs = vector_gspace(in_rep.group)
+        in_type = field_type(gs, in_rep)
         layers: list[enn.EquivariantModule] = []
-        current = self.in_type
+        current = in_type
         for h in hidden:
-            hidden_type = enn.FieldType(gs, [gs.fibergroup.regular_representation] * int(h))
+            hidden_type = regular_fields(gs, h)
             layers += [enn.Linear(current, hidden_type), enn.ReLU(hidden_type)]
             current = hidden_type
-        layers.append(enn.Linear(current, self.out_type))
-        self.escnn_net = enn.SequentialModule(*layers)
-        self.train(True)  # drops escnn's zero-initialised weight caches, keeping state_dict keys stable
+        layers.append(enn.Linear(current, field_type(gs, out_rep)))
+        super().__init__(enn.SequentialModule(*layers), in_type)
+        self.group, self.in_rep, self.out_rep = in_rep.group, in_rep, out_rep
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.in_type.size:
             raise ValueError(f"expected inputs with {self.in_type.size} features ({self.in_rep.name}), got {tuple(x.shape)}")
-        return self.escnn_net(enn.GeometricTensor(x, self.in_type)).tensor
-
-    def export(self) -> nn.Sequential:
-        """A plain ``nn.Sequential`` (Linear/ReLU) computing the same function with the current weights."""
-        return _export_sequential(self.escnn_net)
+        return self.body(x)
 
 
-class SteerableImageEncoder(_KeepExpanding):
+class SteerableImageEncoder(EscnnNetwork):
     """Steerable CNN: a channels-first image whose channels are scalars -> ``out_rep`` vector features.
 
     Rotations by multiples of 90 degrees (and the reflections of D4) act exactly on a square pixel grid, so
@@ -133,25 +112,23 @@ class SteerableImageEncoder(_KeepExpanding):
 
     def __init__(self, group: PlanarGroup, in_channels: int = 3, channels: Sequence[int] = (8, 16, 16),
                  kernel_size: int = 5):
-        super().__init__()
         _check_finite(group)
         if group.n not in (1, 2, 4):
             raise ValueError(f"image equivariance on a pixel grid needs a subgroup of D4, got {group.name}")
         if kernel_size % 2 != 1:
             raise ValueError(f"kernel_size must be odd (centred kernels), got {kernel_size}")
-        self.group = group
         gs = gspace_for(group)
-        self.in_type = enn.FieldType(gs, [gs.trivial_repr] * int(in_channels))
+        in_type = scalar_fields(gs, in_channels)
         layers: list[enn.EquivariantModule] = []
-        current = self.in_type
+        current = in_type
         for i, c in enumerate(channels):
-            hidden = enn.FieldType(gs, [gs.regular_repr] * int(c))
+            hidden = regular_fields(gs, c)
             k = kernel_size if i == 0 else 3
             layers += [enn.R2Conv(current, hidden, k, padding=k // 2), enn.ReLU(hidden),
                        enn.PointwiseAvgPool2D(hidden, 2)]
             current = hidden
-        self.escnn_net = enn.SequentialModule(*layers)
-        self.train(True)  # drops escnn's zero-initialised weight caches, keeping state_dict keys stable
+        super().__init__(enn.SequentialModule(*layers), in_type)
+        self.group = group
         self.out_rep = regular(group) if len(channels) == 0 else int(channels[-1]) * regular(group)
         self.out_dim = current.size
 
@@ -166,11 +143,10 @@ class SteerableImageEncoder(_KeepExpanding):
             raise ValueError(f"expected (B, {self.in_type.size}, H, W) images, got {tuple(x.shape)}")
         if x.shape[-1] != x.shape[-2]:
             raise ValueError(f"expected square images, got {tuple(x.shape[-2:])}")
-        y = self.escnn_net(enn.GeometricTensor(self._to_grid(x), self.in_type)).tensor
-        return y.mean(dim=(-2, -1))
+        return self.body(self._to_grid(x)).mean(dim=(-2, -1))
 
     def export(self) -> nn.Module:
-        return _ExportedImageEncoder(_export_sequential(self.escnn_net))
+        return _ExportedImageEncoder(super().export())
 
 
 class _ExportedImageEncoder(nn.Module):
@@ -180,19 +156,6 @@ class _ExportedImageEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(SteerableImageEncoder._to_grid(x)).mean(dim=(-2, -1))
-
-
-def _export_sequential(seq: enn.SequentialModule) -> nn.Sequential:
-    """escnn's ``export`` per layer, plus the pooling layer escnn cannot export itself."""
-    out = []
-    for module in seq.children():
-        if isinstance(module, enn.PointwiseAvgPool2D):
-            out.append(nn.AvgPool2d(module.kernel_size, module.stride, module.padding, module.ceil_mode))
-        else:
-            out.append(module.export())
-    # export() switches escnn modules to eval mode to expand their weights; switch back (see _KeepExpanding).
-    seq.train(True)
-    return nn.Sequential(*out).eval()
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from symgym.equivariance import (DihedralGroup, CyclicGroup, O2, Symmetry, equivariance_error, invariance_error, regular,
-                          standard, transform_image, trivial)
+from symgym.equivariance import (CyclicGroup, DihedralGroup, O2, Symmetry, equivariance_error, invariance_error, regular,
+                                 relative_error, standard, transform_image, trivial)
 from symgym.equivariance.layers import EquivariantMLP, SteerableImageEncoder, rep_from_names, restrict_rep
 from symgym.equivariance.relaxed import RelaxedGroupConv2d, RelaxedLinear, RelaxedMLP
 
@@ -165,3 +165,107 @@ def test_relaxed_group_conv_is_equivariant_at_init_and_exports():
     assert conv.weight_equivariance_error() > 1e-2
     with pytest.raises(ValueError, match="subgroups of D4"):
         RelaxedGroupConv2d(trivial(DihedralGroup(8)), regular(DihedralGroup(8)))
+
+
+# -- the one escnn builder and its weight-cache policy (symgym.equivariance.escnn_nets) ------------------------
+def _escnn_nets():
+    from symgym.equivariance.escnn_nets import SteerableFCN
+
+    torch.manual_seed(6)
+    return {
+        "mlp": (EquivariantMLP(2 * standard(D4), trivial(D4) + standard(D4), hidden=(3,)), torch.randn(4, 4)),
+        "image": (SteerableImageEncoder(D4, in_channels=2, channels=(2, 2)), torch.randn(2, 2, 8, 8)),
+        "fcn": (SteerableFCN(CyclicGroup(4), 3, 2, fields=2, dilations=(1, 2)), torch.randn(2, 3, 12, 12)),
+        "fcn-circular": (SteerableFCN(CyclicGroup(4), 3, 1, fields=2, dilations=(1, 3), nonlinearity="elu",
+                                      padding_mode="circular"), torch.randn(2, 3, 10, 10)),
+    }
+
+
+@pytest.mark.parametrize("name", ["mlp", "image", "fcn", "fcn-circular"])
+def test_escnn_state_dict_holds_weights_only_in_every_mode(name):
+    net, _ = _escnn_nets()[name]
+    train_keys = list(net.state_dict())
+    net.eval()
+    with torch.no_grad():
+        net(_escnn_nets()[name][1])  # an inference pass memoises the dense filters ...
+    assert list(net.state_dict()) == train_keys  # ... but never as state
+    assert not [k for k in train_keys if k.rsplit(".", 1)[-1] in ("filter", "matrix", "expanded_bias")]
+    assert all(m.training for m in net.escnn_net.modules())  # escnn's own eval-mode cache is never built
+
+
+@pytest.mark.parametrize("name", ["mlp", "image", "fcn", "fcn-circular"])
+def test_escnn_inference_follows_every_weight_change(name):
+    net, x = _escnn_nets()[name]
+    reference = lambda: net.train()(x).detach()  # noqa: E731  (expands the filters from the weights)
+
+    def inference():
+        net.eval()
+        with torch.no_grad():
+            return net(x)
+
+    before = inference()
+    assert torch.equal(before, reference())
+    opt = torch.optim.SGD(net.parameters(), lr=0.5)
+    net.train()
+    net(x).square().sum().backward()
+    opt.step()                                         # an optimizer step ...
+    after_step = inference()
+    assert torch.equal(after_step, reference()) and not torch.allclose(after_step, before)
+    target = _escnn_nets()[name][0].eval()
+    with torch.no_grad():
+        target(x)                                      # memoised before the Polyak update
+        for p_t, p in zip(target.parameters(), net.parameters()):
+            torch.mul(p_t, 0.0, out=p_t)               # ... SB3's polyak_update writes with out=
+            torch.add(p_t, p, alpha=1.0, out=p_t)
+        assert torch.equal(target(x), after_step)
+    fresh = _escnn_nets()[name][0].eval()
+    with torch.no_grad():
+        fresh(x)
+    fresh.load_state_dict(net.state_dict())           # ... and load_state_dict into an eval-mode net
+    with torch.no_grad():
+        assert torch.equal(fresh(x), after_step)
+    fresh.eval()
+    out = fresh(x)                                     # eval mode with gradients on: still differentiable
+    out.sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in fresh.parameters())
+
+
+@pytest.mark.parametrize("name", ["fcn", "fcn-circular"])
+def test_steerable_fcn_is_c4_equivariant_and_exports_its_padding(name):
+    net, x = _escnn_nets()[name]
+    net.eval()
+    exported = net.export()
+    assert [type(m).__name__ for m in exported][:2] == ["Conv2d", "ReLU" if name == "fcn" else "ELU"]
+    with torch.no_grad():
+        y = net(x)
+        for k in (1, 2, 3):
+            assert relative_error(net(torch.rot90(x, k, (-2, -1))), torch.rot90(y, k, (-2, -1))) < TOL
+        assert torch.allclose(exported(x), y, atol=1e-6)  # escnn's own R2Conv.export drops circular padding
+        if name == "fcn-circular":  # translation-equivariant on the torus
+            assert torch.allclose(net(torch.roll(x, (3, -2), (-2, -1))), torch.roll(y, (3, -2), (-2, -1)), atol=1e-5)
+
+
+def test_escnn_checkpoints_with_escnn_eval_caches_still_load_and_bad_layers_are_refused():
+    from escnn import nn as enn
+
+    from symgym.equivariance.escnn_bridge import gspace_for
+    from symgym.equivariance.escnn_nets import EscnnNetwork, SteerableFCN, regular_fields, scalar_fields
+
+    net, x = _escnn_nets()["fcn"]
+    net.escnn_net.eval()                               # what saving in escnn's eval mode used to write
+    legacy = {k: v.clone() for k, v in net.state_dict().items()}
+    assert any(k.endswith(".filter") for k in legacy)
+    net.train()
+    other = SteerableFCN(CyclicGroup(4), 3, 2, fields=2, dilations=(1, 2))
+    other.load_state_dict(legacy)
+    with torch.no_grad():
+        assert torch.equal(other.eval()(x), net.eval()(x))
+    gs = gspace_for(D4)
+    hidden = regular_fields(gs, 2)
+    with pytest.raises(ValueError, match="InnerBatchNorm"):
+        EscnnNetwork(enn.SequentialModule(enn.R2Conv(scalar_fields(gs, 1), hidden, 3), enn.InnerBatchNorm(hidden)),
+                     scalar_fields(gs, 1))
+    with pytest.raises(ValueError, match="finite planar group"):
+        SteerableFCN(O2(), 1, 1)
+    with pytest.raises(ValueError, match=r"expected \(B, 3, H, W\)"):
+        net(torch.zeros(3, 12, 12))
