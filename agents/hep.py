@@ -36,7 +36,8 @@ from torch import nn
 from symgym.agents.base import Agent, EnvInfo, parse_config
 from symgym.agents.checkpoint import load_file, read_checkpoint, write_checkpoint
 from symgym.envs.closed_loop import ATTACHED, EE_POS, OBJ_POS, TARGET_POS
-from symgym.equivariance.groups import as_se2
+from symgym.equivariance.escnn_nets import SteerableFCN
+from symgym.equivariance.groups import CyclicGroup, as_se2
 
 WEIGHTS_FILE = "hep.pt"
 FLAT_WEIGHTS_FILE = "flat_bc.pt"
@@ -165,21 +166,9 @@ class HeatmapNet(nn.Module):
         super().__init__()
         self.equivariant = equivariant
         if equivariant:
-            from escnn import nn as enn
-
-            from symgym.equivariance.escnn_bridge import gspace_for
-            from symgym.equivariance.groups import CyclicGroup
-
-            gs = gspace_for(CyclicGroup(4))
-            t = self.in_type = enn.FieldType(gs, RASTER_CHANNELS * [gs.trivial_repr])
-            hidden = enn.FieldType(gs, fields * [gs.regular_repr])
-            layers = []
-            for d in dilations:
-                layers += [enn.R2Conv(t, hidden, 3, padding=d, dilation=d, padding_mode="circular"),
-                           enn.ELU(hidden)]
-                t = hidden
-            layers.append(enn.R2Conv(t, enn.FieldType(gs, [gs.trivial_repr]), 1))
-            self.net = enn.SequentialModule(*layers)
+            # the one escnn builder (and weight-cache policy) of symgym.equivariance.escnn_nets
+            self.net = SteerableFCN(CyclicGroup(4), RASTER_CHANNELS, 1, fields=fields, dilations=dilations,
+                                    nonlinearity="elu", padding_mode="circular")
         else:
             layers, c = [], RASTER_CHANNELS
             for d in dilations:
@@ -189,23 +178,14 @@ class HeatmapNet(nn.Module):
             self.net = nn.Sequential(*layers)
 
     def portable_state(self) -> dict[str, torch.Tensor]:
-        """Weights only: escnn caches expanded filters as extra buffers in eval mode, so save in train mode."""
-        was_training = self.training
-        self.train()
-        state = {k: v.clone() for k, v in self.state_dict().items()}
-        self.train(was_training)
-        return state
+        """A copy of the weights; the escnn part's state_dict never holds expanded filters, in any mode."""
+        return {k: v.clone() for k, v in self.state_dict().items()}
 
     def load_portable_state(self, state: dict[str, torch.Tensor]) -> None:
-        self.train()
         self.load_state_dict(state)
         self.eval()
 
     def forward(self, raster: torch.Tensor) -> torch.Tensor:
-        if self.equivariant:
-            from escnn.nn import GeometricTensor
-
-            return self.net(GeometricTensor(raster, self.in_type)).tensor[:, 0]
         return self.net(raster)[:, 0]
 
 

@@ -27,7 +27,8 @@ from symgym.agents.checkpoint import load_file, read_checkpoint, write_checkpoin
 from symgym.envs.tabletop.base import transform_action
 from symgym.envs.tabletop.camera import Grid
 from symgym.envs.tabletop.scene import WORKSPACE_HALF, wrap_angle
-from symgym.equivariance.groups import SE2Element
+from symgym.equivariance.escnn_nets import SteerableFCN
+from symgym.equivariance.groups import CyclicGroup, SE2Element
 
 WEIGHTS_FILE = "transporter.pt"
 IN_CHANNELS = 4  # RGB + height
@@ -61,34 +62,12 @@ class PlainFCN(nn.Module):
         return self.net(x)
 
 
-class EquiFCN(nn.Module):
-    """The same dilated FCN built from escnn ``R2Conv`` over C_n: scalar fields in and out, regular inside."""
-
-    def __init__(self, in_ch: int, out_ch: int, n: int = 8, fields: int = 3, dilations=DILATIONS):
-        super().__init__()
-        from escnn import nn as enn
-
-        from symgym.equivariance.escnn_bridge import gspace_for
-        from symgym.equivariance.groups import CyclicGroup
-
-        self.gspace = gspace_for(CyclicGroup(n))
-        self.in_type = enn.FieldType(self.gspace, in_ch * [self.gspace.trivial_repr])
-        hidden = enn.FieldType(self.gspace, fields * [self.gspace.regular_repr])
-        layers, t = [], self.in_type
-        for d in dilations:
-            layers += [enn.R2Conv(t, hidden, 3, padding=d, dilation=d), enn.ReLU(hidden, inplace=True)]
-            t = hidden
-        self.out_type = enn.FieldType(self.gspace, out_ch * [self.gspace.trivial_repr])
-        layers.append(enn.R2Conv(t, self.out_type, 1))
-        self.net = enn.SequentialModule(*layers)
-        self._gt = enn.GeometricTensor
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(self._gt(x, self.in_type)).tensor
-
-
 def make_fcn(in_ch: int, out_ch: int, equivariant: bool, width: int = 24, n: int = 8, fields: int = 3) -> nn.Module:
-    return EquiFCN(in_ch, out_ch, n=n, fields=fields) if equivariant else PlainFCN(in_ch, out_ch, width)
+    """The dilated FCN: escnn-steerable over C_n (regular hidden fields, scalar in/out; the one escnn builder
+    and weight-cache policy of ``symgym.equivariance.escnn_nets``) or plain convolutions."""
+    if equivariant:
+        return SteerableFCN(CyclicGroup(n), in_ch, out_ch, fields=fields, dilations=DILATIONS)
+    return PlainFCN(in_ch, out_ch, width)
 
 
 def rotate_images(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
