@@ -205,8 +205,12 @@ class PandaPushEnv(PlanarMujocoEnv):
             raise ValueError(f"{type(self).__name__} action must have shape (2,), got {a.shape}")
         if not np.all(np.isfinite(a)):
             raise ValueError(f"{type(self).__name__} action must be finite, got {a.tolist()}")
+        return self.step_velocity(self.max_speed * clip_to_disc(a))
+
+    def step_velocity(self, velocity: np.ndarray):
+        """One control period at a planar tip velocity in m/s (what ``step`` does after scaling the action; the
+        Panda twin of ``symgym sim-robot`` calls it with the velocity a client commanded)."""
         self._prev_tip = self.tip_pos
-        velocity = self.max_speed * clip_to_disc(a)
         m, d, ctrl = self.model, self.data, self.controller
         for _ in range(self.frame_skip):
             v = remove_outward(velocity, ctrl.tip(d)[:2], self.workspace_radius)

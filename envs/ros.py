@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import math
+import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -29,13 +31,37 @@ from urllib.parse import urlparse
 import gymnasium as gym
 import numpy as np
 
-from envs.ros_config import (MessageError, PlanarReading, RosArmConfig, decode_joint_state, decode_pose, encode_twist,
-                             load_config)
-from envs.sym_push import clip_to_disc, push_observation
+from symgym.envs.ros_config import (JOINT_STATE, TF_MESSAGE, TRIGGER, MessageError, PlanarReading, RosArmConfig,
+                                    decode_joint_state, decode_pose, decode_tf, encode_command, load_config)
+from symgym.envs.sym_push import clip_to_disc, push_observation
 
 #: relative slack before the speed limit rescales a command, so that float rounding in
 #: ``speed * unit_vector`` does not perturb commands that are exactly at the limit
 SPEED_SLACK = 1e-9
+#: Linux's TCP_QUICKACK (not exposed by every Python build); other platforms have no per-read switch
+TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", 12 if sys.platform.startswith("linux") else None)
+
+
+def quickack_supported() -> bool:
+    return sys.platform.startswith("linux") and TCP_QUICKACK is not None
+
+
+def arm_quickack(transport) -> bool:
+    """Ask the kernel to ACK the next segments at once instead of delaying the ACK (up to 40 ms on Linux).
+
+    rosbridge's WebSocket server runs with Nagle's algorithm on, so after sending the first of a step's reading
+    frames it holds the rest until that frame is ACKed; a client that has nothing to send back would delay that
+    ACK. The kernel clears QUICKACK by itself, so this is re-armed after every read. Linux only: elsewhere it
+    does nothing and returns False (the robot side can instead start rosbridge with TCP_NODELAY; see the README).
+    """
+    if not quickack_supported():
+        return False
+    try:
+        handle = transport.getHandle()
+        handle.setsockopt(socket.IPPROTO_TCP, TCP_QUICKACK, 1)
+        return True
+    except (AttributeError, OSError):   # not a TCP socket (or already closed)
+        return False
 
 
 class RosFault(RuntimeError):
@@ -92,8 +118,11 @@ def clip_command(action: np.ndarray, pusher_pos: np.ndarray, cfg: RosArmConfig) 
 class RosBridgeLink:
     """The rosbridge connection: subscriptions, the command publisher, fault detection and the watchdog."""
 
-    def __init__(self, url: str, cfg: RosArmConfig, dry_run: bool = False):
+    def __init__(self, url: str, cfg: RosArmConfig, dry_run: bool = False, quickack: bool = True):
         self.url, self.cfg, self.dry_run = url, cfg, dry_run
+        self.quickack = quickack and quickack_supported()
+        self.differenced: set[str] = set()   # readings whose velocity is a finite difference of poses
+        self._seq = 0
         self.host, self.port = parse_rosbridge_url(url)
         self._cond = threading.Condition()
         self._latest: dict[str, PlanarReading] = {}
@@ -133,6 +162,15 @@ class RosBridgeLink:
         """Route every incoming frame through our checks first: roslibpy only logs malformed frames and
         has no handler for rosbridge ``status`` errors, and a deployment must halt on both."""
         original = proto.on_message
+        if self.quickack:
+            received = proto.dataReceived
+
+            def data_received(data: bytes):
+                arm_quickack(proto.transport)
+                received(data)
+
+            proto.dataReceived = data_received
+            arm_quickack(proto.transport)
 
         def on_message(payload: bytes):
             try:
@@ -181,15 +219,26 @@ class RosBridgeLink:
     def _on_reading(self, key: str, msg) -> None:
         topic = self.cfg.observation_topics()[key]
         try:
-            if key == "pusher":
+            if key == "arm":
+                reading = decode_joint_state(msg, topic.topic, topic.joints, None)
+            elif topic.kind == JOINT_STATE:
                 reading = decode_joint_state(msg, topic.topic, topic.joints, self.cfg.frame_id)
+            elif topic.kind == TF_MESSAGE:
+                reading = decode_tf(msg, topic.topic, topic.frame, self.cfg.frame_id)
+                if reading is None:      # a /tf message about other frames
+                    return
             else:
                 reading = decode_pose(msg, topic.topic, topic.kind, self.cfg.frame_id)
-            self._check_range(topic.topic, reading)
+            if key != "arm":         # joint angles are not positions on the table
+                self._check_range(topic.topic, reading)
             if reading.velocity is None:
-                # a PoseStamped carries no velocity: difference successive stamps (the goal's is unused);
+                # poses carry no velocity: difference successive stamps (the goal's is unused);
                 # not range-checked, since a scene reset makes it jump
-                reading.velocity = self._finite_difference(key, reading) if key == "puck" else np.zeros(2)
+                if key in ("pusher", "puck"):
+                    reading.velocity = self._finite_difference(key, reading)
+                    self.differenced.add(key)
+                else:
+                    reading.velocity = np.zeros(2)
         except MessageError as e:
             self._set_fault(RosFault("message", str(e)))
             return
@@ -259,7 +308,7 @@ class RosBridgeLink:
         self.raise_if_fault()
         if self.dry_run:
             return
-        self._cmd.publish(roslibpy.Message(encode_twist(velocity)))
+        self._cmd.publish(roslibpy.Message(self._command(velocity)))
         if np.any(velocity != 0):
             self.armed = True
 
@@ -269,16 +318,32 @@ class RosBridgeLink:
             return
         import roslibpy
 
-        self._cmd.publish(roslibpy.Message(encode_twist(np.zeros(2))))
+        self._cmd.publish(roslibpy.Message(self._command(np.zeros(2))))
+
+    def _command(self, velocity: np.ndarray) -> dict:
+        self._seq += 1
+        return encode_command(velocity, self.cfg.command, time.time_ns(), self._seq)
 
     def reset_scene(self, seed: int) -> None:
         import roslibpy
 
-        if not self.cfg.reset_service:
+        cfg = self.cfg
+        if not cfg.reset_service:
             return
-        service = roslibpy.Service(self.ros, self.cfg.reset_service, "symgym_msgs/ResetScene")
+        timeout = cfg.stale_timeout_s * 4
         try:
-            response = service.call(roslibpy.ServiceRequest({"seed": int(seed)}), timeout=self.cfg.stale_timeout_s * 4)
+            if cfg.reset_type == TRIGGER:
+                # std_srvs/Trigger takes no arguments: the seed goes first into a parameter (rosapi's SetParam
+                # completes before the trigger is called, unlike a topic, which could race it)
+                if cfg.reset_seed_param:
+                    setter = roslibpy.Service(self.ros, "/rosapi/set_param", "rosapi/SetParam")
+                    setter.call(roslibpy.ServiceRequest({"name": cfg.reset_seed_param, "value": json.dumps(int(seed))}),
+                                timeout=timeout)
+                request = {}
+            else:
+                request = {"seed": int(seed)}
+            service = roslibpy.Service(self.ros, cfg.reset_service, cfg.reset_type)
+            response = service.call(roslibpy.ServiceRequest(request), timeout=timeout)
         except Exception as e:
             self.raise_if_fault()
             raise RosFault("service", f"reset service {self.cfg.reset_service} failed: {e}") from None
@@ -325,10 +390,10 @@ class RosArmEnv(gym.Env):
     metadata = {"render_modes": []}
 
     def __init__(self, config: str | Path | dict | RosArmConfig | None = None, url: str = "ws://127.0.0.1:9090",
-                 dry_run: bool = False):
+                 dry_run: bool = False, quickack: bool = True):
         self.cfg = load_config(config)
         parse_rosbridge_url(url)  # fail at construction on a bad address, still without connecting
-        self.url, self.dry_run = url, dry_run
+        self.url, self.dry_run, self.quickack = url, dry_run, quickack
         mirror = gym.make(self.cfg.mirrors)
         self.observation_space = mirror.observation_space
         self.action_space = mirror.action_space
@@ -339,12 +404,13 @@ class RosArmEnv(gym.Env):
         self._readings: dict[str, PlanarReading] = {}
         self._next_tick = 0.0
         self.last_step_latency_s = float("nan")
+        self.last_step_phases: dict[str, float] = {}
 
     # -- gym API -----------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         if self.link is None:
-            link = RosBridgeLink(self.url, self.cfg, self.dry_run)
+            link = RosBridgeLink(self.url, self.cfg, self.dry_run, quickack=self.quickack)
             link.connect()
             self.link = link
         link = self.link
@@ -357,6 +423,10 @@ class RosArmEnv(gym.Env):
         else:
             wanted = None
         self._readings = link.wait_for_readings(wanted, self.cfg.stale_timeout_s)
+        # a reset scene is at rest: a velocity differenced across the reset would be a jump, not a motion
+        for key in link.differenced:
+            r = self._readings[key]
+            self._readings[key] = PlanarReading(r.stamp_ns, r.position, np.zeros(2))
         self._stamps = {k: r.stamp_ns for k, r in self._readings.items()}
         self._next_tick = time.monotonic()
         return self._obs(), self._info()
@@ -373,13 +443,22 @@ class RosArmEnv(gym.Env):
         self._next_tick = max(self._next_tick + self.cfg.period_s, time.monotonic())
         start = time.perf_counter()
         link.publish_velocity(command.velocity)
+        published = time.perf_counter()
         self._readings = link.wait_for_readings(None if self.dry_run else self._stamps, self.cfg.stale_timeout_s)
-        self.last_step_latency_s = time.perf_counter() - start
+        received = time.perf_counter()
         self._stamps = {k: r.stamp_ns for k, r in self._readings.items()}
         reward, success = self._reward()
+        obs = self._obs()
+        done = time.perf_counter()
+        self.last_step_latency_s = done - start
+        self.last_step_phases = {"publish_s": published - start, "wait_readings_s": received - published,
+                                 "observation_s": done - received}
         info = {**self._info(), "command": command.velocity.tolist(), "speed_clipped": command.speed_clipped,
-                "workspace_clipped": command.workspace_clipped, "latency_s": self.last_step_latency_s}
-        return self._obs(), reward, success, False, info
+                "workspace_clipped": command.workspace_clipped, "latency_s": self.last_step_latency_s,
+                "latency_phases_s": dict(self.last_step_phases)}
+        if "arm" in self._readings:
+            info["joint_positions"] = self._readings["arm"].position.tolist()
+        return obs, reward, success, False, info
 
     def stop(self) -> None:
         """Publish a zero command now (no-op without a connection)."""

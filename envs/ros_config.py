@@ -19,11 +19,20 @@ import yaml
 CONFIG_DIR = Path(__file__).parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "sympush_twin.yaml"
 
-#: mirrored sim env -> the observation layout RosArm assembles for it
-SUPPORTED_MIRRORS = ("SymPush-v0",)
+#: mirrored sim env -> the observation layout RosArm assembles for it (both use SymPush's 14-float layout)
+SUPPORTED_MIRRORS = ("SymPush-v0", "PandaPush-v0")
+#: envs whose policies share an observation/action contract: a run trained on any of them may drive an arm
+#: whose config mirrors another (zero-shot transfer, e.g. a SymPush policy on the Panda)
+SAME_CONTRACT = ("SymPush-v0", "PandaPush-v0")
 POSE_TYPES = ("geometry_msgs/PoseStamped", "nav_msgs/Odometry")
-COMMAND_TYPES = ("geometry_msgs/Twist",)
+TWIST, TWIST_STAMPED = "geometry_msgs/Twist", "geometry_msgs/TwistStamped"
+COMMAND_TYPES = (TWIST, TWIST_STAMPED)
 JOINT_STATE = "sensor_msgs/JointState"
+TF_MESSAGE = "tf2_msgs/TFMessage"
+#: how the end effector (the "pusher") can be observed: planar joints, a /tf transform, or a pose topic
+PUSHER_TYPES = (JOINT_STATE, TF_MESSAGE, "geometry_msgs/PoseStamped")
+RESET_SCENE, TRIGGER = "symgym_msgs/ResetScene", "std_srvs/Trigger"
+RESET_TYPES = (RESET_SCENE, TRIGGER)
 
 
 class MessageError(ValueError):
@@ -36,6 +45,7 @@ class TopicConfig:
     topic: str
     type: str                       # as sent to rosbridge: ROS 1 "pkg/Type" or ROS 2 "pkg/msg/Type"
     joints: tuple[str, ...] = ()
+    frame: str = ""                 # TwistStamped: header.frame_id of commands; TFMessage: the child frame
 
     @property
     def kind(self) -> str:
@@ -63,6 +73,9 @@ class RosArmConfig:
     goal: TopicConfig
     success_radius: float
     reset_service: str | None = None
+    reset_type: str = RESET_SCENE   # or std_srvs/Trigger, seeded through the parameter reset_seed_param
+    reset_seed_param: str | None = None
+    arm: TopicConfig | None = None  # optional joint-state monitor (fresh and finite, or halt); not in the obs
     episodes: int = 1
     seed: int = 0
     source: str = "<dict>"
@@ -73,7 +86,10 @@ class RosArmConfig:
         return 1.0 / self.control_rate_hz
 
     def observation_topics(self) -> dict[str, TopicConfig]:
-        return {"pusher": self.pusher, "puck": self.puck, "goal": self.goal}
+        topics = {"pusher": self.pusher, "puck": self.puck, "goal": self.goal}
+        if self.arm is not None:
+            topics["arm"] = self.arm
+        return topics
 
 
 def load_config(source: str | Path | dict | None = None) -> RosArmConfig:
@@ -121,7 +137,11 @@ def _parse(data: dict, where: str) -> RosArmConfig:
         if mtype.replace("/msg/", "/") not in allowed:
             raise ValueError(f"RosArm config {where}: {ctx}type {mtype!r} is not supported; use one of {list(allowed)}")
         joints = tuple(mapping.get("joints", ()))
-        return TopicConfig(name, mtype, joints)
+        frame = mapping.get("frame_id", mapping.get("child_frame", ""))
+        needs_frame = {TWIST_STAMPED: "frame_id", TF_MESSAGE: "child_frame"}.get(mtype.replace("/msg/", "/"))
+        if needs_frame and not (isinstance(frame, str) and frame):
+            raise ValueError(f"RosArm config {where}: {ctx}{needs_frame} must name a frame for {mtype}, got {frame!r}")
+        return TopicConfig(name, mtype, joints, frame or "")
 
     mirrors = get(data, "mirrors", "", str)
     if mirrors not in SUPPORTED_MIRRORS:
@@ -129,11 +149,19 @@ def _parse(data: dict, where: str) -> RosArmConfig:
     command = get(data, "command", "", dict)
     limits = get(data, "limits", "", dict)
     obs = get(data, "observations", "", dict)
-    pusher = topic(get(obs, "pusher", "observations.", dict), "observations.pusher.", (JOINT_STATE,))
-    if len(pusher.joints) != 2:
+    pusher = topic(get(obs, "pusher", "observations.", dict), "observations.pusher.", PUSHER_TYPES)
+    if pusher.kind == JOINT_STATE and len(pusher.joints) != 2:
         raise ValueError(f"RosArm config {where}: observations.pusher.joints must name the x and y joints, "
                          f"got {list(pusher.joints)!r}")
     reset = data.get("reset") or {}
+    reset_type = reset.get("type", RESET_SCENE)
+    if reset_type not in RESET_TYPES:
+        raise ValueError(f"RosArm config {where}: reset.type {reset_type!r} is not supported; use one of {list(RESET_TYPES)}")
+    arm = None
+    if obs.get("arm") is not None:
+        arm = topic(get(obs, "arm", "observations.", dict), "observations.arm.", (JOINT_STATE,))
+        if not arm.joints:
+            raise ValueError(f"RosArm config {where}: observations.arm.joints must list the arm's joints")
     deploy = data.get("deploy") or {}
     episodes, seed = deploy.get("episodes", 1), deploy.get("seed", 0)
     for key, value, low in (("episodes", episodes, 1), ("seed", seed, 0)):
@@ -156,6 +184,9 @@ def _parse(data: dict, where: str) -> RosArmConfig:
         goal=topic(get(obs, "goal", "observations.", dict), "observations.goal.", POSE_TYPES),
         success_radius=get(data, "success_radius", "", float),
         reset_service=reset.get("service"),
+        reset_type=reset_type,
+        reset_seed_param=reset.get("seed_param"),
+        arm=arm,
         episodes=episodes,
         seed=seed,
         source=where,
@@ -171,7 +202,7 @@ def _resolve_mirror(cfg: RosArmConfig) -> RosArmConfig:
     a policy's actions mean on the arm what they meant in training even after the sim env is retuned."""
     import gymnasium as gym
 
-    import envs  # noqa: F401  (registers the mirrored id)
+    import symgym.envs  # noqa: F401  (registers the mirrored id)
 
     mirror = gym.make(cfg.mirrors).unwrapped
     speed = float(mirror.max_speed)
@@ -218,7 +249,9 @@ def _xy(vec: Any, what: str, topic: str) -> np.ndarray:
     return _numbers([vec.get("x"), vec.get("y")], 2, what, topic)
 
 
-def _check_frame(header: dict, frame: str, topic: str) -> None:
+def _check_frame(header: dict, frame: str | None, topic: str) -> None:
+    if frame is None:          # e.g. /joint_states, whose frame_id is conventionally empty
+        return
     got = header.get("frame_id")
     if got != frame:
         raise MessageError(f"message on {topic} is in frame {got!r}, expected {frame!r}")
@@ -268,16 +301,60 @@ def decode_pose(msg: Any, topic: str, mtype: str, frame: str) -> PlanarReading:
     return PlanarReading(stamp, position, velocity)
 
 
-def decode_twist(msg: Any, topic: str) -> np.ndarray:
-    """Planar linear velocity of a ``geometry_msgs/Twist``."""
+def decode_twist(msg: Any, topic: str, stamped_frame: str | None = None) -> np.ndarray:
+    """Planar linear velocity of a ``geometry_msgs/Twist`` or, with ``stamped_frame``, of a ``TwistStamped`` whose
+    ``header.frame_id`` must be that frame (a command in another frame would move the arm the wrong way)."""
     if not isinstance(msg, dict):
         raise MessageError(f"malformed message on {topic}: expected a Twist mapping, got {msg!r}")
+    if stamped_frame is not None:
+        header = msg.get("header")
+        if not isinstance(header, dict):
+            raise MessageError(f"malformed message on {topic}: a TwistStamped needs a header")
+        _check_frame(header, stamped_frame, topic)
+        msg = msg.get("twist")
+        if not isinstance(msg, dict):
+            raise MessageError(f"malformed message on {topic}: missing twist")
     return _xy(msg.get("linear"), "linear", topic)
+
+
+def decode_tf(msg: Any, topic: str, child: str, frame: str) -> PlanarReading | None:
+    """The planar position of ``child`` from a ``tf2_msgs/TFMessage`` holding a ``frame -> child`` transform, or
+    None when this message does not carry that transform (a /tf stream interleaves many frames)."""
+    if not isinstance(msg, dict) or not isinstance(msg.get("transforms"), list):
+        raise MessageError(f"malformed message on {topic}: expected a TFMessage with a transforms list, got "
+                           f"{str(msg)[:80]!r}")
+    for tf in msg["transforms"]:
+        if not isinstance(tf, dict) or tf.get("child_frame_id") != child:
+            continue
+        stamp = stamp_to_ns(tf.get("header"), topic)
+        _check_frame(tf["header"], frame, topic)
+        transform = tf.get("transform")
+        if not isinstance(transform, dict):
+            raise MessageError(f"malformed message on {topic}: transform to {child!r} has no transform field")
+        return PlanarReading(stamp, _xy(transform.get("translation"), "transform.translation", topic), None)
+    return None
 
 
 def encode_twist(velocity: np.ndarray) -> dict:
     vx, vy = (float(v) for v in velocity)
     return {"linear": {"x": vx, "y": vy, "z": 0.0}, "angular": {"x": 0.0, "y": 0.0, "z": 0.0}}
+
+
+def encode_command(velocity: np.ndarray, command: TopicConfig, stamp_ns: int, seq: int = 0) -> dict:
+    """A planar velocity as the configured command message: a Twist, or a TwistStamped in ``command.frame``."""
+    twist = encode_twist(velocity)
+    if command.kind == TWIST_STAMPED:
+        return {"header": _header(stamp_ns, command.frame, seq), "twist": twist}
+    return twist
+
+
+def encode_tf(stamp_ns: int, frame: str, seq: int, transforms: dict[str, tuple]) -> dict:
+    """A ``tf2_msgs/TFMessage`` with one ``frame -> child`` transform per entry ``child: (xyz, quat_xyzw)``."""
+    return {"transforms": [
+        {"header": _header(stamp_ns, frame, seq), "child_frame_id": child,
+         "transform": {"translation": dict(zip("xyz", (float(v) for v in xyz))),
+                       "rotation": dict(zip("xyzw", (float(q) for q in quat)))}}
+        for child, (xyz, quat) in transforms.items()]}
 
 
 def _header(stamp_ns: int, frame: str, seq: int) -> dict:

@@ -1,6 +1,7 @@
 """``symgym deploy``: run a trained policy on an arm through rosbridge, with a replayable log.
 
     symgym sim-robot --port 9090 --env SymPush-v0          # a digital twin, in another shell
+    symgym sim-robot --port 9090 --robot panda             # or the Panda twin (config envs/configs/panda_servo.yaml)
     symgym deploy --run runs/sac --rosbridge ws://127.0.0.1:9090 [--config FILE] [--dry-run] [--yes]
 
 The loop runs at the config's control rate. Every observation and action goes to a JSONL log that is
@@ -22,8 +23,9 @@ from typing import Any, Callable, TextIO
 
 import numpy as np
 
-from envs.ros import RosFault, parse_rosbridge_url
-from envs.ros_config import RosArmConfig, load_config
+from symgym.agents.io import json_default
+from symgym.envs.ros import RosFault, parse_rosbridge_url
+from symgym.envs.ros_config import SAME_CONTRACT, RosArmConfig, load_config
 
 EXIT_OK, EXIT_ABORTED, EXIT_FAULT = 0, 1, 3
 
@@ -37,21 +39,11 @@ class DeployLog:
         self._file: TextIO = open(self.path, "w", encoding="utf8")
 
     def write(self, record: dict) -> None:
-        self._file.write(json.dumps(record, default=_jsonable) + "\n")
+        self._file.write(json.dumps(record, default=json_default) + "\n")
         self._file.flush()
 
     def close(self) -> None:
         self._file.close()
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 @dataclass
@@ -87,13 +79,14 @@ def deploy(run_dir: str | Path, url: str, config: str | Path | dict | RosArmConf
     """
     import gymnasium as gym
 
-    import envs  # noqa: F401  (registers RosArm-v0)
-    from learn.cli import load_run
+    import symgym.envs  # noqa: F401  (registers RosArm-v0)
+    from symgym.learn.runs import load_run
 
     cfg = load_config(config)
     parse_rosbridge_url(url)
     agent, train_cfg = load_run(run_dir)
-    if train_cfg.env != cfg.mirrors:
+    transfer = train_cfg.env != cfg.mirrors
+    if transfer and not (train_cfg.env in SAME_CONTRACT and cfg.mirrors in SAME_CONTRACT):
         raise ValueError(f"run {run_dir} was trained on {train_cfg.env!r} but config {cfg.source} mirrors {cfg.mirrors!r}")
     if train_cfg.env_kwargs:
         raise ValueError(f"run {run_dir} was trained with env_kwargs {train_cfg.env_kwargs}; RosArm mirrors "
@@ -113,7 +106,7 @@ def deploy(run_dir: str | Path, url: str, config: str | Path | dict | RosArmConf
     env = gym.make("RosArm-v0", config=cfg, url=url, dry_run=dry_run)
     writer = DeployLog(log_path)
     writer.write({"event": "start", "run": str(run_dir), "agent": train_cfg.agent, "env": train_cfg.env,
-                  "url": url, "config": asdict(cfg), "dry_run": dry_run, "time": time.time()})
+                  "transfer": transfer, "url": url, "config": asdict(cfg), "dry_run": dry_run, "time": time.time()})
     result = DeployResult("ok", 0, log_path)
     ep, step, obs, action = 0, 0, None, None
     try:
@@ -182,9 +175,10 @@ def deploy_main(args: argparse.Namespace) -> int:
 
 def sim_robot_main(args: argparse.Namespace) -> int:
     """``symgym sim-robot``: serve the digital twin on 127.0.0.1 until interrupted."""
-    from learn.sim_robot import serve_forever
+    from symgym.learn.sim_robot import robot_twin, serve_forever
 
-    return serve_forever(args.env, args.port)
+    env_id, config = robot_twin(getattr(args, "robot", None), args.env)
+    return serve_forever(env_id, args.port, config)
 
 
 # -- replay ----------------------------------------------------------------------------------------
@@ -214,7 +208,7 @@ def replay_in_sim(path: str | Path) -> list[dict]:
     """
     import gymnasium as gym
 
-    import envs  # noqa: F401
+    import symgym.envs  # noqa: F401
 
     records = read_log(path)
     if not records or records[0].get("event") != "start":
@@ -246,10 +240,10 @@ def write_linear_policy_run(run_dir: str | Path, to_puck: float = 40.0, to_goal:
     import torch
     from stable_baselines3 import SAC
 
-    import envs  # noqa: F401
-    from agents.base import TrainConfig
-    from agents.sac import SACAgent
-    from learn.io import write_json
+    import symgym.envs  # noqa: F401
+    from symgym.agents.base import TrainConfig
+    from symgym.agents.sac import SACAgent, SACConfig
+    from symgym.learn.io import write_json
 
     run_dir = Path(run_dir)
     env = gym.make("SymPush-v0")
@@ -266,7 +260,7 @@ def write_linear_policy_run(run_dir: str | Path, to_puck: float = 40.0, to_goal:
                          agent_kwargs={"net_arch": []})
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", config.to_json())
-    SACAgent(model).save(run_dir)
+    SACAgent(SACConfig(net_arch=[]), None, seed, model).save(run_dir)
     return run_dir
 
 

@@ -1,4 +1,15 @@
-"""A digital twin behind the rosbridge protocol: a MuJoCo ``SymPush-v0`` served on loopback.
+"""A digital twin behind the rosbridge protocol: a MuJoCo ``SymPush-v0`` or ``PandaPush-v0`` served on loopback.
+
+The Panda twin (``symgym sim-robot --robot panda``, config ``envs/configs/panda_servo.yaml``) speaks what a real
+Panda setup exposes: ``sensor_msgs/JointState`` on ``/joint_states`` (``panda_joint1..7`` and the fingers), the
+end effector as a ``tf2_msgs/TFMessage`` on ``/tf`` (``table -> panda_hand_tcp``, plus ``table -> panda_link0``),
+the puck from a tracker topic, MoveIt Servo ``TwistStamped`` commands (``header.frame_id`` checked: a command in
+another frame is refused with a rosbridge error status) and a ``std_srvs/Trigger`` reset seeded by a parameter
+set through ``/rosapi/set_param``.
+
+``nagle=True`` makes the twin behave like rosbridge's autobahn server on the wire: each reading is its own
+WebSocket frame and the connection keeps Nagle's algorithm on (no TCP_NODELAY), which with a client that delays
+its ACKs costs ~40 ms per step. Clients must stay fast against it (``envs.ros`` re-arms TCP_QUICKACK).
 
 It speaks the subset of rosbridge v2 that ``roslibpy`` and ``envs.ros`` use — ``advertise``,
 ``unadvertise``, ``publish``, ``subscribe``, ``unsubscribe``, ``call_service`` and ``status`` errors — as
@@ -21,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import socket
 import sys
 import threading
 from dataclasses import dataclass
@@ -29,11 +41,15 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from envs.ros_config import (MessageError, RosArmConfig, decode_twist, encode_joint_state, encode_pose, load_config)
-from envs.sym_push import clip_to_disc
+from symgym.envs.ros_config import (CONFIG_DIR, JOINT_STATE, TF_MESSAGE, TRIGGER, TWIST_STAMPED, MessageError,
+                                    RosArmConfig, decode_twist, encode_joint_state, encode_pose, encode_tf, load_config)
+from symgym.envs.sym_push import clip_to_disc
 
 HOST = "127.0.0.1"   # the twin never listens beyond loopback
 FAULT_KINDS = ("drop", "stall", "garbage", "malformed", "out_of_range", "bad_frame")
+#: ``symgym sim-robot --robot NAME`` -> (env id, config)
+ROBOTS = {"panda": ("PandaPush-v0", CONFIG_DIR / "panda_servo.yaml")}
+SET_PARAM = "/rosapi/set_param"
 
 
 @dataclass(frozen=True)
@@ -58,7 +74,7 @@ class SimRobotServer:
     """
 
     def __init__(self, env_id: str = "SymPush-v0", config: str | dict | RosArmConfig | None = None, port: int = 0,
-                 fault: Fault | None = None, republish_hz: float = 10.0):
+                 fault: Fault | None = None, republish_hz: float = 10.0, nagle: bool = False):
         self.cfg = load_config(config)
         if env_id != self.cfg.mirrors:
             raise ValueError(f"sim-robot env {env_id!r} does not match the config, which mirrors {self.cfg.mirrors!r}")
@@ -66,7 +82,10 @@ class SimRobotServer:
             raise ValueError(f"port must be an integer in [0, 65535], got {port!r}")
         self.env_id, self.requested_port, self.fault = env_id, port, fault
         self.republish_hz = float(republish_hz)
+        self.nagle = nagle
+        self.seed_param: int | None = None
         self.env = gym.make(env_id).unwrapped
+        self.is_arm = hasattr(self.env, "step_velocity")
         self.env.reset(seed=0)
         self.dt_ns = round(self.env.model.opt.timestep * self.env.frame_skip * 1e9)
         self.stamp_ns, self.seq = 0, 0
@@ -135,6 +154,9 @@ class SimRobotServer:
     # -- protocol ---------------------------------------------------------------------------------
     async def _handle(self, ws) -> None:
         self._subs[ws] = set()
+        sock = ws.transport.get_extra_info("socket")
+        if sock is not None:   # asyncio turns Nagle off on every TCP connection; rosbridge's server leaves it on
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0 if self.nagle else 1)
         try:
             async for raw in ws:
                 try:
@@ -175,8 +197,9 @@ class SimRobotServer:
         await ws.send(json.dumps(out))
 
     async def _on_command(self, ws, twist) -> None:
+        command = self.cfg.command
         try:
-            velocity = decode_twist(twist, self.cfg.command.topic)
+            velocity = decode_twist(twist, command.topic, command.frame if command.kind == TWIST_STAMPED else None)
         except MessageError as e:
             await self._status(ws, str(e))
             return
@@ -190,8 +213,11 @@ class SimRobotServer:
         env = self.env
         ctrl = velocity if np.linalg.norm(velocity) <= env.max_speed * (1 + 1e-9) else \
             clip_to_disc(velocity, env.max_speed)
-        env.data.ctrl[:] = ctrl
-        mujoco.mj_step(env.model, env.data, nstep=env.frame_skip)
+        if self.is_arm:
+            env.step_velocity(ctrl)    # the arm's Cartesian controller realises the twist
+        else:
+            env.data.ctrl[:] = ctrl
+            mujoco.mj_step(env.model, env.data, nstep=env.frame_skip)
         self.steps += 1
         self.stamp_ns += self.dt_ns
         await self._publish_state()
@@ -199,10 +225,16 @@ class SimRobotServer:
     async def _on_service(self, ws, msg: dict) -> None:
         service, args = msg.get("service"), msg.get("args") or {}
         reply = {"op": "service_response", "service": service, "id": msg.get("id")}
+        if service == SET_PARAM and self.cfg.reset_seed_param:
+            await self._set_param(ws, reply, args)
+            return
         if service != self.cfg.reset_service:
             await ws.send(json.dumps({**reply, "result": False, "values": f"unknown service {service!r}"}))
             return
-        seed = args.get("seed") if isinstance(args, dict) else None
+        if self.cfg.reset_type == TRIGGER:
+            seed = self.seed_param if self.seed_param is not None else len(self.resets)
+        else:
+            seed = args.get("seed") if isinstance(args, dict) else None
         if isinstance(seed, bool) or not isinstance(seed, int):
             await ws.send(json.dumps({**reply, "result": False, "values": f"seed must be an integer, got {seed!r}"}))
             return
@@ -212,19 +244,50 @@ class SimRobotServer:
         await self._publish_state()
         await ws.send(json.dumps({**reply, "result": True, "values": {"success": True, "message": f"seed {seed}"}}))
 
+    async def _set_param(self, ws, reply: dict, args) -> None:
+        """rosapi's SetParam for the reset seed parameter (its value arrives JSON-encoded, as rosapi takes it)."""
+        name = args.get("name") if isinstance(args, dict) else None
+        try:
+            value = json.loads(args.get("value"))
+        except (TypeError, ValueError, AttributeError):
+            value = None
+        if name != self.cfg.reset_seed_param or isinstance(value, bool) or not isinstance(value, int):
+            await ws.send(json.dumps({**reply, "result": False,
+                                      "values": f"set_param: expected {self.cfg.reset_seed_param} = an integer, "
+                                                f"got {name!r} = {args.get('value') if isinstance(args, dict) else args!r}"}))
+            return
+        self.seed_param = value
+        await ws.send(json.dumps({**reply, "result": True, "values": {}}))
+
     # -- state ------------------------------------------------------------------------------------
     def state_messages(self) -> dict[str, dict]:
         """Current readings as rosbridge messages, keyed by topic."""
         env, cfg = self.env, self.cfg
         qvel = env.data.qvel     # float64 m/s; JSON round-trips them exactly, so the client's obs match bit for bit
         self.seq += 1
-        return {
-            cfg.pusher.topic: encode_joint_state(self.stamp_ns, cfg.frame_id, self.seq, cfg.pusher.joints,
-                                                 env.pusher_pos, qvel[env._pusher_sl].copy()),
+        puck_vel = qvel[env._pair_dof[0] if self.is_arm else env._puck_sl].copy()
+        messages = {
             cfg.puck.topic: encode_pose(self.stamp_ns, cfg.frame_id, self.seq, cfg.puck.kind, env.puck_pos,
-                                        qvel[env._puck_sl].copy(), quat=_xyzw(env.data.body("puck").xquat)),
+                                        puck_vel, quat=_xyzw(env.data.body("puck").xquat)),
             cfg.goal.topic: encode_pose(self.stamp_ns, cfg.frame_id, self.seq, cfg.goal.kind, env.goal_pos),
         }
+        if cfg.pusher.kind == JOINT_STATE:
+            messages[cfg.pusher.topic] = encode_joint_state(self.stamp_ns, cfg.frame_id, self.seq, cfg.pusher.joints,
+                                                            env.pusher_pos, qvel[env._pusher_sl].copy())
+        elif cfg.pusher.kind == TF_MESSAGE:
+            tip = env.controller.tip(env.data)
+            base = env.data.body("panda_link0")
+            messages[cfg.pusher.topic] = encode_tf(self.stamp_ns, cfg.frame_id, self.seq, {
+                "panda_link0": (base.xpos, _xyzw(base.xquat)),
+                cfg.pusher.frame: ((tip[0], tip[1], tip[2]), _xyzw(env.hand_quaternion()))})
+        else:   # a PoseStamped of the end effector
+            messages[cfg.pusher.topic] = encode_pose(self.stamp_ns, cfg.frame_id, self.seq, cfg.pusher.kind,
+                                                     env.pusher_pos, quat=_xyzw(env.hand_quaternion()))
+        if cfg.arm is not None and self.is_arm:
+            position, velocity = env.joint_state()
+            messages[cfg.arm.topic] = encode_joint_state(self.stamp_ns, "", self.seq, env.joint_names, position,
+                                                         velocity)
+        return messages
 
     async def _publish_state(self, only=None) -> None:
         messages = self.state_messages()
@@ -252,7 +315,8 @@ class SimRobotServer:
         self.stamp_ns += self.dt_ns
         messages = self.state_messages()
         if kind == "malformed":
-            del messages[cfg.pusher.topic]["velocity"]
+            del messages[cfg.pusher.topic]["velocity" if cfg.pusher.kind == JOINT_STATE else
+                                           "transforms" if cfg.pusher.kind == TF_MESSAGE else "pose"]
         elif kind == "out_of_range":
             messages[cfg.puck.topic] = encode_pose(self.stamp_ns, cfg.frame_id, self.seq, cfg.puck.kind, (0.9, 0.0),
                                                    (0.0, 0.0))
@@ -280,9 +344,18 @@ def _xyzw(wxyz) -> tuple[float, float, float, float]:
     return (x, y, z, w)
 
 
-def serve_forever(env_id: str = "SymPush-v0", port: int = 9090, config=None) -> int:
+def robot_twin(robot: str | None, env_id: str = "SymPush-v0") -> tuple[str, object]:
+    """(env id, config) of ``symgym sim-robot --robot NAME``; no robot: the planar pusher of ``env_id``."""
+    if robot is None:
+        return env_id, None
+    if robot not in ROBOTS:
+        raise ValueError(f"unknown robot {robot!r}; known: {', '.join(sorted(ROBOTS))}")
+    return ROBOTS[robot]
+
+
+def serve_forever(env_id: str = "SymPush-v0", port: int = 9090, config=None, nagle: bool = False) -> int:
     """Run the twin until interrupted; prints the address it listens on."""
-    server = SimRobotServer(env_id, config=config, port=port)
+    server = SimRobotServer(env_id, config=config, port=port, nagle=nagle)
     server.start()
     period = server.dt_ns * 1e-9
     print(f"sim-robot: {env_id} twin listening on {server.url} (lock-step: each command on "
@@ -301,5 +374,8 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--env", default="SymPush-v0")
     parser.add_argument("--config", default=None)
+    parser.add_argument("--robot", default=None, help=f"one of {sorted(ROBOTS)} (overrides --env and --config)")
+    parser.add_argument("--nagle", action="store_true", help="send readings like rosbridge: Nagle on, one frame each")
     a = parser.parse_args()
-    sys.exit(serve_forever(a.env, a.port, a.config))
+    env_id, config = robot_twin(a.robot, a.env) if a.robot else (a.env, a.config)
+    sys.exit(serve_forever(env_id, a.port, config, nagle=a.nagle))

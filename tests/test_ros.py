@@ -16,15 +16,15 @@ import pytest
 import torch
 import yaml
 
-import envs  # noqa: F401
-from envs.ros import RosArmEnv, RosFault, clip_command, parse_rosbridge_url
-from envs.ros_config import (DEFAULT_CONFIG, MessageError, decode_joint_state, decode_pose, encode_joint_state,
+import symgym.envs  # noqa: F401
+from symgym.envs.ros import RosArmEnv, RosFault, clip_command, parse_rosbridge_url
+from symgym.envs.ros_config import (DEFAULT_CONFIG, MessageError, decode_joint_state, decode_pose, encode_joint_state,
                              encode_pose, load_config)
-from equivariance import O2
-from learn.cli import main as symgym
-from learn.deploy import deploy, read_log, replay_in_sim, write_linear_policy_run
-from learn.evaluate import evaluate
-from learn.sim_robot import Fault, SimRobotServer
+from symgym.equivariance import O2
+from symgym.learn.cli import main as symgym
+from symgym.learn.deploy import deploy, read_log, replay_in_sim, write_linear_policy_run
+from symgym.learn.evaluate import evaluate
+from symgym.learn.sim_robot import Fault, SimRobotServer
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,7 +69,7 @@ def linear_run(tmp_path_factory):
 
 
 def sim_successes(run_dir, seeds) -> list[bool]:
-    from learn.cli import load_run
+    from symgym.learn.runs import load_run
 
     agent, _ = load_run(run_dir)
     return [evaluate(agent, "SymPush-v0", episodes=1, seed=s, progress=False).success_rate == 1.0 for s in seeds]
@@ -361,11 +361,12 @@ def test_unreachable_rosbridge_is_a_clear_error(linear_run, tmp_path, capsys):
 
 
 def test_deploy_rejects_a_run_for_another_env(linear_run, tmp_path, capsys):
+    import shutil
+
     run = tmp_path / "other"
-    run.mkdir()
+    shutil.copytree(linear_run, run)
     config = json.loads((linear_run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({**config, "env": "SymReach-v0"}))
-    (run / "model.zip").write_bytes((linear_run / "model.zip").read_bytes())
     rc = symgym(["deploy", "--run", str(run), "--rosbridge", "ws://127.0.0.1:9", "--yes"])
     assert rc == 2 and "'SymReach-v0'" in capsys.readouterr().err
 
@@ -380,7 +381,7 @@ def test_sim_robot_cli_serves_a_deployment(linear_run, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "learn.cli", "sim-robot", "--port", str(port), "--env", "SymPush-v0"],
+    proc = subprocess.Popen([sys.executable, "-m", "symgym.learn.cli", "sim-robot", "--port", str(port), "--env", "SymPush-v0"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
