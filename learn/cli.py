@@ -45,6 +45,16 @@ def _json_dict(text: str) -> dict:
 
 # -- commands ------------------------------------------------------------------------------
 def cmd_envs(args) -> int:
+    if args.frames:
+        from symgym.learn.video import configure_headless_gl
+
+        configure_headless_gl()
+        from symgym.learn.gallery import write_gallery
+
+        for env_id, kind in write_gallery(args.frames).items():
+            print(f"{env_id}: {kind}")
+        print(f"frames: {Path(args.frames) / 'gallery.png'}")
+        return 0
     import gymnasium as gym
 
     import symgym.envs as envs
@@ -174,7 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="symgym", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("envs", help="list env ids with their symmetry").set_defaults(fn=cmd_envs)
+    ev = sub.add_parser("envs", help="list env ids with their symmetry")
+    ev.add_argument("--frames", default=None, metavar="DIR", help="instead, render one frame per env family into DIR")
+    ev.set_defaults(fn=cmd_envs)
 
     t = sub.add_parser("train", help="train (or build) an agent; writes a run directory")
     t.add_argument("--agent", required=True)

@@ -61,9 +61,11 @@ def evaluate(agent: Agent | None, env_id: str, episodes: int = 20, seed: int = 1
             lengths.append(result.length)
     finally:
         env.close()
+    if grab is not None:
+        grab.close()
     if video and frames:
         from symgym.learn.video import write_video
 
-        write_video(frames, video)
+        write_video(frames, video, fps=grab.fps)
     return EvalResult(episodes, float(np.mean(successes)), float(np.mean(returns)), float(np.std(returns)),
                       float(np.mean(lengths)))
