@@ -10,7 +10,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import symgym.envs  # noqa: F401
-from symgym.envs.panda import PandaPushEnv, PandaReachEnv
+from symgym.envs.panda import PandaPushEnv
 from symgym.envs.panda_model import ARM_JOINTS, TIP_HEIGHT, panda_spec
 from symgym.equivariance.groups import O2Element
 
