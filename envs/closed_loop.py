@@ -40,6 +40,7 @@ import numpy as np
 from gymnasium import spaces
 
 from symgym.envs.mujoco_base import PlanarMujocoEnv
+from symgym.envs.render2d import TopDownCanvas, composite
 from symgym.equivariance.groups import SE2Element, SE2Group, as_se2
 from symgym.equivariance.symmetry import Symmetry
 
@@ -258,8 +259,6 @@ class ClosedLoopEnv(PlanarMujocoEnv):
     def render(self):
         if self.render_mode != "rgb_array":
             return None
-        from symgym.envs.render2d import TopDownCanvas, composite
-
         c = TopDownCanvas(256, 0.35)
         return composite([
             (c.ring(self.target_pos[:2], TARGET_RADIUS, 0.006), (0.2, 0.7, 0.3)),

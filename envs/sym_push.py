@@ -8,7 +8,7 @@ from gymnasium import spaces
 
 from symgym.envs.mujoco_base import PlanarMujocoEnv
 from symgym.envs.render2d import TopDownCanvas, composite
-from symgym.equivariance import O2, Symmetry, standard
+from symgym.equivariance import O2, Symmetry, group_from_name, standard
 
 TABLE_RADIUS = 0.35
 PUCK_RADIUS, PUSHER_RADIUS = 0.03, 0.02
@@ -66,7 +66,7 @@ class SymPushEnv(PlanarMujocoEnv):
         self._pusher_sl = slice(int(self._pair_qpos[0, 0]), int(self._pair_qpos[0, 0]) + 2)
         self._puck_sl = slice(int(self._pair_qpos[1, 0]), int(self._pair_qpos[1, 0]) + 2)
         assert list(self._pair_qpos[:, 0] + 1) == list(self._pair_qpos[:, 1]) == list(self._pair_dof[:, 1])
-        self.symmetry = self._declare_symmetry(O2() if group == "O(2)" else _group(group))
+        self.symmetry = self._declare_symmetry(O2() if group == "O(2)" else group_from_name(group))
 
     def _declare_symmetry(self, group) -> Symmetry:
         obs = 7 * standard(group) if self.obs_mode == "vector" else "image"
@@ -84,6 +84,16 @@ class SymPushEnv(PlanarMujocoEnv):
     @property
     def goal_pos(self) -> np.ndarray:
         return self.data.mocap_pos[self._mocap[0], :2].copy()
+
+    @property
+    def pusher_velocity(self) -> np.ndarray:
+        """World-frame planar velocity of the pusher (m/s)."""
+        return self.data.qvel[self._pair_dof[0]].copy()
+
+    @property
+    def puck_velocity(self) -> np.ndarray:
+        """World-frame planar velocity of the puck's centre (m/s)."""
+        return self.data.qvel[self._pair_dof[1]].copy()
 
     # -- vectorised pieces the MPPI planner uses (added; the gym API below is unchanged) --------------
     #: MPPI hyper-parameters that work on this env (the agent's kwargs override them).
@@ -175,9 +185,3 @@ def _uniform_disc(rng: np.random.Generator, radius: float) -> np.ndarray:
     r = radius * np.sqrt(rng.uniform())
     t = rng.uniform(0, 2 * np.pi)
     return np.array([r * np.cos(t), r * np.sin(t)])
-
-
-def _group(name: str):
-    from symgym.equivariance import group_from_name
-
-    return group_from_name(name)

@@ -20,7 +20,8 @@ import math
 import mujoco
 import numpy as np
 
-from symgym.envs.sym_push import PUCK_RADIUS, PUSHER_RADIUS, SymPushEnv
+from symgym.envs.render2d import TopDownCanvas
+from symgym.envs.sym_push import PUCK_RADIUS, PUSHER_RADIUS, TABLE_RADIUS, SymPushEnv
 from symgym.equivariance import Symmetry
 
 
@@ -93,10 +94,6 @@ class SymPushObstacleEnv(SymPushEnv):
         frame = super().render()
         if frame is None or self.obstacle["radius"] == 0.0:
             return frame
-        from symgym.envs.render2d import TopDownCanvas
-
-        from symgym.envs.sym_push import TABLE_RADIUS
-
         mask = TopDownCanvas(frame.shape[0], TABLE_RADIUS + 0.01).disc(self.obstacle["pos"], self.obstacle["radius"])
         frame = frame.copy()
         frame[mask > 0.5] = (77, 77, 77)

@@ -98,3 +98,13 @@ def test_make_with_module_prefix_needs_no_prior_import():
     code = "import gymnasium as g; e = g.make('envs:SymPush-v0'); print(e.unwrapped.symmetry.group.name)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "O(2)"
+
+
+def test_public_velocities_are_what_the_observation_scales():
+    env = gym.make("SymPush-v0").unwrapped
+    env.reset(seed=4)
+    for _ in range(3):
+        obs, *_ = env.step(np.array([0.6, -0.8], np.float32))
+    assert np.linalg.norm(env.pusher_velocity) > 0.05
+    np.testing.assert_allclose(obs[2:4] * env.max_speed, env.pusher_velocity, rtol=1e-5)
+    np.testing.assert_allclose(obs[6:8] * env.max_speed, env.puck_velocity, rtol=1e-5, atol=1e-7)

@@ -1,6 +1,6 @@
 """PyBullet tabletop pick-and-place tasks (DIRECT mode) with scripted oracles and a declared SE(2) symmetry.
 
-    import envs, gymnasium
+    import symgym.envs, gymnasium
     env = gymnasium.make("TabletopStacking-v0")
     obs, info = env.reset(seed=0)
     obs, reward, terminated, truncated, info = env.step(env.unwrapped.oracle_action())
