@@ -147,3 +147,27 @@ def test_equivariance_error_detects_equivariant_and_non_equivariant_maps():
     assert equivariance_error(broken, sym, xs, gs) > 0.1
     assert invariance_error(lambda x: np.linalg.norm(x[:2]), sym, xs, gs) < 1e-12
     assert invariance_error(lambda x: x[0], sym, xs, gs) > 0.1
+
+
+def test_one_definition_of_each_shared_helper_and_escnn_layers_only_in_equivariance():
+    """as_se2 and ReflectionGroup live once, in equivariance.groups; agents and envs build no escnn layers
+    themselves (they use equivariance.escnn_nets, which holds the one weight-cache policy)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    defined: dict[str, list[str]] = {}
+    escnn_users = []
+    for folder in ("equivariance", "envs", "agents", "physics", "learn"):
+        for path in (root / folder).rglob("*.py"):
+            tree = ast.parse(path.read_text())
+            for node in ast.walk(tree):
+                if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name.lstrip("_") in (
+                        "as_se2", "ReflectionGroup"):
+                    defined.setdefault(node.name.lstrip("_"), []).append(str(path.relative_to(root)))
+                if folder in ("envs", "agents") and isinstance(node, (ast.Import, ast.ImportFrom)):
+                    names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+                    if any(n == "escnn" or n.startswith("escnn.") for n in names):
+                        escnn_users.append(str(path.relative_to(root)))
+    assert defined == {"as_se2": ["equivariance/groups.py"], "ReflectionGroup": ["equivariance/groups.py"]}
+    assert escnn_users == []
