@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from physics.galaxies import (
+from symgym.physics.galaxies import (
     GalaxyCatalogue,
     HaloCatalogueConfig,
     HODParams,
@@ -133,8 +133,11 @@ def test_satellite_alignment_sign_sets_small_scale_omega(halos):
 
 def test_central_alignment_gives_large_scale_omega(halos):
     # halo axes point towards cluster centres, so aligned centrals carry omega > 0 on cluster scales
-    aligned = simulate(halos, HODParams(mu_cen=0.9, mu_sat=0.0, log_m1=14.5), EDGES, 3, seed=6).mean(0)
-    assert np.mean(aligned[1, -4:]) > 0.01
+    # (kappa = tan(pi mu / 2) as in halotools: mu_cen = 0.95 is kappa ~ 12.7)
+    aligned = simulate(halos, HODParams(mu_cen=0.95, mu_sat=0.0, log_m1=14.5), EDGES, 3, seed=6).mean(0)
+    random = simulate(halos, HODParams(mu_cen=0.0, mu_sat=0.0, log_m1=14.5), EDGES, 3, seed=6).mean(0)
+    assert np.mean(aligned[1, -4:]) > 0.008
+    assert np.mean(aligned[1, -4:]) > np.mean(random[1, -4:]) + 0.006
 
 
 def test_xi_positive_for_clustered_and_zero_for_poisson():

@@ -1,29 +1,37 @@
-"""IAEmu emulator: transforms, loss, heteroscedastic + epistemic uncertainty, caching, inverse fit."""
+"""IAEmu emulator: transforms, losses, the paper model (Conv1d decoders, MC dropout, beta schedule), the
+MLP ensemble, caching, calibration, inverse fit."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from learn.tasks import iaemu
-from learn.tasks.iaemu import (
+from symgym.learn.tasks import iaemu_data, iaemu_eval, iaemu_models
+from symgym.learn.tasks.iaemu import IAEmuConfig
+from symgym.learn.tasks.iaemu_data import (
+    ALIGN,
     PARAM_HIGH,
     PARAM_LOW,
-    IAEmuConfig,
-    IAEmulator,
     Standardiser,
-    beta_nll,
-    ensemble_predict,
-    fit_alignment,
     from_model_space,
     generate_dataset,
-    knn_predict,
-    residual_covariance,
     sample_params,
     to_model_space,
-    train_member,
 )
-from physics.galaxies import HaloCatalogueConfig
+from symgym.learn.tasks.iaemu_eval import knn_predict
+from symgym.learn.tasks.iaemu_inverse import fit_alignment, residual_covariance
+from symgym.learn.tasks.iaemu_models import (
+    PAPER_BETAS,
+    FusedEnsemble,
+    IAEmuNet,
+    IAEmulator,
+    TrainSettings,
+    beta_nll,
+    ensemble_predict,
+    mc_dropout_predict,
+    train_network,
+)
+from symgym.physics.galaxies import HaloCatalogueConfig
 
 torch.set_num_threads(1)
 
@@ -47,7 +55,7 @@ def test_transform_roundtrip_and_log_xi():
 
 
 def test_emulator_shapes_and_gradients_to_parameters():
-    model = IAEmulator(hidden=32)
+    model = IAEmulator(PARAM_LOW, PARAM_HIGH, hidden=32)
     theta = torch.as_tensor(sample_params(5, seed=0), dtype=torch.float32).requires_grad_(True)
     mean, log_var = model(theta)
     assert mean.shape == log_var.shape == (5, 3, 20)
@@ -69,21 +77,22 @@ def test_beta_nll_weights_and_limits():
     np.testing.assert_allclose(m.grad.numpy(), ((m - target) / m.numel()).detach().numpy(), atol=1e-7)
 
 
-def _toy_data(n: int, seed: int):
-    """Targets in standardised space whose noise grows with mu_sat: tests the aleatoric head."""
+def _toy_data(n: int, seed: int, n_real: int = 1):
+    """Targets (n, n_real, 3, 20) in standardised space whose noise grows with mu_sat: tests the aleatoric head."""
     rng = np.random.default_rng(seed)
     theta = sample_params(n, seed=seed)
     x = (theta - PARAM_LOW) / (PARAM_HIGH - PARAM_LOW)
-    clean = np.sin(2 * x[:, None, :1] + np.linspace(0, 1, 20)) * np.array([1.0, 0.5, 0.2])[:, None]
+    clean = np.sin(2 * x[:, None, None, :1] + np.linspace(0, 1, 20)) * np.array([1.0, 0.5, 0.2])[:, None]
     noise_sd = 0.05 + 0.5 * x[:, 6]
-    y = clean + noise_sd[:, None, None] * rng.normal(size=(n, 3, 20))
+    y = clean + noise_sd[:, None, None, None] * rng.normal(size=(n, n_real, 3, 20))
     return theta, y.astype(np.float32), noise_sd
 
 
 def test_heteroscedastic_head_learns_noise_level():
     theta, y, _ = _toy_data(600, 0)
-    cfg = IAEmuConfig(epochs=60, hidden=48, batch_size=64)
-    model = train_member(theta[:500], y[:500], theta[500:], y[500:], cfg, seed=0)
+    settings = TrainSettings(epochs=60, batch_size=64)
+    model = train_network(IAEmulator(PARAM_LOW, PARAM_HIGH, hidden=48), theta[:500], y[:500], theta[500:],
+                          y[500:], settings, seed=0, kind="ensemble")
     probe = sample_params(200, seed=1)
     with torch.no_grad():
         _, log_var = model(torch.as_tensor(probe, dtype=torch.float32))
@@ -95,10 +104,12 @@ def test_heteroscedastic_head_learns_noise_level():
 
 def test_ensemble_epistemic_grows_outside_training_box():
     theta, y, _ = _toy_data(400, 2)
-    cfg = IAEmuConfig(epochs=30, hidden=48, batch_size=64)
-    members = [train_member(theta[:350], y[:350], theta[350:], y[350:], cfg, seed=s) for s in range(3)]
+    settings = TrainSettings(epochs=30, batch_size=64)
+    members = [train_network(IAEmulator(PARAM_LOW, PARAM_HIGH, hidden=48), theta[:350], y[:350], theta[350:],
+                             y[350:], settings, seed=s, kind="ensemble") for s in range(3)]
     inside = torch.as_tensor(sample_params(200, seed=3), dtype=torch.float32)
-    outside = torch.as_tensor(iaemu._outside_params(200, np.random.default_rng(4), expand=1.0), dtype=torch.float32)
+    outside = torch.as_tensor(iaemu_eval.outside_params(200, np.random.default_rng(4), expand=1.0),
+                              dtype=torch.float32)
     with torch.no_grad():
         pin, pout = ensemble_predict(members, inside), ensemble_predict(members, outside)
     assert pout["epistemic"].mean() > 2 * pin["epistemic"].mean()
@@ -106,10 +117,10 @@ def test_ensemble_epistemic_grows_outside_training_box():
 
 
 def test_outside_params_are_outside():
-    pts = iaemu._outside_params(300, np.random.default_rng(0))
+    pts = iaemu_eval.outside_params(300, np.random.default_rng(0))
     inside = np.all((pts >= PARAM_LOW) & (pts <= PARAM_HIGH), axis=1)
     assert not inside.any()
-    assert np.all(np.abs(pts[:, iaemu.ALIGN]) <= 1.0)
+    assert np.all(np.abs(pts[:, ALIGN]) <= 1.0)
 
 
 def test_knn_reproduces_training_points():
@@ -129,7 +140,7 @@ def test_dataset_is_cached_and_reloaded(tmp_path, monkeypatch):
     def no_simulation(*args, **kwargs):
         raise AssertionError("cache hit must not simulate")
 
-    monkeypatch.setattr(iaemu, "simulate", no_simulation)
+    monkeypatch.setattr(iaemu_data, "simulate", no_simulation)
     again = generate_dataset(4, 2, seed=0, halo_config=halos, cache_dir=tmp_path, progress=False)
     np.testing.assert_array_equal(again["stats"], first["stats"])
     with pytest.raises(AssertionError, match="must not simulate"):  # a different seed is a different key
@@ -156,7 +167,7 @@ def test_inverse_fit_recovers_alignment_with_calibrated_sigma():
     z_scores = []
     for k in range(8):
         theta = sample_params(1, seed=k)[0]
-        theta[iaemu.ALIGN] = rng.uniform(-0.6, 0.6, 2)
+        theta[ALIGN] = rng.uniform(-0.6, 0.6, 2)
         clean = emu(torch.as_tensor(theta[None], dtype=torch.float32))["mean"][0]
         observed = clean + 0.3 * torch.as_tensor(rng.normal(size=clean.shape), dtype=torch.float32)
         fit = fit_alignment(emu, theta, observed, noise_var_scale=1.0, steps=200, grid=61)
@@ -173,6 +184,14 @@ def test_bad_config_names_the_value():
         IAEmuConfig(n_realisations=1)
     with pytest.raises(ValueError, match="beta.*1.5"):
         IAEmuConfig(beta=1.5)
+    with pytest.raises(ValueError, match="mc_passes.*1"):
+        IAEmuConfig(mc_passes=1)
+    with pytest.raises(ValueError, match="kind.*'adam'"):
+        train_network(IAEmulator(PARAM_LOW, PARAM_HIGH), np.zeros((4, 7)), np.zeros((4, 1, 3, 20)),
+                      np.zeros((2, 7)), np.zeros((2, 1, 3, 20)), TrainSettings(epochs=1), 0, kind="adam")
+    with pytest.raises(ValueError, match="targets"):
+        train_network(IAEmulator(PARAM_LOW, PARAM_HIGH), np.zeros((4, 7)), np.zeros((4, 3, 20)),
+                      np.zeros((2, 7)), np.zeros((2, 1, 3, 20)), TrainSettings(epochs=1), 0, kind="mse")
 
 
 def test_epistemic_inflation_restores_one_sigma_coverage():
@@ -182,11 +201,11 @@ def test_epistemic_inflation_restores_one_sigma_coverage():
     mean = np.zeros(shape[:1] + shape[2:])
     z = rng.normal(size=shape) + 0.5 * rng.normal(size=shape[:1] + (1,) + shape[2:])
     pred = {"mean": mean, "aleatoric": np.ones_like(mean), "epistemic": np.full_like(mean, 0.01)}
-    c = iaemu.epistemic_inflation(z, pred)
+    c = iaemu_eval.epistemic_inflation(z, pred)
     assert np.all(c > 10)
     np.testing.assert_allclose(c * 0.01, 0.25, rtol=0.3)  # recovers the missing variance
     honest = {**pred, "epistemic": np.full_like(mean, 0.25)}
-    c_honest = iaemu.epistemic_inflation(z, honest)
+    c_honest = iaemu_eval.epistemic_inflation(z, honest)
     assert np.all(c_honest >= 1.0) and np.all(c_honest < 1.4)  # already calibrated: (nearly) left alone
 
 
@@ -234,7 +253,7 @@ def test_full_covariance_likelihood_is_calibrated_where_diagonal_is_overconfiden
     z_full, z_diag = [], []
     for k in range(12):
         theta = sample_params(1, seed=k)[0]
-        theta[iaemu.ALIGN] = rng.uniform(-0.6, 0.6, 2)
+        theta[ALIGN] = rng.uniform(-0.6, 0.6, 2)
         clean = emu(torch.as_tensor(theta[None], dtype=torch.float32))["mean"][0]
         noise = 0.1 * (chol @ rng.normal(size=60)).reshape(3, 20)
         observed = clean + torch.as_tensor(noise, dtype=torch.float32)
@@ -249,3 +268,111 @@ def test_full_covariance_likelihood_is_calibrated_where_diagonal_is_overconfiden
     assert np.median(z_diag) > 1.3 * np.median(z_full)
     with pytest.raises(ValueError, match="noise_cov"):
         fit_alignment(emu, theta, observed, 1.0, noise_cov=np.eye(5))
+
+
+# --------------------------------------------------------------------------- the paper's model
+def test_dataset_blocks_are_shared_between_workers_and_the_full_set(tmp_path, monkeypatch):
+    halos = HaloCatalogueConfig(n_halos=1500, box_size=50.0, n_clusters=60)
+    part = generate_dataset(5, 2, seed=0, halo_config=halos, cache_dir=tmp_path, progress=False, block_size=3,
+                            blocks=[1])  # a worker that only simulates the second block
+    assert part["theta"].shape == (2, 7) and len(list(tmp_path.glob("iaemu_*.npz"))) == 1
+    full = generate_dataset(5, 2, seed=0, halo_config=halos, cache_dir=tmp_path, progress=False, block_size=3)
+    assert full["stats"].shape == (5, 2, 3, 20) and len(list(tmp_path.glob("iaemu_*.npz"))) == 2
+    np.testing.assert_array_equal(full["stats"][3:], part["stats"])  # the worker's block is reused, not redone
+    assert len(np.unique(full["theta"][:, 0])) == 5  # blocks draw different parameters
+    with pytest.raises(ValueError, match="block 7"):
+        generate_dataset(5, 2, seed=0, halo_config=halos, cache_dir=tmp_path, block_size=3, blocks=[7])
+
+
+@pytest.mark.parametrize("n_bins", [20, 12])
+def test_paper_model_shapes_dropout_and_gradients(n_bins):
+    torch.manual_seed(0)
+    model = IAEmuNet(PARAM_LOW, PARAM_HIGH, n_bins=n_bins, hidden=32, width=0.25)
+    theta = torch.as_tensor(sample_params(6, seed=0), dtype=torch.float32)
+    model.train()
+    model(theta)  # one training-mode pass so that batch-norm has running statistics
+    mean, log_var = model.mc_dropout(False)(theta)
+    assert mean.shape == log_var.shape == (6, 3, n_bins)
+    again, _ = model(theta)
+    torch.testing.assert_close(mean, again)  # dropout off: deterministic
+    single, _ = model(theta[:1])
+    torch.testing.assert_close(single, mean[:1])  # batch-norm in eval: a query does not depend on its batch
+    pred = mc_dropout_predict(model, theta, n_passes=16)
+    assert pred["epistemic"].min() > 0  # dropout on: the sampled means differ
+    assert not any(m.training for m in model.modules() if isinstance(m, torch.nn.Dropout))  # switched back off
+    x = theta.clone().requires_grad_(True)
+    model(x)[0][:, 1].sum().backward()  # differentiable in the parameters (inverse problems)
+    assert x.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="n_passes"):
+        mc_dropout_predict(model, theta, n_passes=1)
+
+
+def test_beta_nll_per_statistic_beta_matches_separate_losses():
+    torch.manual_seed(1)
+    mean, target, log_var = torch.randn(16, 3, 20), torch.randn(16, 3, 20), torch.randn(16, 3, 20)
+    betas = torch.tensor(PAPER_BETAS)
+    joint = beta_nll(mean, log_var, target, betas)
+    separate = torch.stack([beta_nll(mean[:, s], log_var[:, s], target[:, s], float(betas[s])) for s in range(3)])
+    assert joint.item() == pytest.approx(separate.mean().item(), rel=1e-6)
+    assert PAPER_BETAS == (0.9, 0.5, 0.5)
+
+
+def test_paper_schedule_uses_beta_one_during_warmup(monkeypatch):
+    seen = []
+    original = iaemu_models.beta_nll
+
+    def spy(mean, log_var, target, beta):
+        seen.append(beta if isinstance(beta, float) else tuple(torch.as_tensor(beta).tolist()))
+        return original(mean, log_var, target, beta)
+
+    monkeypatch.setattr(iaemu_models, "beta_nll", spy)
+    theta, y, _ = _toy_data(40, 5, n_real=2)
+    model = IAEmuNet(PARAM_LOW, PARAM_HIGH, hidden=16, width=0.25)
+    train_network(model, theta[:32], y[:32], theta[32:], y[32:], TrainSettings(epochs=5, batch_size=16,
+                  warmup_fraction=0.4), seed=0, kind="paper")
+    per_epoch = len(seen) // 5
+    assert seen[: 2 * per_epoch] == [1.0] * (2 * per_epoch)  # warm-up: 2 of 5 epochs at beta = 1
+    assert all(b == pytest.approx(PAPER_BETAS) for b in seen[2 * per_epoch:])
+
+
+def test_paper_model_learns_noise_level_and_mc_dropout_grows_outside_box():
+    theta, y, _ = _toy_data(500, 3, n_real=2)
+    model = IAEmuNet(PARAM_LOW, PARAM_HIGH, hidden=64, width=0.25)
+    model = train_network(model, theta[:440], y[:440], theta[440:], y[440:],
+                          TrainSettings(epochs=40, batch_size=64, lr=1e-2), seed=0, kind="paper")
+    probe = sample_params(200, seed=1)
+    with torch.no_grad():
+        pred = mc_dropout_predict(model, torch.as_tensor(probe, dtype=torch.float32), n_passes=20)
+        outside = iaemu_eval.outside_params(200, np.random.default_rng(4), expand=1.0)
+        out = mc_dropout_predict(model, torch.as_tensor(outside, dtype=torch.float32), n_passes=20)
+    pred_sd = pred["aleatoric"].sqrt().mean((1, 2)).numpy()
+    true_sd = 0.05 + 0.5 * (probe[:, 6] - PARAM_LOW[6]) / (PARAM_HIGH[6] - PARAM_LOW[6])
+    assert np.corrcoef(pred_sd, true_sd)[0, 1] > 0.7
+    assert out["epistemic"].mean() > 1.5 * pred["epistemic"].mean()
+
+
+def test_calibration_error_is_zero_for_gaussian_z_and_large_for_overconfident():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(200, 4, 3, 20))
+    assert iaemu_eval.calibration_error(z) < 0.01
+    assert iaemu_eval.calibration_error(3.0 * z) > 0.3
+
+
+def test_kappa_follows_halotools_mapping():
+    from symgym.physics.galaxies import alignment_kappa
+
+    assert alignment_kappa(0.5) == pytest.approx(1.0)  # tan(pi/4), not 3 tan(pi/4)
+    assert alignment_kappa(-0.5) == pytest.approx(-1.0)
+    assert alignment_kappa(0.0) == 0.0
+
+
+def test_fused_ensemble_matches_member_by_member_prediction():
+    torch.manual_seed(2)
+    members = [IAEmulator(PARAM_LOW, PARAM_HIGH, hidden=24) for _ in range(4)]
+    theta = torch.as_tensor(sample_params(7, seed=3), dtype=torch.float32)
+    with torch.no_grad():
+        ref, fused = ensemble_predict(members, theta), FusedEnsemble(members)(theta)
+    for key in ("mean", "aleatoric", "epistemic"):
+        torch.testing.assert_close(fused[key], ref[key], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="heteroscedastic"):
+        FusedEnsemble([IAEmulator(PARAM_LOW, PARAM_HIGH, heteroscedastic=False)])

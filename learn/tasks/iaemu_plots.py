@@ -5,8 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from learn.io import save_figure
-from physics.galaxies import STAT_NAMES
+from symgym.learn.io import save_figure
+from symgym.physics.galaxies import STAT_NAMES
 
 
 def plot_curves(path: Path, r: np.ndarray, test: dict, norm, pred: dict, n_cases: int = 3) -> None:
@@ -41,33 +41,56 @@ def plot_curves(path: Path, r: np.ndarray, test: dict, norm, pred: dict, n_cases
             if s == 0:
                 ax.set_title(f"mu_cen={theta[5]:.2f}, mu_sat={theta[6]:.2f}, logMmin={theta[0]:.2f}", fontsize=9)
     axes[0, 0].legend(fontsize=7)
-    fig.suptitle("IAEmu on held-out parameters: simulator realisations vs emulator (deep ensemble, total sigma)")
+    fig.suptitle("IAEmu on held-out parameters: simulator realisations vs the paper model (MC dropout, total sigma)")
     save_figure(fig, path)
 
 
-def plot_uncertainty(path: Path, z: np.ndarray, z_recal: np.ndarray, epi_in: np.ndarray, epi_out: np.ndarray) -> None:
-    """Reliability of the predicted intervals, and epistemic spread inside vs outside the training box."""
+def plot_uncertainty(path: Path, z: dict, epistemic: dict) -> None:
+    """Reliability of the predicted intervals per model (raw and recalibrated), and epistemic spread
+    inside vs outside the training box. ``z[model] = (z_raw, z_recal)`` (P, R, 3, B);
+    ``epistemic[model] = (inside, outside)`` per-parameter-set mean epistemic std."""
     import matplotlib.pyplot as plt
     from scipy.stats import norm as gauss
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 1 + len(epistemic), figsize=(5 * (1 + len(epistemic)), 4))
     nominal = np.linspace(0.05, 0.99, 40)
     half_width = gauss.ppf(0.5 + nominal / 2)
-    for s, name in enumerate(STAT_NAMES):
-        ax1.plot(nominal, [(np.abs(z[:, :, s]) < w).mean() for w in half_width], f"C{s}:", label=f"{name} raw")
-        ax1.plot(nominal, [(np.abs(z_recal[:, :, s]) < w).mean() for w in half_width], f"C{s}-",
-                 label=f"{name} recalibrated")
-    ax1.plot([0, 1], [0, 1], "k--", lw=0.8, label="ideal")
+    ax1 = axes[0]
+    for m, (name, (z_raw, z_recal)) in enumerate(z.items()):
+        for s, stat in enumerate(STAT_NAMES):
+            ax1.plot(nominal, [(np.abs(z_raw[:, :, s]) < w).mean() for w in half_width], f"C{s}",
+                     ls=("-", "--")[m % 2], label=f"{name} {stat}")
+    ax1.plot([0, 1], [0, 1], "k:", lw=0.8, label="ideal")
     ax1.set(xlabel="nominal coverage", ylabel="empirical coverage (held-out realisations)",
-            title="calibration of total predicted sigma")
-    ax1.legend()
-    bins = np.geomspace(min(epi_in.min(), epi_out.min()), max(epi_in.max(), epi_out.max()), 40)
-    ax2.hist(epi_in, bins=bins, alpha=0.6, label="inside training range")
-    ax2.hist(epi_out, bins=bins, alpha=0.6, label="outside training range")
-    ax2.set(xscale="log", xlabel="ensemble epistemic std (standardised units, bin mean)", ylabel="parameter sets",
-            title="epistemic uncertainty")
-    ax2.xaxis.set_minor_formatter(plt.NullFormatter())
-    ax2.legend()
+            title="calibration of total predicted sigma (seed 0)")
+    ax1.legend(fontsize=7)
+    for ax, (name, (e_in, e_out)) in zip(axes[1:], epistemic.items()):
+        bins = np.geomspace(min(e_in.min(), e_out.min()), max(e_in.max(), e_out.max()), 40)
+        ax.hist(e_in, bins=bins, alpha=0.6, label="inside training range")
+        ax.hist(e_out, bins=bins, alpha=0.6, label="outside training range")
+        ax.set(xscale="log", xlabel="epistemic std (standardised units, bin mean)", ylabel="parameter sets",
+               title=f"epistemic uncertainty: {name}")
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
+        ax.legend(fontsize=7)
+    save_figure(fig, path)
+
+
+def plot_accuracy(path: Path, summary: dict) -> None:
+    """Median relative error per statistic and model, mean and spread over training seeds."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(STAT_NAMES), figsize=(4.5 * len(STAT_NAMES), 3.8))
+    models = list(summary)
+    for ax, stat in zip(axes, STAT_NAMES):
+        key = "median_rel_err" if stat == "xi" else "median_rel_err_significant_bins"
+        vals = [summary[m][stat][key] for m in models]
+        ax.bar(range(len(models)), [v["mean"] for v in vals], yerr=[v["std"] for v in vals], capsize=4,
+               color=[f"C{i}" for i in range(len(models))])
+        for i, v in enumerate(vals):
+            ax.plot([i] * len(v["per_seed"]), v["per_seed"], "k.", ms=4)
+        ax.set_xticks(range(len(models)), models, rotation=20)
+        ax.set(ylabel="median relative error", title=f"{stat} ({'all' if stat == 'xi' else 'significant'} bins)")
+    fig.suptitle("held-out accuracy over training seeds (bars: mean, dots: seeds)")
     save_figure(fig, path)
 
 
@@ -91,5 +114,5 @@ def plot_inverse(path: Path, fits: list[dict]) -> None:
         ax.set_title(f"|z| = {abs(f['z'][0]):.1f}, {abs(f['z'][1]):.1f} ({f['sigma_source']})", fontsize=9)
     axes[0, 0].legend(fontsize=7, loc="lower left")
     fig.suptitle("inverse problem on held-out mocks: posterior of alignment strengths through the emulator "
-                 "(full-covariance likelihood)")
+                 "(full-covariance likelihood, recalibrated deep ensemble)")
     save_figure(fig, path)
