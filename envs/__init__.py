@@ -24,6 +24,8 @@ ENV_SPECS: dict[str, tuple[str, int, dict]] = {
     "SymPushWind-v0": ("symgym.envs.sym_push_broken:SymPushWindEnv", 100, {}),
     "SymPushObstacle-v0": ("symgym.envs.sym_push_broken:SymPushObstacleEnv", 100, {}),
     "RosArm-v0": ("symgym.envs.ros:RosArmEnv", 100, {}),
+    "PandaPush-v0": ("symgym.envs.panda:PandaPushEnv", 50, {}),
+    "PandaReach-v0": ("symgym.envs.panda:PandaReachEnv", 50, {}),
 }
 
 
