@@ -63,6 +63,7 @@ def panda_scene(base_x: float = -0.55, puck: bool = True) -> "mujoco.MjSpec":
     """
     spec = panda_spec()
     spec.modelname = "panda_push"
+    spec.compiler.discardvisual = False   # keep the visual-only geoms (arm links, table, goal) for rendering
     opt = spec.option
     opt.timestep, opt.cone, opt.impratio = 0.01, mujoco.mjtCone.mjCONE_ELLIPTIC, 1.0
     opt.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
@@ -70,15 +71,16 @@ def panda_scene(base_x: float = -0.55, puck: bool = True) -> "mujoco.MjSpec":
     for body in spec.bodies:
         if body.name.startswith("panda_"):
             body.gravcomp = 1.0
-    for geom in spec.geoms:
-        geom.contype, geom.conaffinity = 0, 0
+    for geom in spec.geoms:   # the arm's links are visual only (and shown: the URDF puts them in a hidden group)
+        geom.contype, geom.conaffinity, geom.group, geom.rgba = 0, 0, 0, [0.92, 0.92, 0.95, 1.0]
+    spec.worldbody.add_light(name="top", pos=[0, 0, 2.0], dir=[0, 0, -1], diffuse=[0.8, 0.8, 0.8])
     _add_table_puck_goal(spec, puck)
     hand = spec.body("panda_hand")
     tip = hand.add_body(name="pusher", pos=[0.0, 0.0, ROD_LENGTH], gravcomp=1.0)
     tip.add_geom(name="rod", type=mujoco.mjtGeom.mjGEOM_CAPSULE, size=[0.006, ROD_LENGTH / 2, 0],
-                 pos=[0, 0, -ROD_LENGTH / 2], contype=0, conaffinity=0, mass=0.02)
+                 pos=[0, 0, -ROD_LENGTH / 2], contype=0, conaffinity=0, mass=0.02, rgba=[0.3, 0.3, 0.3, 1])
     tip.add_geom(name="pusher", type=mujoco.mjtGeom.mjGEOM_SPHERE, size=[TIP_RADIUS, 0, 0], mass=0.05,
-                 contype=1, conaffinity=2, friction=[0.5, 0.005, 0.0001], solref=[0.01, 1])
+                 contype=1, conaffinity=2, friction=[0.5, 0.005, 0.0001], solref=[0.01, 1], rgba=[0.2, 0.4, 0.9, 1])
     tip.add_site(name="pusher_tip", size=[0.005, 0, 0])
     for name, torque in zip(ARM_JOINTS, TORQUE_LIMITS):
         joint = spec.joint(name)
@@ -99,9 +101,10 @@ def _add_table_puck_goal(spec: "mujoco.MjSpec", with_puck: bool = True) -> None:
     contact = {"friction": [0.5, 0.005, 0.0001], "solref": [0.01, 1]}
     world.add_site(name="centre", pos=[0, 0, TIP_HEIGHT], size=[0.005, 0, 0])
     world.add_geom(name="table", type=mujoco.mjtGeom.mjGEOM_CYLINDER, size=[0.35, 0.005, 0], pos=[0, 0, -0.005],
-                   contype=0, conaffinity=0)
+                   contype=0, conaffinity=0, rgba=[0.75, 0.72, 0.68, 1])
     goal = world.add_body(name="goal", mocap=True)
-    goal.add_geom(name="goal", type=mujoco.mjtGeom.mjGEOM_CYLINDER, size=[0.03, 0.001, 0], contype=0, conaffinity=0)
+    goal.add_geom(name="goal", type=mujoco.mjtGeom.mjGEOM_CYLINDER, size=[0.03, 0.001, 0], contype=0, conaffinity=0,
+                  rgba=[0.2, 0.8, 0.3, 0.5])
     if not with_puck:
         return
     puck = world.add_body(name="puck", pos=[0, 0, TIP_HEIGHT])
@@ -110,7 +113,7 @@ def _add_table_puck_goal(spec: "mujoco.MjSpec", with_puck: bool = True) -> None:
                                     ("puck_yaw", mujoco.mjtJoint.mjJNT_HINGE, [0, 0, 1], 0.002)):
         puck.add_joint(name=name, type=jtype, axis=axis, damping=[damp, 0.0, 0.0])
     puck.add_geom(name="puck", type=mujoco.mjtGeom.mjGEOM_CYLINDER, size=[0.03, 0.02, 0], mass=0.2, contype=2,
-                  conaffinity=1, **contact)
+                  conaffinity=1, rgba=[0.9, 0.25, 0.2, 1], **contact)
     puck.add_site(name="puck_site", size=[0.005, 0, 0])
     rim = spec.add_tendon(name="puck_rim", limited=True, range=[0, 0.32], width=0.001)
     rim.wrap_site("centre")
