@@ -1,4 +1,4 @@
-"""Procedural shapes, many triangulations of each, and a triangulation-independent radar-like response.
+"""Procedural shapes and many triangulations of each (the geometry side of the mesh-topology task).
 
 The point of this module is to separate *shape* from *triangulation*. A :class:`Shape` is a
 union of primitives (boxes, ellipsoids, cylinders) whose surfaces are split into analytic
@@ -7,17 +7,7 @@ new vertex created while re-meshing (edge midpoints, face or edge splits) can be
 onto the true surface. Flat patches are therefore reproduced exactly by every triangulation;
 curved patches are approximated, with an error that shrinks as O(h^2) with the edge length h.
 
-The physical response is a physical-optics-style (incoherent, specular-weighted) monostatic
-radar return over a fixed set of aspect directions ``d``::
-
-    sigma(d) = sum_f  A_f * v_f(d) * max(0, n_f . d) ** p
-
-with facet area ``A_f``, unit outward normal ``n_f`` and visible fraction ``v_f(d)``. Visibility
-(self-occlusion of composites) is computed by an orthographic z-buffer on a fixed pixel grid
-perpendicular to ``d``: each pixel adds ``pixel_area * (n.d) ** (p - 1)`` for the surface point it
-sees first (``pixel_area / (n.d)`` is the surface area behind one pixel). The pixel grid is fixed in
-space, so the sum depends on the surface that the rays hit and not on how it is cut into triangles:
-for flat-faced shapes all triangulations give the same number up to float ties on shared edges.
+The physical response of these meshes (coherent physical optics) lives in :mod:`physics.mesh_po`.
 """
 from __future__ import annotations
 
@@ -363,94 +353,15 @@ def triangulate(shape: Shape, variant: str, seed: int = 0) -> TriMesh:
     return TriMesh(mesh.vertices @ rot.T, mesh.faces.copy(), variant)
 
 
-# ----------------------------------------------------------------------------- the physical response
-def aspect_directions(n: int) -> np.ndarray:
-    """``n`` near-uniform unit vectors (Fibonacci sphere), the radar's aspect angles."""
-    if n < 1:
-        raise ValueError(f"number of aspect directions must be >= 1, got {n}")
-    i = np.arange(n) + 0.5
-    z = 1 - 2 * i / n
-    phi = np.pi * (1 + 5**0.5) * i
-    r = np.sqrt(1 - z * z)
-    return np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
+def refined(shape: Shape, levels: int) -> TriMesh:
+    """The base mesh subdivided ``levels`` times (new vertices on the true surface), in the world frame.
 
-
-@dataclass(frozen=True)
-class RadarConfig:
-    """Response settings: specular exponent ``p``, z-buffer resolution and the square it covers."""
-
-    exponent: float = 4.0
-    resolution: int = 128
-    extent: float = 1.05  # half-width of the pixel grid; shapes fit in the unit ball
-
-    def __post_init__(self) -> None:
-        if self.exponent < 1:
-            raise ValueError(f"exponent must be >= 1 (grazing facets must not dominate), got {self.exponent}")
-        if self.resolution < 4:
-            raise ValueError(f"resolution must be >= 4, got {self.resolution}")
-
-
-def _basis(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    # A fixed, slightly irrational helper axis keeps grid lines off the shapes' symmetry planes.
-    helper = np.array([0.3141, 0.5772, 0.7548])
-    u = np.cross(d, helper)
-    if np.linalg.norm(u) < 1e-6:
-        u = np.cross(d, np.array([1.0, 0.0, 0.0]))
-    u /= np.linalg.norm(u)
-    return u, np.cross(d, u)
-
-
-def _view_response(vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray, d: np.ndarray, cfg: RadarConfig) -> float:
-    cos = normals @ d
-    front = cos > 1e-12  # on a closed surface the first hit is always front-facing
-    faces, cos = faces[front], cos[front]
-    if len(faces) == 0:
-        return 0.0
-    u, w = _basis(d)
-    pix = 2 * cfg.extent / cfg.resolution
-    # Pixel centres sit at (i + 0.5) * pix - extent; work in pixel units.
-    uv = (np.stack([vertices @ u, vertices @ w], 1) + cfg.extent) / pix - 0.5
-    depth = vertices @ d
-    tri = uv[faces]  # (F, 3, 2)
-    lo = np.clip(np.ceil(tri.min(1) - 1e-9), 0, cfg.resolution).astype(np.int64)
-    hi = np.clip(np.floor(tri.max(1) + 1e-9), -1, cfg.resolution - 1).astype(np.int64)
-    nx, ny = np.maximum(hi[:, 0] - lo[:, 0] + 1, 0), np.maximum(hi[:, 1] - lo[:, 1] + 1, 0)
-    counts = nx * ny
-    if counts.sum() == 0:
-        return 0.0
-    t = np.repeat(np.arange(len(faces)), counts)
-    local = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    px = lo[t, 0] + local % nx[t]
-    py = lo[t, 1] + local // nx[t]
-    a, b, c = tri[t, 0], tri[t, 1], tri[t, 2]
-    p = np.stack([px, py], 1).astype(float)
-    denom = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1])
-    l1 = ((p[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (p[:, 1] - a[:, 1])) / denom
-    l2 = ((b[:, 0] - a[:, 0]) * (p[:, 1] - a[:, 1]) - (p[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1])) / denom
-    l0 = 1 - l1 - l2
-    inside = (l0 >= -1e-9) & (l1 >= -1e-9) & (l2 >= -1e-9)
-    if not inside.any():
-        return 0.0
-    dz = depth[faces[t]]
-    z = l0 * dz[:, 0] + l1 * dz[:, 1] + l2 * dz[:, 2]
-    t, z = t[inside], z[inside]
-    pid = px[inside] * cfg.resolution + py[inside]
-    order = np.lexsort((-z, pid))  # nearest to the radar (largest d.x) first within each pixel
-    _, first = np.unique(pid[order], return_index=True)
-    hit = t[order][first]
-    return float(pix * pix * np.sum(cos[hit] ** (cfg.exponent - 1)))
-
-
-def radar_response(mesh: TriMesh, directions: np.ndarray, cfg: RadarConfig = RadarConfig()) -> np.ndarray:
-    """Specular-weighted visible area ``sigma(d)`` for each aspect direction (see module docstring)."""
-    directions = np.asarray(directions, dtype=float)
-    if directions.ndim != 2 or directions.shape[1] != 3:
-        raise ValueError(f"directions must have shape (K, 3), got {directions.shape}")
-    normals, _ = mesh.face_normals_areas()
-    return np.array([_view_response(mesh.vertices, mesh.faces, normals, d, cfg) for d in directions])
-
-
-def convex_response(mesh: TriMesh, directions: np.ndarray, exponent: float = 4.0) -> np.ndarray:
-    """Closed form for convex shapes (back-face culling is exact visibility): sum_f A_f max(0, n_f.d)^p."""
-    normals, areas = mesh.face_normals_areas()
-    return (areas[:, None] * np.clip(normals @ np.asarray(directions).T, 0, None) ** exponent).sum(0)
+    Level 0 is the ``coarse`` variant, 1 ``canonical``, 2 ``fine``; higher levels are for convergence
+    studies and reference responses (faces grow 4x per level).
+    """
+    if not 0 <= levels <= 6:
+        raise ValueError(f"levels must be in 0..6, got {levels}")
+    mesh = shape.base_mesh()
+    for _ in range(levels):
+        mesh = subdivide(mesh)
+    return TriMesh(mesh.vertices @ np.asarray(shape.rotation).T, mesh.faces.copy(), f"level{levels}")

@@ -28,6 +28,8 @@ import numpy as np
 
 from symgym.physics.mesh import TriMesh
 
+FACE_CHUNK = 8192
+
 
 def aspect_directions(n: int) -> np.ndarray:
     """``n`` near-uniform unit vectors (Fibonacci sphere), the radar's aspect angles."""
@@ -46,7 +48,7 @@ class POConfig:
     the interference but fills the deepest single-frequency nulls); ``floor_db`` clips the dB value."""
 
     wavelength: float = 0.25
-    band: float = 0.1  # relative bandwidth: wavelengths spread over wavelength * (1 +- band / 2)
+    band: float = 0.4  # relative bandwidth: wavelengths spread over wavelength * (1 +- band / 2)
     n_frequencies: int = 5
     floor_db: float = -40.0
 
@@ -64,21 +66,30 @@ class POConfig:
         return self.wavelength * (1 + self.band * np.linspace(-0.5, 0.5, self.n_frequencies))
 
 
-def _divided_difference_exp(x0: np.ndarray, x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
-    """Second divided difference f[x0, x1, x2] of f(x) = exp(i x), stable for (nearly) coincident nodes.
+def _sinc_half(gap: np.ndarray) -> np.ndarray:
+    """sin(gap / 2) / (gap / 2) for gap >= 0, with its Taylor series near 0."""
+    half = 0.5 * gap
+    small = half < 1e-4
+    return np.where(small, 1 - half * half / 6, np.sin(half) / np.where(small, 1.0, half))
 
-    First differences use f[a, b] = exp(i (a + b) / 2) sinc((b - a) / 2), exact for any a, b. The second
-    difference divides by the widest node gap; below 1e-3 it is f''(mean) / 2 = -exp(i mean) / 2, whose
-    error is O(gap^2 / 24) (the first-order term vanishes at the mean).
+
+def _divided_difference_exp(alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    """Second divided difference f[0, alpha, beta] of f(x) = exp(i x), stable for (nearly) coincident nodes.
+
+    With the nodes sorted lo <= mid <= hi, first differences are f[a, b] = i exp(i (a + b) / 2) sinc((b - a) / 2),
+    exact for any a, b; the second difference divides by the widest gap hi - lo. Below 1e-3 it is
+    f''(mean) / 2 = -exp(i mean) / 2, whose error is O(gap^2 / 24) (the first-order term vanishes at the mean).
     """
-    nodes = np.sort(np.stack([x0, x1, x2]), axis=0)
-    lo, mid, hi = nodes
-    first = lambda a, b: np.exp(0.5j * (a + b)) * np.sinc((b - a) / (2 * np.pi))  # noqa: E731  np.sinc is sin(pi x)/(pi x)
+    lo = np.minimum(np.minimum(alpha, beta), 0.0)
+    hi = np.maximum(np.maximum(alpha, beta), 0.0)
+    mid = alpha + beta - lo - hi
     gap = hi - lo
     safe = gap > 1e-3
-    dd = -0.5 * np.exp(1j * (lo + mid + hi) / 3)
-    g = np.where(safe, gap, 1.0)
-    dd = np.where(safe, (first(mid, hi) - first(lo, mid)) / g, dd)
+    upper = 1j * np.exp(0.5j * (mid + hi)) * _sinc_half(hi - mid)
+    lower = 1j * np.exp(0.5j * (lo + mid)) * _sinc_half(mid - lo)
+    dd = (upper - lower) / np.where(safe, gap, 1.0)
+    if not safe.all():
+        dd = np.where(safe, dd, -0.5 * np.exp(1j * (lo + mid + hi) / 3))
     return dd
 
 
@@ -93,7 +104,7 @@ def triangle_phase_integrals(vertices: np.ndarray, faces: np.ndarray, q: np.ndar
     area = 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
     phase_a = a @ q.T
     alpha, beta = (b - a) @ q.T, (c - a) @ q.T
-    shape_factor = -_divided_difference_exp(np.zeros_like(alpha), alpha, beta)
+    shape_factor = -_divided_difference_exp(alpha, beta)
     return 2 * area[:, None] * np.exp(1j * phase_a) * shape_factor
 
 
@@ -118,7 +129,18 @@ def po_rcs(mesh: TriMesh, directions: np.ndarray, wavelength: float) -> np.ndarr
 
 def po_response(mesh: TriMesh, directions: np.ndarray, cfg: POConfig = POConfig()) -> np.ndarray:
     """Band-averaged RCS in dB (10 log10 sigma, clipped at ``cfg.floor_db``): what the simulators learn."""
-    sigma = np.mean([po_rcs(mesh, directions, lam) for lam in cfg.wavelengths()], axis=0)
+    directions = np.asarray(directions, dtype=float)
+    if directions.ndim != 2 or directions.shape[1] != 3:
+        raise ValueError(f"directions must have shape (K, 3), got {directions.shape}")
+    lams = cfg.wavelengths()
+    normals, _ = mesh.face_normals_areas()
+    cos = np.clip(normals @ directions.T, 0.0, None)  # (F, K)
+    q = (4 * np.pi / lams)[:, None, None] * directions[None]  # (W, K, 3): all wavelengths in one call
+    amplitude = np.zeros((len(lams), len(directions)), dtype=complex)
+    for lo in range(0, len(mesh.faces), FACE_CHUNK):  # bounded memory on very fine meshes
+        part = triangle_phase_integrals(mesh.vertices, mesh.faces[lo:lo + FACE_CHUNK], q.reshape(-1, 3))
+        amplitude += (cos[lo:lo + FACE_CHUNK, None, :] * part.reshape(len(part), len(lams), -1)).sum(0)  # (W, K)
+    sigma = (4 * np.pi * np.abs(amplitude) ** 2 / lams[:, None] ** 2).mean(0)
     return np.maximum(10 * np.log10(np.maximum(sigma, 1e-30)), cfg.floor_db)
 
 

@@ -1,4 +1,4 @@
-"""Issue 13: triangulations of one shape, the triangulation-independent response, and the simulators."""
+"""Issue 19: triangulations of one shape, the coherent physical-optics response, and the neural simulators."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -6,21 +6,26 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from scipy.integrate import dblquad
 from scipy.spatial.transform import Rotation
 
-from learn.tasks.mesh import (QUICK, VARIANTS, build_model, collate, fit, make_data, mesh_graph, predict,
-                              pretrain_masked, topology_sensitivity)
-from physics.mesh import (RadarConfig, TriMesh, aspect_directions, convex_response, radar_response, random_shape,
-                          triangulate)
+from symgym.learn.tasks.mesh import QUICK, baselines, make_data, run_seed, sensitivity_db
+from symgym.learn.tasks.mesh_models import build_simulator, collate, face_graph, pretrain_gae
+from symgym.physics.mesh import (VARIANTS, Patch, PatchMesh, Shape, TriMesh, random_shape, refined, split_faces, subdivide,
+                                  triangulate)
+from symgym.physics.mesh_po import (POConfig, aspect_directions, plate_po_rcs, po_rcs, po_response, sphere_po_rcs,
+                                    triangle_phase_integrals)
 
 torch.set_num_threads(1)
 DIRS = aspect_directions(16)
+LAMBDA = POConfig().wavelength
 
 
-def _rel(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+def _sphere(radius: float) -> Shape:
+    return Shape("ellipsoid", (("ellipsoid", (radius,) * 3, (0.0, 0.0, 0.0)),), tuple(map(tuple, np.eye(3))))
 
 
+# ----------------------------------------------------------------------------- geometry
 @pytest.mark.parametrize("kind", ["box", "ellipsoid", "cylinder", "composite"])
 def test_every_triangulation_is_a_closed_consistent_mesh_of_the_same_size(kind):
     shape = random_shape(np.random.default_rng(3), kind)
@@ -29,171 +34,227 @@ def test_every_triangulation_is_a_closed_consistent_mesh_of_the_same_size(kind):
         m = triangulate(shape, v, seed=5).to_trimesh()
         assert m.is_watertight and m.is_winding_consistent, v
         assert m.volume > 0  # outward winding
-        # Same surface: flat shapes exactly, curved ones within the coarse mesh's chord error.
         tol = 1e-9 if kind == "box" else 0.1
         assert abs(m.area - ref.area) / ref.area < tol, (v, m.area, ref.area)
 
 
-@pytest.mark.parametrize("kind", ["ellipsoid", "cylinder", "composite"])
+@pytest.mark.parametrize("kind", ["ellipsoid", "cylinder"])
 def test_remeshing_keeps_vertices_on_the_true_surface(kind):
-    """New vertices are projected onto their analytic patch: every vertex of a re-meshed shape lies on it."""
     shape = random_shape(np.random.default_rng(11), kind)
     rot = np.asarray(shape.rotation)
+    (part, size, centre), = shape.parts
     for v in ("fine", "remeshed", "flipped"):
-        pts = triangulate(shape, v, seed=2).vertices @ rot  # back to the canonical frame
-        dist = np.full(len(pts), np.inf)
-        for part, size, centre in shape.parts:
-            q, s = pts - np.array(centre), np.array(size)
-            if part == "ellipsoid":
-                d = np.abs(np.sqrt(((q / s) ** 2).sum(1)) - 1)
-            elif part == "cylinder":
-                d = np.minimum(np.abs(np.linalg.norm(q[:, :2], axis=1) - s[0]), np.abs(np.abs(q[:, 2]) - s[2]))
-            else:
-                d = np.abs(np.abs(q) - s).min(1)
-            dist = np.minimum(dist, d)
-        assert dist.max() < 1e-9, (v, dist.max())
+        q, s = triangulate(shape, v, seed=2).vertices @ rot - np.array(centre), np.array(size)
+        if part == "ellipsoid":
+            d = np.abs(np.sqrt(((q / s) ** 2).sum(1)) - 1)
+        else:
+            d = np.minimum(np.abs(np.linalg.norm(q[:, :2], axis=1) - s[0]), np.abs(np.abs(q[:, 2]) - s[2]))
+        assert d.max() < 1e-9, (v, d.max())
 
 
 def test_random_remeshing_really_changes_the_triangulation():
     shape = random_shape(np.random.default_rng(0), "box")
     canon, flipped, remeshed = (triangulate(shape, v, seed=1) for v in ("canonical", "flipped", "remeshed"))
     assert len(remeshed.faces) > len(canon.faces)
-    assert len(flipped.faces) == len(canon.faces)
     same = {tuple(sorted(f)) for f in canon.faces} & {tuple(sorted(f)) for f in flipped.faces}
     assert len(same) < 0.8 * len(canon.faces)
 
 
-def test_response_is_triangulation_independent_for_flat_faced_shapes():
-    """Boxes: every triangulation gives the same response to float precision."""
-    for seed in range(3):
-        shape = random_shape(np.random.default_rng(seed), "box")
-        ref = radar_response(triangulate(shape, "canonical"), DIRS)
-        for v in VARIANTS:
-            assert _rel(radar_response(triangulate(shape, v, seed=seed), DIRS), ref) < 1e-9, v
+# ----------------------------------------------------------------------------- physical optics
+@pytest.mark.parametrize("q", [(0.0, 0.0, 7.0), (20.0, 30.0, 0.0), (20.0, 0.0, 1.0), (45.0, 30.0, 4.0),
+                               (2e-4, 3e-4, 0.0), (1e-4, 30.0, 0.0)])
+def test_triangle_phase_integral_matches_numerical_quadrature(q):
+    """Closed-form triangle Fourier transform vs adaptive quadrature, including nearly coincident nodes."""
+    v = np.array([[0.1, -0.05, 0.02], [0.4, 0.0, 0.0], [0.05, 0.22, 0.03]])
+    q = np.array([q])
+    e1, e2 = v[1] - v[0], v[2] - v[0]
+    jac = np.linalg.norm(np.cross(e1, e2))
+    phase = lambda t, s: (v[0] + s * e1 + t * e2) @ q[0]  # noqa: E731
+    re = dblquad(lambda t, s: np.cos(phase(t, s)), 0, 1, 0, lambda s: 1 - s, epsabs=1e-11)[0]
+    im = dblquad(lambda t, s: np.sin(phase(t, s)), 0, 1, 0, lambda s: 1 - s, epsabs=1e-11)[0]
+    got = triangle_phase_integrals(v, np.array([[0, 1, 2]]), q)[0, 0]
+    assert abs(got - jac * (re + 1j * im)) < 1e-8 * jac
 
 
-def test_response_of_curved_shapes_converges_with_refinement():
-    """Stated tolerance: curved shapes differ by < 10 % (coarse, ~80 faces/part) and < 3 % (canonical,
-    ~300 faces/part) from the fine mesh, and the error shrinks with refinement (O(h^2): ~4x per level)."""
-    for kind in ("ellipsoid", "cylinder", "composite"):
+def _plate(side_u: float, side_v: float, levels: int, split_seed: int | None) -> TriMesh:
+    v = np.array([[-side_u / 2, -side_v / 2, 0], [side_u / 2, -side_v / 2, 0], [side_u / 2, side_v / 2, 0],
+                  [-side_u / 2, side_v / 2, 0]])
+    mesh = PatchMesh(v, np.array([[0, 1, 2], [0, 2, 3]]), np.zeros(2, np.int64), [Patch("plane", (0, 0, 0), (0, 0, 0))])
+    for _ in range(levels):
+        mesh = subdivide(mesh)
+    if split_seed is not None:
+        mesh = split_faces(mesh, 0.5, np.random.default_rng(split_seed))
+    return TriMesh(mesh.vertices, mesh.faces, "plate")
+
+
+def test_flat_plate_rcs_matches_the_closed_form_in_every_triangulation():
+    """A rectangle's PO RCS is exact (sinc^2 pattern) for 2 triangles, subdivided ones and random splits."""
+    side_u, side_v = 0.6, 0.4
+    rng = np.random.default_rng(0)
+    d = rng.normal(size=(8, 3))
+    d[:, 2] = np.abs(d[:, 2]) + 0.3
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    k2 = 4 * np.pi / LAMBDA
+    exact = np.array([plate_po_rcs(side_u, side_v, x[2], k2 * x[0], k2 * x[1], LAMBDA) for x in d])
+    assert exact.max() / exact.min() > 100  # the pattern really has lobes and nulls
+    for levels, split in ((0, None), (2, None), (1, 3)):
+        np.testing.assert_allclose(po_rcs(_plate(side_u, side_v, levels, split), d, LAMBDA), exact, rtol=1e-7)
+    normal_incidence = po_rcs(_plate(side_u, side_v, 0, None), np.array([[0, 0, 1.0]]), LAMBDA)[0]
+    assert normal_incidence == pytest.approx(4 * np.pi * (side_u * side_v) ** 2 / LAMBDA**2, rel=1e-10)
+
+
+def test_box_response_is_the_same_in_every_triangulation():
+    """Flat faces: the facet integrals are exact and additive, so the triangulation cannot matter."""
+    shape = random_shape(np.random.default_rng(2), "box")
+    ref = po_response(triangulate(shape, "canonical"), DIRS)
+    for v in VARIANTS:
+        np.testing.assert_allclose(po_response(triangulate(shape, v, seed=4), DIRS), ref, atol=1e-8)
+
+
+def test_sphere_converges_to_the_closed_form_at_second_order():
+    """Max error over 16 directions vs the PO sphere formula: shrinks ~4x per subdivision, < 1.5 % at level 3."""
+    radius = 0.45
+    exact = sphere_po_rcs(radius, LAMBDA)
+    assert exact == pytest.approx(np.pi * radius**2, rel=0.1)  # close to the optical limit at k a ~ 11
+    errs = [np.abs(po_rcs(refined(_sphere(radius), lv), DIRS, LAMBDA) / exact - 1).max() for lv in range(1, 5)]
+    assert errs[2] < 0.015 and errs[3] < 0.005, errs
+    assert all(b < 0.45 * a for a, b in zip(errs, errs[1:])), errs
+
+
+def test_curved_shapes_depend_on_the_triangulation_and_converge_with_refinement():
+    for kind in ("ellipsoid", "cylinder"):
         shape = random_shape(np.random.default_rng(7), kind)
-        fine = radar_response(triangulate(shape, "fine"), DIRS)
-        err_coarse = _rel(radar_response(triangulate(shape, "coarse"), DIRS), fine)
-        err_canon = _rel(radar_response(triangulate(shape, "canonical"), DIRS), fine)
-        err_remesh = _rel(radar_response(triangulate(shape, "remeshed", seed=3), DIRS), fine)
-        assert err_coarse < 0.10 and err_canon < 0.03 and err_remesh < 0.03, (kind, err_coarse, err_canon)
-        assert err_canon < 0.5 * err_coarse, (kind, err_coarse, err_canon)
-
-
-def test_sphere_response_matches_the_closed_form():
-    """For a sphere of radius r: sigma = 2 pi r^2 / (p + 1) in every direction."""
-    r = 0.6
-    shape = random_shape(np.random.default_rng(0), "ellipsoid")
-    shape = replace(shape, parts=(("ellipsoid", (r, r, r), (0.0, 0.0, 0.0)),))
-    sigma = radar_response(triangulate(shape, "fine"), DIRS, RadarConfig(exponent=4.0))
-    np.testing.assert_allclose(sigma, 2 * np.pi * r * r / 5, rtol=0.02)
-
-
-def test_zbuffer_matches_closed_form_on_convex_and_sees_occlusion_on_composites():
-    box = triangulate(random_shape(np.random.default_rng(1), "box"), "canonical")
-    assert _rel(radar_response(box, DIRS), convex_response(box, DIRS)) < 0.03  # pixel discretisation only
-    comp = triangulate(random_shape(np.random.default_rng(1), "composite"), "canonical")
-    # Buried and shadowed facets are lit in the no-visibility formula, so it over-counts.
-    assert np.all(radar_response(comp, DIRS) <= convex_response(comp, DIRS) * 1.03)
-    assert _rel(radar_response(comp, DIRS), convex_response(comp, DIRS)) > 0.05
+        ref = po_response(refined(shape, 3), DIRS)
+        rms = lambda m: float(np.sqrt(np.mean((po_response(m, DIRS) - ref) ** 2)))  # noqa: E731
+        by_level = [rms(refined(shape, lv)) for lv in range(3)]
+        assert all(b < 0.6 * a for a, b in zip(by_level, by_level[1:])), (kind, by_level)
+        # Same resolution, different triangulation, different answer: coarse facets interfere differently.
+        canon, remeshed = rms(triangulate(shape, "canonical")), rms(triangulate(shape, "remeshed", seed=1))
+        assert by_level[0] > 0.3 and abs(canon - remeshed) > 0.02, (kind, by_level, canon, remeshed)
 
 
 def test_response_rotates_with_the_shape():
-    shape = random_shape(np.random.default_rng(4), "composite")
-    mesh = triangulate(shape, "canonical")
+    mesh = triangulate(random_shape(np.random.default_rng(4), "cylinder"), "canonical")
     rot = Rotation.random(random_state=5).as_matrix()
     turned = TriMesh(mesh.vertices @ rot.T, mesh.faces, mesh.variant)
-    assert _rel(radar_response(turned, DIRS @ rot.T), radar_response(mesh, DIRS)) < 0.03
+    np.testing.assert_allclose(po_response(turned, DIRS @ rot.T), po_response(mesh, DIRS), atol=1e-8)
 
 
 def test_bad_input_is_rejected_with_the_value_named():
+    mesh = triangulate(random_shape(np.random.default_rng(0), "box"), "coarse")
     with pytest.raises(ValueError, match="'torus'"):
         random_shape(np.random.default_rng(0), "torus")
     with pytest.raises(ValueError, match="'wiggly'"):
         triangulate(random_shape(np.random.default_rng(0)), "wiggly")
     with pytest.raises(ValueError, match=r"\(4, 2\)"):
-        radar_response(triangulate(random_shape(np.random.default_rng(0)), "coarse"), np.ones((4, 2)))
-    with pytest.raises(ValueError, match="face_mlp\\+pretrain"):
-        build_model("face_mlp+pretrain", 16, QUICK, DIRS)
+        po_response(mesh, np.ones((4, 2)))
+    with pytest.raises(ValueError, match="-0.5"):
+        po_rcs(mesh, DIRS, -0.5)
+    with pytest.raises(ValueError, match="1.5"):
+        POConfig(band=1.5)
+    with pytest.raises(ValueError, match="direct\\+pretrain"):
+        build_simulator("direct+pretrain", DIRS, 16, 1)
+    with pytest.raises(ValueError, match="'mlp'"):
+        build_simulator("mlp", DIRS, 16, 1)
 
 
 # ----------------------------------------------------------------------------- simulators
-def _tiny_batch(n: int = 3):
-    rng = np.random.default_rng(0)
-    return [mesh_graph(triangulate(random_shape(rng), "coarse")) for _ in range(n)]
-
-
-def test_invariant_gnn_is_rotation_equivariant():
-    """Rotating the meshes and the aspect directions together leaves gnn_inv's prediction unchanged."""
-    torch.manual_seed(0)
+def _graphs(variant: str = "coarse", n: int = 3, rot: np.ndarray | None = None):
     rng = np.random.default_rng(1)
-    shapes = [random_shape(rng) for _ in range(3)]
-    for trial in range(3):
-        rot = Rotation.random(random_state=trial).as_matrix()
-        model = build_model("gnn_inv", 16, QUICK, DIRS)
-        plain = collate([mesh_graph(triangulate(s, "coarse")) for s in shapes])
-        turned_meshes = []
-        for s in shapes:
-            m = triangulate(s, "coarse")
-            turned_meshes.append(mesh_graph(TriMesh(m.vertices @ rot.T, m.faces, m.variant)))
-        with torch.no_grad():
-            y = model(plain)
+    out = []
+    for kind in ("box", "ellipsoid", "cylinder")[:n]:
+        m = triangulate(random_shape(rng, kind), variant, seed=3)
+        if rot is not None:
+            m = TriMesh(m.vertices @ rot.T, m.faces, m.variant)
+        out.append(face_graph(m, LAMBDA))
+    return out
+
+
+@pytest.mark.parametrize("name", ["direct", "graph", "token"])
+def test_simulators_are_rotation_equivariant(name):
+    """Rotating the meshes and the aspect directions together leaves every simulator's prediction unchanged."""
+    torch.manual_seed(0)
+    model = build_simulator(name, DIRS, 24, 2)
+    model.embedding.init_codebook(collate(_graphs()), torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        y = model(collate(_graphs()))
+        for trial in range(3):
+            rot = Rotation.random(random_state=trial).as_matrix()
             model.directions.copy_(torch.as_tensor(DIRS @ rot.T, dtype=torch.float32))
-            y_rot = model(collate(turned_meshes))
-        inv_err = (y - y_rot).abs().max().item()
-        assert inv_err < 1e-4 * y.abs().max().item(), inv_err
-        # ...whereas the plain GNN reads absolute coordinates and is not (the check can fail).
-        gnn = build_model("gnn", 16, QUICK, DIRS)
-        with torch.no_grad():
-            assert (gnn(plain) - gnn(collate(turned_meshes))).abs().max().item() > 30 * inv_err + 1e-6
+            equivariance_error = (y - model(collate(_graphs(rot=rot)))).abs().max().item()
+            # rotating only the mesh changes the answer (so the check above can fail)
+            model.directions.copy_(torch.as_tensor(DIRS, dtype=torch.float32))
+            mesh_only = (y - model(collate(_graphs(rot=rot)))).abs().max().item()
+            assert equivariance_error < 1e-5 and mesh_only > 30 * equivariance_error + 1e-4, (name, trial)
 
 
-def test_batching_does_not_mix_meshes():
-    graphs = _tiny_batch()
-    for name in ("face_mlp", "gnn", "gnn_inv"):
-        model = build_model(name, 16, QUICK, DIRS)
+def test_batching_does_not_mix_meshes_and_face_graphs_are_closed():
+    graphs = _graphs("remeshed")
+    for g in graphs:
+        deg = torch.bincount(g.edges[1], minlength=len(g.feat))
+        assert torch.all(deg == 3)  # closed manifold: every face has three edge-neighbours
+    for name in ("direct", "graph", "token"):
+        model = build_simulator(name, DIRS, 24, 2)
         with torch.no_grad():
             together = model(collate(graphs))
             alone = torch.cat([model(collate([g])) for g in graphs])
-        assert torch.allclose(together, alone, atol=1e-5), name
+        assert torch.allclose(together, alone, atol=1e-4), name
 
 
-def test_mesh_graph_conserves_area_and_links_every_triangle_edge_both_ways():
-    shape = random_shape(np.random.default_rng(0), "composite")
-    for v in VARIANTS:
-        mesh = triangulate(shape, v, seed=1)
-        g = mesh_graph(mesh)
-        area = mesh.to_trimesh().area
-        assert abs(g.area.sum().item() - area) < 1e-4 * area and abs(g.face_area.sum().item() - area) < 1e-4 * area
-        assert g.edges.shape[1] == 3 * len(mesh.faces)  # closed mesh: 3F/2 edges, both directions
-        assert torch.allclose(g.normal.norm(dim=1), torch.ones(len(g.pos)), atol=1e-5)
+def _unlabelled(n: int = 12):
+    rng = np.random.default_rng(0)
+    return [face_graph(triangulate(random_shape(rng, ("box", "ellipsoid", "cylinder")[i % 3]), VARIANTS[i % 5],
+                                   seed=i), LAMBDA) for i in range(n)]
 
 
-def test_short_training_lowers_loss_and_pretraining_learns_to_reconstruct():
-    cfg = replace(QUICK, n_train_shapes=8, n_test_shapes=2, n_unlabelled=8, steps=80, pretrain_steps=60,
-                  batch_size=4, hidden=32, layers=2, lr=5e-3)
-    data = make_data(cfg, 0)
-    scale = (float(data.y_train.mean()), float(data.y_train.std()))
+def test_graph_autoencoder_pretraining_learns_to_predict_links_and_features():
     torch.manual_seed(0)
-    model = build_model("gnn+pretrain", 16, cfg, data.directions)
-    pre = pretrain_masked(model, data.unlabelled, cfg, 0)
-    assert np.mean(pre[-10:]) < 0.7 * np.mean(pre[:10])
-    train_mse = lambda: float(np.mean((predict(model, data.train, scale) - data.y_train) ** 2))  # noqa: E731
-    before = train_mse()
-    fit(model, data.train, data.y_train, scale, cfg, 0)
-    assert train_mse() < 0.5 * before
-    pred = predict(model, data.test["canonical"], scale)
-    assert pred.shape == data.y_test.shape and np.isfinite(pred).all()
+    model = build_simulator("graph+pretrain", DIRS, 16, 2)
+    log = pretrain_gae(model, _unlabelled(8), steps=50, batch_size=3, lr=5e-3, mask_ratio=0.3, seed=0)
+    assert np.mean([r["link_accuracy"] for r in log[-10:]]) > 0.6  # chance is 0.5
+    assert np.mean([r["recon"] for r in log[-10:]]) < 0.3 * np.mean([r["recon"] for r in log[:5]])
 
 
-def test_topology_sensitivity_measures_spread_across_triangulations():
-    truth = np.ones((4, 16))
-    same = np.stack([truth] * 5)
-    assert topology_sensitivity(same, truth) == 0.0
-    noisy = same + np.random.default_rng(0).normal(scale=0.1, size=same.shape)
-    assert 0.05 < topology_sensitivity(noisy, truth) < 0.15
+def test_token_embedding_is_a_codebook_vector_and_keeps_many_codes_alive():
+    torch.manual_seed(0)
+    graphs = _unlabelled(8)
+    model = build_simulator("token+pretrain", DIRS, 16, 2, n_codes=32)
+    pretrain_gae(model, graphs, steps=30, batch_size=3, lr=5e-3, mask_ratio=0.3, seed=0)
+    assert model.embedding.codes_used >= 5  # dead-code restarts prevent collapse onto one code
+    model.eval()  # no restarts: the codebook stays put
+    with torch.no_grad():
+        h = model.embedding(collate(graphs[:2]))
+    assert torch.cdist(h, model.embedding.codebook).min(dim=1).values.max().item() < 1e-5
+
+
+def test_sensitivity_measures_spread_across_triangulations():
+    truth = np.zeros((4, 16))
+    assert sensitivity_db(np.stack([truth] * 5)) == 0.0
+    noisy = np.random.default_rng(0).normal(scale=2.0, size=(5, 4, 16))
+    assert 1.5 < sensitivity_db(noisy) < 2.2
+
+
+TEST_CFG = replace(QUICK, n_test_shapes=10, n_unlabelled=4, models=("direct",))
+
+
+@pytest.fixture(scope="module")
+def quick_data():
+    return make_data(TEST_CFG, 0)
+
+
+def test_baselines_on_the_quick_data(quick_data):
+    b = baselines(quick_data)
+    assert b["shape_constant_oracle"]["sensitivity_db"] < 1e-12
+    assert b["shape_constant_oracle"]["rmse_db_canonical"] < b["area"]["rmse_db_canonical"]
+    # the physics on the input mesh is itself triangulation sensitive, on curved shapes only
+    phys = b["physics_on_mesh"]
+    assert phys["sensitivity_db_by_kind"]["box"] < 1e-6
+    assert phys["sensitivity_db"] > 0.1 and phys["rmse_db_by_variant"]["coarse"] > phys["rmse_db_by_variant"]["fine"]
+
+
+def test_quick_simulator_beats_the_area_baseline_and_the_per_shape_constant_oracle(quick_data):
+    """On held-out shapes (training triangulation) the learned response beats both by >= 1.5 dB RMS."""
+    result, _ = run_seed(TEST_CFG, 0, log=False, data=quick_data)
+    model = result["direct"]["rmse_db_canonical"]
+    assert model < result["area"]["rmse_db_canonical"] - 1.5, result
+    assert model < result["shape_constant_oracle"]["rmse_db_canonical"] - 1.5, result

@@ -149,6 +149,8 @@ class MessagePassing(nn.Module):
 class FaceEmbedding(nn.Module):
     """``direct`` (per-face MLP), ``graph`` (face-adjacency message passing) or ``token`` (graph + codebook)."""
 
+    RESTART_EVERY = 20
+
     def __init__(self, kind: str, hidden: int, layers: int, n_codes: int = 64) -> None:
         super().__init__()
         if kind not in EMBEDDINGS:
@@ -159,6 +161,7 @@ class FaceEmbedding(nn.Module):
         n_layers = 0 if kind == "direct" else layers
         self.blocks = nn.ModuleList([MessagePassing(hidden, N_EDGE_FEATURES) for _ in range(n_layers)])
         self.codebook = nn.Parameter(torch.randn(n_codes, hidden)) if kind == "token" else None
+        self.register_buffer("usage", torch.zeros(n_codes, dtype=torch.long))  # calls since each code was last used
         self.vq_loss = torch.zeros(())
         self.codes_used = 0
 
@@ -172,11 +175,24 @@ class FaceEmbedding(nn.Module):
         return self._quantise(h)
 
     def _quantise(self, h: torch.Tensor) -> torch.Tensor:
-        """Nearest codebook vector, straight-through gradient; VQ-VAE codebook + 0.25 commitment loss."""
+        """Nearest codebook vector, straight-through gradient; VQ-VAE codebook + 0.25 commitment loss.
+
+        While training, codes unused for ``RESTART_EVERY`` calls are moved onto random current embeddings
+        (dead-code restart); without it the codebook collapses onto one or two codes within a few steps.
+        """
         code = torch.cdist(h.detach(), self.codebook).argmin(dim=1)
         q = self.codebook[code]
         self.vq_loss = ((q - h.detach()) ** 2).mean() + 0.25 * ((h - q.detach()) ** 2).mean()
         self.codes_used = int(code.unique().numel())
+        if self.training:
+            self.usage[code.unique()] = 0
+            self.usage += 1
+            dead = self.usage > self.RESTART_EVERY
+            if dead.any():
+                with torch.no_grad():
+                    pick = torch.randint(len(h), (int(dead.sum()),))
+                    self.codebook[dead] = h.detach()[pick]
+                self.usage[dead] = 0
         return h + (q - h).detach()
 
     @torch.no_grad()
@@ -196,23 +212,29 @@ class RadarSimulator(nn.Module):
     """Face embedding -> per-(face, direction) score -> area-weighted log-sum-exp -> dB response."""
 
     def __init__(self, embedding: str, directions: np.ndarray, hidden: int = 48, layers: int = 3,
-                 n_codes: int = 64) -> None:
+                 n_codes: int = 64, readout_hidden: int = 16) -> None:
         super().__init__()
         self.embedding = FaceEmbedding(embedding, hidden, layers, n_codes)
         self.readout_face = mlp(hidden, hidden, hidden)
-        self.readout_query = nn.Linear(3, hidden, bias=False)
-        self.readout_out = nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, 1))
+        self.readout_query = nn.Linear(4, hidden, bias=False)
+        # score = MLP(SiLU(A h_f + B q_fk)); A h_f runs once per face, the rest per (face, direction)
+        self.readout_out = nn.Sequential(nn.SiLU(), nn.Linear(hidden, readout_hidden), nn.SiLU(), nn.Linear(readout_hidden, 1))
         self.out_scale = nn.Parameter(torch.ones(()))
         self.out_bias = nn.Parameter(torch.zeros(()))
         # GAE heads, used only while pretraining
         self.reconstruct = mlp(hidden, hidden, N_FACE_FEATURES)
+        self.link_project = nn.Linear(hidden, hidden)
+        self.link_scale = nn.Parameter(torch.tensor(1.0))
+        self.link_bias = nn.Parameter(torch.zeros(()))
         self.register_buffer("directions", torch.as_tensor(directions, dtype=torch.float32))
 
     def forward(self, b: Batch) -> torch.Tensor:
         h = self.embedding(b)
         nd = b.normal @ self.directions.T  # (F, K)
         rd = b.rel_centroid @ self.directions.T
-        q = torch.stack([nd, nd.clamp(min=0) ** 2, 0.5 * rd], dim=-1)  # (F, K, 3)
+        # angle off specular, linear and logarithmic: a lobe of width ~ lambda / L is sharp in n.d but smooth here
+        angle = torch.arccos(nd.clamp(-1 + 1e-6, 1 - 1e-6))
+        q = torch.stack([nd, angle, torch.log(angle + 0.02), 0.5 * rd], dim=-1)  # (F, K, 4)
         z = self.readout_face(h).unsqueeze(1) + self.readout_query(q)
         s = self.readout_out(z).squeeze(-1) + b.log_weight.unsqueeze(-1)
         return self.out_scale * segment_logsumexp(s, b.graph, b.n_graphs) + self.out_bias
@@ -238,9 +260,12 @@ def gae_loss(model: RadarSimulator, b: Batch, mask_ratio: float, generator: torc
     counts = torch.bincount(b.graph, minlength=b.n_graphs)
     start = torch.cumsum(counts, 0) - counts
     neg = start[b.graph[src]] + (torch.rand(len(src), generator=generator) * counts[b.graph[src]]).long()
-    scale = h.shape[1] ** -0.5
-    pos_logit = (h[src] * h[dst]).sum(-1) * scale
-    neg_logit = (h[src] * h[neg]).sum(-1) * scale
+    # inner-product decoder on projected embeddings, centred per mesh and normalised (a cosine similarity)
+    z = model.link_project(h)
+    z = z - (segment_sum(z, b.graph, b.n_graphs) / counts.unsqueeze(-1))[b.graph]
+    z = nn.functional.normalize(z, dim=-1)
+    pos_logit = model.link_scale * (z[src] * z[dst]).sum(-1) + model.link_bias
+    neg_logit = model.link_scale * (z[src] * z[neg]).sum(-1) + model.link_bias
     bce = nn.functional.binary_cross_entropy_with_logits
     link = bce(pos_logit, torch.ones_like(pos_logit)) + bce(neg_logit, torch.zeros_like(neg_logit))
     recon = ((model.reconstruct(h[mask]) - b.feat[mask]) ** 2).mean() if mask.any() else torch.zeros(())
@@ -253,7 +278,10 @@ def pretrain_gae(model: RadarSimulator, graphs: list[FaceGraph], steps: int, bat
                  mask_ratio: float, seed: int) -> list[dict]:
     gen = torch.Generator().manual_seed(seed)
     model.embedding.init_codebook(collate(graphs[:batch_size]), gen)
-    opt = torch.optim.Adam(list(model.embedding.parameters()) + list(model.reconstruct.parameters()), lr=lr)
+    heads = [model.reconstruct, model.link_project]
+    params = list(model.embedding.parameters()) + [p for m in heads for p in m.parameters()] + [model.link_scale,
+                                                                                                 model.link_bias]
+    opt = torch.optim.Adam(params, lr=lr)
     log = []
     for _ in range(steps):
         idx = torch.randint(len(graphs), (batch_size,), generator=gen)
