@@ -9,8 +9,9 @@ Three calls, in this order (``symgym eval --video`` makes them)::
 
 The 3-D view renders the env's own ``MjModel``/``MjData`` (nothing is simulated twice) from a fixed camera looking
 at the workspace (an env may set ``video_camera = {"lookat": ..., "distance": ..., "azimuth": ...,
-"elevation": ...}``), with shadows and reflections off: CPU rendering through llvmpipe costs 17-50 ms a frame
-that way on an idle core and 65-130 ms with shadows (measured for issue 16). Envs that are not MuJoCo (the
+"elevation": ...}``), with shadows, reflections, tendons and sites off. CPU rendering through llvmpipe at 480x360
+measured 6.5-14.6 ms of process CPU time a frame (EGL and OSMesa alike; wall 26-68 ms on a machine with load 40
+on 2 cores): ``python -m symgym.learn.video SymPush-v0 ...`` prints it for any env. Envs that are not MuJoCo (the
 PyBullet tabletop scenes), and machines without EGL or OSMesa, fall back to the env's ``render()``: the cheap,
 exactly equivariant numpy top-down drawing that image observations also use. That fallback needs the env made
 with ``render_mode="rgb_array"``.
