@@ -12,9 +12,9 @@ at the workspace (an env may set ``video_camera = {"lookat": ..., "distance": ..
 "elevation": ...}``), with shadows, reflections, tendons and sites off. CPU rendering through llvmpipe at 480x360
 measured 6.5-14.6 ms of process CPU time a frame (EGL and OSMesa alike; wall 26-68 ms on a machine with load 40
 on 2 cores): ``python -m symgym.learn.video SymPush-v0 ...`` prints it for any env. Envs that are not MuJoCo (the
-PyBullet tabletop scenes), and machines without EGL or OSMesa, fall back to the env's ``render()``: the cheap,
-exactly equivariant numpy top-down drawing that image observations also use. That fallback needs the env made
-with ``render_mode="rgb_array"``.
+PyBullet tabletop scenes), and machines without EGL or OSMesa, fall back to the env's ``render()`` (for planar
+envs the numpy top-down drawing; at 256x256 it is not cheaper than the 3-D view, it is only the 64x64 image
+*observations* that are). That fallback needs the env made with ``render_mode="rgb_array"``.
 """
 from __future__ import annotations
 
