@@ -208,7 +208,7 @@ class TransporterAgent(Agent):
         return None
 
     def _eval_mode(self) -> None:
-        # escnn re-expands its filters on every eval() call, so switch only when a module is training
+        # switch only modules still training: eval() under no_grad reuses the memoised dense filters
         for m in self.modules().values():
             if m.training:
                 m.eval()
@@ -338,9 +338,7 @@ class TransporterAgent(Agent):
 
     # -- persistence --------------------------------------------------------------------------------
     def save(self, run_dir: str | Path) -> None:
-        # escnn layers keep their expanded filters as buffers only in eval mode: save (and load) in eval mode
-        for m in self.modules().values():
-            m.eval()
+        # weights only: the escnn builder never puts expanded filters in state_dict (equivariance.escnn_nets)
         weights = {k: m.state_dict() for k, m in self.modules().items()}
         write_checkpoint(run_dir, self.name, type(self).__name__,
                          {"weights": (WEIGHTS_FILE, lambda p: torch.save(weights, p))}, config={"agent": asdict(self.cfg), "seed": self.seed, "train_time_s": self.train_time_s})

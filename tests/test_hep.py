@@ -134,16 +134,16 @@ def test_save_load_roundtrip(trained, scenes, tmp_path):
     _, obs = scenes
     assert np.allclose(plan_vector(agent, obs[1]), plan_vector(loaded, obs[1]))
     (tmp_path / "hep.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="bad HEP checkpoint"):
+    with pytest.raises(ValueError, match="corrupt checkpoint file"):
         HEPAgent.load(tmp_path)
 
 
 def test_bad_kwargs_raise(demos):
-    with pytest.raises(ValueError, match="unknown HEP agent_kwargs"):
+    with pytest.raises(ValueError, match="unknown hep agent kwarg"):
         HEPAgent(frame_tranfer=False)
     with pytest.raises(ValueError, match="execute"):
         HEPAgent(execute=9)
-    with pytest.raises(ValueError, match="unknown flat-bc"):
+    with pytest.raises(ValueError, match="unknown flat-bc agent kwarg"):
         FlatBCAgent(equivariant=True)
 
 

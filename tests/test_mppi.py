@@ -13,7 +13,7 @@ from symgym.agents import CheckpointError, EnvInfo, TrainConfig, agent_class
 from symgym.learn.training import train
 from symgym.agents.mppi import (MPPIConfig, MPPIPlanner, MujocoRolloutBackend, TorchRolloutBackend, action_orbit_matrices,
                          fit_dynamics, orbit_noise)
-from symgym.envs.sym_cartpole import ReflectionGroup
+from symgym.equivariance import ReflectionGroup
 from symgym.equivariance import O2, DihedralGroup, Symmetry, equivariance_error, sample_elements
 
 torch.set_num_threads(1)
@@ -55,8 +55,8 @@ def test_rollout_backend_matches_env_steps():
         env.set_state(state)
         for t in range(12):
             env.step(actions[k, t])
-            np.testing.assert_allclose(out[k, t, env._layout["QPOS"]], env.data.qpos, atol=1e-9)
-            np.testing.assert_allclose(out[k, t, env._layout["MOCAP_POS"]], env.data.mocap_pos.ravel())
+            np.testing.assert_allclose(out[k, t, env.state_layout["QPOS"]], env.data.qpos, atol=1e-9)
+            np.testing.assert_allclose(out[k, t, env.state_layout["MOCAP_POS"]], env.data.mocap_pos.ravel())
     backend.close()
 
 
@@ -195,13 +195,13 @@ def test_learned_dynamics_backend_predicts_the_simulator():
     env = gym.make("SymReach-v0")
     model = fit_dynamics(env, transitions=3000, epochs=15, seed=0)
     u = env.unwrapped
-    backend = TorchRolloutBackend(model, u._layout)
+    backend = TorchRolloutBackend(model, u.state_layout)
     true = MujocoRolloutBackend(u, nthread=0)
     env.reset(seed=99)
     state = u.get_state()
     ctrl = u.actions_to_ctrl(np.random.default_rng(1).uniform(-1, 1, size=(16, 1, 2)))
     learned, exact = backend(state, ctrl), true(state, ctrl)
-    qvel = u._layout["QVEL"]
+    qvel = u.state_layout["QVEL"]
     model_err = np.abs(learned[:, 0, qvel] - exact[:, 0, qvel]).mean()
     still_err = np.abs(state[qvel] - exact[:, 0, qvel]).mean()
     assert model_err < 0.3 * still_err, f"learned model error {model_err:.4f} vs constant-state {still_err:.4f}"
