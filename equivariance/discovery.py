@@ -9,7 +9,7 @@ predictor is equivariant, ``f_c(g . x) = g . f_c(x)``:
   The basis is kept Frobenius-orthonormal (QR of the raw parameters): no generator can shrink to
   zero, which would make the loss vanish trivially, none can collapse onto another, and with
   isotropic ``c`` the loss depends only on the subspace ``span{L_i}``, not on the basis inside it;
-* the number of generators is found by adding one at a time (:func:`discover_generator_count`)
+* the number of generators is found by adding one at a time (``discovery_count.discover_generator_count``)
   until the loss of the best basis jumps (the new direction cannot be made a symmetry);
 * discrete components are matrices ``D`` (normalised to ``|det D| = 1``) trained with the same
   loss on ``g = D exp(sum_i c_i L_i)`` from many random starts; those with a low loss are
@@ -25,7 +25,7 @@ points/vectors, :class:`PointSetAction` for sets of points (e.g. the four-moment
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
@@ -325,62 +325,6 @@ def _linearised_start(q: np.ndarray, basis: np.ndarray, k: int, d: int) -> np.nd
     proj = np.eye(d * d) - (b.T @ np.linalg.pinv(b.T) if len(b) else 0.0)
     evals, evecs = np.linalg.eigh(proj @ q @ proj + 1e6 * (np.eye(d * d) - proj))
     return np.concatenate([b, evecs[:, : k - len(b)].T]).reshape(k, d, d)
-
-
-# --------------------------------------------------------------------------- how many generators
-
-@dataclass
-class GeneratorCountConfig:
-    """Stopping rule of :func:`discover_generator_count`.
-
-    ``k`` generators are accepted when the held-out loss ``L_k`` of the best ``k``-dimensional
-    basis satisfies ``L_k <= accept_max`` and ``L_k <= jump_ratio * L_{k-1} + jump_floor``
-    (``L_0 = 0``). The count is the last accepted ``k``: the search stops at the first ``k`` whose
-    new direction cannot be made a symmetry, i.e. when adding a generator stops keeping the loss
-    at the noise floor the predictors' fit errors set.
-    """
-
-    max_generators: int = 4
-    #: first restart of each k starts from the linearised condition (the rest from random directions)
-    linear_start: bool = True
-    jump_ratio: float = 3.0
-    jump_floor: float = 0.02
-    accept_max: float = 0.1
-
-
-@dataclass
-class GeneratorCountResult:
-    n_generators: int
-    generators: np.ndarray  # (n, d, d) basis of the accepted algebra (empty if n = 0)
-    losses: list[float]  # L_1, L_2, ... as far as the search went
-    thresholds: list[float]  # the bound each L_k was held to
-    bases: list[np.ndarray] = field(default_factory=list)  # the best basis found for every k tried
-
-
-def discover_generator_count(
-    predictors: Sequence[Predictor],
-    inputs: Sequence[torch.Tensor],
-    action: GroupAction,
-    lie: LieDiscoveryConfig | None = None,
-    count: GeneratorCountConfig | None = None,
-) -> GeneratorCountResult:
-    """Add generators one at a time (warm-started from the previous basis) until the loss jumps."""
-    lie, count = lie or LieDiscoveryConfig(), count or GeneratorCountConfig()
-    if count.max_generators < 1:
-        raise ValueError(f"max_generators must be >= 1, got {count.max_generators}")
-    losses, thresholds, bases = [], [], []
-    accepted = np.zeros((0, action.dim, action.dim))
-    previous = 0.0
-    for k in range(1, count.max_generators + 1):
-        res = discover_lie_algebra(predictors, inputs, action, replace(lie, n_generators=k, seed=lie.seed + k), init=accepted, linear_start=count.linear_start)
-        bound = min(count.accept_max, count.jump_ratio * previous + count.jump_floor)
-        losses.append(res.loss)
-        thresholds.append(bound)
-        bases.append(res.generators)
-        if res.loss > bound:
-            break
-        accepted, previous = res.generators, res.loss
-    return GeneratorCountResult(len(accepted), accepted, losses, thresholds, bases)
 
 
 # --------------------------------------------------------------------------- discrete components

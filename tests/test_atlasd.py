@@ -218,13 +218,12 @@ def test_steerable_downstream_model_is_d4_equivariant():
 # --------------------------------------------------------------------------- generator count, >= 3-D algebras
 
 from symgym.equivariance.discovery import (  # noqa: E402
-    GeneratorCountConfig,
     PointSetAction,
     compare_algebras,
-    discover_generator_count,
     discover_lie_algebra,
     linearised_symmetry_form,
 )
+from symgym.equivariance.discovery_count import GeneratorCountConfig, discover_generator_count  # noqa: E402
 from symgym.physics.jets import JetFamily, lorentz_algebra_basis  # noqa: E402
 
 
@@ -373,3 +372,16 @@ def test_downstream_claims_compare_matched_models_per_size():
     assert [c["n_train"] for c in claims] == [1, 4]
     assert claims[0]["holds"] is True and claims[0]["n_seeds"] == 3
     assert claims[1]["holds"] == "inconclusive"
+
+
+def test_merge_downstream_stacks_seed_and_model_parts():
+    from symgym.learn.tasks.atlasd import merge_downstream
+
+    def part(seed, name, v):
+        return {"group": "D4", "n_train": [1, 4], "seeds": [seed], "models": {name: {"parameters": 10, "test_relative_mse": [[v, v / 2]],
+                "test_relative_mse_bulk": [[v, v]], "test_relative_mse_mean": [v, v / 2]}}}
+
+    merged = merge_downstream([part(1, "cnn", 0.4), part(0, "steerable_D4", 0.1), part(0, "cnn", 0.2), part(1, "steerable_D4", 0.3)])
+    assert merged["seeds"] == [0, 1]
+    assert merged["models"]["cnn"]["test_relative_mse"] == [[0.2, 0.1], [0.4, 0.2]]  # seed order, not arrival order
+    np.testing.assert_allclose(merged["models"]["steerable_D4"]["test_relative_mse_mean"], [0.2, 0.1])

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from physics.pde import (
+from symgym.physics.pde import (
     ChartFunctionFamily,
     HeatObstacleConfig,
     HeatObstacleSim,
@@ -128,3 +128,57 @@ def test_euclidean_chart_functions_are_rotation_invariant_and_charts_differ():
         ChartFunctionFamily("hyperbolic")
     with pytest.raises(ValueError, match="chart index"):
         fam(5, x)
+
+
+# --------------------------------------------------------------------------- jets (physics/jets.py)
+
+from symgym.physics.jets import JetFamily, lorentz_algebra_basis, minkowski_metric, random_lorentz  # noqa: E402
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_lorentz_basis_preserves_the_metric_and_has_the_right_dimension(spatial_dims):
+    eta = minkowski_metric(spatial_dims)
+    basis = lorentz_algebra_basis(spatial_dims)
+    assert len(basis) == spatial_dims * (spatial_dims + 1) // 2
+    for x in basis:
+        np.testing.assert_allclose(x.T @ eta + eta @ x, 0, atol=1e-12)
+    assert np.linalg.matrix_rank(basis.reshape(len(basis), -1)) == len(basis)
+    g = random_lorentz(np.random.default_rng(0), 5, spatial_dims, max_rapidity=1.5)
+    for m in g:
+        np.testing.assert_allclose(m.T @ eta @ m, eta, atol=1e-10)
+        assert np.linalg.det(m) > 0 and m[0, 0] >= 1  # proper, orthochronous
+
+
+def test_jet_observables_are_lorentz_invariant_and_nothing_more():
+    fam = JetFamily(n_charts=2, seed=1)
+    rng = np.random.default_rng(1)
+    jets = fam.sample(0, 64, rng)
+    assert np.all(jets[..., 0] > np.linalg.norm(jets[..., 1:], axis=-1))  # massive, physical momenta
+    g = random_lorentz(rng, 64, 3, max_rapidity=1.0)
+    moved = np.einsum("nij,npj->npi", g, jets)
+    for c in range(2):
+        np.testing.assert_allclose(fam.observable(c, moved), fam.observable(c, jets), atol=1e-9)
+    # a generic linear map (here a pure spatial shear) changes the observable
+    shear = np.eye(4)
+    shear[1, 2] = 0.5
+    assert np.abs(fam.observable(0, jets @ shear.T) - fam.observable(0, jets)).max() > 1e-2
+    assert np.abs(fam.observable(0, jets) - fam.observable(1, jets)).max() > 1e-2  # charts differ
+
+
+def test_jets_are_seeded_and_spread_by_rapidity():
+    fam = JetFamily(seed=2)
+    a = fam.sample(1, 32, np.random.default_rng(3))
+    np.testing.assert_array_equal(a, fam.sample(1, 32, np.random.default_rng(3)))
+    wide = fam.sample(1, 256, np.random.default_rng(4), max_rapidity=1.5)
+    assert wide[..., 0].max() > 2 * a[..., 0].max()  # boosts raise energies
+
+
+def test_jet_family_bad_inputs_raise():
+    with pytest.raises(ValueError, match="n_particles"):
+        JetFamily(n_particles=2)
+    with pytest.raises(ValueError, match="chart index"):
+        JetFamily(n_charts=2).observable(2, np.zeros((1, 3, 4)))
+    with pytest.raises(ValueError, match=r"\(n, 3, 4\)"):
+        JetFamily().observable(0, np.zeros((1, 3, 3)))
+    with pytest.raises(ValueError, match="spatial_dims"):
+        minkowski_metric(0)

@@ -26,9 +26,12 @@ def _regions(sim: HeatObstacleSim, width: int = 5) -> tuple[torch.Tensor, torch.
 
 
 def run_downstream(
-    sim: HeatObstacleSim, group, sizes: tuple[int, ...], seeds: tuple[int, ...], steps: int, n_test: int, fields: int, data_seed: int
+    sim: HeatObstacleSim, group, sizes: tuple[int, ...], seeds: tuple[int, ...], steps: int, n_test: int, fields: int, data_seed: int,
+    only: str | None = None,
 ) -> dict:
-    """Test relative MSE of each model, per training-set size and seed, plus ledger claims."""
+    """Test relative MSE of each model per training-set size and seed; ``only`` ("steerable"/"cnn") runs one."""
+    if only not in (None, "steerable", "cnn"):
+        raise ValueError(f"only must be None, 'steerable' or 'cnn', got {only!r}")
     planar = to_planar_group(group)
     rng = np.random.default_rng(data_seed + 1000)
     test_x, test_y = sim.generate_pairs(n_test, rng)
@@ -46,6 +49,8 @@ def run_downstream(
     else:  # nothing discovered: only the plain model exists
         makers["cnn"] = lambda: MaskedCNN(mask)
     for name, make in makers.items():
+        if only is not None and not name.startswith(only):
+            continue
         errs = {"all": np.zeros((len(seeds), len(sizes))), "bulk": np.zeros((len(seeds), len(sizes))), "near_obstacle": np.zeros((len(seeds), len(sizes)))}
         for i, seed in enumerate(seeds):
             train_x, train_y = sim.generate_pairs(max(sizes), np.random.default_rng(data_seed + 2000 + seed))

@@ -15,12 +15,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from symgym.equivariance.discovery_count import GeneratorCountConfig, discover_generator_count
 from symgym.equivariance.discovery import (
-    GeneratorCountConfig,
     LieDiscoveryConfig,
     PointSetAction,
     compare_algebras,
-    discover_generator_count,
     evaluate_group,
     linearised_symmetry_form,
     principal_angles,
