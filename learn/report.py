@@ -24,6 +24,8 @@ from symgym.learn.sweep import SweepSpec, expand, expand_claims, load_spec, sele
 #: bootstrap repetitions (arch resamples in a Python loop: 2000 keep a sweep's report to about a minute here)
 BOOTSTRAP_REPS = 2_000
 PROFILE_REPS = 500
+#: a claim needs this many seeds (a side) before it can hold or fail
+MIN_SEEDS_FOR_VERDICT = 3
 
 
 def _rliable():
@@ -142,6 +144,10 @@ def ledger(spec: SweepSpec, summaries: list[dict[str, Any]]) -> list[dict[str, A
             continue
         entry = claim(c["claim"], c["metric"], c["method"], c["baseline"], mv, bv, higher_is_better=higher,
                       effect=c.get("effect", "difference"), method_seeds=ms, baseline_seeds=bs, where=where)
+        if entry["n_seeds"] < MIN_SEEDS_FOR_VERDICT and entry["holds"] != "inconclusive":
+            # a bootstrap over two seeds only spans the two values: no 95% interval, so no verdict
+            entry["holds"] = "inconclusive"
+            entry["note"] = f"fewer than {MIN_SEEDS_FOR_VERDICT} seeds: no verdict"
         if len(mv) > 1 and len(bv) > 1:
             _, metrics = _rliable()
             entry["method_iqm"] = float(metrics.aggregate_iqm(np.array(mv)[:, None]))

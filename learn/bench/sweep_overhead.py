@@ -8,6 +8,7 @@ The load average of the machine is recorded with the numbers: on a shared machin
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -45,16 +46,22 @@ def run(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0) -> 
     if sweep["errors"] or sweep["ran"] != len(seq_trials):
         raise RuntimeError(f"sweep-overhead: the sweep did not finish every trial: {sweep}")
     ideal_s = sequential_s / CONCURRENCY
+    # time the trials themselves took inside the sweep's workers (first ones include the workers' imports)
+    inside = [json.loads(p.read_text())["wall_s"] for p in (scratch / "sweep" / "trials" / spec.name).glob("*.json")
+              if p.name != "sweep.json"]
     results = {
         "trials": len(seq_trials), "concurrency": CONCURRENCY, "cpu_count": os.cpu_count(),
         "sequential_s": round(sequential_s, 2), "mean_trial_s": round(sum(per_trial) / len(per_trial), 3),
         "ideal_sweep_s": round(ideal_s, 2), "sweep_s": sweep["wall_s"], "ray_start_s": round(ray_start_s, 2),
         "ratio_to_ideal": round(sweep["wall_s"] / ideal_s, 3), "target_ratio": 1.15,
+        "trial_s_inside_sweep_sum": round(sum(inside), 2),
+        "scheduling_overhead_s": round(sweep["wall_s"] - sum(inside) / CONCURRENCY, 2),
         "within_target": bool(sweep["wall_s"] / ideal_s <= 1.15),
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "note": "sweep_s is Tuner.fit() wall time (trial actors started, trials run, results back); "
-                "ray_start_s is ray.init on its own",
+                "ray_start_s is ray.init on its own; scheduling_overhead_s = sweep_s - (time the trials took "
+                "inside the workers) / concurrency",
     }
     _plot(results, out_dir / "sweep-overhead.png")
     return results
