@@ -399,8 +399,13 @@ def run_sweep(spec: SweepSpec, out: str | Path = "results", address: str | None 
     done = finished_keys(out, spec.name)
     if resume and not done and not done_dir.is_dir():
         raise ValueError(f"nothing to resume: no trial summaries of sweep {spec.name!r} under {done_dir}")
-    # seed-major order: a sweep stopped part-way leaves every method with the same (paired) seeds
-    pending = sorted((t for t in trials if t.key not in done), key=lambda t: t.labels["seed"])
+    # seed-major, then cell by cell with every compared method together: a sweep stopped part-way leaves
+    # complete, paired comparisons (the same seeds for method and baseline) rather than half of many
+    position = {a: {(v["name"] if isinstance(v, dict) else v): i for i, v in enumerate(values)}
+                for a, values in spec.axes}
+    cells = [a for a, _ in spec.axes if a not in ("seed", spec.compare)]
+    pending = sorted((t for t in trials if t.key not in done),
+                     key=lambda t: (t.labels["seed"], [position[a][t.labels[a]] for a in cells]))
     write_json(done_dir / "sweep.json", {"name": spec.name, "source": spec.source, "spec": spec.raw,
                                          "trials": len(trials)})
     log(f"sweep {spec.name}: {len(trials)} trials, {len(trials) - len(pending)} already finished, "
