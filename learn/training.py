@@ -64,11 +64,13 @@ def _progress_available() -> bool:
 def sb3_callbacks(config: TrainConfig, run_dir: Path, options: TrainOptions) -> list:
     """EvalCallback + CheckpointCallback writing into the run dir, as RL Zoo does."""
     from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
+    from stable_baselines3.common.monitor import Monitor
 
     callbacks: list = []
     eval_freq = max(config.steps // 10, 1) if options.eval_freq is None else options.eval_freq
     if eval_freq > 0 and config.steps > 0:
-        eval_env = make_env(config.env, seed=config.seed + 100_000, **config.env_kwargs)
+        # Monitor (no file) so SB3's evaluation counts whole episodes; seeds disjoint from training's
+        eval_env = Monitor(make_env(config.env, seed=config.seed + 100_000, **config.env_kwargs))
         callbacks.append(EvalCallback(eval_env, n_eval_episodes=options.eval_episodes, eval_freq=eval_freq,
                                       log_path=str(run_dir), best_model_save_path=str(run_dir),
                                       deterministic=True, verbose=0))
