@@ -69,34 +69,34 @@ class AtlasDConfig:
     patch: int = 21
     n_charts: int = 4
     n_pairs: int = 300
-    predictor_steps: int = 400
+    predictor_steps: int = 300
     predictor_batch: int = 16
     #: the global CNN trains in rounds of this many steps until its chart-pixel fit matches the charts'
-    global_round_steps: int = 300
-    global_max_rounds: int = 4
+    global_round_steps: int = 200
+    global_max_rounds: int = 3
     global_hidden: int = 16
-    lie: LieDiscoveryConfig = field(default_factory=lambda: LieDiscoveryConfig(steps=120, restarts=1, batch=16))
+    lie: LieDiscoveryConfig = field(default_factory=lambda: LieDiscoveryConfig(steps=60, restarts=1, batch=16))
     count: GeneratorCountConfig = field(default_factory=lambda: GeneratorCountConfig(max_generators=3))
-    discrete: DiscreteDiscoveryConfig = field(default_factory=lambda: DiscreteDiscoveryConfig(n_candidates=6, steps=80, batch=12))
-    global_batch: int = 6
+    discrete: DiscreteDiscoveryConfig = field(default_factory=lambda: DiscreteDiscoveryConfig(n_candidates=6, steps=60, batch=8))
+    global_batch: int = 4
     #: the global CNN stops training once its chart-pixel fit is this good (about the charts' own)
     global_target_fit: float = 0.012
     exact_seeds: tuple[int, ...] = (0, 1, 2)
-    synthetic_charts: int = 4
-    synthetic_steps: int = 4000
+    synthetic_charts: int = 3
+    synthetic_steps: int = 2000
     synthetic_candidates: int = 10  # MLP charts are cheap: enough discrete starts to hit all 4 components
     synthetic_discrete_steps: int = 200
-    lorentz: LorentzConfig = field(default_factory=LorentzConfig)
+    lorentz: LorentzConfig = field(default_factory=lambda: LorentzConfig(fit_steps=2500, lie=LieDiscoveryConfig(steps=60, restarts=1, batch=64, coef_std=0.5)))
     lorentz_seeds: tuple[int, ...] = (0, 1, 2)
     downstream_sizes: tuple[int, ...] = (1, 4, 16, 64)
     downstream_seeds: tuple[int, ...] = (0, 1, 2)
-    downstream_steps: int = 250
+    downstream_steps: int = 200
     downstream_fields: int = 3
     downstream_test: int = 24
     #: the downstream models start at once for this planar group and are used only if discovery names
     #: the same group (else they are rerun with the discovered one); None: start after discovery
     downstream_expected_group: str | None = "D4"
-    workers: int = 14
+    workers: int = 16
     seed: int = 0
 
     @classmethod
@@ -383,7 +383,14 @@ def _planar_from_name(name: str | None):
 
 
 def _save_part(folder: Path, name: str, value) -> None:
-    write_json(folder / f"{name}.json", value)
+    write_json(folder / f"{name}.json", {k: v for k, v in value.items() if not k.startswith("_")} if isinstance(value, dict) else value)
+
+
+def _part_job(folder: Path, name: str, fn, *args):
+    """Run ``fn(*args)`` and also save its result as ``folder/name.json`` (kept if the run is cut short)."""
+    result = fn(*args)
+    _save_part(folder, name, result)
+    return result
 
 
 def merge_downstream(parts: list[dict]) -> dict:
@@ -452,11 +459,12 @@ def run(quick: bool = False, seed: int = 0, out_dir: Path = Path("results")) -> 
     with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=multiprocessing.get_context("fork")) as pool:
         charts = [pool.submit(_fit_chart_job, cfg, c) for c in range(len(d.centres) + 1)]
         expected = _planar_from_name(cfg.downstream_expected_group)
-        downstream = [pool.submit(_downstream_job, d.sim, expected, cfg, s, m) for s in cfg.downstream_seeds for m in ("steerable", "cnn")] if expected else []
-        glob = pool.submit(run_pde_global, cfg)
-        exact = pool.submit(run_exact_simulator_control, cfg, d.sim, d.centres)
-        synthetic = pool.submit(run_synthetic_discovery, cfg)
-        lorentz = [pool.submit(_lorentz_job, cfg.lorentz, s) for s in cfg.lorentz_seeds]
+        downstream = [pool.submit(_part_job, parts, f"downstream_{s}_{m}", _downstream_job, d.sim, expected, cfg, s, m)
+                      for s in cfg.downstream_seeds for m in ("steerable", "cnn")] if expected else []
+        glob = pool.submit(_part_job, parts, "pde_global", run_pde_global, cfg)
+        exact = pool.submit(_part_job, parts, "pde_exact_simulator", run_exact_simulator_control, cfg, d.sim, d.centres)
+        synthetic = pool.submit(_part_job, parts, "synthetic", run_synthetic_discovery, cfg)
+        lorentz = [pool.submit(_part_job, parts, f"lorentz_{s}", _lorentz_job, cfg.lorentz, s) for s in cfg.lorentz_seeds]
         group = run_pde_local(cfg, d, [job.result() for job in charts], out)
         _save_part(parts, "pde_local", out["pde_local"])
         lap("pde_local")
@@ -476,9 +484,6 @@ def run(quick: bool = False, seed: int = 0, out_dir: Path = Path("results")) -> 
         out["pde_exact_simulator"] = exact.result()
         out.update(synthetic.result())
         runs = [job.result() for job in lorentz]
-        for key in ("pde_global", "pde_exact_simulator", "synthetic_local"):
-            _save_part(parts, key, out[key])
-        _save_part(parts, "lorentz", runs)
         lap("global_exact_synthetic_lorentz_wait")
         out["downstream"] = merge_downstream([job.result() for job in downstream])
         lap("downstream_wait")

@@ -55,7 +55,7 @@ def plot_discovery(out: dict, landscape: dict, path: Path) -> None:
         r = out[key]
         k = np.arange(1, len(r["count_losses_by_k"]) + 1)
         ax.plot(k, r["count_losses_by_k"], style, label=f"{key}: loss of best k-dim basis")
-        ax.plot(k, r["count_thresholds_by_k"], "k:" if key == "pde_local" else "k-.", lw=1, label=f"{key}: acceptance bound")
+        ax.plot(k, r["count_thresholds_by_k"], "_:" if key == "pde_local" else "_-.", color="k", ms=14, lw=1, label=f"{key}: acceptance bound")
     ax.set_yscale("log")
     ax.set_xlabel("number of generators k")
     ax.set_title(f"PDE: generator count (local found {out['pde_local']['n_generators']}, global {out['pde_global']['n_generators']})", fontsize=10)
@@ -84,7 +84,7 @@ def plot_lorentz(runs: list[dict], path: Path) -> None:
     for i, r in enumerate(runs):
         k = np.arange(1, len(r["losses_by_k"]) + 1)
         ax.plot(k, r["losses_by_k"], "o-", color=f"C{i}", label=f"seed {r['seed']}: found {r['discovered_n_generators']}")
-        ax.plot(k, r["thresholds_by_k"], ":", color=f"C{i}", lw=1)
+        ax.plot(k, r["thresholds_by_k"], "_:", color=f"C{i}", lw=1, ms=12)
     ax.axvline(runs[0]["true_n_generators"], color="k", lw=0.8, ls="--", label=f"dim {runs[0]['group']}")
     ax.set_yscale("log")
     ax.set_xlabel("number of generators k")
@@ -98,7 +98,7 @@ def plot_lorentz(runs: list[dict], path: Path) -> None:
     ax.axhline(runs[0]["random_subspace_max_angle_deg"]["mean"], color="gray", ls="--", label="random subspace (max angle)")
     ax.set_yscale("log")
     ax.set_xlabel("principal angle index")
-    ax.set_ylabel("angle to so(1,3) [deg]")
+    ax.set_ylabel(f"angle to {runs[0]['group']} [deg]")
     ax.set_title("discovered algebra vs the true one", fontsize=10)
     ax.legend(fontsize=8)
     save_figure(fig, path)
