@@ -191,3 +191,67 @@ def test_seeded_reproducibility(halos):
 def test_bad_input_names_the_value(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+# --------------------------------------------------------------------------- halotools cross-check (optional extra)
+def test_kappa_is_halotools_mapping_without_halotools():
+    for mu in (-0.7, -0.2, 0.0, 0.3, 0.9):
+        assert alignment_kappa(mu) == pytest.approx(np.tan(0.5 * np.pi * mu))
+
+
+def test_halotools_kappa_and_watson_sampling_agree_with_ours():
+    pytest.importorskip("halotools")
+    from halotools.empirical_models.ia_models.ia_model_components import axes_correlated_with_input_vector
+    from halotools.empirical_models.ia_models.ia_strength_models import alignment_strength
+    from scipy.stats import ks_2samp
+
+    mus = np.array([-0.8, -0.3, 0.0, 0.4, 0.9])
+    # halotools' density is exp(-k cos^2) with k = alignment_strength(mu); ours exp(kappa cos^2)
+    np.testing.assert_allclose(alignment_strength(mus), [-alignment_kappa(m) for m in mus], rtol=1e-12, atol=1e-12)
+    ref = np.tile([0.0, 0.6, 0.8], (20000, 1))
+    for mu in (-0.6, 0.4, 0.8):
+        theirs = np.abs(axes_correlated_with_input_vector(ref, p=np.full(len(ref), mu), seed=1) @ ref[0])
+        ours = np.abs(sample_watson(ref, mu, np.random.default_rng(1)) @ ref[0])
+        assert ks_2samp(theirs, ours).pvalue > 1e-3, mu
+
+
+def test_halotools_mean_occupation_matches_ours():
+    pytest.importorskip("halotools")
+    from symgym.physics.galaxies_halotools import halotools_mean_occupation
+
+    log_mass = np.linspace(11.0, 15.0, 81)
+    for p in (HODParams(), HODParams(log_m_min=11.6, sigma_log_m=0.15, log_m0=11.2, log_m1=13.6, alpha=1.15)):
+        ours, theirs = mean_occupation(log_mass, p), halotools_mean_occupation(log_mass, p)
+        np.testing.assert_allclose(theirs[0], ours[0], rtol=1e-6, atol=1e-12)
+        np.testing.assert_allclose(theirs[1], ours[1], rtol=1e-6, atol=1e-12)
+
+
+def test_halotools_estimators_match_ours_on_the_same_galaxies(halos):
+    pytest.importorskip("halotools")
+    from symgym.physics.galaxies_halotools import halotools_statistics
+
+    g = populate(halos, HODParams(mu_cen=0.6, mu_sat=0.7), np.random.default_rng(12))
+    ours, theirs = correlation_functions(g, EDGES), halotools_statistics(g, EDGES)
+    ok = ours["dd"] > 0
+    np.testing.assert_allclose(theirs["xi"][ok], ours["xi"][ok], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(theirs["omega"][ok], ours["omega"][ok], atol=1e-5)
+    np.testing.assert_allclose(theirs["eta"][ok], ours["eta"][ok], atol=1e-5)
+
+
+def test_halotools_populate_on_our_halos_matches_ours_statistically(halos):
+    pytest.importorskip("halotools")
+    from symgym.physics.galaxies_halotools import halotools_populate, to_user_supplied_catalog
+
+    p = HODParams(mu_cen=0.7, mu_sat=0.6)
+    catalog = to_user_supplied_catalog(halos)
+    theirs = [halotools_populate(halos, p, seed=s, catalog=catalog) for s in range(4)]
+    ours = [populate(halos, p, np.random.default_rng(s)) for s in range(4)]
+    for kind in (True, False):  # centrals, satellites
+        n_t = np.mean([(g.is_central == kind).sum() for g in theirs])
+        n_o = np.mean([(g.is_central == kind).sum() for g in ours])
+        assert n_t == pytest.approx(n_o, rel=0.06)
+    stats_t = np.array([[correlation_functions(g, EDGES)[k] for k in ("xi", "omega", "eta")] for g in theirs])
+    stats_o = np.array([[correlation_functions(g, EDGES)[k] for k in ("xi", "omega", "eta")] for g in ours])
+    se = np.sqrt(stats_t.var(0, ddof=1) / 4 + stats_o.var(0, ddof=1) / 4) + 1e-4
+    z = np.abs(stats_t.mean(0) - stats_o.mean(0)) / se
+    assert np.mean(z < 4) > 0.9, z  # same model, same halos: differences are realisation noise

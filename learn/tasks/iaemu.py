@@ -124,7 +124,7 @@ class IAEmuConfig:
 
 QUICK = IAEmuConfig(n_train_params=120, n_test_params=30, n_realisations=3, n_halos=3000, box_size=66.9,
                     n_seeds=3, paper_width=0.25, paper_epochs=8, mc_passes=10, ensemble_size=3, hidden=48,
-                    epochs=30, n_inverse=2, n_speed_repeats=1, parallel_seeds=False)
+                    epochs=30, n_inverse=2, n_speed_repeats=1, parallel_seeds=False, train_blocks=None)
 
 
 def _predict(models: dict, name: str, theta: np.ndarray, mc_passes: int) -> dict[str, np.ndarray]:
@@ -186,7 +186,8 @@ def _evaluate_seed(cfg, models, val_idx, train, test, z_train, norm) -> dict:
         y_pred = norm.inverse(mean)
         out["accuracy"][name] = relative_errors(from_model_space(y_pred), truth, sem)
         out["err_over_scatter"][name] = {
-            s: float(np.median(np.abs(y_pred - y_test.mean(1))[:, k] / scatter[:, k])) for k, s in enumerate(STAT_NAMES)}
+            s: float(np.median(np.abs(y_pred - y_test.mean(1))[:, k] / scatter[:, k]))
+            for k, s in enumerate(STAT_NAMES)}
     z_all = {}
     for name in UNCERTAIN_MODELS:
         p = preds[name]
@@ -198,7 +199,8 @@ def _evaluate_seed(cfg, models, val_idx, train, test, z_train, norm) -> dict:
         out["calibration"][name] = {
             "total": coverage(z), "aleatoric_only": coverage(z_alea), "recalibrated": coverage(z_recal),
             "epistemic_inflation_from_validation": dict(zip(STAT_NAMES, inflation.tolist())),
-            "calibration_error_total": calibration_error(z), "calibration_error_recalibrated": calibration_error(z_recal),
+            "calibration_error_total": calibration_error(z),
+            "calibration_error_recalibrated": calibration_error(z_recal),
             "epistemic_share_of_variance": float(np.median(p["epistemic"] / (p["aleatoric"] + p["epistemic"]))),
         }
         z_all[name] = (z, z_recal)
@@ -269,7 +271,8 @@ def _speed(cfg, models, test, realistic_kwargs: dict) -> dict:
     emus = {
         "paper_mean_and_aleatoric_torchscript": _cpu_seconds(lambda: frozen(x), 200),
         "paper_mean_and_aleatoric_eager": _cpu_seconds(lambda: paper(x), 200),
-        f"paper_mc_dropout_{cfg.mc_passes}_passes": _cpu_seconds(lambda: mc_dropout_predict(paper, x, cfg.mc_passes), 50),
+        f"paper_mc_dropout_{cfg.mc_passes}_passes":
+            _cpu_seconds(lambda: mc_dropout_predict(paper, x, cfg.mc_passes), 50),
         f"ensemble_{cfg.ensemble_size}": _cpu_seconds(lambda: ensemble_predict(models["ensemble"], x), 200),
         f"ensemble_{cfg.ensemble_size}_fused": _cpu_seconds(lambda: fused(x), 200),
     }
