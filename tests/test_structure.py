@@ -123,6 +123,8 @@ def test_registries_name_unknown_entries_and_missing_extras(monkeypatch):
     for registry in (AGENTS, TASKS, BENCHES):
         with pytest.raises(UnknownNameError, match="no-such-thing"):
             registry.load("no-such-thing")
+    for name in [m for m in sys.modules if m == "ray" or m.startswith("ray.")]:
+        monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "ray", None)  # as if the sweep extra were not installed
     with pytest.raises(MissingExtraError, match=r"symgym\[sweep\]"):
         require("ray")
