@@ -198,13 +198,18 @@ class WordProblem:
         return sample_words(rng, self.alphabet, n_words, min_len, max_len, pad_to)
 
     def _check_tokens(self, tokens: np.ndarray) -> np.ndarray:
-        tokens = np.asarray(tokens)
-        if tokens.ndim != 2:
-            raise ValueError(f"tokens must be (N, T), got shape {tokens.shape}")
-        if tokens.size and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
-            bad = tokens[(tokens < 0) | (tokens >= self.vocab_size)][0]
-            raise ValueError(f"token {bad} out of range [0, {self.vocab_size}) for {self.name}")
-        return tokens.astype(np.int64)
+        return check_tokens(tokens, self.vocab_size, self.name)
+
+
+def check_tokens(tokens: np.ndarray, vocab_size: int, name: str) -> np.ndarray:
+    """``tokens`` as an (N, T) int64 array, or a ValueError naming the first token outside ``[0, vocab_size)``."""
+    tokens = np.asarray(tokens)
+    if tokens.ndim != 2:
+        raise ValueError(f"tokens must be (N, T), got shape {tokens.shape}")
+    if tokens.size and (tokens.min() < 0 or tokens.max() >= vocab_size):
+        bad = tokens[(tokens < 0) | (tokens >= vocab_size)][0]
+        raise ValueError(f"token {bad} out of range [0, {vocab_size}) for {name}")
+    return tokens.astype(np.int64)
 
 
 def matrix_order(products: np.ndarray, max_order: int) -> np.ndarray:

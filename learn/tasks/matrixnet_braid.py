@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from symgym.learn.tasks.group_words import invert_word, sample_words
+from symgym.learn.tasks.group_words import check_tokens, invert_word, sample_words
 
 # reduced Burau matrices of B_3 at generic t, entries (coefficient, degree of t); None = 0.
 # sigma_1 = [[-t, 1], [0, 1]], sigma_2 = [[1, 0], [t, -t]] and their exact inverses.
@@ -107,12 +107,7 @@ class BraidJordanHolderWords:
     def burau(self, tokens: np.ndarray) -> tuple[np.ndarray, int]:
         """Exact reduced Burau matrices: ``(coeffs, offset)`` with coeffs (N, 2, 2, D) int64 and
         ``coeffs[n, i, j, offset + k]`` the coefficient of t^k in entry (i, j) of word n."""
-        tokens = np.asarray(tokens)
-        if tokens.ndim != 2:
-            raise ValueError(f"tokens must be (N, T), got shape {tokens.shape}")
-        if tokens.size and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
-            bad = tokens[(tokens < 0) | (tokens >= self.vocab_size)][0]
-            raise ValueError(f"token {bad} out of range [0, {self.vocab_size}) for {self.name}")
+        tokens = check_tokens(tokens, self.vocab_size, self.name)
         n_words, length = tokens.shape
         offset = length + 1
         coeffs = np.zeros((n_words, 2, 2, 2 * offset + 1), dtype=np.int64)
