@@ -15,3 +15,29 @@ def _single_thread_torch():
     except ImportError:  # pragma: no cover
         pass
     yield
+
+
+@pytest.fixture
+def sim_robot_servers():
+    """``start(env_id, **kwargs)`` -> a started ``SimRobotServer`` (the rosbridge twin); all are stopped after the test."""
+    from symgym.learn.sim_robot import SimRobotServer
+
+    servers = []
+
+    def start(env_id: str, **kwargs):
+        server = SimRobotServer(env_id, **kwargs)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for s in servers:
+        s.stop()
+
+
+@pytest.fixture(scope="module")
+def linear_run(tmp_path_factory):
+    """A ``sac`` run directory with a hand-set linear policy (no training), shared by the ROS tests."""
+    from symgym.learn.deploy import write_linear_policy_run
+
+    return write_linear_policy_run(tmp_path_factory.mktemp("runs") / "linear")

@@ -17,7 +17,7 @@ import symgym.envs  # noqa: F401
 from symgym.envs.ros import RosFault, quickack_supported
 from symgym.envs.ros_config import CONFIG_DIR, load_config
 from symgym.learn.cli import main as symgym
-from symgym.learn.deploy import deploy, read_log, replay_in_sim, write_linear_policy_run
+from symgym.learn.deploy import deploy, read_log, replay_in_sim
 from symgym.learn.sim_robot import Fault, SimRobotServer, robot_twin
 
 pytest.importorskip("pybullet_data")
@@ -33,23 +33,9 @@ def panda_config(**overrides) -> dict:
 
 
 @pytest.fixture
-def panda_twin():
-    servers = []
-
-    def start(config=None, fault=None, nagle=False):
-        server = SimRobotServer("PandaPush-v0", config=config or panda_config(), fault=fault, nagle=nagle)
-        server.start()
-        servers.append(server)
-        return server
-
-    yield start
-    for s in servers:
-        s.stop()
-
-
-@pytest.fixture(scope="module")
-def linear_run(tmp_path_factory):
-    return write_linear_policy_run(tmp_path_factory.mktemp("runs") / "linear")
+def panda_twin(sim_robot_servers):
+    return lambda config=None, fault=None, nagle=False: sim_robot_servers(
+        "PandaPush-v0", config=config or panda_config(), fault=fault, nagle=nagle)
 
 
 @pytest.fixture(scope="module")

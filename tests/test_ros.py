@@ -22,9 +22,9 @@ from symgym.envs.ros_config import (DEFAULT_CONFIG, MessageError, decode_joint_s
                              encode_pose, load_config)
 from symgym.equivariance import O2
 from symgym.learn.cli import main as symgym
-from symgym.learn.deploy import deploy, read_log, replay_in_sim, write_linear_policy_run
+from symgym.learn.deploy import deploy, read_log, replay_in_sim
 from symgym.learn.evaluate import evaluate
-from symgym.learn.sim_robot import Fault, SimRobotServer
+from symgym.learn.sim_robot import Fault
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,23 +49,9 @@ def write_config(path: Path, **overrides) -> Path:
 
 
 @pytest.fixture
-def twin():
-    servers = []
-
-    def start(fault=None, **overrides):
-        server = SimRobotServer("SymPush-v0", config=config_dict(**overrides), port=0, fault=fault)
-        server.start()
-        servers.append(server)
-        return server
-
-    yield start
-    for s in servers:
-        s.stop()
-
-
-@pytest.fixture(scope="module")
-def linear_run(tmp_path_factory):
-    return write_linear_policy_run(tmp_path_factory.mktemp("runs") / "linear")
+def twin(sim_robot_servers):
+    return lambda fault=None, **overrides: sim_robot_servers("SymPush-v0", config=config_dict(**overrides), port=0,
+                                                             fault=fault)
 
 
 def sim_successes(run_dir, seeds) -> list[bool]:
