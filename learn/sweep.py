@@ -406,6 +406,10 @@ def run_sweep(spec: SweepSpec, out: str | Path = "results", address: str | None 
     cells = [a for a, _ in spec.axes if a not in ("seed", spec.compare)]
     pending = sorted((t for t in trials if t.key not in done),
                      key=lambda t: (t.labels["seed"], [position[a][t.labels[a]] for a in cells]))
+    if pending:  # without the sweep extra, stop before writing anything
+        from symgym.agents.registry import require
+
+        require("ray")
     write_json(done_dir / "sweep.json", {"name": spec.name, "source": spec.source, "spec": spec.raw,
                                          "trials": len(trials)})
     log(f"sweep {spec.name}: {len(trials)} trials, {len(trials) - len(pending)} already finished, "
