@@ -339,7 +339,14 @@ def report_main(args) -> int:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     report["plots"] = [str(p) for p in plot_report(report, out_dir, spec.name)]
-    write_json(out_dir / f"{spec.name}.json", report)
+    path = out_dir / f"{spec.name}.json"
+    if path.is_file():  # keep what a bench added beside the report (e.g. mppi's planner equivariance, throughput)
+        try:
+            previous = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            previous = {}
+        report = {**{k: v for k, v in previous.items() if k not in report}, **report}
+    write_json(path, report)
     if args.markdown:
         print(ledger_markdown(report), end="")
     else:
