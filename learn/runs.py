@@ -11,6 +11,7 @@ import pandas as pd
 
 import symgym.envs  # noqa: F401  (registers every env id)
 from symgym.agents import Agent, TrainConfig, agent_class
+from symgym.agents.registry import MissingExtraError, missing_extra_message
 from symgym.learn.io import save_figure
 
 MONITOR_FILE = "monitor.monitor.csv"
@@ -43,11 +44,13 @@ def check_env_kwargs(env_id: str, kwargs: dict) -> None:
 
 def make_env(env_id: str, seed: int | None = None, monitor_dir: Path | None = None, **kwargs) -> gym.Env:
     """``gymnasium.make`` with one-line errors for unknown ids and kwargs, optionally wrapped in SB3's Monitor."""
-    check_env_kwargs(env_id, kwargs)
     try:
+        check_env_kwargs(env_id, kwargs)
         env = gym.make(env_id, **kwargs)
     except TypeError as e:  # a kwarg of the right name but the wrong type, caught by the constructor
         raise ValueError(f"bad env kwargs {kwargs} for {env_id}: {e}") from e
+    except ImportError as e:  # an env whose optional extra is not installed (pybullet, roslibpy, ...)
+        raise MissingExtraError(f"env {env_id!r} {missing_extra_message(e)}") from e
     if monitor_dir is not None:
         from stable_baselines3.common.monitor import Monitor
 

@@ -159,3 +159,16 @@ def test_agent_kwargs_accept_well_typed_values():
 
     cfg = parse_config(_Config, {"rate": 3, "layers": (4, 5), "mode": 0.1, "maybe": None}, "toy")
     assert cfg.rate == 3 and cfg.mode == 0.1 and cfg.maybe is None
+
+
+def test_an_env_without_its_extra_names_the_extra(monkeypatch):
+    from symgym.agents.registry import MissingExtraError
+    from symgym.learn.runs import make_env
+
+    for name in [m for m in sys.modules if m.split(".")[0] in ("pybullet", "pybullet_data")
+                 or m.startswith("symgym.envs.tabletop.") or m.startswith("symgym.envs.panda")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "pybullet", None)
+    monkeypatch.setitem(sys.modules, "pybullet_data", None)
+    with pytest.raises(MissingExtraError, match=r"TabletopStacking-v0.*symgym\[tabletop\]"):
+        make_env("TabletopStacking-v0")
