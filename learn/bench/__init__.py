@@ -15,7 +15,6 @@ sweep (``symgym sweep``, resuming) and its report (``symgym report``), so their 
 from __future__ import annotations
 
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from symgym.agents.registry import Registry
@@ -34,9 +33,5 @@ BENCHES = Registry("benchmark", {
 })
 
 
-def load_bench(name: str) -> ModuleType:
-    return BENCHES.load(name)
-
-
 def run_bench(name: str, out_dir: str | Path = "results", quick: bool = False, seed: int = 0) -> dict[str, Any]:
-    return run_and_record("bench", name, load_bench(name).run, out_dir, quick, seed)
+    return run_and_record("bench", name, BENCHES.load(name).run, out_dir, quick, seed)

@@ -13,7 +13,6 @@ to ``out_dir/NAME.json`` atomically, adding the run's config and wall time.
 from __future__ import annotations
 
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from symgym.agents.registry import Registry
@@ -30,10 +29,6 @@ TASKS = Registry("task", {
 })
 
 
-def load_task(name: str) -> ModuleType:
-    return TASKS.load(name)
-
-
 def run_task(name: str, quick: bool = False, seed: int = 0, out_dir: str | Path = "results") -> dict[str, Any]:
     """Run task ``name`` and write ``out_dir/NAME.json``; returns the results dict."""
-    return run_and_record("task", name, load_task(name).run, out_dir, quick, seed)
+    return run_and_record("task", name, TASKS.load(name).run, out_dir, quick, seed)
