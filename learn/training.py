@@ -81,16 +81,15 @@ def sb3_callbacks(config: TrainConfig, run_dir: Path, options: TrainOptions) -> 
     return callbacks
 
 
-def demos_for(cls: type[Agent], config: TrainConfig, run_dir: Path, agent_kwargs: dict[str, Any]) -> Any:
+def demos_for(cls: type[Agent], config: TrainConfig, run_dir: Path, n_demos: Any = DEFAULT_N_DEMOS) -> Any:
     """The demonstrations an imitation agent learns from (collected into the run dir when not given)."""
     if config.demos:
         if not Path(config.demos).is_file():
             raise FileNotFoundError(f"demos file {config.demos} does not exist")
         return cls.read_demos(config.demos)
-    n = agent_kwargs.pop("n_demos", DEFAULT_N_DEMOS)
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n_demos must be a positive integer, got {n!r}")
-    path = collect_demos(config.env, n, out=run_dir / "demos.npz", seed=config.seed, progress=False,
+    if not isinstance(n_demos, int) or isinstance(n_demos, bool) or n_demos < 1:
+        raise ValueError(f"n_demos must be a positive integer, got {n_demos!r}")
+    path = collect_demos(config.env, n_demos, out=run_dir / "demos.npz", seed=config.seed, progress=False,
                          env_kwargs=config.env_kwargs)
     return cls.read_demos(path)
 
@@ -109,7 +108,7 @@ def train(config: TrainConfig, options: TrainOptions | None = None, progress: bo
     probe = make_env(config.env, **config.env_kwargs)  # fails fast on a bad id/kwarg, before the run dir exists
     info = EnvInfo.of(probe)
     probe.close()
-    n_demos = agent_kwargs.pop("n_demos", None) if cls.learns_from == "demos" else None
+    n_demos = agent_kwargs.pop("n_demos", DEFAULT_N_DEMOS) if cls.learns_from == "demos" else None
     agent = cls.build(info, agent_kwargs, seed=config.seed)  # validates the agent kwargs, also before any file
     run_dir = Path(config.out)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -130,8 +129,7 @@ def train(config: TrainConfig, options: TrainOptions | None = None, progress: bo
             else:
                 metrics = agent.learn(env, config.steps)
         elif cls.learns_from == "demos":
-            demo_kwargs = {} if n_demos is None else {"n_demos": n_demos}
-            metrics = agent.learn(demos_for(cls, config, run_dir, demo_kwargs), config.steps,
+            metrics = agent.learn(demos_for(cls, config, run_dir, n_demos), config.steps,
                                   progress=options.progress)
         else:
             metrics = agent.learn(None, config.steps)

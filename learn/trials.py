@@ -98,7 +98,7 @@ def train_eval_trial(params: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     from symgym.agents import TrainConfig
     from symgym.learn.evaluate import evaluate
     from symgym.learn.runs import load_run
-    from symgym.learn.training import train
+    from symgym.learn.training import TrainOptions, train
 
     torch.set_num_threads(1)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -111,12 +111,8 @@ def train_eval_trial(params: dict[str, Any], run_dir: Path) -> dict[str, Any]:
                          seed=int(params["seed"]), out=str(run_dir), demos=demos,
                          env_kwargs=dict(params["env_kwargs"]), agent_kwargs=dict(params["agent_kwargs"]))
     start = time.perf_counter()
-    try:  # no periodic EvalCallback/checkpoints inside a trial: the trial evaluates once, after training
-        from symgym.learn.training import TrainOptions
-
-        train(config, TrainOptions(progress=False, eval_freq=0, checkpoint_freq=0))
-    except ImportError:
-        train(config, progress=False)
+    # no periodic EvalCallback/checkpoints inside a trial: the trial evaluates once, after training
+    train(config, TrainOptions(progress=False, eval_freq=0, checkpoint_freq=0))
     train_seconds = time.perf_counter() - start
     agent, _ = load_run(run_dir)
     start = time.perf_counter()
