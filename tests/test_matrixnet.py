@@ -294,6 +294,10 @@ def test_quick_task_run_writes_results(tmp_path):
         assert len(res["per_seed"]) == 2 and len(res["models"]["mlp"]["accuracy_mean"]) == len(res["eval_lengths"])
     # one ledger entry per (problem, other model): the paper model against 3 baselines and 2 ablations
     assert len(results["evidence"]) == 10
+    assert (tmp_path / "matrixnet_tuning.json").exists() and (tmp_path / "matrixnet_tuning.png").exists()
+    for name in ("symmetric", "braid-jh"):
+        for model, chosen in results["tuning"]["summary"][name].items():
+            assert results["problems"][name]["models"][model]["hparams"] == {k: chosen[k] for k in ("lr", "hidden", "steps")}
     assert {e["holds"] for e in results["evidence"]} <= {True, False, "inconclusive"}
 
 
@@ -434,3 +438,138 @@ def test_paper_model_learns_b3_multiplicities_and_the_braid_relation():
                         regulariser=lambda: model.relation_loss(relators), relation_weight=1.0, log_every=50)
     assert curve["loss"][-1] < 0.3 * curve["loss"][0]
     assert float(model.relation_loss(relators)) < 0.5 * rel_before
+
+
+# ------------------------------------------------------------------- tuning stage --
+from symgym.learn.tasks import matrixnet_tuning  # noqa: E402
+from symgym.learn.tasks.matrixnet import TuningConfig, quick_config, training_pool_size  # noqa: E402
+
+
+def _fake_scores(val_by_point, train_by_point=None):
+    """A stand-in for fit_and_score: validation accuracy looked up by (lr, hidden, steps)."""
+    calls = []
+
+    def fake(name, problem, cfg, train, val, lr, hidden, steps, seed, stage):
+        calls.append((lr, hidden, steps, stage))
+        key = (lr, hidden, steps)
+        return {"model": name, "stage": stage, "lr": lr, "hidden": hidden, "steps": steps,
+                "val_accuracy": val_by_point[key], "train_accuracy": (train_by_point or {}).get(key, 1.0),
+                "final_loss": 0.0, "train_time_s": 0.0, "chosen": False}
+
+    return fake, calls
+
+
+def _tiny_cfg(threshold, steps=10, max_steps=40):
+    return TaskConfig(models=("lstm",), tuning=TuningConfig(
+        lrs=(1e-3, 3e-3), hidden=(16, 32), steps={"symmetric": steps}, max_steps={"symmetric": max_steps},
+        fit_threshold=threshold, n_val=20))
+
+
+def test_tuning_selects_on_validation_accuracy_not_training_accuracy(monkeypatch):
+    # the best validation point (lr 1e-3, width 32) is neither first, last, nor best on training words
+    val = {(1e-3, 16, 10): 0.70, (1e-3, 32, 10): 0.91, (3e-3, 16, 10): 0.88, (3e-3, 32, 10): 0.60}
+    train = {(1e-3, 16, 10): 0.80, (1e-3, 32, 10): 0.92, (3e-3, 16, 10): 0.99, (3e-3, 32, 10): 0.97}
+    fake, calls = _fake_scores(val, train)
+    monkeypatch.setattr(matrixnet_tuning, "fit_and_score", fake)
+    res = matrixnet_tuning.tune_model("lstm", 0, SymmetricWords(n=5), _tiny_cfg(0.9), None, None, lambda s: None)
+    assert res["chosen"] == {"lr": 1e-3, "hidden": 32, "steps": 10}
+    assert res["fits"] and res["val_accuracy"] == 0.91 and len(calls) == 4  # fits: no extra steps
+    assert [r["chosen"] for r in res["rows"]] == [False, True, False, False]
+    with pytest.raises(ValueError, match="at least one"):
+        matrixnet_tuning.select_best([])
+
+
+def test_tuning_doubles_steps_until_the_fit_threshold_or_the_cap(monkeypatch):
+    grid_vals = {(1e-3, 16, 10): 0.5, (1e-3, 32, 10): 0.6, (3e-3, 16, 10): 0.4, (3e-3, 32, 10): 0.3}
+    more = {(1e-3, 32, 20): 0.8, (1e-3, 32, 40): 0.97}
+    fake, calls = _fake_scores({**grid_vals, **more})
+    monkeypatch.setattr(matrixnet_tuning, "fit_and_score", fake)
+    res = matrixnet_tuning.tune_model("lstm", 0, SymmetricWords(n=5), _tiny_cfg(0.95), None, None, lambda s: None)
+    assert calls[4:] == [(1e-3, 32, 20, "more-steps"), (1e-3, 32, 40, "more-steps")]
+    assert res["chosen"] == {"lr": 1e-3, "hidden": 32, "steps": 40} and res["fits"]
+    # more steps that hurt: the cap stops the ladder and the best rung (fewer steps) stays chosen
+    fake, calls = _fake_scores({**grid_vals, (1e-3, 32, 20): 0.55, (1e-3, 32, 40): 0.52})
+    monkeypatch.setattr(matrixnet_tuning, "fit_and_score", fake)
+    res = matrixnet_tuning.tune_model("lstm", 0, SymmetricWords(n=5), _tiny_cfg(0.95), None, None, lambda s: None)
+    assert len(calls) == 6 and res["chosen"]["steps"] == 10 and not res["fits"]
+
+
+class _RecordingWords(SymmetricWords):
+    """S_5 words that record every length range they are asked to sample."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.requested = []
+
+    def sample_words(self, rng, n_words, min_len, max_len, pad_to=None):
+        self.requested.append((min_len, max_len))
+        return super().sample_words(rng, n_words, min_len, max_len, pad_to)
+
+
+def test_tuning_never_draws_test_words_and_chooses_the_best_real_run():
+    cfg = quick_config()
+    cfg.models = ("matrixnet-orthogonal", "lstm")
+    cfg.tuning.fit_threshold = 0.0  # every chosen point fits: no ladder, the choice is the grid's best
+    problem = _RecordingWords(n=5)
+    res = matrixnet_tuning.tune_problem(problem, cfg, log=lambda s: None)
+    length = cfg.train_max_len["symmetric"]
+    assert problem.requested and all(hi <= length for _, hi in problem.requested)  # lengths 1..L only
+    for name in cfg.models:
+        rows = res["models"][name]["rows"]
+        assert len(rows) == len(cfg.tuning.lrs) * len(cfg.tuning.hidden) and all(r["stage"] == "grid" for r in rows)
+        best = max(r["val_accuracy"] for r in rows)
+        (chosen,) = [r for r in rows if r["chosen"]]
+        assert chosen["val_accuracy"] == best and res["models"][name]["val_accuracy"] == best
+        assert 0.0 <= chosen["train_accuracy"] <= 1.0 and res["models"][name]["fits"]
+
+
+def test_tuning_table_is_reused_by_a_rerun_with_the_same_settings(tmp_path, monkeypatch):
+    cfg = quick_config()
+    cfg.problems, cfg.models = ("braid-jh",), ("mlp",)
+    from symgym.learn.tasks.matrixnet import PROBLEMS as TASK_PROBLEMS
+
+    first = matrixnet_tuning.tune_all(cfg, TASK_PROBLEMS, tmp_path)
+    assert (tmp_path / "matrixnet_tuning.json").exists()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a matching cached table must not be re-tuned")
+
+    monkeypatch.setattr(matrixnet_tuning, "fit_and_score", no_training)
+    again = matrixnet_tuning.tune_all(cfg, TASK_PROBLEMS, tmp_path)
+    assert again["problems"]["braid-jh"]["models"] == first["problems"]["braid-jh"]["models"]
+    cfg.tuning.lrs = (1e-2,)  # different settings: the cache is ignored
+    with pytest.raises(AssertionError, match="must not be re-tuned"):
+        matrixnet_tuning.tune_all(cfg, TASK_PROBLEMS, tmp_path)
+
+
+def test_fresh_word_pool_is_drawn_exactly_once():
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bias = torch.nn.Parameter(torch.zeros(2))
+            self.seen = []
+
+        def forward(self, tokens):
+            self.seen += tokens[:, 0].tolist()
+            return self.bias.expand(len(tokens), 2)
+
+    cfg = TaskConfig(batch_size=8)
+    pool = training_pool_size(cfg, steps=25)
+    assert pool == 200 and training_pool_size(TaskConfig(n_train=500), steps=25) == 500
+    tokens = torch.arange(1, pool + 1)[:, None]
+    model = Recorder()
+    train_model(model, tokens, torch.zeros(pool, dtype=torch.long), steps=25, batch_size=8, lr=1e-3, seed=0)
+    assert sorted(model.seen) == list(range(1, pool + 1))  # every word once: fresh words, no repeats
+    model = Recorder()  # a fixed pool bigger than steps x batch: only its first steps x batch words are used
+    train_model(model, torch.arange(1, 1001)[:, None], torch.zeros(1000, dtype=torch.long), steps=25, batch_size=8,
+                lr=1e-3, seed=0)
+    assert sorted(model.seen) == list(range(1, 201))
+
+
+def test_tuning_seed_must_differ_from_evaluation_seeds(tmp_path):
+    from symgym.learn.tasks.matrixnet import run
+
+    cfg = quick_config()
+    cfg.tuning.seed = 1
+    with pytest.raises(ValueError, match="tuning seed 1 is one of the evaluation seeds"):
+        run(config=cfg, out_dir=tmp_path)
