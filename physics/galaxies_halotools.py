@@ -94,8 +94,16 @@ def halotools_populate(halos: HaloCatalogue, params: HODParams, seed: int, catal
                            host=np.asarray(g["halo_id"], dtype=np.int64), box_size=halos.box_size)
 
 
+def xi_in_our_normalisation(xi_halotools: np.ndarray, n_galaxies: int) -> np.ndarray:
+    """halotools' analytic randoms count N^2 rho dV pairs (its ``tpcf`` docstring), we count the
+    N (N - 1) / 2 distinct pairs a Poisson sample has: 1 + xi differs by N / (N - 1)."""
+    return (1.0 + np.asarray(xi_halotools)) * n_galaxies / (n_galaxies - 1.0) - 1.0
+
+
 def halotools_statistics(galaxies: GalaxyCatalogue, bin_edges: np.ndarray) -> dict[str, np.ndarray]:
-    """xi (natural estimator, analytic randoms), omega (``ed_3d``) and eta (``ee_3d``) by halotools."""
+    """xi (natural estimator, analytic randoms), omega (``ed_3d``) and eta (``ee_3d``) by halotools.
+
+    xi is in halotools' own normalisation; :func:`xi_in_our_normalisation` converts it to ours."""
     _halotools()
     from halotools.mock_observables import tpcf
     from halotools.mock_observables.ia_correlations import ed_3d, ee_3d

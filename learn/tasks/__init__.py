@@ -23,6 +23,7 @@ TASKS = Registry("task", {
     "dhn": "symgym.learn.tasks.dhn",
     "matrixnet": "symgym.learn.tasks.matrixnet",
     "iaemu": "symgym.learn.tasks.iaemu",
+    "iaemu-halotools": "symgym.learn.tasks.iaemu_halotools",
     "atlasd": "symgym.learn.tasks.atlasd",
     "relaxed-e3": "symgym.learn.tasks.relaxed_e3",
     "mesh": "symgym.learn.tasks.mesh",
