@@ -75,7 +75,7 @@ def plot_tuning(results: dict[str, Any], path: Path) -> Path:
 
     tuning = results["tuning"]
     problems = list(tuning["table"])
-    fig, axes = plt.subplots(1, len(problems), figsize=(6.4 * len(problems), 4.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(problems), figsize=(6.4 * len(problems), 4.9), squeeze=False)
     for ax, name in zip(axes[0], problems):
         models = list(tuning["table"][name]["models"])
         lrs = sorted({r["lr"] for m in models for r in tuning["table"][name]["models"][m]["rows"]})
@@ -84,26 +84,29 @@ def plot_tuning(results: dict[str, Any], path: Path) -> Path:
             color = STYLES.get(model, ("k",))[0]
             evaluated = results["problems"][name]["models"][model]["in_distribution_mean"]
             ax.bar(i, evaluated, 0.8, color=color, alpha=0.25, label="evaluation, chosen config (seed mean)" if i == 0 else None)
+            n_points = len(lrs) * len(widths)
             for row in tuning["table"][name]["models"][model]["rows"]:
-                if row["stage"] == "grid":
-                    x = i - 0.3 + 0.6 * (lrs.index(row["lr"]) + 0.5 * widths.index(row["hidden"])) / max(1, len(lrs))
+                if row["stage"] == "grid":  # lr outer, width inner, left to right
+                    x = i - 0.36 + 0.5 * (lrs.index(row["lr"]) * len(widths) + widths.index(row["hidden"])) / max(1, n_points - 1)
                     ax.plot(x, row["val_accuracy"], "o", color=color, mfc=color if widths.index(row["hidden"]) else "none", ms=4)
                 else:
-                    ax.plot(i + 0.32, row["val_accuracy"], "^", color=color, ms=4)
-                    ax.annotate(f"{row['steps']}", (i + 0.34, row["val_accuracy"]), fontsize=5)
+                    x = i + 0.3
+                    ax.plot(x, row["val_accuracy"], "^", color=color, ms=4)
+                    ax.annotate(f"{row['steps']}", (x + 0.03, row["val_accuracy"] - 0.02), fontsize=5)
                 if row["chosen"]:
-                    ax.plot(i, row["val_accuracy"], "*", color="k", ms=9)
+                    ax.plot(x, row["val_accuracy"], "*", color="k", ms=10, mfc="none")
         ax.axhline(tuning["fit_threshold"], color="k", ls="--", lw=0.8, label=f"fit threshold {tuning['fit_threshold']}")
         ax.plot([], [], "o", color="gray", mfc="none", label=f"grid, width {widths[0]} (lr {lrs[0]:g}..{lrs[-1]:g} left to right)")
         if len(widths) > 1:
             ax.plot([], [], "o", color="gray", label=f"grid, width {widths[-1]}")
         ax.plot([], [], "^", color="gray", label="more steps (number = steps)")
-        ax.plot([], [], "*", color="k", label="chosen (validation)")
+        ax.plot([], [], "*", color="k", mfc="none", label="chosen (best validation)")
         ax.set_xticks(range(len(models)), [m.replace("matrixnet-", "mn-") for m in models], rotation=20, fontsize=7)
         ax.set_ylim(0, 1.02)
         ax.set_ylabel("in-distribution accuracy (lengths 1..L)")
         ax.set_title(f"tuning on {name}: validation accuracy per run", fontsize=9)
         ax.grid(alpha=0.3, axis="y")
-        ax.legend(fontsize=6, loc="lower right")
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=3)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     return save_figure(fig, path)
