@@ -300,6 +300,11 @@ def test_paper_model_shapes_dropout_and_gradients(n_bins):
     pred = mc_dropout_predict(model, theta, n_passes=16)
     assert pred["epistemic"].min() > 0  # dropout on: the sampled means differ
     assert not any(m.training for m in model.modules() if isinstance(m, torch.nn.Dropout))  # switched back off
+    sampled = model.mc_dropout_layers()  # encoder (5) and the first four convolutions of each of 3 decoders
+    assert len(sampled) == 5 + 3 * 4 < sum(isinstance(m, torch.nn.Dropout) for m in model.modules())
+    model.mc_dropout(True)
+    assert all(m.training for m in sampled) and not model.decoders[0].inp[-1].training
+    model.mc_dropout(False)
     x = theta.clone().requires_grad_(True)
     model(x)[0][:, 1].sum().backward()  # differentiable in the parameters (inverse problems)
     assert x.grad.abs().sum() > 0

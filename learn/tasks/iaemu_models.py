@@ -7,8 +7,10 @@
   paper's schedule (beta = 1 for every statistic during a warm-up, then 0.9 for xi and 0.5 for omega
   and eta), AdamW with weight decay 1e-4, a x0.1 step decay of the learning rate at 1/3 and 2/3 of the
   epochs, gradient clipping at 10, and model selection on 0.7 MSE + 0.3 NLL on validation data.
-  Epistemic uncertainty is Monte Carlo dropout: dropout stays on at prediction time (batch-norm uses
-  its running statistics) and the spread of the sampled means is the epistemic variance.
+  Epistemic uncertainty is Monte Carlo dropout: at prediction time the dropout of the encoder and of
+  each decoder's first four convolutions stays on, as in the reference implementation (the decoder's
+  input layer and its last two convolutions predict deterministically); batch-norm uses its running
+  statistics, and the spread of the sampled means is the epistemic variance.
 - :class:`IAEmulator` is a plain SiLU MLP with one (mean, log-variance) head per statistic; several of
   them trained from different seeds form a deep ensemble, and one trained with MSE on realisation
   means is the no-uncertainty baseline.
@@ -133,12 +135,16 @@ class IAEmuNet(nn.Module):
         means, variances = zip(*(dec(h) for dec in self.decoders))
         return torch.stack(means, 1), torch.stack(variances, 1).log()
 
+    def mc_dropout_layers(self) -> list[nn.Dropout]:
+        """The dropout layers sampled at prediction time: the encoder's and each decoder's first four convolutions'."""
+        blocks = [self.encoder] + [conv for dec in self.decoders for conv in dec.convs[:4]]
+        return [m for block in blocks for m in block.modules() if isinstance(m, nn.Dropout)]
+
     def mc_dropout(self, on: bool = True) -> "IAEmuNet":
-        """Evaluation mode with dropout layers switched on (``on``) or off; batch-norm stays in eval."""
+        """Evaluation mode with the Monte Carlo dropout layers switched on (``on``) or off; batch-norm stays in eval."""
         self.eval()
-        for m in self.modules():
-            if isinstance(m, nn.Dropout):
-                m.train(on)
+        for m in self.mc_dropout_layers():
+            m.train(on)
         return self
 
 
