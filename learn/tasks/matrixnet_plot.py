@@ -55,6 +55,8 @@ def plot_results(results: dict[str, Any], path: Path) -> Path:
         hatch = {"matrixnet-orthogonal-conj": "//", "matrixnet-orthogonal": ".."}.get(model)
         ax.bar(np.arange(len(problems)) + (i - (len(models) - 1) / 2) * width, vals, width, color=color,
                hatch=hatch, alpha=0.8, label=model)
+    if "tuning" in results:
+        ax.axhline(results["tuning"]["fit_threshold"], color="k", ls="--", lw=0.8, label="fit threshold")
     ax.set_xticks(np.arange(len(problems)), problems)
     ax.set_ylim(0, 1.02)
     ax.set_ylabel("in-distribution accuracy (lengths 1..L)")
