@@ -24,7 +24,7 @@ Units are Mpc/h and M_sun/h throughout.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -71,6 +71,11 @@ class HaloCatalogueConfig:
             raise ValueError(f"log_mass_max ({self.log_mass_max}) must exceed log_mass_min ({self.log_mass_min})")
         if not -1.0 <= self.axis_alignment <= 1.0:
             raise ValueError(f"axis_alignment must be in [-1, 1], got {self.axis_alignment}")
+
+    def resized(self, n_halos: int, box_size: float) -> "HaloCatalogueConfig":
+        """The same catalogue with ``n_halos`` halos in a box of ``box_size``; the cluster count scales with the halos."""
+        clusters = max(1, int(round(self.n_clusters * n_halos / self.n_halos)))
+        return replace(self, n_halos=n_halos, box_size=box_size, n_clusters=clusters)
 
 
 @dataclass

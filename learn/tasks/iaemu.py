@@ -120,8 +120,7 @@ class IAEmuConfig:
             raise ValueError(f"mc_passes must be >= 2, got {self.mc_passes}")
 
     def halo_config(self) -> HaloCatalogueConfig:
-        clusters = max(1, int(round(HaloCatalogueConfig().n_clusters * self.n_halos / HaloCatalogueConfig().n_halos)))
-        return replace(HaloCatalogueConfig(), n_halos=self.n_halos, box_size=self.box_size, n_clusters=clusters)
+        return HaloCatalogueConfig().resized(self.n_halos, self.box_size)
 
 
 QUICK = IAEmuConfig(n_train_params=120, n_test_params=30, n_realisations=3, n_halos=3000, box_size=66.9,
@@ -235,13 +234,11 @@ def _cpu_seconds(fn, repeats: int) -> float:
 def _halotools_seconds(halo_cfg: HaloCatalogueConfig, theta: np.ndarray, seed: int) -> float | None:
     """CPU time of one halotools realisation (populate + tpcf + ed_3d + ee_3d) on our halos; None without it."""
     try:
-        from symgym.physics.galaxies_halotools import halotools_populate, halotools_statistics, to_user_supplied_catalog
-    except ImportError:
-        return None
-    try:
         import halotools  # noqa: F401
     except ImportError:
         return None
+    from symgym.physics.galaxies_halotools import halotools_populate, halotools_statistics, to_user_supplied_catalog
+
     halos = make_halo_catalogue(halo_cfg, seed=seed)
     catalog = to_user_supplied_catalog(halos)
     halotools_populate(halos, HODParams.from_array(theta), seed=0, catalog=catalog)  # warm-up: lookup tables

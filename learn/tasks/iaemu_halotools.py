@@ -21,7 +21,7 @@ Writes ``results/iaemu-halotools.json`` (via ``symgym task iaemu-halotools``) an
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +61,7 @@ class CrossCheckConfig:
             raise ValueError(f"n_realisations must be >= 2 for a standard error, got {self.n_realisations}")
 
     def halo_config(self) -> HaloCatalogueConfig:
-        base = HaloCatalogueConfig()
-        clusters = max(1, int(round(base.n_clusters * self.n_halos / base.n_halos)))
-        return replace(base, n_halos=self.n_halos, box_size=self.box_size, n_clusters=clusters)
+        return HaloCatalogueConfig().resized(self.n_halos, self.box_size)
 
 
 QUICK = CrossCheckConfig(n_params=2, n_realisations=3, n_halos=3000, box_size=66.9)
@@ -186,7 +184,7 @@ def plot(path: Path, r: np.ndarray, cases: list[dict[str, Any]]) -> Path:
 def run(quick: bool = False, seed: int = 0, out_dir: Path = Path("results"),
         config: CrossCheckConfig | None = None) -> dict[str, Any]:
     """Cross-check occupation, estimators and populate against halotools; write JSON data and a PNG."""
-    require("halotools")
+    halotools = require("halotools")
     from symgym.physics.galaxies_halotools import to_user_supplied_catalog
 
     cfg = config or (QUICK if quick else CrossCheckConfig())
@@ -214,8 +212,6 @@ def run(quick: bool = False, seed: int = 0, out_dir: Path = Path("results"),
     cpu = {name: float(np.median([c["cpu_seconds_per_realisation"][name] for c in cases]))
            for name in ("ours", "halotools")}
     r = np.sqrt(edges[1:] * edges[:-1])
-    import halotools
-
     return {
         "config": asdict(cfg),
         "halotools_version": halotools.__version__,

@@ -32,7 +32,6 @@ Outputs: ``results/matrixnet.json`` (via ``symgym task matrixnet``), ``results/m
 """
 from __future__ import annotations
 
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -46,7 +45,7 @@ from symgym.learn.tasks.matrixnet_braid import OUTPUT_NAMES
 from symgym.learn.tasks.matrixnet_training import (  # noqa: F401  (re-exported: the task's public names)
     ABLATIONS, BASELINES, DESCRIPTIONS, MODELS, PAPER_MODEL, PROBLEMS, TaskConfig, TuningConfig, accuracy, build_model,
     constant_predictor_accuracy, correct_mask, default_hparams, make_data, quick_config, train_model,
-    training_pool_size,
+    train_task_model, training_pool_size,
 )
 
 
@@ -79,13 +78,8 @@ def run_seed(
         is_matrixnet = isinstance(model, MatrixNet)
         with torch.no_grad():
             rel_init = float(model.representation.relation_errors(relators).mean()) if is_matrixnet else None
-        start = time.perf_counter()
-        curve = train_model(
-            model, *train, steps=hp["steps"], batch_size=cfg.batch_size, lr=hp["lr"], seed=seed + offset,
-            regulariser=(lambda m=model: m.relation_loss(relators)) if is_matrixnet else None,
-            relation_weight=cfg.relation_weight, relation_warmup=cfg.relation_warmup, log_every=cfg.log_every,
-        )
-        train_time = time.perf_counter() - start
+        curve, train_time = train_task_model(model, train, relators, cfg, hp["lr"], hp["steps"], seed + offset,
+                                             cfg.log_every)
         acc = [accuracy(model, *evals[n]) for n in evals]
         result: dict[str, Any] = {
             "accuracy": acc,

@@ -5,6 +5,7 @@ Shared by the task (:mod:`learn.tasks.matrixnet`: seeds, summaries, ledger) and 
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -175,6 +176,20 @@ def train_model(
             loss_acc, rel_acc, count = 0.0, 0.0, 0
     model.eval()
     return curve
+
+
+def train_task_model(
+    model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], relators: Any, cfg: TaskConfig, lr: float, steps: int,
+    seed: int, log_every: int,
+) -> tuple[dict[str, list[float]], float]:
+    """:func:`train_model` with the task's batch and relation settings (the relation loss only for a
+    MatrixNet); returns the loss curve and the wall time in seconds."""
+    regulariser = (lambda: model.relation_loss(relators)) if isinstance(model, MatrixNet) else None
+    start = time.perf_counter()
+    curve = train_model(model, *train, steps=steps, batch_size=cfg.batch_size, lr=lr, seed=seed,
+                        regulariser=regulariser, relation_weight=cfg.relation_weight,
+                        relation_warmup=cfg.relation_warmup, log_every=log_every)
+    return curve, time.perf_counter() - start
 
 
 @torch.no_grad()

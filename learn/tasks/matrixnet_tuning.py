@@ -20,7 +20,6 @@ steps, train time and whether it was chosen. The table is written after every mo
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
@@ -28,10 +27,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from symgym.equivariance.matrixnet import MatrixNet
 from symgym.learn.io import write_json
 from symgym.learn.tasks.matrixnet_training import (
-    TaskConfig, accuracy, build_model, make_data, train_model, training_pool_size,
+    TaskConfig, accuracy, build_model, make_data, train_task_model, training_pool_size,
 )
 
 # settings a cached tuning table must share with the current run to be reused
@@ -58,16 +56,7 @@ def fit_and_score(
     """Train one configuration on the tuning data; validation accuracy and accuracy on trained-on words."""
     torch.manual_seed(seed)
     model = build_model(name, problem, cfg, hidden=hidden)
-    relators = problem.relations()
-    regulariser: Callable[[], torch.Tensor] | None = None
-    if isinstance(model, MatrixNet):
-        regulariser = lambda m=model: m.relation_loss(relators)  # noqa: E731
-    start = time.perf_counter()
-    curve = train_model(
-        model, *train, steps=steps, batch_size=cfg.batch_size, lr=lr, seed=seed, regulariser=regulariser,
-        relation_weight=cfg.relation_weight, relation_warmup=cfg.relation_warmup, log_every=max(1, steps // 10),
-    )
-    train_time = time.perf_counter() - start
+    curve, train_time = train_task_model(model, train, problem.relations(), cfg, lr, steps, seed, max(1, steps // 10))
     n_probe = len(val[0])  # train_model draws from the first steps*batch pool words, so these were trained on
     return {
         "model": name, "stage": stage, "lr": lr, "hidden": hidden, "steps": steps,
