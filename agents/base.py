@@ -7,7 +7,7 @@
     agent.attach(env); agent.reset(); action = agent.act(obs)
 
 An agent never creates its env, seeds the process, plots or writes anything but its checkpoint: the run
-layer (``symgym.learn.training``) does that.
+layer (``symgym.learn.run.training``) does that.
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@
 convolutions over C_n (regular hidden fields, scalar in/out fields), so the equivariant and plain agents
 differ only in this one switch. With zero padding and odd kernels the steerable net is exactly equivariant
 to rotations by multiples of 90 degrees on the pixel grid (and approximately to the other C_n angles).
-Trained by imitation from oracle demonstrations (``learn.demos``).
+Trained by imitation from oracle demonstrations (``learn.run.demos``).
 """
 from __future__ import annotations
 
@@ -143,7 +143,7 @@ class TransporterConfig:
 
 
 def load_demos(path: str | Path) -> list[dict]:
-    """Transitions ``{"color", "height", "action"}`` from a ``learn.demos`` file."""
+    """Transitions ``{"color", "height", "action"}`` from a ``learn.run.demos`` file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"demos file {path} does not exist")

@@ -127,7 +127,7 @@ class ClosedLoopEnv(PlanarMujocoEnv):
     planar_pairs = (("ee_x", "ee_y"), ("obj_x", "obj_y"))
     mocap_bodies = ("target",)
     suction = True
-    #: 3-D video camera (symgym.learn.video): the whole workspace, transformed layouts included
+    #: 3-D video camera (symgym.learn.run.video): the whole workspace, transformed layouts included
     video_camera = {"lookat": (0.0, 0.0, 0.03), "distance": 0.75, "azimuth": 90.0, "elevation": -50.0}
 
     def __init__(self, render_mode: str | None = None, max_step: float = 0.02, workspace: str = "demo",

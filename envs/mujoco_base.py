@@ -63,7 +63,7 @@ class PlanarMujocoEnv(gym.Env):
     #: planner hyper-parameters that work on this env (``horizon``, ``noise_sigma``, ``temperature``); envs
     #: used by planners override it (see ``symgym.envs.protocols.PlannerEnv``)
     planner_defaults: Mapping[str, float] = MappingProxyType({})
-    #: optional 3-D video camera for ``symgym.learn.video`` (``lookat``, ``distance``, ``azimuth``,
+    #: optional 3-D video camera for ``symgym.learn.run.video`` (``lookat``, ``distance``, ``azimuth``,
     #: ``elevation``); None: a view of every non-plane geom from above
     video_camera: Mapping[str, Any] | None = None
 

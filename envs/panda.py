@@ -58,7 +58,7 @@ class PandaPushEnv(PlanarMujocoEnv):
     yaw_hinges = ("puck_yaw",)
     mocap_bodies = ("goal",)
     has_puck = True
-    #: 3-D view for ``symgym.learn.video`` (the arm from the side, the table in front of it)
+    #: 3-D view for ``symgym.learn.run.video`` (the arm from the side, the table in front of it)
     video_camera = {"lookat": (-0.15, 0.0, 0.15), "distance": 1.7, "azimuth": 140.0, "elevation": -35.0}
 
     def __init__(self, render_mode: str | None = None, max_speed: float = 0.4, success_radius: float = 0.05,

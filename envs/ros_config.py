@@ -3,7 +3,7 @@
 The config names topics, message types, the frame every pose must be in, the control rate, the
 safety limits and the staleness timeout. The codecs below turn rosbridge JSON messages (ROS 1
 ``secs/nsecs`` or ROS 2 ``sec/nanosec`` stamps) into float64 numpy vectors and back; both the
-client (``envs.ros``) and the digital twin (``learn.sim_robot``) use them, so the two sides cannot
+client (``envs.ros``) and the digital twin (``learn.deploy.twin``) use them, so the two sides cannot
 drift apart. Every decoder raises :class:`MessageError` naming the topic and the bad value.
 """
 from __future__ import annotations

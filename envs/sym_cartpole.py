@@ -31,7 +31,7 @@ class SymCartPoleEnv(PlanarMujocoEnv):
     xml_file = "sym_cartpole.xml"
     frame_skip = 2
     planner_defaults = {"horizon": 40, "noise_sigma": 0.7, "temperature": 0.5}
-    #: 3-D video camera (symgym.learn.video): the rail's x-z plane seen from the side
+    #: 3-D video camera (symgym.learn.run.video): the rail's x-z plane seen from the side
     video_camera = {"lookat": (0.0, 0.0, 0.1), "distance": 3.6, "azimuth": 90.0, "elevation": -8.0}
 
     def __init__(self, render_mode: str | None = None, success_angle: float = 0.3, position_weight: float = 0.1,

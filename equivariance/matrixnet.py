@@ -27,7 +27,7 @@ Numerical stability for long words (``orthogonal`` and ``general``):
   by a balanced binary tree (depth ``log2 T``) and every partial product is rescaled to unit
   RMS entry size, with the discarded log-scale accumulated and returned separately.
 
-Token convention (shared with ``learn.tasks.group_words``): ``0`` is padding (identity),
+Token convention (shared with ``learn.tasks.matrixnet.group_words``): ``0`` is padding (identity),
 ``1..k`` the generators and ``k+1..2k`` their inverses.
 """
 from __future__ import annotations

@@ -46,10 +46,10 @@ def _json_dict(text: str) -> dict:
 # -- commands ------------------------------------------------------------------------------
 def cmd_envs(args) -> int:
     if args.frames:
-        from symgym.learn.video import configure_headless_gl
+        from symgym.learn.run.video import configure_headless_gl
 
         configure_headless_gl()
-        from symgym.learn.gallery import write_gallery
+        from symgym.learn.run.gallery import write_gallery
 
         for env_id, kind in write_gallery(args.frames).items():
             print(f"{env_id}: {kind}")
@@ -75,8 +75,8 @@ def cmd_envs(args) -> int:
 
 def cmd_train(args) -> int:
     from symgym.agents import TrainConfig
-    from symgym.learn.hyperparams import resolve
-    from symgym.learn.training import TrainOptions, train
+    from symgym.learn.run.hyperparams import resolve
+    from symgym.learn.run.training import TrainOptions, train
 
     steps, agent_kwargs = resolve(args.agent, args.env, args.steps, args.agent_kwargs, path=args.hyperparams)
     run_dir = Path(args.out or f"runs/{args.agent}-{args.env}-s{args.seed}")
@@ -91,12 +91,12 @@ def cmd_train(args) -> int:
 
 def cmd_eval(args) -> int:
     if args.video:
-        from symgym.learn.video import configure_headless_gl
+        from symgym.learn.run.video import configure_headless_gl
 
         configure_headless_gl()  # must pick MUJOCO_GL before mujoco is imported
-    from symgym.learn.evaluate import evaluate
+    from symgym.learn.run.evaluate import evaluate
     from symgym.learn.io import write_json
-    from symgym.learn.runs import load_run
+    from symgym.learn.run.runs import load_run
 
     agent, config = load_run(args.run)
     env_id = getattr(args, "env", None) or config.env
@@ -130,7 +130,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_demos(args) -> int:
-    from symgym.learn.demos import collect_demos
+    from symgym.learn.run.demos import collect_demos
 
     path = collect_demos(args.env, n=args.n, out=Path(args.out), seed=args.seed)
     print(f"wrote {args.n} demonstrations to {path}")
@@ -156,25 +156,25 @@ def cmd_bench(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from symgym.learn.sweep import sweep_main
+    from symgym.learn.evidence.sweep import sweep_main
 
     return sweep_main(args)
 
 
 def cmd_report(args) -> int:
-    from symgym.learn.report import report_main
+    from symgym.learn.evidence.report import report_main
 
     return report_main(args)
 
 
 def cmd_deploy(args) -> int:
-    from symgym.learn.deploy import deploy_main
+    from symgym.learn.deploy.deploy import deploy_main
 
     return deploy_main(args)
 
 
 def cmd_sim_robot(args) -> int:
-    from symgym.learn.deploy import sim_robot_main
+    from symgym.learn.deploy.deploy import sim_robot_main
 
     return sim_robot_main(args)
 
@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--env-kwargs", type=_json_dict, default={}, help='JSON, e.g. \'{"wind": 0.5}\'')
     t.add_argument("--agent-kwargs", type=_json_dict, default={}, help="JSON hyper-parameter overrides")
     t.add_argument("--hyperparams", default=None,
-                   help="RL-Zoo-style YAML keyed by env id (default: learn/hyperparams/AGENT.yml)")
+                   help="RL-Zoo-style YAML keyed by env id (default: learn/run/hyperparams/AGENT.yml)")
     t.add_argument("--tensorboard", default=None, metavar="DIR", help="TensorBoard log directory (RL agents)")
     t.add_argument("--eval-freq", type=_nonneg_int, default=None,
                    help="env steps between EvalCallback evaluations (0: off; default steps/10)")

@@ -20,7 +20,7 @@ def _single_thread_torch():
 @pytest.fixture
 def sim_robot_servers():
     """``start(env_id, **kwargs)`` -> a started ``SimRobotServer`` (the rosbridge twin); all are stopped after the test."""
-    from symgym.learn.sim_robot import SimRobotServer
+    from symgym.learn.deploy.twin import SimRobotServer
 
     servers = []
 
@@ -38,6 +38,6 @@ def sim_robot_servers():
 @pytest.fixture(scope="module")
 def linear_run(tmp_path_factory):
     """A ``sac`` run directory with a hand-set linear policy (no training), shared by the ROS tests."""
-    from symgym.learn.deploy import write_linear_policy_run
+    from symgym.learn.deploy.deploy import write_linear_policy_run
 
     return write_linear_policy_run(tmp_path_factory.mktemp("runs") / "linear")

@@ -199,7 +199,7 @@ def test_bad_inputs_raise():
 
 def test_steerable_downstream_model_is_d4_equivariant():
     from symgym.equivariance.groups import PlanarGroup
-    from symgym.learn.tasks.atlasd import SteerableTendencyCNN
+    from symgym.learn.tasks.atlasd.task import SteerableTendencyCNN
 
     mask = torch.zeros(17, 17)
     mask[2:6, 9:14] = 1
@@ -319,7 +319,7 @@ def test_point_set_action_moves_every_point_and_checks_shape():
 
 
 def test_exact_heat_predictor_is_the_simulator_step():
-    from symgym.learn.tasks.atlasd_models import ExactHeatTendency
+    from symgym.learn.tasks.atlasd.models import ExactHeatTendency
     from symgym.physics.pde import HeatObstacleConfig, HeatObstacleSim
 
     sim = HeatObstacleSim(HeatObstacleConfig(size=24, obstacle=(4, 9, 14, 20)))
@@ -331,7 +331,7 @@ def test_exact_heat_predictor_is_the_simulator_step():
 
 def test_plain_cnn_width_matches_steerable_parameter_count():
     from symgym.equivariance.groups import PlanarGroup
-    from symgym.learn.tasks.atlasd_models import MaskedCNN, SteerableTendencyCNN, count_parameters, matched_cnn_hidden
+    from symgym.learn.tasks.atlasd.models import MaskedCNN, SteerableTendencyCNN, count_parameters, matched_cnn_hidden
 
     mask = torch.zeros(16, 16)
     target = count_parameters(SteerableTendencyCNN(mask, PlanarGroup(4, reflections=True), fields=6))
@@ -342,7 +342,7 @@ def test_plain_cnn_width_matches_steerable_parameter_count():
 def test_steerable_model_is_equivariant_on_random_group_elements():
     """Random elements of D4 (the grid-exact part of the discovered O(2)), with several widths."""
     from symgym.equivariance.groups import PlanarGroup
-    from symgym.learn.tasks.atlasd_models import SteerableTendencyCNN
+    from symgym.learn.tasks.atlasd.models import SteerableTendencyCNN
 
     rng = np.random.default_rng(5)
     for fields in (1, 3):
@@ -358,7 +358,7 @@ def test_steerable_model_is_equivariant_on_random_group_elements():
 
 
 def test_downstream_claims_compare_matched_models_per_size():
-    from symgym.learn.tasks.atlasd_downstream import downstream_claims
+    from symgym.learn.tasks.atlasd.downstream import downstream_claims
 
     res = {
         "n_train": [1, 4],
@@ -375,7 +375,7 @@ def test_downstream_claims_compare_matched_models_per_size():
 
 
 def test_merge_downstream_stacks_seed_and_model_parts():
-    from symgym.learn.tasks.atlasd import merge_downstream
+    from symgym.learn.tasks.atlasd.task import merge_downstream
 
     def part(seed, name, v):
         return {"group": "D4", "n_train": [1, 4], "seeds": [seed], "models": {name: {"parameters": 10, "test_relative_mse": [[v, v / 2]],

@@ -48,7 +48,7 @@ def test_run_files_are_world_readable(tiny_run):
 
 
 def test_steps_default_comes_from_the_hyperparameter_file(tmp_path):
-    from symgym.learn.hyperparams import resolve
+    from symgym.learn.run.hyperparams import resolve
 
     assert resolve("sac", "SymPush-v0", None, {})[0] == 30_000
     assert resolve("sac", "SymPush-v0", 7, {"gamma": 0.5}) == (7, {**resolve("sac", "SymPush-v0", 7, {})[1],

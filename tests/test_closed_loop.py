@@ -5,7 +5,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import symgym.envs  # noqa: F401
-from symgym.learn.demos import demo_episode, demonstrations, write_demos
+from symgym.learn.run.demos import demo_episode, demonstrations, write_demos
 from symgym.envs.closed_loop import (ATTACHED, OBJ_POS, ClosedLoopEnv, oracle,
                               transform_action)
 from symgym.equivariance import O2Element, SE2Element, SE2Group

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from symgym.learn.tasks.dhn import DHNConfig, Normaliser, build_model, linear_probe, make_windows, new_codes, optimise, r2_score
-from symgym.learn.tasks.dhn_models import (
+from symgym.learn.tasks.dhn.task import DHNConfig, Normaliser, build_model, linear_probe, make_windows, new_codes, optimise, r2_score
+from symgym.learn.tasks.dhn.models import (
     HNN,
     MidpointDHN,
     PlainMLP,
@@ -16,7 +16,7 @@ from symgym.learn.tasks.dhn_models import (
     rollout,
     symplectic,
 )
-from symgym.learn.tasks.dhn_block import BlockDHN
+from symgym.learn.tasks.dhn.block import BlockDHN
 from symgym.physics.hamiltonian import make_dataset
 
 torch.set_num_threads(1)
@@ -269,7 +269,7 @@ def test_block_dhn_rollout_and_superresolution_with_exact_hamiltonians_track_the
 
 
 def test_noise_levels_are_quantised_and_known_states_pass_through():
-    from symgym.learn.tasks.dhn_block import corrupt, noise_level_index
+    from symgym.learn.tasks.dhn.block import corrupt, noise_level_index
 
     levels = torch.tensor([0.0, 0.05, 0.5, 0.999, 1.0])
     assert noise_level_index(levels, 10).tolist() == [0, 0, 5, 9, 10]
@@ -312,7 +312,7 @@ def test_block_dhn_rejects_bad_settings():
 
 
 def test_valid_prediction_time_counts_steps_before_the_threshold():
-    from symgym.learn.tasks.dhn import valid_prediction_time
+    from symgym.learn.tasks.dhn.task import valid_prediction_time
 
     truth = np.zeros((3, 6, 2))
     pred = np.zeros((3, 6, 2))
@@ -322,7 +322,7 @@ def test_valid_prediction_time_counts_steps_before_the_threshold():
 
 
 def test_quick_task_writes_all_metrics_ledger_and_figure(tmp_path):
-    from symgym.learn.tasks.dhn import METRICS, MODELS, run
+    from symgym.learn.tasks.dhn.task import METRICS, MODELS, run
 
     result = run(quick=True, seed=0, out_dir=tmp_path)
     assert (tmp_path / "dhn.png").stat().st_size > 10_000

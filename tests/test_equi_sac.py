@@ -7,8 +7,8 @@ from stable_baselines3 import SAC
 
 import symgym.envs  # noqa: F401
 from symgym.agents import TrainConfig, agent_class
-from symgym.learn.runs import load_run
-from symgym.learn.training import train
+from symgym.learn.run.runs import load_run
+from symgym.learn.run.training import train
 from symgym.agents.equi_sac import EquiSACPolicy, agent_group, policy_symmetry_errors, relaxed_weight_errors
 from symgym.equivariance import DihedralGroup, Symmetry
 from symgym.equivariance.layers import restrict_rep
@@ -110,7 +110,7 @@ def test_bad_group_and_shapes_are_rejected():
 
 
 def test_bench_threshold_needs_reach_and_hold_and_curves_use_finished_episodes():
-    from symgym.learn.trials import _curve, _first_crossing
+    from symgym.learn.evidence.trials import _curve, _first_crossing
 
     grid = np.array([100.0, 200.0, 300.0, 400.0])
     # an early lucky stretch does not count: the curve must stay above the threshold

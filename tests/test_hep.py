@@ -7,9 +7,9 @@ import torch
 import symgym.envs  # noqa: F401
 from symgym.agents.hep import (ChunkNet, FlatBCAgent, HEPAgent, chunk_targets, heatmap_target, keypose_from_heatmap,
                         plan_vector, rasterize, transform_plan)
-from symgym.learn.demos import collect_demos, demonstrations
+from symgym.learn.run.demos import collect_demos, demonstrations
 from symgym.equivariance import SE2Element, SO2, Symmetry, equivariance_error
-from symgym.learn.runs import make_env
+from symgym.learn.run.runs import make_env
 
 torch.set_num_threads(1)
 PIX = 0.02

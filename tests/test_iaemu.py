@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from symgym.learn.tasks import iaemu_data, iaemu_eval, iaemu_models
-from symgym.learn.tasks.iaemu import IAEmuConfig
-from symgym.learn.tasks.iaemu_data import (
+from symgym.learn.tasks.iaemu import data as iaemu_data, eval as iaemu_eval, models as iaemu_models
+from symgym.learn.tasks.iaemu.task import IAEmuConfig
+from symgym.learn.tasks.iaemu.data import (
     ALIGN,
     PARAM_HIGH,
     PARAM_LOW,
@@ -18,9 +18,9 @@ from symgym.learn.tasks.iaemu_data import (
     sample_params,
     to_model_space,
 )
-from symgym.learn.tasks.iaemu_eval import knn_predict
-from symgym.learn.tasks.iaemu_inverse import fit_alignment, residual_covariance
-from symgym.learn.tasks.iaemu_models import (
+from symgym.learn.tasks.iaemu.eval import knn_predict
+from symgym.learn.tasks.iaemu.inverse import fit_alignment, residual_covariance
+from symgym.learn.tasks.iaemu.models import (
     PAPER_BETAS,
     FusedEnsemble,
     IAEmuNet,

@@ -12,7 +12,7 @@ from symgym.agents.registry import MissingExtraError
 
 
 def test_without_halotools_the_task_names_the_extra(monkeypatch, tmp_path):
-    from symgym.learn.tasks import iaemu_halotools
+    from symgym.learn.tasks.iaemu import halotools as iaemu_halotools
 
     monkeypatch.setitem(sys.modules, "halotools", None)  # as if the extra were not installed
     with pytest.raises(MissingExtraError, match=r"symgym\[halotools\]"):
@@ -35,7 +35,7 @@ def test_cli_without_halotools_exits_nonzero_with_one_line(tmp_path):
 def test_z_scores_flag_a_shifted_simulator(monkeypatch):
     """The populate comparison must be able to fail: scale our satellites' radii and z blows up."""
     pytest.importorskip("halotools")
-    from symgym.learn.tasks import iaemu_halotools as ht
+    from symgym.learn.tasks.iaemu import halotools as ht
     from symgym.physics import galaxies
     from symgym.physics.galaxies_halotools import to_user_supplied_catalog
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from symgym.equivariance.matrixnet import MatrixNet, MatrixNetConfig, MatrixRepresentation, ordered_product
-from symgym.learn.tasks.group_words import (
+from symgym.learn.tasks.matrixnet.group_words import (
     BraidWords,
     DihedralWords,
     SymmetricWords,
@@ -17,8 +17,8 @@ from symgym.learn.tasks.group_words import (
     matrix_order,
     symmetric_group_orders,
 )
-from symgym.learn.tasks.matrixnet import TaskConfig, train_model
-from symgym.learn.tasks.matrixnet_baselines import LSTMClassifier, OneHotMLP, TransformerClassifier
+from symgym.learn.tasks.matrixnet.task import TaskConfig, train_model
+from symgym.learn.tasks.matrixnet.baselines import LSTMClassifier, OneHotMLP, TransformerClassifier
 
 torch.set_num_threads(1)
 
@@ -338,7 +338,7 @@ def test_s10_order_from_cycle_type_matches_matrix_powers():
 
 
 # --------------------------------------------------------- B_3 JH multiplicities --
-from symgym.learn.tasks.matrixnet_braid import BraidJordanHolderWords, word_to_tokens  # noqa: E402
+from symgym.learn.tasks.matrixnet.braid import BraidJordanHolderWords, word_to_tokens  # noqa: E402
 
 
 def _jh(words):
@@ -441,8 +441,8 @@ def test_paper_model_learns_b3_multiplicities_and_the_braid_relation():
 
 
 # ------------------------------------------------------------------- tuning stage --
-from symgym.learn.tasks import matrixnet_tuning  # noqa: E402
-from symgym.learn.tasks.matrixnet import TuningConfig, quick_config, training_pool_size  # noqa: E402
+from symgym.learn.tasks.matrixnet import tuning as matrixnet_tuning  # noqa: E402
+from symgym.learn.tasks.matrixnet.task import TuningConfig, quick_config, training_pool_size  # noqa: E402
 
 
 def _fake_scores(val_by_point, train_by_point=None):
@@ -526,7 +526,7 @@ def test_tuning_never_draws_test_words_and_chooses_the_best_real_run():
 def test_tuning_table_is_reused_by_a_rerun_with_the_same_settings(tmp_path, monkeypatch):
     cfg = quick_config()
     cfg.problems, cfg.models = ("braid-jh",), ("mlp",)
-    from symgym.learn.tasks.matrixnet import PROBLEMS as TASK_PROBLEMS
+    from symgym.learn.tasks.matrixnet.task import PROBLEMS as TASK_PROBLEMS
 
     first = matrixnet_tuning.tune_all(cfg, TASK_PROBLEMS, tmp_path)
     assert (tmp_path / "matrixnet_tuning.json").exists()
@@ -567,7 +567,7 @@ def test_fresh_word_pool_is_drawn_exactly_once():
 
 
 def test_tuning_seed_must_differ_from_evaluation_seeds(tmp_path):
-    from symgym.learn.tasks.matrixnet import run
+    from symgym.learn.tasks.matrixnet.task import run
 
     cfg = quick_config()
     cfg.tuning.seed = 1

@@ -9,8 +9,8 @@ import torch
 from scipy.integrate import dblquad
 from scipy.spatial.transform import Rotation
 
-from symgym.learn.tasks.mesh import QUICK, baselines, make_data, run_seed, sensitivity_db
-from symgym.learn.tasks.mesh_models import build_simulator, collate, face_graph, pretrain_gae
+from symgym.learn.tasks.mesh.task import QUICK, baselines, make_data, run_seed, sensitivity_db
+from symgym.learn.tasks.mesh.models import build_simulator, collate, face_graph, pretrain_gae
 from symgym.physics.mesh import (VARIANTS, Patch, PatchMesh, Shape, TriMesh, random_shape, refined, split_faces, subdivide,
                                   triangulate)
 from symgym.physics.mesh_po import (POConfig, aspect_directions, plate_po_rcs, po_rcs, po_response, sphere_po_rcs,

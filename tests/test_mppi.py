@@ -10,7 +10,7 @@ import torch
 
 import symgym.envs  # noqa: F401  (registers ids)
 from symgym.agents import CheckpointError, EnvInfo, TrainConfig, agent_class
-from symgym.learn.training import train
+from symgym.learn.run.training import train
 from symgym.agents.mppi import (MPPIConfig, MPPIPlanner, MujocoRolloutBackend, TorchRolloutBackend, action_orbit_matrices,
                          fit_dynamics, orbit_noise)
 from symgym.equivariance import ReflectionGroup

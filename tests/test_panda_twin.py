@@ -17,8 +17,8 @@ import symgym.envs  # noqa: F401
 from symgym.envs.ros import RosFault, quickack_supported
 from symgym.envs.ros_config import CONFIG_DIR, load_config
 from symgym.learn.cli import main as symgym
-from symgym.learn.deploy import deploy, read_log, replay_in_sim
-from symgym.learn.sim_robot import Fault, SimRobotServer, robot_twin
+from symgym.learn.deploy.deploy import deploy, read_log, replay_in_sim
+from symgym.learn.deploy.twin import Fault, SimRobotServer, robot_twin
 
 pytest.importorskip("pybullet_data")
 PANDA_CONFIG = CONFIG_DIR / "panda_servo.yaml"
@@ -41,8 +41,8 @@ def panda_twin(sim_robot_servers):
 @pytest.fixture(scope="module")
 def panda_win_seed(linear_run):
     """A seed on which the scripted linear SymPush policy succeeds on PandaPush-v0 in simulation."""
-    from symgym.learn.episodes import run_episode
-    from symgym.learn.runs import load_run
+    from symgym.learn.run.episodes import run_episode
+    from symgym.learn.run.runs import load_run
 
     agent, _ = load_run(linear_run)
     env = gym.make("PandaPush-v0")

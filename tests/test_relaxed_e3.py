@@ -20,7 +20,7 @@ from symgym.equivariance.relaxed_e3 import (
     radius_graph,
     spherical_signal,
 )
-from symgym.learn.tasks import relaxed_e3 as task
+from symgym.learn.tasks.relaxed_e3 import task
 
 torch.set_num_threads(1)
 TOL = 1e-10  # float64 equivariance tolerance

@@ -10,10 +10,10 @@ import pytest
 
 pytest.importorskip("rliable", reason="needs the sweep extra: pip install 'symgym[sweep]'")
 
-from symgym.learn import report as report_mod  # noqa: E402
+from symgym.learn.evidence import report as report_mod  # noqa: E402
 from symgym.learn.io import write_json  # noqa: E402
-from symgym.learn.report import build_report, iqm_with_ci, ledger_markdown, report_main  # noqa: E402
-from symgym.learn.sweep import expand, load_spec, trials_dir  # noqa: E402
+from symgym.learn.evidence.report import build_report, iqm_with_ci, ledger_markdown, report_main  # noqa: E402
+from symgym.learn.evidence.sweep import expand, load_spec, trials_dir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SCORES = np.array([0.10, 0.40, 0.50, 0.60, 0.90, 0.20, 0.70, 0.30])

@@ -22,9 +22,9 @@ from symgym.envs.ros_config import (DEFAULT_CONFIG, MessageError, decode_joint_s
                              encode_pose, load_config)
 from symgym.equivariance import O2
 from symgym.learn.cli import main as symgym
-from symgym.learn.deploy import deploy, read_log, replay_in_sim
-from symgym.learn.evaluate import evaluate
-from symgym.learn.sim_robot import Fault
+from symgym.learn.deploy.deploy import deploy, read_log, replay_in_sim
+from symgym.learn.run.evaluate import evaluate
+from symgym.learn.deploy.twin import Fault
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +55,7 @@ def twin(sim_robot_servers):
 
 
 def sim_successes(run_dir, seeds) -> list[bool]:
-    from symgym.learn.runs import load_run
+    from symgym.learn.run.runs import load_run
 
     agent, _ = load_run(run_dir)
     return [evaluate(agent, "SymPush-v0", episodes=1, seed=s, progress=False).success_rate == 1.0 for s in seeds]

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from symgym.learn.cli import main
-from symgym.learn.evaluate import evaluate
+from symgym.learn.run.evaluate import evaluate
 
 
 @pytest.mark.slow

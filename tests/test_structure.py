@@ -88,7 +88,7 @@ def test_no_import_cycles():
 def test_the_import_graph_check_can_fail(tmp_path):
     """Guard against a checker that passes vacuously: upward imports in a planted tree are found, at any depth."""
     (tmp_path / "envs").mkdir()
-    (tmp_path / "envs" / "planted.py").write_text("from symgym.learn.runs import make_env\n"
+    (tmp_path / "envs" / "planted.py").write_text("from symgym.learn.run.runs import make_env\n"
                                                   "def f():\n    import symgym.agents.sac\n")
     found = upward_imports(tmp_path)
     assert len(found) == 2 and all(line.startswith("envs/planted.py") for line in found), found
@@ -166,7 +166,7 @@ def test_agent_kwargs_accept_well_typed_values():
 
 def test_an_env_without_its_extra_names_the_extra(monkeypatch):
     from symgym.agents.registry import MissingExtraError
-    from symgym.learn.runs import make_env
+    from symgym.learn.run.runs import make_env
 
     for name in [m for m in sys.modules if m.split(".")[0] in ("pybullet", "pybullet_data")
                  or m.startswith("symgym.envs.tabletop.") or m.startswith("symgym.envs.panda")]:

@@ -14,9 +14,9 @@ import yaml
 
 pytest.importorskip("ray.tune", reason="needs the sweep extra: pip install 'symgym[sweep]'")
 
-from symgym.learn import sweep as sweep_mod  # noqa: E402
+from symgym.learn.evidence import sweep as sweep_mod  # noqa: E402
 from symgym.learn.cli import main  # noqa: E402
-from symgym.learn.sweep import finished_keys, load_spec, run_sweep, trials_dir  # noqa: E402
+from symgym.learn.evidence.sweep import finished_keys, load_spec, run_sweep, trials_dir  # noqa: E402
 
 
 def tiny_spec(name: str) -> dict:

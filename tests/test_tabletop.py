@@ -167,7 +167,7 @@ def test_bad_inputs_raise_clear_errors(made):
 
 
 def test_collect_demos_writes_successful_episodes(tmp_path):
-    from symgym.learn.demos import collect_demos
+    from symgym.learn.run.demos import collect_demos
 
     path = collect_demos("TabletopBlockInsertion-v0", n=2, out=tmp_path / "d", seed=0, progress=False)
     data = np.load(path)

@@ -16,7 +16,7 @@ from symgym.agents.keyframe_transporter import (TILT_BINS, KeyframeTransporterAg
 from symgym.agents.transporter import (EquiTransporterAgent, TransporterAgent, TransporterConfig, crop_at, load_demos,
                                 obs_to_tensor, rotate_images)
 from symgym.agents import CheckpointError, TrainConfig
-from symgym.learn.training import train
+from symgym.learn.run.training import train
 from symgym.envs.tabletop import transform_topdown
 from symgym.equivariance.checks import relative_error
 from symgym.equivariance.groups import O2Element, SE2Element
@@ -37,7 +37,7 @@ def scene_obs():
 
 @pytest.fixture(scope="module")
 def demos_file(tmp_path_factory):
-    from symgym.learn.demos import collect_demos
+    from symgym.learn.run.demos import collect_demos
 
     return collect_demos("TabletopBlockInsertion-v0", n=2, out=tmp_path_factory.mktemp("d") / "demos.npz",
                          seed=0, progress=False)
@@ -254,7 +254,7 @@ def test_train_and_bad_inputs(demos_file, tmp_path):
 def test_equivariant_transporter_generalises_from_one_demo(tmp_path):
     """Training-length: one oracle demo of place-red-in-green, held-out seeds (the bench measures this fully)."""
     from symgym.learn.bench.transporter import evaluate_agent
-    from symgym.learn.demos import collect_demos
+    from symgym.learn.run.demos import collect_demos
 
     demos = load_demos(collect_demos("TabletopPlaceRedInGreen-v0", n=1, out=tmp_path / "d.npz", progress=False))
     agent = EquiTransporterAgent(seed=0)

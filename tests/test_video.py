@@ -12,7 +12,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from symgym.learn.video import EnvRenderFrames, frame_source, probe_gl_backend, write_video
+from symgym.learn.run.video import EnvRenderFrames, frame_source, probe_gl_backend, write_video
 
 
 def moving_square(n=12, h=33, w=47):
@@ -111,7 +111,7 @@ def test_envs_that_are_not_mujoco_fall_back_with_a_note_or_refuse_3d():
 _THREE_D_SCRIPT = """
 import json, sys
 import numpy as np
-from symgym.learn.video import configure_headless_gl, frame_source
+from symgym.learn.run.video import configure_headless_gl, frame_source
 backend = configure_headless_gl()
 import gymnasium as gym, symgym.envs
 notes = []

@@ -49,9 +49,9 @@ def policy_equivariance_error(agent: HEPAgent, env_id: str, seed: int) -> float:
 
 
 def run(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0) -> dict[str, Any]:
-    from symgym.learn.report import sweep_and_report
-    from symgym.learn.runs import load_run
-    from symgym.learn.sweep import expand, load_spec
+    from symgym.learn.evidence.report import sweep_and_report
+    from symgym.learn.run.runs import load_run
+    from symgym.learn.evidence.sweep import expand, load_spec
 
     results = sweep_and_report("hep", out_dir, quick=quick, seed=seed)
     spec = load_spec("hep", quick=quick)

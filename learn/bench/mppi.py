@@ -23,7 +23,7 @@ import symgym.envs  # noqa: F401  (registers ids)
 from symgym.agents.mppi import MPPIConfig, MPPIPlanner, action_orbit_matrices, orbit_noise
 from symgym.envs.sym_cartpole import ReflectionGroup
 from symgym.equivariance import DihedralGroup, Symmetry, equivariance_error, standard
-from symgym.learn.episodes import run_episode
+from symgym.learn.run.episodes import run_episode
 from symgym.learn.io import save_figure
 
 PEER_PACKAGE = "pytorch-mppi"
@@ -274,7 +274,7 @@ PLANNING_GROUPS = {"SymReach-v0": None, "SymPush-v0": "D4", "SymCartPole-v0": No
 def run(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0) -> dict:
     import torch
 
-    from symgym.learn.report import sweep_and_report
+    from symgym.learn.evidence.report import sweep_and_report
 
     torch.set_num_threads(1)
     results = sweep_and_report("mppi", out_dir, quick=quick, seed=seed)

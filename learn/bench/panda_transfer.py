@@ -22,8 +22,8 @@ EVAL_SEED = 10_000
 
 def episode_outcomes(agent, env_id: str, episodes: int, seed: int = EVAL_SEED) -> dict[str, Any]:
     """Per-episode success and return of ``agent`` (deterministic) on ``env_id`` for seeds ``seed...``."""
-    from symgym.learn.episodes import run_episode
-    from symgym.learn.runs import make_env
+    from symgym.learn.run.episodes import run_episode
+    from symgym.learn.run.runs import make_env
 
     env = make_env(env_id)
     agent.attach(env)
@@ -39,7 +39,7 @@ def episode_outcomes(agent, env_id: str, episodes: int, seed: int = EVAL_SEED) -
 def source_run(quick: bool) -> tuple[Path, dict]:
     """The ``make demo`` run (trained now, with the demo's config, if absent); quick mode trains a tiny stand-in."""
     from symgym.agents import TrainConfig
-    from symgym.learn.training import train
+    from symgym.learn.run.training import train
 
     if quick:
         import tempfile
@@ -59,7 +59,7 @@ def fine_tune(run_dir: Path, out: Path, steps: int, seed: int = 0) -> Path:
 
     from symgym.agents import TrainConfig
     from symgym.learn.io import write_json
-    from symgym.learn.runs import load_run, make_env, plot_learning_curve
+    from symgym.learn.run.runs import load_run, make_env, plot_learning_curve
 
     torch.manual_seed(seed)
     agent, config = load_run(run_dir)
@@ -82,8 +82,8 @@ def fine_tune(run_dir: Path, out: Path, steps: int, seed: int = 0) -> Path:
 def run(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0) -> dict:
     import torch
 
-    from symgym.learn.ledger import claim
-    from symgym.learn.runs import load_run
+    from symgym.learn.evidence.ledger import claim
+    from symgym.learn.run.runs import load_run
 
     torch.set_num_threads(1)
     episodes = 5 if quick else 100

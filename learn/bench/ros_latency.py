@@ -4,7 +4,7 @@ Each twin runs in its own process (as a robot would), serving on 127.0.0.1. Each
 action to ``RosArm-v0`` (publish the command, wait for newer stamped readings on every topic) and to a local sim
 env; both step times are measured in the same loop, so machine load hits both alike, and because the twins are
 lock-step the two observation streams must agree exactly, which is checked and reported. The policy is the
-scripted linear SAC run from ``learn.deploy.write_linear_policy_run`` (its inference time reported separately).
+scripted linear SAC run from ``learn.deploy.deploy.write_linear_policy_run`` (its inference time reported separately).
 
 Twins: the SymPush twin (TCP_NODELAY, as before); the same twin in rosbridge's wire behaviour (``--nagle``: Nagle
 on, one frame per reading) with the client's Linux TCP_QUICKACK fix on, and with it off (the ~40 ms delayed-ACK
@@ -38,7 +38,7 @@ DEPLOY_EPISODES = 20
 
 
 def _start_twin(extra: tuple[str, ...] = (), timeout: float = 60.0) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "symgym.learn.sim_robot", "--port", "0", *extra], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "symgym.learn.deploy.twin", "--port", "0", *extra], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     start = time.monotonic()
     line = proc.stdout.readline()
@@ -104,9 +104,9 @@ def measure_twin(agent, config: dict, sim_id: str, n_steps: int, twin_args: tupl
 
 def deploy_through_panda_twin(agent_run: Path, episodes: int) -> dict:
     """Deploy ``agent_run`` through the Panda twin (``--robot panda``) and compare with PandaPush-v0 in simulation."""
-    from symgym.learn.deploy import deploy
-    from symgym.learn.episodes import run_episode
-    from symgym.learn.runs import load_run
+    from symgym.learn.deploy.deploy import deploy
+    from symgym.learn.run.episodes import run_episode
+    from symgym.learn.run.runs import load_run
 
     cfg = yaml.safe_load(PANDA_CONFIG.read_text())
     cfg.update({"control_rate_hz": 10_000, "deploy": {"episodes": episodes, "seed": 10_000}})
@@ -128,8 +128,8 @@ def deploy_through_panda_twin(agent_run: Path, episodes: int) -> dict:
 
 
 def run(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0) -> dict:
-    from symgym.learn.deploy import write_linear_policy_run
-    from symgym.learn.runs import load_run
+    from symgym.learn.deploy.deploy import write_linear_policy_run
+    from symgym.learn.run.runs import load_run
 
     torch.set_num_threads(1)
     n_steps = 300 if quick else 2_000

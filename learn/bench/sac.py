@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 # the learning-curve helpers every train-eval trial uses (kept importable from here)
-from symgym.learn.trials import _curve, _first_crossing  # noqa: F401
+from symgym.learn.evidence.trials import _curve, _first_crossing  # noqa: F401
 
 SYMMETRIC_AGENTS = ("equi-sac", "approx-sac")
 
@@ -22,7 +22,7 @@ def symmetry_errors(run_dir: str | Path) -> dict[str, float]:
     from symgym.agents.equi_sac import policy_symmetry_errors, relaxed_weight_errors
     from symgym.equivariance import DihedralGroup, Symmetry
     from symgym.equivariance.layers import restrict_rep
-    from symgym.learn.runs import load_run, make_env
+    from symgym.learn.run.runs import load_run, make_env
 
     agent, config = load_run(run_dir)
     d4 = DihedralGroup(4)
@@ -38,8 +38,8 @@ def symmetry_errors(run_dir: str | Path) -> dict[str, float]:
 
 
 def run(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0) -> dict[str, Any]:
-    from symgym.learn.report import sweep_and_report
-    from symgym.learn.sweep import expand, load_spec
+    from symgym.learn.evidence.report import sweep_and_report
+    from symgym.learn.evidence.sweep import expand, load_spec
 
     results = sweep_and_report("sac", out_dir, quick=quick, seed=seed)
     spec = load_spec("sac", quick=quick)

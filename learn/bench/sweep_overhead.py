@@ -20,8 +20,8 @@ CONCURRENCY = 2
 
 
 def run(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0) -> dict[str, Any]:
-    from symgym.learn.sweep import expand, load_spec, run_sweep, start_ray
-    from symgym.learn.trials import run_trial
+    from symgym.learn.evidence.sweep import expand, load_spec, run_sweep, start_ray
+    from symgym.learn.evidence.trials import run_trial
 
     out_dir = Path(out_dir)
     spec = load_spec("sweep-overhead", quick=quick)

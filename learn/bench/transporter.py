@@ -21,8 +21,8 @@ EVAL_SEED = 10_000
 
 def oracle_success(env_id: str, episodes: int, seed: int = 0) -> dict:
     """The scripted oracle's success rate (the ceiling imitation can reach) through the shared episode loop."""
-    from symgym.learn.episodes import run_episode
-    from symgym.learn.runs import make_env
+    from symgym.learn.run.episodes import run_episode
+    from symgym.learn.run.runs import make_env
 
     env = make_env(env_id)
     start = time.perf_counter()
@@ -34,8 +34,8 @@ def oracle_success(env_id: str, episodes: int, seed: int = 0) -> dict:
 
 
 def evaluate_agent(agent, env_id: str, episodes: int, seed: int = EVAL_SEED) -> dict:
-    """Success rate (and its standard error) on held-out seeds, through ``symgym.learn.evaluate``."""
-    from symgym.learn.evaluate import evaluate
+    """Success rate (and its standard error) on held-out seeds, through ``symgym.learn.run.evaluate``."""
+    from symgym.learn.run.evaluate import evaluate
 
     res = evaluate(agent, env_id, episodes=episodes, seed=seed, progress=False)
     p = res.success_rate
@@ -44,7 +44,7 @@ def evaluate_agent(agent, env_id: str, episodes: int, seed: int = EVAL_SEED) -> 
 
 
 def run(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0) -> dict:
-    from symgym.learn.report import sweep_and_report
+    from symgym.learn.evidence.report import sweep_and_report
 
     oracle = {env_id: oracle_success(env_id, 10 if quick else 100, seed) for env_id in TASKS}
     results = sweep_and_report("transporter", out_dir, quick=quick, seed=seed)

@@ -20,13 +20,13 @@ from symgym.learn.io import run_and_record
 
 #: task name -> module implementing ``run``
 TASKS = Registry("task", {
-    "dhn": "symgym.learn.tasks.dhn",
-    "matrixnet": "symgym.learn.tasks.matrixnet",
-    "iaemu": "symgym.learn.tasks.iaemu",
-    "iaemu-halotools": "symgym.learn.tasks.iaemu_halotools",
-    "atlasd": "symgym.learn.tasks.atlasd",
-    "relaxed-e3": "symgym.learn.tasks.relaxed_e3",
-    "mesh": "symgym.learn.tasks.mesh",
+    "dhn": "symgym.learn.tasks.dhn.task",
+    "matrixnet": "symgym.learn.tasks.matrixnet.task",
+    "iaemu": "symgym.learn.tasks.iaemu.task",
+    "iaemu-halotools": "symgym.learn.tasks.iaemu.halotools",
+    "atlasd": "symgym.learn.tasks.atlasd.task",
+    "relaxed-e3": "symgym.learn.tasks.relaxed_e3.task",
+    "mesh": "symgym.learn.tasks.mesh.task",
 })
 
 

@@ -1,0 +1,271 @@
+"""``symgym deploy``: run a trained policy on an arm through rosbridge, with a replayable log.
+
+    symgym sim-robot --port 9090 --env SymPush-v0          # a digital twin, in another shell
+    symgym sim-robot --port 9090 --robot panda             # or the Panda twin (config envs/configs/panda_servo.yaml)
+    symgym deploy --run runs/sac --rosbridge ws://127.0.0.1:9090 [--config FILE] [--dry-run] [--yes]
+
+The loop runs at the config's control rate. Every observation and action goes to a JSONL log that is
+written line by line and flushed after each step, so whatever stops the run, the log holds every step
+completed before it. ``replay_in_sim`` re-executes a log's actions in the mirrored simulator.
+
+Exit status: 0 done, 1 aborted at the confirmation prompt, 2 bad input (from ``learn.cli``), 3 the arm
+was halted by a fault (stale or malformed observations, lost connection); the fault is one line on stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+import numpy as np
+
+from symgym.agents.io import json_default
+from symgym.envs.ros import RosFault, parse_rosbridge_url
+from symgym.envs.ros_config import SAME_CONTRACT, RosArmConfig, load_config
+
+EXIT_OK, EXIT_ABORTED, EXIT_FAULT = 0, 1, 3
+
+
+class DeployLog:
+    """Append-only JSONL log; each record is one line, flushed at once (a crash loses no completed step)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: TextIO = open(self.path, "w", encoding="utf8")
+
+    def write(self, record: dict) -> None:
+        self._file.write(json.dumps(record, default=json_default) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+@dataclass
+class DeployResult:
+    status: str                      # "ok", "aborted", "fault" (or "error"/"interrupted" in the log only)
+    steps: int
+    log: Path
+    episodes: list[dict] = field(default_factory=list)
+    message: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        return {"ok": EXIT_OK, "aborted": EXIT_ABORTED, "fault": EXIT_FAULT}[self.status]
+
+
+def deploy(run_dir: str | Path, url: str, config: str | Path | dict | RosArmConfig | None = None,
+           dry_run: bool = False, yes: bool = False, max_steps: int | None = None, log: str | Path | None = None,
+           episodes: int | None = None, seed: int | None = None,
+           confirm: Callable[[str], str] = input, interactive: bool | None = None) -> DeployResult:
+    """Load the run's policy and run it on the arm behind ``url``.
+
+    Args:
+        run_dir: a run directory written by ``symgym train``; its env must be the one the config mirrors.
+        url: ``ws://HOST:PORT`` of a rosbridge server.
+        config: RosArm config (YAML path or dict); the default mirrors SymPush-v0 on the twin's topics.
+        dry_run: compute and log actions, publish nothing.
+        yes: skip the confirmation before the first motion.
+        max_steps: stop after this many control steps in total.
+        log: JSONL log path (default ``RUN/deploy-TIMESTAMP.jsonl``).
+        episodes, seed: override the config's ``deploy.episodes`` / ``deploy.seed`` (reset seeds seed, seed+1...).
+        confirm: asks the question and returns the answer (``input`` by default).
+        interactive: whether a person can answer ``confirm`` (default: stdin is a terminal).
+    """
+    import gymnasium as gym
+
+    import symgym.envs  # noqa: F401  (registers RosArm-v0)
+    from symgym.learn.run.runs import load_run
+
+    cfg = load_config(config)
+    parse_rosbridge_url(url)
+    agent, train_cfg = load_run(run_dir)
+    transfer = train_cfg.env != cfg.mirrors
+    if transfer and not (train_cfg.env in SAME_CONTRACT and cfg.mirrors in SAME_CONTRACT):
+        raise ValueError(f"run {run_dir} was trained on {train_cfg.env!r} but config {cfg.source} mirrors {cfg.mirrors!r}")
+    if train_cfg.env_kwargs:
+        raise ValueError(f"run {run_dir} was trained with env_kwargs {train_cfg.env_kwargs}; RosArm mirrors "
+                         f"{cfg.mirrors} with its default settings")
+    if getattr(agent, "needs_simulator", False):
+        raise ValueError(f"agent {train_cfg.agent!r} plans with the simulator's state and cannot run on a real arm")
+    needs_confirmation = not (dry_run or yes)
+    if interactive is None:
+        interactive = sys.stdin is not None and sys.stdin.isatty()
+    if needs_confirmation and not interactive:
+        raise ValueError("refusing to move the arm: stdin is not a terminal, so nobody can confirm the first "
+                         "motion; pass --yes to confirm non-interactively (or --dry-run)")
+    n_episodes = cfg.episodes if episodes is None else int(episodes)
+    first_seed = cfg.seed if seed is None else int(seed)
+    log_path = Path(log) if log else Path(run_dir) / f"deploy-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
+
+    env = gym.make("RosArm-v0", config=cfg, url=url, dry_run=dry_run)
+    writer = DeployLog(log_path)
+    writer.write({"event": "start", "run": str(run_dir), "agent": train_cfg.agent, "env": train_cfg.env,
+                  "transfer": transfer, "url": url, "config": asdict(cfg), "dry_run": dry_run, "time": time.time()})
+    result = DeployResult("ok", 0, log_path)
+    ep, step, obs, action = 0, 0, None, None
+    try:
+        for ep in range(n_episodes):
+            if max_steps is not None and result.steps >= max_steps:
+                break
+            ep_seed = first_seed + ep
+            obs, info = env.reset(seed=ep_seed)
+            agent.reset()
+            writer.write({"event": "reset", "episode": ep, "seed": ep_seed, "obs": obs, "stamp_ns": info["stamp_ns"]})
+            if needs_confirmation:
+                answer = confirm(f"About to move the arm behind {url} with the policy from {run_dir} at "
+                                 f"{cfg.control_rate_hz:g} Hz (max speed {cfg.max_speed} m/s). Type 'yes' to start: ")
+                if answer.strip().lower() not in ("y", "yes"):
+                    result.status, result.message = "aborted", "aborted at the confirmation prompt; nothing moved"
+                    break
+                needs_confirmation = False
+            ep_return, done, step = 0.0, False, 0
+            while not done and (max_steps is None or result.steps < max_steps):
+                action = np.asarray(agent.act(obs, deterministic=True), dtype=np.float32)
+                next_obs, reward, terminated, truncated, info = env.step(action)
+                writer.write({"event": "step", "episode": ep, "step": step, "obs": obs, "action": action,
+                              "command": info["command"], "speed_clipped": info["speed_clipped"],
+                              "workspace_clipped": info["workspace_clipped"], "reward": reward,
+                              "next_obs": next_obs, "terminated": terminated, "truncated": truncated,
+                              "is_success": info["is_success"], "latency_s": info["latency_s"],
+                              "stamp_ns": info["stamp_ns"], "time": time.time()})
+                obs, ep_return, step = next_obs, ep_return + float(reward), step + 1
+                result.steps += 1
+                done = terminated or truncated
+            if result.status == "ok":
+                result.episodes.append({"episode": ep, "seed": ep_seed, "steps": step, "return": ep_return,
+                                        "success": bool(info["is_success"])})
+    except RosFault as fault:
+        result.status = "fault"
+        result.message = f"arm halted at episode {ep} step {step} ({fault.kind}): {fault}"
+        writer.write({"event": "fault", "episode": ep, "step": step, "kind": fault.kind, "message": str(fault),
+                      "obs": obs, "action": action, "time": time.time()})
+    except BaseException as e:  # Ctrl-C, an unreachable bridge, a policy error: still stop and log, then re-raise
+        result.status = "interrupted" if isinstance(e, KeyboardInterrupt) else "error"
+        result.message = f"{type(e).__name__}: {e}"
+        raise
+    finally:
+        env.close()   # publishes a zero Twist on every exit path while a connection exists
+        writer.write({"event": "end", "status": result.status, "steps": result.steps, "episodes": result.episodes,
+                      "message": result.message, "time": time.time()})
+        writer.close()
+    return result
+
+
+def deploy_main(args: argparse.Namespace) -> int:
+    """``symgym deploy``: prints a summary; a fault is one ``symgym: error:`` line on stderr."""
+    result = deploy(args.run, args.rosbridge, config=args.config, dry_run=args.dry_run, yes=args.yes,
+                    max_steps=args.steps, log=args.log)
+    if result.status == "fault":
+        print(f"symgym: error: {result.message}", file=sys.stderr)
+    elif result.status == "aborted":
+        print(f"symgym: {result.message}", file=sys.stderr)
+    else:
+        wins = sum(e["success"] for e in result.episodes)
+        print(f"deployed {result.steps} steps over {len(result.episodes)} episode(s), {wins} success(es)"
+              f"{' (dry run: nothing published)' if args.dry_run else ''}")
+    print(f"log: {result.log}")
+    return result.exit_code
+
+
+def sim_robot_main(args: argparse.Namespace) -> int:
+    """``symgym sim-robot``: serve the digital twin on 127.0.0.1 until interrupted."""
+    from symgym.learn.deploy.twin import robot_twin, serve_forever
+
+    env_id, config = robot_twin(getattr(args, "robot", None), args.env)
+    return serve_forever(env_id, args.port, config)
+
+
+# -- replay ----------------------------------------------------------------------------------------
+def read_log(path: str | Path) -> list[dict]:
+    """Records of a deploy log; a final line cut off by a crash is skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"deploy log {path} does not exist")
+    records = []
+    lines = path.read_text(encoding="utf8").splitlines()
+    for i, line in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                break
+            raise ValueError(f"deploy log {path} line {i + 1} is not JSON") from None
+    return records
+
+
+def replay_in_sim(path: str | Path) -> list[dict]:
+    """Re-run every logged episode's actions in the mirrored sim env from the logged reset seed.
+
+    Returns, per episode, the largest observation difference between log and simulation and both
+    success flags. On the lock-step twin the difference is exactly 0; on hardware it measures the
+    sim-to-real gap along the executed trajectory.
+    """
+    import gymnasium as gym
+
+    import symgym.envs  # noqa: F401
+
+    records = read_log(path)
+    if not records or records[0].get("event") != "start":
+        raise ValueError(f"deploy log {path} does not begin with a start record")
+    env = gym.make(records[0]["config"]["mirrors"])
+    out, sim_obs, current = [], None, None
+    for rec in records:
+        if rec["event"] == "reset":
+            sim_obs, _ = env.reset(seed=rec["seed"])
+            current = {"episode": rec["episode"], "seed": rec["seed"], "steps": 0, "sim_success": False,
+                       "log_success": False,
+                       "max_obs_error": float(np.abs(sim_obs - np.asarray(rec["obs"], np.float32)).max())}
+            out.append(current)
+        elif rec["event"] == "step" and current is not None:
+            sim_obs, _, _, _, info = env.step(np.asarray(rec["action"], np.float32))
+            err = float(np.abs(sim_obs - np.asarray(rec["next_obs"], np.float32)).max())
+            current.update(steps=current["steps"] + 1, sim_success=bool(info["is_success"]),
+                           log_success=bool(rec["is_success"]), max_obs_error=max(current["max_obs_error"], err))
+    env.close()
+    return out
+
+
+# -- a scripted policy packaged as a run (rehearsals, tests, the latency benchmark) ------------------
+def write_linear_policy_run(run_dir: str | Path, to_puck: float = 40.0, to_goal: float = 10.0, seed: int = 0) -> Path:
+    """Write a ``sac`` run directory whose deterministic policy is ``tanh(to_puck (puck - pusher) + to_goal
+    (goal - puck))``: an SB3 SAC with no hidden layers and hand-set weights. It loads and deploys exactly
+    like a trained run, needs no training time, and succeeds on some SymPush seeds (about 1 in 10)."""
+    import gymnasium as gym
+    import torch
+    from stable_baselines3 import SAC
+
+    import symgym.envs  # noqa: F401
+    from symgym.agents.base import TrainConfig
+    from symgym.agents.sac import SACAgent, SACConfig
+    from symgym.learn.io import write_json
+
+    run_dir = Path(run_dir)
+    env = gym.make("SymPush-v0")
+    model = SAC("MlpPolicy", env, policy_kwargs={"net_arch": []}, buffer_size=1, learning_starts=0, seed=seed,
+                device="cpu")
+    weight = torch.zeros(2, 14)
+    weight[0, 10] = weight[1, 11] = to_puck    # obs[10:12] = puck - pusher
+    weight[0, 12] = weight[1, 13] = to_goal    # obs[12:14] = goal - puck
+    with torch.no_grad():
+        model.policy.actor.mu.weight.copy_(weight)
+        model.policy.actor.mu.bias.zero_()
+    env.close()
+    config = TrainConfig(agent="sac", env="SymPush-v0", steps=0, seed=seed, out=str(run_dir),
+                         agent_kwargs={"net_arch": []})
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "config.json", config.to_json())
+    SACAgent(SACConfig(net_arch=[]), None, seed, model).save(run_dir)
+    return run_dir
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] != "replay":
+        sys.exit("usage: python -m learn.deploy.deploy replay LOG.jsonl")
+    for row in replay_in_sim(sys.argv[2]):
+        print(json.dumps(row))

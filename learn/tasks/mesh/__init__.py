@@ -1,0 +1,1 @@
+"""Task folder: mesh-topology sensitivity of neural radar simulators. ``task.run`` is what ``symgym task`` calls."""

@@ -1,0 +1,329 @@
+"""Mesh-topology sensitivity of neural radar simulators, and graph-autoencoder pretraining (issue 19, arXiv 2501.09597).
+
+The physics is a coherent physical-optics radar cross-section (:mod:`physics.mesh_po`) of convex shapes
+(boxes, ellipsoids, cylinders) at a wavelength comparable to the facet size: facets interfere, so the
+response is not additive over faces, and a curved surface's response depends on how it is triangulated
+until the mesh is fine enough. Labels are the converged response (the shape's base mesh refined
+``label_level`` times), in dB over ``n_directions`` aspect directions.
+
+Simulators (:mod:`learn.tasks.mesh.models`) read one triangulation per training shape ("canonical") and are
+tested on held-out shapes in five triangulations (canonical, coarse, fine, flipped, remeshed). Metrics:
+
+- ``rmse_db``: RMS over directions of prediction - label, in dB, averaged over shapes;
+- ``sensitivity_db``: per shape, the RMS over directions of the std over the five triangulations of the
+  prediction, averaged over shapes (0 for a triangulation-blind model).
+
+Baselines: ``area``: 10 log10(surface area) + the mean training pattern of (response - 10 log10 area) per
+direction ("surface area x mean training pattern" in dB); ``shape_constant_oracle``: each test shape's own
+mean response over directions (knows the answer's level, not its pattern); ``physics_on_mesh``: the PO
+response computed on the input triangulation itself (the physics' own triangulation sensitivity).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from symgym.learn.evidence.ledger import claim
+from symgym.learn.tasks.mesh.models import (FaceGraph, RadarSimulator, build_simulator, collate, face_graph,
+                                            pretrain_gae)
+from symgym.physics.mesh import VARIANTS, random_shape, refined, triangulate
+from symgym.physics.mesh_po import POConfig, aspect_directions, po_response
+
+SHAPES = ("box", "ellipsoid", "cylinder")  # convex: PO's lit region is exact without shadowing
+MODELS = ("direct", "graph", "graph+pretrain", "token", "token+pretrain")
+
+
+@dataclass(frozen=True)
+class MeshTaskConfig:
+    n_train_shapes: int = 160
+    n_test_shapes: int = 32
+    n_unlabelled: int = 120
+    n_directions: int = 16
+    label_level: int = 3
+    hidden: int = 32
+    layers: int = 2
+    n_codes: int = 64
+    steps: int = 400
+    pretrain_steps: int = 200
+    batch_size: int = 8
+    lr: float = 3e-3
+    mask_ratio: float = 0.3
+    seeds: tuple[int, ...] = (0, 1, 2)
+    models: tuple[str, ...] = MODELS
+
+
+QUICK = MeshTaskConfig(n_train_shapes=48, n_test_shapes=12, n_unlabelled=24, label_level=2, hidden=32, layers=2,
+                       steps=300, pretrain_steps=30, lr=4e-3, seeds=(0,), models=("direct", "graph"))
+
+
+# ----------------------------------------------------------------------------- data
+@dataclass
+class MeshData:
+    directions: np.ndarray  # (K, 3)
+    train: list[FaceGraph]  # canonical triangulation of each training shape
+    y_train: np.ndarray  # (N, K) dB
+    train_area: np.ndarray  # (N,)
+    test: dict[str, list[FaceGraph]]  # variant -> one graph per test shape
+    test_area: dict[str, np.ndarray]  # variant -> (M,) surface area of that triangulation
+    y_test: np.ndarray  # (M, K) converged response, dB
+    y_physics_on_mesh: np.ndarray  # (V, M, K) PO evaluated on each test triangulation
+    unlabelled: list[FaceGraph]
+    test_kinds: list[str]
+
+
+def make_data(cfg: MeshTaskConfig, seed: int, po: POConfig = POConfig()) -> MeshData:
+    """Shapes, triangulations and responses; train/test/unlabelled shapes use separate random streams."""
+    directions = aspect_directions(cfg.n_directions)
+    rng_train, rng_test, rng_unl = (np.random.default_rng([seed, i]) for i in range(3))
+    kind = lambda rng: SHAPES[rng.integers(len(SHAPES))]  # noqa: E731
+    train_shapes = [random_shape(rng_train, kind(rng_train)) for _ in range(cfg.n_train_shapes)]
+    test_shapes = [random_shape(rng_test, kind(rng_test)) for _ in range(cfg.n_test_shapes)]
+    label = lambda s: po_response(refined(s, cfg.label_level), directions, po)  # noqa: E731
+    y_train = np.stack([label(s) for s in train_shapes])
+    canon = [triangulate(s, "canonical") for s in train_shapes]
+    train = [face_graph(m, po.wavelength) for m in canon]
+    train_area = np.array([m.face_normals_areas()[1].sum() for m in canon])
+    test: dict[str, list[FaceGraph]] = {v: [] for v in VARIANTS}
+    test_area = {v: np.zeros(len(test_shapes)) for v in VARIANTS}
+    y_phys = np.zeros((len(VARIANTS), len(test_shapes), cfg.n_directions))
+    for j, s in enumerate(test_shapes):
+        for i, v in enumerate(VARIANTS):
+            mesh = triangulate(s, v, seed=seed * 7919 + j)
+            test[v].append(face_graph(mesh, po.wavelength))
+            test_area[v][j] = mesh.face_normals_areas()[1].sum()
+            y_phys[i, j] = po_response(mesh, directions, po)
+    y_test = np.stack([label(s) for s in test_shapes])
+    unlabelled = []
+    for _ in range(cfg.n_unlabelled):
+        s = random_shape(rng_unl, kind(rng_unl))
+        v = VARIANTS[rng_unl.integers(len(VARIANTS))]
+        unlabelled.append(face_graph(triangulate(s, v, seed=int(rng_unl.integers(2**31))), po.wavelength))
+    return MeshData(directions, train, y_train, train_area, test, test_area, y_test, y_phys, unlabelled,
+                    [s.kind for s in test_shapes])
+
+
+# ----------------------------------------------------------------------------- metrics and baselines
+def rmse_db(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Mean over shapes of the RMS over directions of (pred - truth), in dB."""
+    return float(np.mean(np.sqrt(((pred - truth) ** 2).mean(-1))))
+
+
+def sensitivity_db(pred: np.ndarray) -> float:
+    """Mean over shapes of the RMS over directions of the std over triangulations; ``pred`` is (T, S, K)."""
+    return float(np.mean(np.sqrt((pred.std(axis=0) ** 2).mean(-1))))
+
+
+def evaluate(pred: dict[str, np.ndarray], y_test: np.ndarray, kinds: list[str] | None = None) -> dict[str, Any]:
+    """Errors on the canonical and the other triangulations, per variant, and the sensitivity."""
+    others = [v for v in VARIANTS if v != "canonical"]
+    out: dict[str, Any] = {
+        "rmse_db_canonical": rmse_db(pred["canonical"], y_test),
+        "rmse_db_other_triangulations": float(np.mean([rmse_db(pred[v], y_test) for v in others])),
+        "rmse_db_by_variant": {v: rmse_db(pred[v], y_test) for v in VARIANTS},
+        "sensitivity_db": sensitivity_db(np.stack([pred[v] for v in VARIANTS])),
+    }
+    if kinds is not None:
+        k = np.array(kinds)
+        out["sensitivity_db_by_kind"] = {
+            kind: sensitivity_db(np.stack([pred[v][k == kind] for v in VARIANTS])) for kind in SHAPES if (k == kind).any()}
+    return out
+
+
+def baselines(data: MeshData) -> dict[str, dict[str, Any]]:
+    """Area x mean training pattern, the per-shape constant oracle, and the physics on the input mesh."""
+    area_db = lambda a: 10 * np.log10(a)  # noqa: E731
+    pattern = (data.y_train - area_db(data.train_area)[:, None]).mean(0)
+    area_pred = {v: area_db(data.test_area[v])[:, None] + pattern for v in VARIANTS}
+    const = data.y_test.mean(1, keepdims=True) * np.ones_like(data.y_test)
+    phys = {v: data.y_physics_on_mesh[i] for i, v in enumerate(VARIANTS)}
+    return {"area": evaluate(area_pred, data.y_test, data.test_kinds),
+            "shape_constant_oracle": evaluate({v: const for v in VARIANTS}, data.y_test, data.test_kinds),
+            "physics_on_mesh": evaluate(phys, data.y_test, data.test_kinds)}
+
+
+# ----------------------------------------------------------------------------- training
+def fit(model: RadarSimulator, graphs: list[FaceGraph], y: np.ndarray, scale: tuple[float, float],
+        cfg: MeshTaskConfig, seed: int) -> list[float]:
+    """Supervised training on standardised dB responses (one scalar mean/std keeps the readout equivariant)."""
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.1)
+    target = torch.as_tensor((y - scale[0]) / scale[1], dtype=torch.float32)
+    losses = []
+    for _ in range(cfg.steps):
+        idx = torch.randint(len(graphs), (cfg.batch_size,), generator=gen)
+        loss = ((model(collate([graphs[i] for i in idx])) - target[idx]) ** 2).mean()
+        total = loss + model.embedding.vq_loss
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+    return losses
+
+
+@torch.no_grad()
+def predict(model: RadarSimulator, graphs: list[FaceGraph], scale: tuple[float, float], batch: int = 16) -> np.ndarray:
+    model.eval()
+    out = [model(collate(graphs[i:i + batch])).numpy() for i in range(0, len(graphs), batch)]
+    model.train()
+    return np.concatenate(out) * scale[1] + scale[0]
+
+
+def train_model(name: str, data: MeshData, cfg: MeshTaskConfig, seed: int) -> tuple[RadarSimulator, dict[str, Any]]:
+    """Build, optionally pretrain (graph autoencoder on unlabelled meshes), then fine-tune end to end."""
+    torch.manual_seed(seed)
+    model = build_simulator(name, data.directions, cfg.hidden, cfg.layers, cfg.n_codes)
+    curves: dict[str, Any] = {}
+    if name.endswith("+pretrain"):
+        curves["pretrain"] = pretrain_gae(model, data.unlabelled, cfg.pretrain_steps, cfg.batch_size, cfg.lr,
+                                          cfg.mask_ratio, seed)
+    elif model.embedding.codebook is not None:
+        model.embedding.init_codebook(collate(data.train[:cfg.batch_size]), torch.Generator().manual_seed(seed))
+    scale = (float(data.y_train.mean()), float(data.y_train.std()))
+    curves["train"] = fit(model, data.train, data.y_train, scale, cfg, seed)
+    return model, curves
+
+
+# ----------------------------------------------------------------------------- the task
+def run_seed(cfg: MeshTaskConfig, seed: int, log: bool = True,
+             data: MeshData | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One data draw (or ``data``) and every model on it: (metrics per model and baseline, training curves)."""
+    start = time.perf_counter()
+    data = data or make_data(cfg, seed)
+    out: dict[str, Any] = {"data_seconds": round(time.perf_counter() - start, 1), **baselines(data)}
+    scale = (float(data.y_train.mean()), float(data.y_train.std()))
+    curves: dict[str, Any] = {}
+    for name in cfg.models:
+        start = time.perf_counter()
+        model, curves[name] = train_model(name, data, cfg, seed)
+        metrics = evaluate({v: predict(model, data.test[v], scale) for v in VARIANTS}, data.y_test, data.test_kinds)
+        metrics["rmse_db_train"] = rmse_db(predict(model, data.train, scale), data.y_train)
+        metrics["train_seconds"] = round(time.perf_counter() - start, 1)
+        if model.embedding.codebook is not None:
+            metrics["codes_used_last_batch"] = model.embedding.codes_used
+        if "pretrain" in curves[name]:
+            metrics["pretrain_link_accuracy_last50"] = float(np.mean(
+                [c["link_accuracy"] for c in curves[name]["pretrain"][-50:]]))
+        out[name] = metrics
+        if log:
+            print(f"mesh: seed {seed} {name:15s} rmse canon {metrics['rmse_db_canonical']:.2f} dB, other "
+                  f"{metrics['rmse_db_other_triangulations']:.2f} dB, sensitivity {metrics['sensitivity_db']:.3f} dB "
+                  f"({metrics['train_seconds']}s)", flush=True)
+    return out, curves
+
+
+BASELINES = ("area", "shape_constant_oracle", "physics_on_mesh")
+SUMMARY_KEYS = ("rmse_db_canonical", "rmse_db_other_triangulations", "sensitivity_db")
+
+
+def summarise(per_seed: list[dict[str, Any]], names: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in names:
+        runs = [r[name] for r in per_seed]
+        entry: dict[str, Any] = {}
+        for k in SUMMARY_KEYS + (("rmse_db_train",) if "rmse_db_train" in runs[0] else ()):
+            vals = np.array([r[k] for r in runs])
+            entry[k], entry[k + "_std"] = float(vals.mean()), float(vals.std())
+        entry["rmse_db_by_variant"] = {v: float(np.mean([r["rmse_db_by_variant"][v] for r in runs])) for v in VARIANTS}
+        entry["sensitivity_db_by_kind"] = {k: float(np.mean([r["sensitivity_db_by_kind"][k] for r in runs]))
+                                           for k in runs[0]["sensitivity_db_by_kind"]}
+        out[name] = entry
+    return out
+
+
+def evidence(per_seed: list[dict[str, Any]], seeds: list[int], models: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Ledger entries: models vs the baselines, pretraining vs none, graph vs direct embedding."""
+    vals = lambda name, key: [r[name][key] for r in per_seed]  # noqa: E731
+    out = []
+    other = "rmse_db_other_triangulations"
+    for m in models:
+        for base in ("area", "shape_constant_oracle"):
+            out.append(claim(f"{m} predicts held-out shapes in unseen triangulations better than the {base} baseline",
+                             other, m, base, vals(m, other), vals(base, other), higher_is_better=False,
+                             method_seeds=seeds, baseline_seeds=seeds, unit="dB"))
+    for base in ("graph", "token"):
+        pre = base + "+pretrain"
+        if base in models and pre in models:
+            out.append(claim(f"graph-autoencoder pretraining reduces the {base} simulator's triangulation sensitivity",
+                             "sensitivity_db", pre, base, vals(pre, "sensitivity_db"), vals(base, "sensitivity_db"),
+                             higher_is_better=False, effect="ratio", method_seeds=seeds, baseline_seeds=seeds))
+            out.append(claim(f"graph-autoencoder pretraining reduces the {base} simulator's error on unseen triangulations",
+                             other, pre, base, vals(pre, other), vals(base, other), higher_is_better=False,
+                             method_seeds=seeds, baseline_seeds=seeds, unit="dB"))
+    if "direct" in models and "graph" in models:
+        out.append(claim("a graph face embedding is less triangulation-sensitive than a direct (per-face) one",
+                         "sensitivity_db", "graph", "direct", vals("graph", "sensitivity_db"),
+                         vals("direct", "sensitivity_db"), higher_is_better=False, effect="ratio",
+                         method_seeds=seeds, baseline_seeds=seeds))
+    return out
+
+
+def run(quick: bool = False, seed: int = 0, out_dir: Path = Path("results"),
+        config: MeshTaskConfig | None = None) -> dict[str, Any]:
+    """Every model over ``cfg.seeds`` (offset by ``seed``; each seed draws new shapes), baselines, ledger, plots."""
+    torch.set_num_threads(1)
+    cfg = config or (QUICK if quick else MeshTaskConfig())
+    seeds = [seed + s for s in cfg.seeds]
+    per_seed, curves = [], {}
+    for s in seeds:
+        result, c = run_seed(cfg, s)
+        per_seed.append(result)
+        curves = curves or c
+    return assemble(cfg, seed, seeds, per_seed, curves, Path(out_dir), quick)
+
+
+def assemble(cfg: MeshTaskConfig, seed: int, seeds: list[int], per_seed: list[dict[str, Any]], curves: dict[str, Any],
+             out_dir: Path, quick: bool = False) -> dict[str, Any]:
+    """Summary, convergence study, ledger and figures from per-seed results (seeds may have run in parallel)."""
+    from symgym.learn.tasks.mesh.plots import plot_convergence, plot_curves, plot_results, plot_triangulations
+
+    summary = summarise(per_seed, BASELINES + tuple(cfg.models))
+    convergence = convergence_study(levels=range(4) if quick else range(6))
+    results = {
+        "task_config": {**asdict(cfg), "seed": seed, "physics": asdict(POConfig())},
+        "seeds": seeds,
+        "convergence": convergence,
+        "summary": summary,
+        "per_seed": per_seed,
+        "evidence": evidence(per_seed, seeds, tuple(cfg.models)) if len(seeds) >= 2 else [],
+    }
+    plot_results(summary, cfg.models, out_dir / "mesh.png")
+    plot_curves(curves, out_dir / "mesh_curves.png")
+    plot_convergence(convergence, out_dir / "mesh_convergence.png")
+    plot_triangulations(seed, out_dir / "mesh_triangulations.png")
+    return results
+
+
+def convergence_study(levels=range(6), wavelength: float = POConfig().wavelength, n_directions: int = 16,
+                      seed: int = 0) -> dict[str, Any]:
+    """PO on a sphere vs its closed form, and on an ellipsoid and a cylinder vs the finest level, per refinement."""
+    from symgym.physics.mesh_po import po_rcs, sphere_po_rcs
+
+    directions = aspect_directions(n_directions)
+    rng = np.random.default_rng(seed)
+    radius = 0.45
+    sphere = random_shape(rng, "ellipsoid")
+    sphere = type(sphere)("ellipsoid", (("ellipsoid", (radius,) * 3, (0.0, 0.0, 0.0)),), sphere.rotation)
+    exact = sphere_po_rcs(radius, wavelength)
+    levels = list(levels)
+    out: dict[str, Any] = {"wavelength": wavelength, "levels": levels, "sphere_radius": radius,
+                           "sphere_closed_form_rcs": exact}
+    faces, sphere_err = [], []
+    for level in levels:
+        mesh = refined(sphere, level)
+        faces.append(len(mesh.faces))
+        sphere_err.append(float(np.max(np.abs(po_rcs(mesh, directions, wavelength) / exact - 1))))
+    out["sphere"] = {"faces": faces, "max_relative_error_vs_closed_form": sphere_err}
+    for kind in ("ellipsoid", "cylinder"):
+        shape = random_shape(rng, kind)
+        ref = po_response(refined(shape, levels[-1]), directions)
+        errs = [rmse_db(po_response(refined(shape, lv), directions)[None], ref[None]) for lv in levels[:-1]]
+        out[kind] = {"faces": [len(refined(shape, lv).faces) for lv in levels[:-1]],
+                     "rmse_db_vs_finest_level": errs}
+    return out
