@@ -1,10 +1,12 @@
 """Gymnasium environments that declare their symmetry. Importing this package registers every id.
 
-    import envs, gymnasium
+    import symgym.envs, gymnasium
     env = gymnasium.make("SymPush-v0")
     env.unwrapped.symmetry      # group, how obs/actions transform, exact or not
 
-``gymnasium.make("envs:SymPush-v0")`` imports this package on demand.
+``gymnasium.make("symgym.envs:SymPush-v0")`` imports this package on demand (Gymnasium 1.x loads no plugins).
+Each env's class docstring documents its spaces, rewards, episode end, arguments and symmetry; the docs site
+(``docs/envs/``) renders them.
 """
 from __future__ import annotations
 

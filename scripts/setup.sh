@@ -39,6 +39,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
     # torch first, from the pinned CPU wheel, so nothing later resolves a CUDA build.
     .venv/bin/python -m pip install -q "torch==2.13.0"
-    .venv/bin/python -m pip install -q -e ".[all,test]"
+    .venv/bin/python -m pip install -q -e ".[all,test,docs]"
     touch "$stamp"
 fi
