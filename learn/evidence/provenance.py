@@ -4,9 +4,10 @@ The **fingerprint** is a SHA-256 over the source files that a trial executes, so
 fingerprint ran the same code whatever the commit or dirty flag says (uncommitted edits included). What it covers
 (:data:`FINGERPRINTED`): the packages ``envs``, ``agents``, ``equivariance``, ``physics`` (the simulation and the
 learners), ``learn/run`` (training, evaluation, hyperparameter files), ``learn/io.py``, and from
-``learn/evidence`` only ``trials.py`` and ``sweep.py`` (what a trial runs and how its parameters are expanded).
-Deliberately left out: ``ledger.py``, ``report.py`` and this module, which only aggregate finished summaries
-(editing the statistics must not make every recorded trial stale), and tests, docs, results, README, benches,
+``learn/evidence`` only ``trials.py`` (what a trial runs). Deliberately left out: ``sweep.py`` (it expands a
+spec into parameters, and a summary records its parameters in full; its key hashes them), ``ledger.py``,
+``report.py`` and this module, which only schedule or aggregate trials (editing the statistics must not make
+every recorded trial stale), and tests, docs, results, README, benches,
 tasks, deployment and the CLI, which a trial never runs. Files hashed: ``*.py`` and the data files those packages
 load (``*.xml`` MuJoCo models, ``*.yaml``/``*.yml`` configs); ``__pycache__`` is skipped. The hash is over
 sorted (relative path, bytes) pairs, so it does not depend on the checkout location, file order or mtimes. It is
@@ -29,8 +30,7 @@ from typing import Any
 
 #: (package, path inside it or "" for all of it) pairs whose files make up the fingerprint
 FINGERPRINTED = (("symgym.envs", ""), ("symgym.agents", ""), ("symgym.equivariance", ""), ("symgym.physics", ""),
-                 ("symgym.learn", "run"), ("symgym.learn", "io.py"), ("symgym.learn", "evidence/trials.py"),
-                 ("symgym.learn", "evidence/sweep.py"))
+                 ("symgym.learn", "run"), ("symgym.learn", "io.py"), ("symgym.learn", "evidence/trials.py"))
 SUFFIXES = (".py", ".xml", ".yaml", ".yml")
 #: distributions whose versions a summary records (python is added from the interpreter)
 VERSIONED = ("torch", "mujoco", "stable_baselines3", "gymnasium", "numpy")

@@ -137,6 +137,9 @@ def train_eval_trial(params: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     out = {"metrics": metrics}
     if curve:
         out["curve"] = curve["curve"]
+        # steps_to_success equals the budget both when reached at the last point and when never reached
+        out["censoring"] = {"steps_to_success": {"budget": int(params["steps"]),
+                                                 "reached": bool(curve["reached_success_threshold"])}}
     return out
 
 
@@ -166,7 +169,8 @@ def run_trial(trial: dict[str, Any]) -> dict[str, Any]:
                "params": {k: v for k, v in trial["params"].items() if k != "cache"}, "metrics": metrics,
                "wall_s": round(time.perf_counter() - start, 3), "run_dir": str(run_dir),
                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "provenance": prov}
-    if "curve" in out:
-        summary["curve"] = out["curve"]
+    for extra in ("curve", "censoring"):
+        if extra in out:
+            summary[extra] = out[extra]
     write_json(run_dir / "summary.json", summary)
     return summary
