@@ -21,6 +21,7 @@ ENV_SPECS: dict[str, tuple[str, int, dict]] = {
     "TabletopStacking-v0": ("symgym.envs.tabletop.tasks:StackingEnv", 5, {}),
     "SymReach-v0": ("symgym.envs.sym_reach:SymReachEnv", 100, {}),
     "SymCartPole-v0": ("symgym.envs.sym_cartpole:SymCartPoleEnv", 200, {}),
+    "SymPointMass-v0": ("symgym.envs.point_mass:SymPointMassEnv", 60, {}),
     "HepPickPlace-v0": ("symgym.envs.closed_loop:PickPlaceEnv", 80, {}),
     "HepPushToTarget-v0": ("symgym.envs.closed_loop:PushToTargetEnv", 80, {}),
     "SymPushWind-v0": ("symgym.envs.sym_push_broken:SymPushWindEnv", 100, {}),
