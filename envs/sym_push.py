@@ -1,4 +1,4 @@
-"""SymPush-v0: push a puck to a goal on a round table; symmetric under O(2) about the table centre."""
+"""SymPush-v0 and SymPushImage-v0: push a puck to a goal on a round table; O(2)-symmetric about its centre."""
 from __future__ import annotations
 
 import math
@@ -31,14 +31,78 @@ def clip_to_disc(action: np.ndarray, radius: float = 1.0) -> np.ndarray:
 class SymPushEnv(PlanarMujocoEnv):
     """A pusher (blue) moves with a commanded planar velocity and pushes a puck (red) to a goal (green).
 
-    Observation (``obs_mode="vector"``, 14 floats, seven 2-D vectors so it transforms by 7 copies of
-    the standard representation): pusher position, pusher velocity, puck position, puck velocity,
-    goal position, puck - pusher, goal - puck; positions in table radii, velocities in units of max_speed. ``obs_mode="image"``: a 64x64x3 top-down uint8 image
-    with one channel each for pusher, puck and goal.
+    The scene is a round table of radius 0.35 m centred on the world origin; the pusher and the puck are held
+    on it by radial rim constraints. Everything that acts in the plane is isotropic (see ``sym_push.xml``).
 
-    Action: desired pusher velocity in units of ``max_speed``, projected onto the unit disc.
-    Reward: ``-(|goal - puck| + 0.5 |puck - pusher|) * 10 + 10 * success``; the episode ends on success.
-    One action lasts 0.1 s (10 physics steps); episodes are truncated at 50 actions (registration).
+    ## Action Space
+
+    ``Box(-1, 1, (2,), float32)``, projected onto the unit disc (not clipped per axis, so clipping commutes
+    with rotations). One action lasts 0.1 s (10 physics steps of 0.01 s).
+
+    | index | meaning | unit |
+    |---|---|---|
+    | 0 | desired pusher velocity, x | ``max_speed`` (m/s) |
+    | 1 | desired pusher velocity, y | ``max_speed`` (m/s) |
+
+    ## Observation Space
+
+    ``obs_mode="vector"``: ``Box(-10, 10, (14,), float32)``, seven 2-D vectors in the world frame; positions
+    are divided by the table radius (0.35 m) and velocities by ``max_speed``, so entries are of order one.
+
+    | index | meaning | unit |
+    |---|---|---|
+    | 0-1 | pusher position | table radii |
+    | 2-3 | pusher velocity | ``max_speed`` |
+    | 4-5 | puck position | table radii |
+    | 6-7 | puck velocity | ``max_speed`` |
+    | 8-9 | goal position | table radii |
+    | 10-11 | puck - pusher | table radii |
+    | 12-13 | goal - puck | table radii |
+
+    ``obs_mode="image"``: ``Box(0, 255, (image_size, image_size, 3), uint8)``, a top-down view of the table
+    with one channel per body: 0 pusher, 1 puck, 2 goal (255 inside the disc, 0 outside).
+
+    ## Rewards
+
+    ``-(goal_weight * |goal - puck| + pusher_weight * |puck - pusher|) + success_bonus * success`` per step,
+    distances in metres; with the defaults ``-10 |goal - puck| - 5 |puck - pusher| + 10 * success``. The
+    planners' :meth:`stage_cost` is the same expression without the bonus (one source: :meth:`shaping_cost`).
+
+    ## Starting State
+
+    The puck is uniform in a disc of radius 0.15 m, the goal in a disc of radius 0.22 m at 0.08-0.2 m from the
+    puck, the pusher in a disc of radius 0.28 m clear of the puck; the puck's yaw is uniform. Velocities are 0.
+
+    ## Episode End
+
+    Terminates on success: the puck's centre within ``success_radius`` of the goal. Truncated after 50
+    actions by the registration (``max_episode_steps``).
+
+    ## Arguments
+
+    | argument | default | meaning |
+    |---|---|---|
+    | ``obs_mode`` | ``"vector"`` | ``"vector"`` (14 floats) or ``"image"`` (``SymPushImage-v0``) |
+    | ``render_mode`` | ``None`` | ``None`` or ``"rgb_array"`` (a 256x256 top-down drawing) |
+    | ``max_speed`` | 0.4 | pusher speed (m/s) that an action of norm 1 commands |
+    | ``success_radius`` | 0.05 | goal tolerance (m) |
+    | ``image_size`` | 64 | side of the image observation (pixels) |
+    | ``group`` | ``"O(2)"`` | the declared group: ``"O(2)"``, ``"SO(2)"``, ``"C4"``, ``"D4"``, ... |
+    | ``goal_weight`` | 10.0 | reward per metre of puck-to-goal distance |
+    | ``pusher_weight`` | 5.0 | reward per metre of pusher-to-puck distance |
+    | ``success_bonus`` | 10.0 | reward on the step that reaches the goal |
+
+    ## Symmetry
+
+    Group: O(2) about the table centre (or the subgroup named by ``group``). Representations: the observation
+    is 7 copies of the standard (rotation/reflection) representation, the action one copy; the image
+    observation rotates as a picture. Exact (``exact=True``): the dynamics are equivariant because damping,
+    the rim and contact friction (elliptic cones) are isotropic. Measured by ``symgym bench equivariance``:
+    max |step(g.s, g.a) - g.step(s, a)| = 2.2e-13 over 60 steps (results/equivariance.json).
+
+    ## Version History
+
+    * v0: initial release; reward weights became constructor arguments (defaults unchanged).
     """
 
     xml_file = "sym_push.xml"
@@ -48,10 +112,17 @@ class SymPushEnv(PlanarMujocoEnv):
     mocap_bodies = ("goal",)
 
     def __init__(self, obs_mode: str = "vector", render_mode: str | None = None, max_speed: float = 0.4,
-                 success_radius: float = 0.05, image_size: int = 64, group: str = "O(2)"):
+                 success_radius: float = 0.05, image_size: int = 64, group: str = "O(2)",
+                 goal_weight: float = 10.0, pusher_weight: float = 5.0, success_bonus: float = 10.0):
         if obs_mode not in ("vector", "image"):
             raise ValueError(f"obs_mode must be 'vector' or 'image', got {obs_mode!r}")
+        for name, value in (("goal_weight", goal_weight), ("pusher_weight", pusher_weight),
+                            ("success_bonus", success_bonus)):
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
         super().__init__(render_mode=render_mode)
+        self.goal_weight, self.pusher_weight = float(goal_weight), float(pusher_weight)
+        self.success_bonus = float(success_bonus)
         self.obs_mode = obs_mode
         self.max_speed = float(max_speed)
         self.success_radius = float(success_radius)
@@ -114,7 +185,12 @@ class SymPushEnv(PlanarMujocoEnv):
         qpos = states[..., self._layout["QPOS"]]
         pusher, puck = qpos[..., self._pair_qpos[0]], qpos[..., self._pair_qpos[1]]
         goal = states[..., self._layout["MOCAP_POS"]].reshape(*states.shape[:-1], -1, 3)[..., self._mocap[0], :2]
-        return 10.0 * (np.linalg.norm(goal - puck, axis=-1) + 0.5 * np.linalg.norm(puck - pusher, axis=-1))
+        return self.shaping_cost(np.linalg.norm(goal - puck, axis=-1), np.linalg.norm(puck - pusher, axis=-1))
+
+    def shaping_cost(self, goal_distance, pusher_distance):
+        """The distance part of the reward, negated (floats or arrays): the one place the weights are applied,
+        so the reward (:meth:`step`) and the planners' :meth:`stage_cost` cannot drift apart."""
+        return self.goal_weight * goal_distance + self.pusher_weight * pusher_distance
 
 
     # -- gym API ----------------------------------------------------------------------
@@ -150,7 +226,7 @@ class SymPushEnv(PlanarMujocoEnv):
         d_goal = math.hypot(goal[0] - puck[0], goal[1] - puck[1])
         d_push = math.hypot(puck[0] - pusher[0], puck[1] - pusher[1])
         success = d_goal < self.success_radius
-        return -(d_goal + 0.5 * d_push) * 10.0 + 10.0 * success, success, d_goal
+        return -self.shaping_cost(d_goal, d_push) + self.success_bonus * success, success, d_goal
 
     def _info(self) -> dict:
         _, success, d_goal = self._reward()

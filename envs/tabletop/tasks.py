@@ -20,7 +20,67 @@ HEIGHT_TOL = 0.012
 
 
 class BlockInsertionEnv(TabletopEnv):
-    """Put the L-shaped block onto the L-shaped fixture, aligned (one step; reward 1 on success)."""
+    """Put the L-shaped block onto the L-shaped fixture, aligned (one step; reward 1 on success).
+
+    ## Action Space
+
+    ``Box((7,), float32)``: one suction pick-and-place primitive per step. Angles are wrapped to [-pi, pi),
+    then the action is clipped to the box.
+
+    | index | meaning | unit |
+    |---|---|---|
+    | 0-1 | pick point x, y (the suction ray is cast straight down) | m, in [-0.25, 0.25] |
+    | 2 | gripper yaw at pick | rad |
+    | 3-4 | place point x, y | m, in [-0.25, 0.25] |
+    | 5 | place height of the suction point | m, in [0, 0.3] |
+    | 6 | gripper yaw at place | rad |
+
+    ## Observation Space
+
+    ``Dict``: a top-down orthographic view of the 0.5 m x 0.5 m workspace fused from three simulated RGB-D
+    cameras (``image_size`` S, default 64: 7.8 mm per pixel). ``env.unwrapped.point_cloud()`` gives the fused
+    xyz+rgb cloud.
+
+    | key | meaning | unit |
+    |---|---|---|
+    | ``"color"`` (S, S, 3) uint8 | colour of the highest point per cell | RGB 0-255 |
+    | ``"height"`` (S, S, 1) float32 | height of the highest point per cell above the table, clipped to [0, 1] | m |
+
+    ## Rewards
+
+    The increment of the task's credit: 1 when the block sits on the fixture within 2 cm and 15 degrees
+    (L blocks have no rotational symmetry), else 0; an episode's rewards sum to its final credit.
+
+    ## Starting State
+
+    A red L block and a grey L fixture at uniform, non-overlapping poses (uniform yaw) in the workspace,
+    settled for 60 physics steps.
+
+    ## Episode End
+
+    Terminates on success; truncated after 2 steps (the oracle needs 1).
+
+    ## Arguments
+
+    | argument | default | meaning |
+    |---|---|---|
+    | ``render_mode`` | ``None`` | ``None`` or ``"rgb_array"`` (the colour view, 4x upsampled) |
+    | ``image_size`` | 64 | side S of the observation images (pixels, at least 16) |
+    | ``cameras`` | three RGB-D cameras | ``CameraSpec`` tuple: one overhead, two oblique |
+
+    ## Symmetry
+
+    Group: SE(2) of the workspace (rotations about its centre and planar translations, sampled at a 0.05 m
+    scale). Representations: both images rotate and shift as pictures; pick and place x, y rotate and shift,
+    yaws add the angle, the place height is invariant. Declared exact: the dynamics are equivariant while every
+    object stays in the workspace; image transforms are exact for multiples of 90 degrees and whole-pixel
+    shifts and interpolate otherwise. ``symgym bench equivariance`` does not simulate PyBullet states (no
+    ``transform_state``), so no break is measured.
+
+    ## Version History
+
+    * v0: initial release.
+    """
 
     oracle_steps = 1
 
@@ -45,7 +105,65 @@ class PlaceRedInGreenEnv(TabletopEnv):
     """Put every red block into a green bowl; other-coloured blocks and bowls are distractors.
 
     1-2 red blocks, as many or more green bowls (at most 2), 1-2 distractor blocks and one distractor bowl.
-    Credit: fraction of red blocks inside green bowls.
+
+    ## Action Space
+
+    ``Box((7,), float32)``: one suction pick-and-place primitive per step. Angles are wrapped to [-pi, pi),
+    then the action is clipped to the box.
+
+    | index | meaning | unit |
+    |---|---|---|
+    | 0-1 | pick point x, y (the suction ray is cast straight down) | m, in [-0.25, 0.25] |
+    | 2 | gripper yaw at pick | rad |
+    | 3-4 | place point x, y | m, in [-0.25, 0.25] |
+    | 5 | place height of the suction point | m, in [0, 0.3] |
+    | 6 | gripper yaw at place | rad |
+
+    ## Observation Space
+
+    ``Dict``: a top-down orthographic view of the 0.5 m x 0.5 m workspace fused from three simulated RGB-D
+    cameras (``image_size`` S, default 64: 7.8 mm per pixel). ``env.unwrapped.point_cloud()`` gives the fused
+    xyz+rgb cloud.
+
+    | key | meaning | unit |
+    |---|---|---|
+    | ``"color"`` (S, S, 3) uint8 | colour of the highest point per cell | RGB 0-255 |
+    | ``"height"`` (S, S, 1) float32 | height of the highest point per cell above the table, clipped to [0, 1] | m |
+
+    ## Rewards
+
+    The increment of the credit, the fraction of red blocks inside green bowls; an episode's rewards
+    sum to its final credit (1 on success).
+
+    ## Starting State
+
+    1-2 red blocks, at least as many (at most 2) green bowls, 1-2 blocks and one bowl in distractor colours
+    (blue, yellow, purple, orange), at uniform non-overlapping poses, settled for 60 physics steps.
+
+    ## Episode End
+
+    Terminates when every red block is in a green bowl; truncated after 4 steps (the oracle needs 2).
+
+    ## Arguments
+
+    | argument | default | meaning |
+    |---|---|---|
+    | ``render_mode`` | ``None`` | ``None`` or ``"rgb_array"`` (the colour view, 4x upsampled) |
+    | ``image_size`` | 64 | side S of the observation images (pixels, at least 16) |
+    | ``cameras`` | three RGB-D cameras | ``CameraSpec`` tuple: one overhead, two oblique |
+
+    ## Symmetry
+
+    Group: SE(2) of the workspace (rotations about its centre and planar translations, sampled at a 0.05 m
+    scale). Representations: both images rotate and shift as pictures; pick and place x, y rotate and shift,
+    yaws add the angle, the place height is invariant. Declared exact: the dynamics are equivariant while every
+    object stays in the workspace; image transforms are exact for multiples of 90 degrees and whole-pixel
+    shifts and interpolate otherwise. ``symgym bench equivariance`` does not simulate PyBullet states (no
+    ``transform_state``), so no break is measured.
+
+    ## Version History
+
+    * v0: initial release.
     """
 
     oracle_steps = 2
@@ -89,7 +207,64 @@ class PlaceRedInGreenEnv(TabletopEnv):
 class StackingEnv(TabletopEnv):
     """Stack red, green, blue cubes (bottom to top) on the grey pad, aligned with it (C4: modulo 90 degrees).
 
-    Credit: a third for each cube of the longest correctly stacked prefix red -> green -> blue.
+    ## Action Space
+
+    ``Box((7,), float32)``: one suction pick-and-place primitive per step. Angles are wrapped to [-pi, pi),
+    then the action is clipped to the box.
+
+    | index | meaning | unit |
+    |---|---|---|
+    | 0-1 | pick point x, y (the suction ray is cast straight down) | m, in [-0.25, 0.25] |
+    | 2 | gripper yaw at pick | rad |
+    | 3-4 | place point x, y | m, in [-0.25, 0.25] |
+    | 5 | place height of the suction point | m, in [0, 0.3] |
+    | 6 | gripper yaw at place | rad |
+
+    ## Observation Space
+
+    ``Dict``: a top-down orthographic view of the 0.5 m x 0.5 m workspace fused from three simulated RGB-D
+    cameras (``image_size`` S, default 64: 7.8 mm per pixel). ``env.unwrapped.point_cloud()`` gives the fused
+    xyz+rgb cloud.
+
+    | key | meaning | unit |
+    |---|---|---|
+    | ``"color"`` (S, S, 3) uint8 | colour of the highest point per cell | RGB 0-255 |
+    | ``"height"`` (S, S, 1) float32 | height of the highest point per cell above the table, clipped to [0, 1] | m |
+
+    ## Rewards
+
+    The increment of the credit, a third for each cube of the longest correctly stacked prefix
+    red -> green -> blue (within 2 cm, 15 degrees modulo 90, 1.2 cm in height); rewards sum to the final credit.
+
+    ## Starting State
+
+    A grey pad and red, green and blue 4 cm cubes at uniform non-overlapping poses, settled for 60
+    physics steps.
+
+    ## Episode End
+
+    Terminates when the three cubes are stacked; truncated after 5 steps (the oracle needs 3).
+
+    ## Arguments
+
+    | argument | default | meaning |
+    |---|---|---|
+    | ``render_mode`` | ``None`` | ``None`` or ``"rgb_array"`` (the colour view, 4x upsampled) |
+    | ``image_size`` | 64 | side S of the observation images (pixels, at least 16) |
+    | ``cameras`` | three RGB-D cameras | ``CameraSpec`` tuple: one overhead, two oblique |
+
+    ## Symmetry
+
+    Group: SE(2) of the workspace (rotations about its centre and planar translations, sampled at a 0.05 m
+    scale). Representations: both images rotate and shift as pictures; pick and place x, y rotate and shift,
+    yaws add the angle, the place height is invariant. Declared exact: the dynamics are equivariant while every
+    object stays in the workspace; image transforms are exact for multiples of 90 degrees and whole-pixel
+    shifts and interpolate otherwise. ``symgym bench equivariance`` does not simulate PyBullet states (no
+    ``transform_state``), so no break is measured.
+
+    ## Version History
+
+    * v0: initial release.
     """
 
     oracle_steps = 3

@@ -17,8 +17,16 @@ from symgym.learn.io import save_figure
 MONITOR_FILE = "monitor.monitor.csv"
 
 
+def symgym_registered_ids() -> list[str]:
+    """Every Gymnasium id whose entry point lives in symgym, read from the registry (a new env needs no list)."""
+    def module(entry) -> str:
+        return entry.partition(":")[0] if isinstance(entry, str) else getattr(entry, "__module__", "")
+
+    return sorted(k for k, spec in gym.registry.items() if module(spec.entry_point).startswith("symgym."))
+
+
 def _known_env_ids() -> str:
-    return ", ".join(sorted(k for k in gym.registry if k.startswith(("Sym", "Ros", "Tabletop", "Hep", "Panda"))))
+    return ", ".join(symgym_registered_ids())
 
 
 def check_env_kwargs(env_id: str, kwargs: dict) -> None:
