@@ -10,6 +10,8 @@ Each env's class docstring documents its spaces, rewards, episode end, arguments
 """
 from __future__ import annotations
 
+from functools import partial
+
 from gymnasium.envs.registration import register, registry
 
 #: id -> (entry point, max_episode_steps, default kwargs)
@@ -32,10 +34,24 @@ ENV_SPECS: dict[str, tuple[str, int, dict]] = {
 }
 
 
+#: entry points that are not MuJoCo envs (PyBullet tabletop, a rosbridge arm): no batched vector env
+_NOT_MUJOCO = ("symgym.envs.tabletop.", "symgym.envs.ros:")
+
+
+def _vector_entry(entry: str, **kwargs):
+    """``gymnasium.make_vec(ID, num_envs=N, vectorization_mode="vector_entry_point")`` for a MuJoCo env: N
+    simulations stepped together (``symgym.envs.vector``, imported on first use so registration stays light)."""
+    from symgym.envs.vector import make_vector_env
+
+    return make_vector_env(entry, **kwargs)
+
+
 def _register_all() -> None:
     for env_id, (entry, steps, kwargs) in ENV_SPECS.items():
         if env_id not in registry:
-            register(id=env_id, entry_point=entry, max_episode_steps=steps, kwargs=kwargs)
+            vector = None if entry.startswith(_NOT_MUJOCO) else partial(_vector_entry, entry)
+            register(id=env_id, entry_point=entry, max_episode_steps=steps, kwargs=kwargs,
+                     vector_entry_point=vector)
 
 
 _register_all()

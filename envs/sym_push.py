@@ -19,7 +19,7 @@ def push_observation(pusher, v_pusher, puck, v_puck, goal, max_speed: float) -> 
     ``max_speed`` so network inputs are O(1) (a scalar per vector, so the O(2) action is unchanged)."""
     p = 1.0 / TABLE_RADIUS
     return np.concatenate([pusher * p, v_pusher / max_speed, puck * p, v_puck / max_speed, goal * p,
-                           (puck - pusher) * p, (goal - puck) * p]).astype(np.float32)
+                           (puck - pusher) * p, (goal - puck) * p], axis=-1).astype(np.float32)
 
 
 def clip_to_disc(action: np.ndarray, radius: float = 1.0) -> np.ndarray:
@@ -240,10 +240,37 @@ class SymPushEnv(PlanarMujocoEnv):
     def _obs(self):
         if self.obs_mode == "vector":
             return self.vector_obs()
+        return self._image_obs(self.pusher_pos, self.puck_pos, self.goal_pos)
+
+    def _image_obs(self, pusher, puck, goal) -> np.ndarray:
         c = self._canvas
-        layers = [c.disc(self.pusher_pos, PUSHER_RADIUS), c.disc(self.puck_pos, PUCK_RADIUS),
-                  c.disc(self.goal_pos, PUCK_RADIUS)]
+        layers = [c.disc(pusher, PUSHER_RADIUS), c.disc(puck, PUCK_RADIUS), c.disc(goal, PUCK_RADIUS)]
         return (np.stack(layers, axis=-1) * 255).round().astype(np.uint8)
+
+    # -- batched pieces for symgym.envs.vector (one row per simulation; bit-identical to step()) ------
+    def vector_ctrl(self, actions: np.ndarray) -> np.ndarray:
+        """Controls for actions ``(N, 2)`` exactly as :meth:`step` applies them (:func:`clip_to_disc`)."""
+        a = np.asarray(actions, dtype=np.float64)
+        # math.hypot row by row, as clip_to_disc: np.hypot (libm) and np.linalg.norm may round differently
+        n = np.fromiter(map(math.hypot, a[:, 0], a[:, 1]), np.float64, len(a))
+        scale = np.divide(1.0, n, out=np.ones_like(n), where=n > 1.0)
+        return self.max_speed * (a * scale[:, None])
+
+    def vector_outcome(self, qpos: np.ndarray, qvel: np.ndarray, mocap_pos: np.ndarray):
+        """``(obs, reward, terminated, info)`` of N simulations after a step, from their ``qpos (N, nq)``,
+        ``qvel (N, nv)`` and ``mocap_pos (N, nmocap, 3)``: the batched :meth:`step`, equal to it bit for bit."""
+        pusher, puck, goal = qpos[:, self._pusher_sl], qpos[:, self._puck_sl], mocap_pos[:, self._mocap[0], :2]
+        n = len(qpos)
+        d_goal = np.fromiter(map(math.hypot, goal[:, 0] - puck[:, 0], goal[:, 1] - puck[:, 1]), np.float64, n)
+        d_push = np.fromiter(map(math.hypot, puck[:, 0] - pusher[:, 0], puck[:, 1] - pusher[:, 1]), np.float64, n)
+        success = d_goal < self.success_radius
+        reward = -self.shaping_cost(d_goal, d_push) + self.success_bonus * success
+        if self.obs_mode == "vector":
+            obs = push_observation(pusher, qvel[:, self._pusher_sl], puck, qvel[:, self._puck_sl], goal,
+                                   self.max_speed)
+        else:
+            obs = np.stack([self._image_obs(*row) for row in zip(pusher, puck, goal)])
+        return obs, reward, success, {"is_success": success, "goal_distance": d_goal}
 
     def render(self):
         if self.render_mode != "rgb_array":

@@ -1,0 +1,186 @@
+"""A batched Gymnasium vector env for symgym's MuJoCo envs: N simulations stepped together in C.
+
+    import gymnasium, symgym.envs
+    envs = gymnasium.make_vec("SymPush-v0", num_envs=16, vectorization_mode="vector_entry_point")
+
+What it is: one ``mujoco.batch.Batch`` (MuJoCo >= 4) holding the N simulations' integration states, stepped
+``frame_skip`` substeps per env step on a thread pool, plus N ordinary single envs that are used only for what
+is not physics: resets (each draws from its own seeded ``np_random`` exactly as a single env does) and the
+task's batched helpers (``vector_ctrl`` for action -> controls, ``vector_outcome`` for observation, reward,
+termination and info). Those helpers live beside the single env's own ``step`` in the env's module and are
+tested against it, so the vector env holds no task logic of its own.
+
+Why ``mujoco.batch`` and not ``mujoco.rollout``: a rollout returns the *physics* state of each step but not the
+solver's warm start (``qacc_warmstart``), so the next env step would start the constraint solver from another
+point and drift from a single env by 1e-18..3e-15 within 5-25 steps of SymPush (measured). A Batch keeps each
+simulation's whole ``mjSTATE_INTEGRATION`` row (warm start, controls, mocap poses, equality flags) and is
+documented to be bit-identical to one ``MjData`` per simulation at any thread count, so the observations here
+equal N single envs' bit for bit (``tests/test_vector_env.py``).
+
+Semantics are gymnasium 1.x's defaults, as ``SyncVectorEnv`` has them: autoreset mode NEXT_STEP (the step after
+an episode ends resets that env, ignores its action and returns reward 0), ``reset(seed=s)`` seeds env ``i`` with
+``s + i``, ``options={"reset_mask": mask}`` resets only some envs, infos are batched with ``_key`` masks, the
+registered ``max_episode_steps`` truncates as ``TimeLimit`` does.
+
+Envs without the batched helpers (PandaPush/PandaReach, whose Cartesian controller runs in Python at every
+substep; the closed-loop HEP envs, whose suction rule and point clouds read the simulator between steps;
+SymReach and SymCartPole, not yet given helpers) get gymnasium's ``SyncVectorEnv`` from the same entry point,
+so ``make_vec(..., vectorization_mode="vector_entry_point")`` works for every MuJoCo id.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+from gymnasium.envs.registration import load_env_creator
+from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
+from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
+
+#: the per-simulation state a Batch keeps, and what a single env's reset is copied in as
+INTEGRATION = int(mujoco.mjtState.mjSTATE_INTEGRATION)
+
+
+def default_threads(num_envs: int) -> int:
+    """Threads for the physics pool: the CPUs this process may use, at most one per simulation."""
+    return max(1, min(num_envs, len(os.sched_getaffinity(0))))
+
+
+def make_vector_env(entry_point: str, num_envs: int = 1, max_episode_steps: int | None = None,
+                    nthread: int | None = None, **env_kwargs: Any) -> VectorEnv:
+    """The ``vector_entry_point`` of a MuJoCo env: a :class:`MujocoVectorEnv` when the env class has the batched
+    helpers, otherwise a ``SyncVectorEnv`` of single envs (``TimeLimit``-wrapped like ``gymnasium.make``)."""
+    if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
+        raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+    creator = load_env_creator(entry_point)
+    if batched(creator, env_kwargs):
+        return MujocoVectorEnv(creator, num_envs, max_episode_steps=max_episode_steps, nthread=nthread,
+                               **env_kwargs)
+
+    def single() -> gym.Env:
+        env = creator(**env_kwargs)
+        return gym.wrappers.TimeLimit(env, max_episode_steps) if max_episode_steps else env
+
+    return SyncVectorEnv([single] * num_envs)
+
+
+def batched(creator: Callable[..., gym.Env], env_kwargs: dict[str, Any]) -> bool:
+    """Whether envs from ``creator`` can be stepped by :class:`MujocoVectorEnv` (they define ``vector_ctrl`` and
+    ``vector_outcome``, and no render mode is asked for: frames come from single envs)."""
+    return (callable(getattr(creator, "vector_ctrl", None)) and callable(getattr(creator, "vector_outcome", None))
+            and env_kwargs.get("render_mode") is None)
+
+
+class MujocoVectorEnv(VectorEnv):
+    """N copies of one MuJoCo env stepped through one ``mujoco.batch.Batch`` (see the module docstring)."""
+
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+
+    def __init__(self, creator: Callable[..., gym.Env], num_envs: int, max_episode_steps: int | None = None,
+                 nthread: int | None = None, **env_kwargs: Any):
+        from mujoco import batch as mj_batch  # MuJoCo >= 4
+
+        self.envs = [creator(**env_kwargs) for _ in range(num_envs)]
+        first = self.envs[0]
+        self.num_envs = num_envs
+        self.max_episode_steps = max_episode_steps
+        self.frame_skip = int(first.frame_skip)
+        self.single_observation_space = first.observation_space
+        self.single_action_space = first.action_space
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.render_mode = None
+        self.model = first.model
+        self.nthread = default_threads(num_envs) if nthread is None else int(nthread)
+        self.batch = mj_batch.Batch(self.model, num_envs, nthread=self.nthread)
+        # live (num_envs, ...) views of the state rows: what the helpers read and vector_ctrl writes
+        self._qpos, self._qvel = self.batch.bind("qpos"), self.batch.bind("qvel")
+        self._mocap_pos, self._ctrl = self.batch.bind("mocap_pos"), self.batch.bind("ctrl")
+        self._row = np.empty(self.batch.nstate)
+        self._obs = create_empty_array(self.single_observation_space, num_envs)
+        self._rewards = np.zeros(num_envs, dtype=np.float64)
+        self._terminations = np.zeros(num_envs, dtype=np.bool_)
+        self._truncations = np.zeros(num_envs, dtype=np.bool_)
+        self._autoreset = np.zeros(num_envs, dtype=np.bool_)
+        self._elapsed = np.zeros(num_envs, dtype=np.int64)
+
+    # -- gymnasium API ---------------------------------------------------------------------------
+    def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
+        """Reset every env (or those in ``options["reset_mask"]``); ``seed=s`` seeds env ``i`` with ``s + i``."""
+        n = self.num_envs
+        seeds = [None] * n if seed is None else [seed + i for i in range(n)] if isinstance(seed, int) else list(seed)
+        if len(seeds) != n:
+            raise ValueError(f"seed must be an int or a list of {n} seeds, got {len(seeds)} seeds")
+        options = dict(options or {})
+        mask = options.pop("reset_mask", None)
+        if mask is None:
+            mask = np.ones(n, dtype=np.bool_)
+        elif not (isinstance(mask, np.ndarray) and mask.dtype == np.bool_ and mask.shape == (n,) and mask.any()):
+            raise ValueError(f"options['reset_mask'] must be a boolean array of shape ({n},) with a True, got {mask!r}")
+        infos: dict[str, Any] = {}
+        for i in np.flatnonzero(mask):
+            infos = self._reset_one(int(i), infos, seed=seeds[i], options=options or None)
+        self._terminations[mask] = self._truncations[mask] = self._autoreset[mask] = False
+        return self._obs.copy(), infos
+
+    def step(self, actions):
+        actions = np.asarray(actions)
+        if actions.shape != self.action_space.shape:
+            raise ValueError(f"actions must have shape {self.action_space.shape}, got {actions.shape}")
+        resetting = self._autoreset.copy()
+        active = np.flatnonzero(~resetting)
+        infos: dict[str, Any] = {}
+        if len(active):
+            first = self.envs[0]
+            self._ctrl[active] = first.vector_ctrl(actions[active])
+            self.batch.step(None if len(active) == self.num_envs else active, nstep=self.frame_skip)
+            obs, reward, terminated, info = first.vector_outcome(self._qpos[active], self._qvel[active],
+                                                                self._mocap_pos[active])
+            self._obs[active] = obs
+            self._rewards[active] = reward
+            self._terminations[active] = terminated
+            self._elapsed[active] += 1
+            limit = self.max_episode_steps
+            self._truncations[active] = False if limit is None else self._elapsed[active] >= limit
+            infos = self._batched_info(info, active)
+        for i in np.flatnonzero(resetting):
+            infos = self._reset_one(int(i), infos)
+            self._rewards[i] = 0.0
+            self._terminations[i] = self._truncations[i] = False
+        self._autoreset = self._terminations | self._truncations
+        return (self._obs.copy(), self._rewards.copy(), self._terminations.copy(), self._truncations.copy(),
+                infos)
+
+    def close_extras(self, **kwargs: Any) -> None:
+        for env in self.envs:
+            env.close()
+
+    # -- internals -------------------------------------------------------------------------------
+    def _reset_one(self, i: int, infos: dict[str, Any], seed: int | None = None,
+                   options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Reset single env ``i`` (its own RNG stream, as SyncVectorEnv's would) and copy its state into row i."""
+        env = self.envs[i]
+        obs, info = env.reset(seed=seed, options=options)
+        mujoco.mj_getState(env.model, env.data, self._row, INTEGRATION)
+        self.batch.state[i] = self._row
+        self._obs[i] = obs
+        self._elapsed[i] = 0
+        return self._add_info(infos, info, i)
+
+    def _batched_info(self, info: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, Any]:
+        """Infos of the stepped rows as gymnasium batches them: each key a (num_envs,) array plus its ``_key`` mask."""
+        out: dict[str, Any] = {}
+        for key, values in info.items():
+            values = np.asarray(values)
+            array = np.zeros((self.num_envs, *values.shape[1:]), dtype=values.dtype)
+            array[rows] = values
+            mask = np.zeros(self.num_envs, dtype=np.bool_)
+            mask[rows] = True
+            out[key], out[f"_{key}"] = array, mask
+        return out
+
+    def __repr__(self) -> str:
+        return (f"MujocoVectorEnv({type(self.envs[0]).__name__}, num_envs={self.num_envs}, "
+                f"nthread={self.nthread})")

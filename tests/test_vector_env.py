@@ -1,0 +1,105 @@
+"""The batched vector env (symgym.envs.vector) behaves as N single envs, bit for bit, with Gymnasium's semantics."""
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+import symgym.envs  # noqa: F401  (registers the ids)
+from symgym.envs.vector import MujocoVectorEnv
+
+
+def _pair(env_id: str, n: int, **kwargs):
+    fast = gym.make_vec(env_id, num_envs=n, vectorization_mode="vector_entry_point", **kwargs)
+    sync = gym.make_vec(env_id, num_envs=n, vectorization_mode="sync", **kwargs)
+    return fast, sync
+
+
+def _assert_same_step(a, b, t):
+    for name, x, y in zip(("obs", "reward", "terminated", "truncated"), a[:4], b[:4]):
+        assert x.dtype == y.dtype and np.array_equal(x, y), f"{name} differs at step {t}"
+    assert a[4].keys() == b[4].keys(), f"info keys differ at step {t}: {a[4].keys()} vs {b[4].keys()}"
+    for key in a[4]:
+        assert a[4][key].dtype == b[4][key].dtype and np.array_equal(a[4][key], b[4][key]), f"info {key!r}, step {t}"
+
+
+@pytest.mark.parametrize("env_id,kwargs", [
+    ("SymPush-v0", {"success_radius": 0.12}),     # a wide goal: episodes also *terminate*, not only truncate
+    ("SymPushWind-v0", {}),
+    ("SymPushObstacle-v0", {"success_radius": 0.12}),
+])
+def test_identical_to_sync_vector_env_across_autoresets(env_id, kwargs):
+    n = 6
+    fast, sync = _pair(env_id, n, **kwargs)
+    assert isinstance(fast, MujocoVectorEnv) and fast.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
+    assert fast.spec.id == env_id
+    o1, i1 = fast.reset(seed=7)
+    o2, i2 = sync.reset(seed=7)
+    assert np.array_equal(o1, o2) and i1.keys() == i2.keys()
+    rng = np.random.default_rng(0)
+    terminated = truncated = 0
+    for t in range(120):
+        # actions beyond the unit disc exercise the projection; zero rows the degenerate norm
+        actions = rng.uniform(-1.5, 1.5, (n, 2)).astype(np.float32)
+        actions[t % n] = 0.0
+        a, b = fast.step(actions), sync.step(actions)
+        _assert_same_step(a, b, t)
+        terminated += a[2].sum()
+        truncated += a[3].sum()
+    assert truncated > 0 and (terminated > 0 or env_id == "SymPushWind-v0")
+    fast.close(), sync.close()
+
+
+def test_same_as_single_envs_and_reset_mask():
+    """Literally N ``gymnasium.make`` envs, seeded s + i, then a partial reset with explicit seeds."""
+    n = 4
+    fast = gym.make_vec("SymPush-v0", num_envs=n, vectorization_mode="vector_entry_point")
+    singles = [gym.make("SymPush-v0") for _ in range(n)]
+    obs, _ = fast.reset(seed=100)
+    assert np.array_equal(obs, np.stack([e.reset(seed=100 + i)[0] for i, e in enumerate(singles)]))
+    rng = np.random.default_rng(1)
+    for t in range(20):
+        actions = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
+        obs, reward, *_ = fast.step(actions)
+        steps = [e.step(a) for e, a in zip(singles, actions)]
+        assert np.array_equal(obs, np.stack([s[0] for s in steps])), t
+        assert np.array_equal(reward, [s[1] for s in steps]), t
+    mask = np.array([False, True, False, True])
+    obs, info = fast.reset(seed=[None, 5, None, 9], options={"reset_mask": mask})
+    assert np.array_equal(obs[1], singles[1].reset(seed=5)[0]) and np.array_equal(obs[3], singles[3].reset(seed=9)[0])
+    assert np.array_equal(info["_is_success"], mask)
+    actions = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
+    obs, *_ = fast.step(actions)
+    assert np.array_equal(obs, np.stack([e.step(a)[0] for e, a in zip(singles, actions)]))
+
+
+def test_rejects_bad_input():
+    fast = gym.make_vec("SymPush-v0", num_envs=3, vectorization_mode="vector_entry_point")
+    fast.reset(seed=0)
+    with pytest.raises(ValueError, match=r"shape \(3, 2\)"):
+        fast.step(np.zeros((2, 2), np.float32))
+    with pytest.raises(ValueError, match="3 seeds"):
+        fast.reset(seed=[1, 2])
+    with pytest.raises(ValueError, match="num_envs"):
+        gym.make_vec("SymPush-v0", num_envs=0, vectorization_mode="vector_entry_point")
+
+
+def test_envs_without_batched_helpers_fall_back_to_sync():
+    """SymReach has no vector_ctrl/vector_outcome yet: the entry point gives a SyncVectorEnv with the time limit."""
+    env = gym.make_vec("SymReach-v0", num_envs=2, vectorization_mode="vector_entry_point")
+    assert isinstance(env, SyncVectorEnv)
+    env.reset(seed=0)
+    for _ in range(100):
+        *_, truncated, _ = env.step(np.zeros((2, 2), np.float32))
+    assert truncated.all()      # registered max_episode_steps = 100
+
+
+def test_image_observations_match():
+    fast, sync = _pair("SymPushImage-v0", 2)
+    _assert_same_step((*fast.reset(seed=3)[:1], np.zeros(1), np.zeros(1), np.zeros(1), {}),
+                      (*sync.reset(seed=3)[:1], np.zeros(1), np.zeros(1), np.zeros(1), {}), -1)
+    rng = np.random.default_rng(2)
+    for t in range(5):
+        actions = rng.uniform(-1, 1, (2, 2)).astype(np.float32)
+        _assert_same_step(fast.step(actions), sync.step(actions), t)
