@@ -28,7 +28,7 @@ ENV_SPECS: dict[str, tuple[str, int, dict]] = {
     "HepPushToTarget-v0": ("symgym.envs.closed_loop:PushToTargetEnv", 80, {}),
     "SymPushWind-v0": ("symgym.envs.sym_push_broken:SymPushWindEnv", 100, {}),
     "SymPushObstacle-v0": ("symgym.envs.sym_push_broken:SymPushObstacleEnv", 100, {}),
-    "RosArm-v0": ("symgym.envs.ros:RosArmEnv", 100, {}),
+    "RosArm-v0": ("symgym.envs.ros:RosArmEnv", None, {}),   # no TimeLimit: it truncates at its mirrored env's
     "PandaPush-v0": ("symgym.envs.panda:PandaPushEnv", 50, {}),
     "PandaReach-v0": ("symgym.envs.panda:PandaReachEnv", 50, {}),
 }

@@ -18,6 +18,8 @@ import yaml
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "sympush_twin.yaml"
+#: the shipped config ``symgym deploy`` uses, without ``--config``, for a run trained on each env
+DEFAULT_FOR_ENV = {"SymPush-v0": "sympush_twin", "PandaPush-v0": "panda_servo"}
 
 #: mirrored sim env -> the observation layout RosArm assembles for it (both use SymPush's 14-float layout)
 SUPPORTED_MIRRORS = ("SymPush-v0", "PandaPush-v0")
@@ -92,8 +94,34 @@ class RosArmConfig:
         return topics
 
 
+def shipped_configs() -> dict[str, Any]:
+    """Name (file stem) -> the config file shipped as package data; found through ``importlib.resources``, so an
+    installed wheel lists the same configs as a source checkout."""
+    from importlib.resources import files
+
+    folder = files("symgym.envs") / "configs"
+    return {f.name[:-5]: f for f in sorted(folder.iterdir(), key=lambda f: f.name) if f.name.endswith(".yaml")}
+
+
+def describe_config(text: str) -> str:
+    """The first comment line of a config file: what it is for."""
+    for line in text.splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+    return ""
+
+
+def config_for_env(env_id: str) -> str:
+    """The shipped config name for a run trained on ``env_id`` (``symgym deploy`` without ``--config``)."""
+    if env_id not in DEFAULT_FOR_ENV:
+        raise ValueError(f"no shipped RosArm config mirrors {env_id!r} (configs mirror {sorted(DEFAULT_FOR_ENV)}); "
+                         f"pass --config FILE")
+    return DEFAULT_FOR_ENV[env_id]
+
+
 def load_config(source: str | Path | dict | None = None) -> RosArmConfig:
-    """Read and validate a RosArm config from a YAML path, a dict, or the default twin config."""
+    """Read and validate a RosArm config from a YAML path, a shipped config's name (``symgym configs``), a dict,
+    or the default twin config."""
     if isinstance(source, RosArmConfig):
         return source
     if source is None:
@@ -101,10 +129,17 @@ def load_config(source: str | Path | dict | None = None) -> RosArmConfig:
     if isinstance(source, dict):
         return _parse(source, "<dict>")
     path = Path(source)
-    if not path.is_file():
-        raise FileNotFoundError(f"RosArm config {path} does not exist")
+    shipped = shipped_configs() if not path.is_file() and not path.suffix and "/" not in str(source) else {}
+    if str(source) in shipped:
+        resource = shipped[str(source)]
+        text, path = resource.read_text(encoding="utf8"), Path(str(resource))
+    elif not path.is_file():
+        raise FileNotFoundError(f"RosArm config {path} does not exist (shipped configs: "
+                                f"{', '.join(shipped_configs())})")
+    else:
+        text = path.read_text()
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ValueError(f"RosArm config {path} is not valid YAML: {e}") from None
     if not isinstance(data, dict):

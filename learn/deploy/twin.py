@@ -22,6 +22,14 @@ re-published at ``republish_hz`` with an unchanged stamp, as a robot's state pub
 clients can tell a new reading (newer stamp) from a repeated one. A ``reset`` service seeds the scene
 exactly as ``env.reset(seed=...)`` does, which is what lets a deployment reproduce simulation.
 
+Security and delivery, for the deployment-safety tests: ``tls`` (an ``ssl.SSLContext``) serves ``wss://``;
+``auth_secret`` requires rosauth's ``auth`` op as the first message and, like a ROS 1 rosbridge started with
+``authenticate:=true``, closes the connection on anything else; ``host="::1"`` listens on IPv6 loopback.
+``delivery`` models what a real bridge may do around a reset: ``"in_order"`` (post-reset readings, then the service
+response), ``"response_first"`` (the response, then the pre-reset readings a fresh connection had not yet received,
+then the post-reset ones) and ``"reorder"`` (the response, then pre- and post-reset readings shuffled across and
+within topics). Reset responses carry the reset scene's stamp, and ``/rosapi/get_time`` answers the twin's clock.
+
 ``fault`` injects failures after a number of commands, for the watchdog tests: ``drop`` (the server
 stops), ``stall`` (connection kept, nothing published, commands ignored), ``garbage`` (a non-JSON
 frame), ``malformed`` (a JointState without velocities), ``out_of_range`` (puck far off the table)
@@ -42,10 +50,15 @@ import mujoco
 import numpy as np
 
 from symgym.envs.ros_config import (CONFIG_DIR, JOINT_STATE, TF_MESSAGE, TRIGGER, TWIST_STAMPED, MessageError,
-                                    RosArmConfig, decode_twist, encode_joint_state, encode_pose, encode_tf, load_config)
+                                    RosArmConfig, decode_twist, encode_joint_state, encode_pose, encode_tf, load_config,
+                                    ns_to_stamp)
+from symgym.envs.ros_link import GET_TIME
+from symgym.envs.ros_secure import check_auth
 from symgym.envs.sym_push import clip_to_disc
 
 HOST = "127.0.0.1"   # the twin never listens beyond loopback
+LOOPBACK = (HOST, "::1")
+DELIVERY_MODES = ("in_order", "response_first", "reorder")
 FAULT_KINDS = ("drop", "stall", "garbage", "malformed", "out_of_range", "bad_frame")
 #: ``symgym sim-robot --robot NAME`` -> (env id, config)
 ROBOTS = {"panda": ("PandaPush-v0", CONFIG_DIR / "panda_servo.yaml")}
@@ -74,7 +87,16 @@ class SimRobotServer:
     """
 
     def __init__(self, env_id: str = "SymPush-v0", config: str | dict | RosArmConfig | None = None, port: int = 0,
-                 fault: Fault | None = None, republish_hz: float = 10.0, nagle: bool = False):
+                 fault: Fault | None = None, republish_hz: float = 10.0, nagle: bool = False, host: str = HOST,
+                 tls=None, auth_secret: str | None = None, delivery: str = "in_order", delivery_seed: int = 0):
+        if host not in LOOPBACK:
+            raise ValueError(f"sim-robot host must be a loopback address {list(LOOPBACK)}, got {host!r}")
+        if delivery not in DELIVERY_MODES:
+            raise ValueError(f"unknown delivery {delivery!r}; use one of {list(DELIVERY_MODES)}")
+        self.host, self.tls, self.auth_secret, self.delivery = host, tls, auth_secret, delivery
+        self._rng = np.random.default_rng(delivery_seed)
+        self.auth_refused = 0            # connections closed for a missing or invalid auth op
+        self._authed: set = set()
         self.cfg = load_config(config)
         if env_id != self.cfg.mirrors:
             raise ValueError(f"sim-robot env {env_id!r} does not match the config, which mirrors {self.cfg.mirrors!r}")
@@ -103,7 +125,8 @@ class SimRobotServer:
 
     @property
     def url(self) -> str:
-        return f"ws://{HOST}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'wss' if self.tls is not None else 'ws'}://{host}:{self.port}"
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self, timeout: float = 10.0) -> int:
@@ -144,7 +167,7 @@ class SimRobotServer:
         from websockets.asyncio.server import serve
 
         self._stop = asyncio.Event()
-        async with serve(self._handle, HOST, self.requested_port, max_size=2**20) as server:
+        async with serve(self._handle, self.host, self.requested_port, max_size=2**20, ssl=self.tls) as server:
             self.port = server.sockets[0].getsockname()[1]
             self._ready.set()
             ticker = asyncio.create_task(self._republish_forever())
@@ -166,11 +189,19 @@ class SimRobotServer:
                 except ValueError as e:
                     await self._status(ws, f"could not parse message: {e}")
                     continue
+                if self.auth_secret is not None and ws not in self._authed:
+                    if msg.get("op") == "auth" and check_auth(msg, self.auth_secret):
+                        self._authed.add(ws)
+                        continue
+                    self.auth_refused += 1   # as rosbridge: anything but a valid auth op closes the connection
+                    await ws.close()
+                    return
                 await self._dispatch(ws, msg)
         except Exception:  # a client vanishing mid-send is not the twin's problem
             pass
         finally:
             self._subs.pop(ws, None)
+            self._authed.discard(ws)
 
     async def _dispatch(self, ws, msg: dict) -> None:
         op = msg.get("op")
@@ -178,7 +209,8 @@ class SimRobotServer:
             return
         if op == "subscribe":
             self._subs[ws].add(msg.get("topic"))
-            if not self.stalled:
+            # in the racy modes the current readings reach a new subscriber late (see _reset)
+            if not self.stalled and self.delivery == "in_order":
                 await self._publish_state(only=ws)
         elif op == "unsubscribe":
             self._subs[ws].discard(msg.get("topic"))
@@ -228,6 +260,9 @@ class SimRobotServer:
         if service == SET_PARAM and self.cfg.reset_seed_param:
             await self._set_param(ws, reply, args)
             return
+        if service == GET_TIME:
+            await ws.send(json.dumps({**reply, "result": True, "values": {"time": ns_to_stamp(self.stamp_ns)}}))
+            return
         if service != self.cfg.reset_service:
             await ws.send(json.dumps({**reply, "result": False, "values": f"unknown service {service!r}"}))
             return
@@ -238,11 +273,28 @@ class SimRobotServer:
         if isinstance(seed, bool) or not isinstance(seed, int):
             await ws.send(json.dumps({**reply, "result": False, "values": f"seed must be an integer, got {seed!r}"}))
             return
+        stale = self.state_messages()
         self.env.reset(seed=seed)
         self.resets.append(seed)
         self.stamp_ns += self.dt_ns   # stamps never go backwards, so clients see the reset scene as new
-        await self._publish_state()
-        await ws.send(json.dumps({**reply, "result": True, "values": {"success": True, "message": f"seed {seed}"}}))
+        values = {"success": True, "message": f"seed {seed}"}
+        if self.cfg.reset_type != TRIGGER:   # symgym_msgs/ResetScene's response carries the reset scene's stamp
+            values["stamp"] = ns_to_stamp(self.stamp_ns)
+        response = json.dumps({**reply, "result": True, "values": values})
+        if self.delivery == "in_order":
+            await self._publish_state()
+            await ws.send(response)
+            return
+        await ws.send(response)
+        fresh = self.state_messages()
+        if self.delivery == "response_first":
+            await self._send_messages(stale)
+            await asyncio.sleep(0.005)   # long enough for a client that trusts arrival order to take the stale scene
+            await self._send_messages(fresh)
+            return
+        pairs = [(t, m) for t in fresh for m in (stale[t], fresh[t])]
+        for i in self._rng.permutation(len(pairs)):   # across and within topics: stale before or after fresh
+            await self._send_messages(dict([pairs[i]]))
 
     async def _set_param(self, ws, reply: dict, args) -> None:
         """rosapi's SetParam for the reset seed parameter (its value arrives JSON-encoded, as rosapi takes it)."""
@@ -290,7 +342,9 @@ class SimRobotServer:
         return messages
 
     async def _publish_state(self, only=None) -> None:
-        messages = self.state_messages()
+        await self._send_messages(self.state_messages(), only)
+
+    async def _send_messages(self, messages: dict[str, dict], only=None) -> None:
         for ws, topics in list(self._subs.items()):
             if only is not None and ws is not only:
                 continue
