@@ -50,6 +50,9 @@ class MPPIConfig:
         dynamics: ``"mujoco"`` (true simulator) or ``"torch"`` (a learned model saved in the run dir).
         nthread: rollout threads (a persistent pool).
         seed: noise seed; ``reset()`` restarts the noise stream.
+        tie_break: with symmetric sampling, detect states that a group element fixes (the orbit's costs are then
+            invariant under that element, so the weighted mean lies in its fixed subspace: zero force for the
+            mirror at the cart-pole's hanging rest) and plan from one random coset of the orbit instead.
     """
 
     samples: int = 64
@@ -62,6 +65,7 @@ class MPPIConfig:
     dynamics: str = "mujoco"
     nthread: int = 2
     seed: int = 0
+    tie_break: bool = False
 
     def __post_init__(self) -> None:
         if self.samples < 1:
@@ -103,6 +107,19 @@ def _action_dim(symmetry) -> int:
     if size is None:
         raise ValueError("symmetric sampling needs the action to transform by a Representation")
     return int(size)
+
+
+def orbit_multiplication_table(matrices: np.ndarray) -> np.ndarray:
+    """``table[h, g]`` = index of ``M_h @ M_g`` among ``matrices`` (closed under products for a group image)."""
+    m = len(matrices)
+    table = np.empty((m, m), dtype=int)
+    for h in range(m):
+        for g in range(m):
+            prod = matrices[h] @ matrices[g]
+            table[h, g] = int(np.argmin([np.abs(prod - other).max() for other in matrices]))
+    if np.any(np.sort(table, axis=1) != np.arange(m)):
+        raise ValueError("the action matrices are not closed under products (not a group image)")
+    return table
 
 
 def orbit_noise(base: np.ndarray, matrices: np.ndarray) -> np.ndarray:
@@ -211,8 +228,10 @@ class MPPIPlanner:
         self.action_dim = int(np.prod(self.env.action_space.shape))
         self.rollout = rollout or MujocoRolloutBackend(self.env, config.nthread)
         self.orbit: np.ndarray | None = None
+        self.ties = 0  # plans whose tie was broken (fixed states met)
         if config.symmetric:
             self.orbit = action_orbit_matrices(self.env.symmetry, self.planning_group())
+            self._orbit_table = orbit_multiplication_table(self.orbit)
             self.num_samples = self.orbit.shape[0] * max(1, config.samples // self.orbit.shape[0])
         else:
             self.num_samples = config.samples
@@ -239,11 +258,25 @@ class MPPIPlanner:
         return orbit_noise(base, self.orbit)
 
     def plan(self, state: np.ndarray) -> np.ndarray:
-        """One MPPI update from full simulator ``state``; returns the new plan ``(H, na)`` and keeps it warm."""
+        """One MPPI update from ``state`` (a full simulator state, or an observation for a backend that
+        ``plans_from = "obs"``); returns the new plan ``(H, na)`` and keeps it warm."""
         candidates = self.env.project_actions(self.nominal[None] + self.sample_noise())
-        states = self.rollout(np.asarray(state, dtype=np.float64), self.env.actions_to_ctrl(candidates))
-        costs = np.asarray(self.env.cost(states, candidates), dtype=np.float64)
+        if hasattr(self.rollout, "trajectory_costs"):  # a learned model scores its own rollouts
+            costs = self.rollout.trajectory_costs(np.asarray(state), candidates)
+        else:
+            states = self.rollout(np.asarray(state, dtype=np.float64), self.env.actions_to_ctrl(candidates))
+            costs = self.env.cost(states, candidates)
+        costs = np.asarray(costs, dtype=np.float64)
         costs = np.where(np.isfinite(costs), costs, np.inf)
+        if self.orbit is not None and self.config.tie_break and self.fixing_elements(costs):
+            # keep one random coset {g b : b}: the plan is then rho(g) times a naive plan, with g uniform, so the
+            # planner stays equivariant in distribution and leaves the fixed subspace
+            g = int(self.rng.integers(self.orbit.shape[0]))
+            keep = np.zeros(len(costs), bool)
+            b = len(costs) // self.orbit.shape[0]
+            keep[g * b:(g + 1) * b] = True
+            costs = np.where(keep, costs, np.inf)
+            self.ties += 1
         weights = np.exp(-(costs - costs.min()) / self.temperature)
         weights /= weights.sum()
         plan = np.tensordot(weights, candidates, axes=1)
@@ -252,7 +285,26 @@ class MPPIPlanner:
             self.nominal = np.concatenate([plan[1:], plan[-1:]])
         return plan
 
-    def act(self) -> np.ndarray:
+    def fixing_elements(self, costs: np.ndarray, rtol: float = 1e-9) -> list[int]:
+        """Indices ``h != e`` of orbit elements whose action on the samples leaves every cost unchanged.
+
+        Sample ``(g, b)`` is ``rho(g) eps_b``; at a state ``s`` with ``h.s == s`` the sample ``(h g, b)`` costs the
+        same as ``(g, b)`` for every ``g, b`` (equivariant dynamics, invariant cost). That is what a symmetric
+        planner cannot break by itself, and it is checked on the costs, so no state comparison (angle wrapping,
+        solver warm starts) is needed.
+        """
+        m = self.orbit.shape[0]
+        c = costs.reshape(m, -1)
+        if not np.all(np.isfinite(c)):
+            return []
+        tol = rtol * (1.0 + np.abs(c).max())
+        return [h for h in range(1, m) if np.abs(c[self._orbit_table[h]] - c).max() <= tol]
+
+    def act(self, obs: np.ndarray | None = None) -> np.ndarray:
+        if getattr(self.rollout, "plans_from", "state") == "obs":
+            if obs is None:
+                raise ValueError("this planner plans from observations (a learned model): pass act(obs)")
+            return self.plan(obs)[0].astype(np.float32)
         return self.plan(self.env.get_state())[0].astype(np.float32)
 
     @property

@@ -1,0 +1,264 @@
+"""Learned models inside the MPPI planner, TD-MPC style: dynamics, stage cost and terminal value over observations.
+
+A :class:`WorldModel` holds three nets over the env's flat observation ``o`` and action ``a``:
+
+* dynamics ``o' = o + D(o, a)`` (a residual, in per-part normalised units),
+* stage cost ``c(o, a)`` (the env's reward with the sign flipped, as ``step`` reports it for ``a`` taken in ``o``),
+* terminal value ``V(o)``, the discounted cost-to-go of the data-collecting planner, fit by fitted value
+  iteration on the collected transitions.
+
+``kind="equivariant"`` builds every net as an :class:`~symgym.equivariance.layers.EquivariantMLP` over a finite
+planar group ``D_n`` from the env's *declared* representations (``symmetry.obs`` and ``symmetry.action``
+restricted to ``D_n``): the dynamics map ``obs_rep + act_rep -> obs_rep``, cost and value are invariant
+(``trivial`` outputs). Then ``plan(g.o) == g.plan(o)`` holds exactly for the symmetric sampler (orbit noise) with
+the same noise seed. ``kind="plain"`` builds ordinary MLPs whose widths are chosen so that each net's parameter
+count matches the equivariant one's (recorded in :meth:`WorldModel.parameter_counts`).
+
+Normalisation must not break the symmetry: inputs and targets are scaled by one scalar per representation part
+(the RMS over that part's coordinates), never centred (a mean of a rotating vector is not invariant). The plain
+model gets the same scaling, so the two differ only in their layers.
+
+:class:`ModelRolloutBackend` rolls the nets out for ``K`` candidate sequences at once and returns trajectory
+costs ``sum_t gamma^t c(o_t, a_t) + gamma^H V(o_H)``, which :class:`symgym.agents.mppi.MPPIPlanner` uses in place of
+simulator rollouts and the analytic cost.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from symgym.equivariance import DihedralGroup, Symmetry, trivial
+from symgym.equivariance.layers import EquivariantMLP, count_parameters, restrict_rep
+
+NETS = ("dynamics", "cost", "value")
+KINDS = ("plain", "equivariant")
+
+
+def _mlp(n_in: int, n_out: int, width: int, depth: int = 2) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    d = n_in
+    for _ in range(depth):
+        layers += [nn.Linear(d, width), nn.ReLU()]
+        d = width
+    layers.append(nn.Linear(d, n_out))
+    return nn.Sequential(*layers)
+
+
+def matched_width(n_in: int, n_out: int, target: int, depth: int = 2) -> int:
+    """The MLP width whose parameter count is closest to ``target`` (the equivariant net's count)."""
+    def count(w: int) -> int:
+        return (n_in + 1) * w + (depth - 1) * (w + 1) * w + (w + 1) * n_out
+
+    return min(range(1, 2048), key=lambda w: abs(count(w) - target))
+
+
+def part_scales(x: np.ndarray, parts: Sequence[slice]) -> np.ndarray:
+    """One scale per representation part (RMS over the part's coordinates and the data), broadcast per coordinate.
+
+    A scalar per part commutes with the part's (orthogonal) representation, so scaled inputs transform like
+    the raw ones.
+    """
+    out = np.ones(x.shape[-1])
+    for p in parts:
+        out[p] = np.sqrt(np.mean(x[:, p] ** 2)) + 1e-6
+    return out
+
+
+def rep_slices(rep) -> list[slice]:
+    out, start = [], 0
+    for p in rep.parts:
+        out.append(slice(start, start + p.size))
+        start += p.size
+    return out
+
+
+class WorldModel(nn.Module):
+    """Dynamics, stage cost and value nets, plain or equivariant, with fixed per-part scales."""
+
+    def __init__(self, symmetry: Symmetry, kind: str = "equivariant", group_order: int = 4, hidden: int = 8,
+                 gamma: float = 0.9):
+        super().__init__()
+        if kind not in KINDS:
+            raise ValueError(f"model kind must be one of {KINDS}, got {kind!r}")
+        if group_order < 1:
+            raise ValueError(f"group_order must be >= 1, got {group_order}")
+        self.kind, self.gamma = kind, float(gamma)
+        self.group = DihedralGroup(int(group_order))
+        self.obs_rep = restrict_rep(symmetry.obs, self.group)
+        self.act_rep = restrict_rep(symmetry.action, self.group)
+        self.nx, self.na = self.obs_rep.size, self.act_rep.size
+        equi = {
+            "dynamics": EquivariantMLP(self.obs_rep + self.act_rep, self.obs_rep, (hidden, hidden)),
+            "cost": EquivariantMLP(self.obs_rep + self.act_rep, trivial(self.group), (hidden, hidden)),
+            "value": EquivariantMLP(self.obs_rep, trivial(self.group), (hidden, hidden)),
+        }
+        self.equivariant_counts = {k: count_parameters(v) for k, v in equi.items()}
+        if kind == "equivariant":
+            self.nets = nn.ModuleDict(equi)
+        else:
+            shapes = {"dynamics": (self.nx + self.na, self.nx), "cost": (self.nx + self.na, 1), "value": (self.nx, 1)}
+            self.nets = nn.ModuleDict({k: _mlp(i, o, matched_width(i, o, self.equivariant_counts[k]))
+                                       for k, (i, o) in shapes.items()})
+        self.obs_parts, self.act_parts = rep_slices(self.obs_rep), rep_slices(self.act_rep)
+        for name, size in (("x_scale", self.nx), ("u_scale", self.na), ("d_scale", self.nx)):
+            self.register_buffer(name, torch.ones(size))
+        self.register_buffer("c_scale", torch.ones(1))
+        self._fast: dict[str, nn.Module] | None = None
+
+    def parameter_counts(self) -> dict[str, dict[str, int]]:
+        """Per net: this model's parameters and the equivariant model's (the plain widths are matched to it)."""
+        return {k: {"params": count_parameters(self.nets[k]), "equivariant_params": self.equivariant_counts[k]}
+                for k in NETS}
+
+    def set_scales(self, obs: np.ndarray, act: np.ndarray, nxt: np.ndarray, cost: np.ndarray) -> None:
+        self.x_scale.copy_(torch.as_tensor(part_scales(obs, self.obs_parts), dtype=torch.float32))
+        self.u_scale.copy_(torch.as_tensor(part_scales(act, self.act_parts), dtype=torch.float32))
+        self.d_scale.copy_(torch.as_tensor(part_scales(nxt - obs, self.obs_parts), dtype=torch.float32))
+        self.c_scale.fill_(float(np.sqrt(np.mean(cost**2))) + 1e-6)
+
+    # -- the three heads (plain tensors, batched over leading axes) --------------------------------
+    def _net(self, name: str) -> nn.Module:
+        # planning uses dense copies of the escnn nets (no GeometricTensor wrapping per call); rebuilt by fit()
+        if self._fast is not None and not torch.is_grad_enabled():
+            return self._fast[name]
+        return self.nets[name]
+
+    def step(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        z = torch.cat([x / self.x_scale, u / self.u_scale], dim=-1)
+        return x + self._net("dynamics")(z) * self.d_scale
+
+    def cost(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        z = torch.cat([x / self.x_scale, u / self.u_scale], dim=-1)
+        return self._net("cost")(z)[..., 0] * self.c_scale
+
+    def value(self, x: torch.Tensor) -> torch.Tensor:
+        # the cost-to-go is ~1 / (1 - gamma) stage costs: scale it like that so the net outputs O(1) numbers
+        return self._net("value")(x / self.x_scale)[..., 0] * self.c_scale / (1.0 - self.gamma)
+
+    def freeze_for_planning(self) -> None:
+        """Snapshot dense copies of the nets for fast no-grad rollouts (call after every fit)."""
+        self.eval()
+        self._fast = {k: (v.export() if hasattr(v, "export") else v) for k, v in self.nets.items()}
+
+    # -- fitting --------------------------------------------------------------------------------------
+    def fit(self, obs: np.ndarray, act: np.ndarray, cost: np.ndarray, nxt: np.ndarray, done: np.ndarray,
+            epochs: int = 30, batch: int = 256, lr: float = 3e-3, seed: int = 0) -> dict[str, float]:
+        """Regress dynamics and cost on the transitions, then the value by fitted value iteration.
+
+        ``done`` marks transitions after which the episode was cut (no bootstrap from ``nxt`` there is wrong for
+        a time limit, but the data here come from fixed-length episodes and the value is only used as a
+        terminal guess, so a cut episode bootstraps like any other step; ``done`` is kept for other callers).
+        """
+        gen = torch.Generator().manual_seed(seed)
+        self.train()
+        self._fast = None
+        self.set_scales(obs, act, nxt, cost)
+        x, u, c, y = (torch.as_tensor(v, dtype=torch.float32) for v in (obs, act, cost, nxt))
+        notdone = torch.as_tensor(1.0 - np.asarray(done, dtype=np.float64), dtype=torch.float32)
+        opt = torch.optim.Adam(self.parameters(), lr=lr)
+        n = len(x)
+        losses = {}
+        for epoch in range(epochs):
+            with torch.no_grad():  # fitted value iteration: targets from the previous epoch's value
+                target_v = c + self.gamma * notdone * self.value(y)
+            tot = {k: 0.0 for k in NETS}
+            for idx in torch.randperm(n, generator=gen).split(batch):
+                ld = (((self.step(x[idx], u[idx]) - y[idx]) / self.d_scale) ** 2).mean()
+                lc = (((self.cost(x[idx], u[idx]) - c[idx]) / self.c_scale) ** 2).mean()
+                lv = (((self.value(x[idx]) - target_v[idx]) * (1.0 - self.gamma) / self.c_scale) ** 2).mean()
+                opt.zero_grad()
+                (ld + lc + lv).backward()
+                opt.step()
+                for k, v in zip(NETS, (ld, lc, lv)):
+                    tot[k] += float(v.detach()) * len(idx) / n
+            losses = tot
+        self.freeze_for_planning()
+        return {f"loss_{k}": v for k, v in losses.items()}
+
+
+class ModelRolloutBackend:
+    """Roll a :class:`WorldModel` out for ``K`` action sequences from one observation; trajectory costs ``(K,)``.
+
+    The planner calls :meth:`trajectory_costs` with the projected candidate actions (env action units).
+    """
+
+    plans_from = "obs"
+
+    def __init__(self, model: WorldModel, horizon_discount: bool = True):
+        self.model = model
+        self.discount = horizon_discount
+
+    def trajectory_costs(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        m = self.model
+        k, h, _ = actions.shape
+        with torch.no_grad():
+            x = torch.as_tensor(np.asarray(obs, dtype=np.float32)).expand(k, -1)
+            u = torch.as_tensor(actions, dtype=torch.float32)
+            total = torch.zeros(k)
+            w = 1.0
+            for t in range(h):
+                total += w * m.cost(x, u[:, t])
+                x = m.step(x, u[:, t])
+                w *= m.gamma if self.discount else 1.0
+            total += w * m.value(x)
+        return total.double().numpy()
+
+    def close(self) -> None:
+        pass
+
+
+def collect(env, n: int, policy, seed: int, episode_len: int) -> dict[str, np.ndarray]:
+    """``n`` transitions ``(obs, act, cost, next_obs, done)`` from fixed-length episodes of ``policy(obs)``."""
+    u = env.unwrapped
+    rows: dict[str, list] = {k: [] for k in ("obs", "act", "cost", "nxt", "done")}
+    ep = 0
+    while len(rows["obs"]) < n:
+        obs, _ = env.reset(seed=seed + ep)
+        if hasattr(policy, "reset"):
+            policy.reset()
+        ep += 1
+        for t in range(episode_len):
+            a = u.project_actions(np.asarray(policy(obs), dtype=np.float64))
+            nxt, reward, terminated, truncated, _ = env.step(a)
+            done = terminated or truncated or t == episode_len - 1
+            for k, v in zip(rows, (obs, a, -reward, nxt, done)):
+                rows[k].append(v)
+            obs = nxt
+            if len(rows["obs"]) >= n or terminated or truncated:
+                break
+    return {k: np.asarray(v, dtype=np.float64) for k, v in rows.items()}
+
+
+def learn_world_model(env, kind: str, transitions: int, seed: int = 0, rounds: int = 3, episode_len: int = 50,
+                      planner_kwargs: dict | None = None, epochs: int = 30, **model_kwargs):
+    """TD-MPC-style loop: a fifth of the budget from random actions in the feasible set, the rest collected by
+    the naive MPPI planner with the current model in ``rounds`` batches, refitting after each batch (the model
+    learns from the planner's own data). Returns ``(model, info)``."""
+    from symgym.agents.mppi import MPPIConfig, MPPIPlanner
+
+    torch.manual_seed(seed)
+    u = env.unwrapped
+    rng = np.random.default_rng(seed)
+    model = WorldModel(u.symmetry, kind=kind, **model_kwargs)
+    first = max(1, transitions // 5)
+    data = collect(env, first, lambda _o: rng.uniform(-1, 1, u.action_space.shape), 10_000 * seed + 500_000,
+                   episode_len)
+    info = model.fit(**data, epochs=epochs, seed=seed)
+    per_round = (transitions - first) // max(1, rounds)
+    for r in range(rounds):
+        n = per_round if r < rounds - 1 else transitions - len(data["obs"])
+        if n <= 0:
+            break
+        planner = MPPIPlanner(u, MPPIConfig(**{"samples": 32, "seed": 7919 * seed + r, **(planner_kwargs or {})}),
+                              rollout=ModelRolloutBackend(model))
+        more = collect(env, n, lambda o: planner.act(o), 10_000 * seed + 600_000 + 1000 * r, episode_len)
+        data = {k: np.concatenate([data[k], more[k]]) for k in data}
+        info = model.fit(**data, epochs=epochs, seed=seed + r + 1)
+    info.update(transitions=int(len(data["obs"])), parameters=model.parameter_counts())
+    return model, info
+
+
+__all__ = ["WorldModel", "learn_world_model", "collect", "ModelRolloutBackend", "matched_width", "part_scales", "KINDS"]
