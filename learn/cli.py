@@ -1,7 +1,8 @@
-"""``symgym``: list envs, train/evaluate agents, collect demos, run scientific tasks and benchmarks, deploy.
+"""symgym: list envs, train and evaluate agents, collect demos, run scientific tasks and benchmarks, deploy.
 
-Every failure the user can cause (unknown id, missing run, corrupt checkpoint, bad number) ends in a
-one-line ``symgym: error: ...`` and exit status 2, never a traceback.
+Every failure the user can cause (unknown id, missing run, corrupt checkpoint, bad number, missing extra) ends in
+a one-line ``symgym: error: ...`` and exit status 2, never a traceback; ``symgym.learn.run.inputs.validate``
+checks every input before anything is written.
 """
 from __future__ import annotations
 
@@ -11,6 +12,48 @@ import sys
 from pathlib import Path
 
 EXIT_USER_ERROR = 2
+MAX_SEED = 2**32 - 1   # symgym.learn.run.inputs holds the bounds; repeated here so --help needs no imports
+MAX_STEPS = 10**8
+
+EPILOG = """examples:
+  symgym envs
+  symgym train --agent sac --env SymPush-v0 --steps 30000 --seed 0 --out runs/sac-s0 --checkpoint-freq 5000
+  symgym train --resume runs/sac-s0            continue an interrupted run from its latest checkpoint
+  symgym eval --run runs/sac-s0 --episodes 100 --baseline --video
+  symgym demos --env TabletopStacking-v0 --n 20 --out demos/stacking.npz
+  symgym task dhn --quick
+  symgym bench env-speed --quick
+  symgym sweep learn/bench/specs/sac.yaml --resume && symgym report sac --markdown
+
+Every error is one line on stderr with exit status 2; nothing is written before the inputs are checked.
+Optional extras: pip install 'symgym[tabletop|arm|ros|science|bench|logging|video|sweep]'."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its errors on one line (``symgym train: error: ...``), not usage plus message."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message}\n")
+
+
+def _int_in(lo: int, hi: int):
+    """argparse type: an integer in [lo, hi], the bad value and the bound named in the error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer in [{lo}, {hi}], got {text!r}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{value} is out of bounds: expected an integer in [{lo}, {hi}]")
+        return value
+
+    return parse
+
+
+_seed = _int_in(0, MAX_SEED)
+_steps = _int_in(0, MAX_STEPS)
+_count = _int_in(1, 100_000)
 
 
 def _int_at_least(minimum: int):
@@ -58,9 +101,14 @@ def cmd_envs(args) -> int:
     import gymnasium as gym
 
     import symgym.envs as envs
+    from symgym.learn.run.runs import env_missing_extra
 
     rows = []
     for env_id in envs.symgym_env_ids():
+        missing = env_missing_extra(env_id)
+        if missing:  # listed, not built: its simulator or client is an optional extra
+            rows.append((env_id, "?", "-", f"[not installed: {missing}]"))
+            continue
         env = gym.make(env_id)
         sym = env.unwrapped.symmetry
         rows.append((env_id, sym.group.name, "exact" if sym.exact else "approximate",
@@ -74,17 +122,15 @@ def cmd_envs(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from symgym.agents import TrainConfig
-    from symgym.learn.run.hyperparams import resolve
-    from symgym.learn.run.training import TrainOptions, train
+    from symgym.learn.run.inputs import train_options, train_request
+    from symgym.learn.run.training import resume, train
 
-    steps, agent_kwargs = resolve(args.agent, args.env, args.steps, args.agent_kwargs, path=args.hyperparams)
-    run_dir = Path(args.out or f"runs/{args.agent}-{args.env}-s{args.seed}")
-    config = TrainConfig(agent=args.agent, env=args.env, steps=steps, seed=args.seed, out=str(run_dir),
-                         demos=args.demos, env_kwargs=args.env_kwargs, agent_kwargs=agent_kwargs)
-    options = TrainOptions(progress=not args.no_progress, tensorboard=args.tensorboard, eval_freq=args.eval_freq,
-                           eval_episodes=args.eval_episodes, checkpoint_freq=args.checkpoint_freq)
-    train(config, options)
+    if args.resume is not None:
+        run_dir = resume(args.resume, train_options(args))
+        print(f"run resumed and saved to {run_dir}")
+        return 0
+    config, options = train_request(args)
+    run_dir = train(config, options)
     print(f"run saved to {run_dir}")
     return 0
 
@@ -105,6 +151,8 @@ def cmd_eval(args) -> int:
     stem = "eval" if env_id == config.env else f"eval-{env_id}"
     video = Path(args.run) / f"{stem}.mp4" if args.video else None
     result = evaluate(agent, env_id, episodes=args.episodes, seed=args.seed, env_kwargs=env_kwargs, video=video)
+    if video is not None and not video.is_file() and video.with_suffix(".gif").is_file():
+        video = video.with_suffix(".gif")  # no imageio-ffmpeg: write_video fell back to a GIF
     payload = {"agent": config.agent, "env": env_id, "trained_on": config.env, "eval_seed": args.seed,
                **result.as_dict()}
     if args.baseline:
@@ -121,7 +169,11 @@ def cmd_demo(args) -> int:
     """The README's demo: a short SAC run on SymPush-v0, evaluated against a random policy."""
     ns = argparse.Namespace(agent="sac", env="SymPush-v0", steps=args.steps, seed=0, out=args.out, demos=None,
                             env_kwargs={}, agent_kwargs={}, hyperparams=None, tensorboard=None, eval_freq=None,
-                            eval_episodes=10, checkpoint_freq=0, no_progress=False)
+                            eval_episodes=10, checkpoint_freq=None, no_progress=False, force=args.force,
+                            resume=None, command="train")
+    from symgym.learn.run.inputs import validate
+
+    validate(ns)  # the demo is a train + eval: the same checks, before anything is written
     cmd_train(ns)
     cmd_eval(argparse.Namespace(run=args.out, env=None, episodes=args.episodes, seed=10_000, video=True,
                                 baseline=True))
@@ -180,64 +232,99 @@ def cmd_sim_robot(args) -> int:
 
 
 # -- parser --------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="symgym", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
+def _names(registry_module: str, attribute: str) -> str:
+    """The valid names of a registry, for --help (the registries import nothing heavy)."""
+    import importlib
 
-    ev = sub.add_parser("envs", help="list env ids with their symmetry")
+    return ", ".join(sorted(getattr(importlib.import_module(registry_module), attribute)))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import symgym.envs as envs
+
+    agents, env_ids = _names("symgym.agents", "AGENTS"), ", ".join(envs.symgym_env_ids())
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = OneLineParser(prog="symgym", description=__doc__.splitlines()[0].replace("``", ""), epilog=EPILOG,
+                      formatter_class=fmt)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ev = sub.add_parser("envs", help="list env ids with their symmetry (ids whose extra is missing are marked)")
     ev.add_argument("--frames", default=None, metavar="DIR", help="instead, render one frame per env family into DIR")
     ev.set_defaults(fn=cmd_envs)
 
-    t = sub.add_parser("train", help="train (or build) an agent; writes a run directory")
-    t.add_argument("--agent", required=True)
-    t.add_argument("--env", required=True)
-    t.add_argument("--steps", type=_nonneg_int, default=None,
-                   help="training budget (default: n_timesteps from the hyper-parameter file, else 20000)")
-    t.add_argument("--seed", type=_nonneg_int, default=0)
-    t.add_argument("--out", default=None, help="run directory (default runs/AGENT-ENV-sSEED)")
-    t.add_argument("--demos", default=None, help="demonstrations file (imitation agents)")
-    t.add_argument("--env-kwargs", type=_json_dict, default={}, help='JSON, e.g. \'{"wind": 0.5}\'')
-    t.add_argument("--agent-kwargs", type=_json_dict, default={}, help="JSON hyper-parameter overrides")
-    t.add_argument("--hyperparams", default=None,
+    t = sub.add_parser("train", help="train (or build) an agent; writes a run directory", formatter_class=fmt,
+                       epilog="examples:\n  symgym train --agent sac --env SymPush-v0 --steps 30000 --checkpoint-freq 5000"
+                              "\n  symgym train --agent hep --env HepPickPlace-v0 --agent-kwargs '{\"n_demos\": 20}'"
+                              "\n  symgym train --resume runs/sac-SymPush-v0-s0")
+    t.add_argument("--agent", default=None, metavar="AGENT", help=f"agent to train, one of: {agents}")
+    t.add_argument("--env", default=None, metavar="ID", help=f"Gymnasium env id, one of: {env_ids}")
+    t.add_argument("--steps", type=_steps, default=None,
+                   help=f"training budget in [0, {MAX_STEPS}] (default: n_timesteps from the hyper-parameter "
+                        f"file, else 20000)")
+    t.add_argument("--seed", type=_seed, default=None, help=f"seed in [0, {MAX_SEED}] (default 0)")
+    t.add_argument("--out", default=None, metavar="DIR", help="run directory (default runs/AGENT-ENV-sSEED); "
+                   "an existing run there is refused unless --force")
+    t.add_argument("--force", action="store_true",
+                   help="move an existing run in --out aside to DIR.old-TIMESTAMP (never deleted) and start afresh")
+    t.add_argument("--resume", default=None, metavar="RUN",
+                   help="continue the interrupted run RUN from its latest step checkpoint, with its saved config")
+    t.add_argument("--demos", default=None, metavar="FILE",
+                   help="demonstrations file for imitation agents (default: collect n_demos oracle episodes)")
+    t.add_argument("--env-kwargs", type=_json_dict, default={}, metavar="JSON",
+                   help='env keyword arguments as a JSON object, e.g. \'{"wind": 0.5}\'')
+    t.add_argument("--agent-kwargs", type=_json_dict, default={}, metavar="JSON",
+                   help='hyper-parameter overrides as a JSON object, e.g. \'{"batch_size": 128}\'')
+    t.add_argument("--hyperparams", default=None, metavar="FILE",
                    help="RL-Zoo-style YAML keyed by env id (default: learn/run/hyperparams/AGENT.yml)")
-    t.add_argument("--tensorboard", default=None, metavar="DIR", help="TensorBoard log directory (RL agents)")
-    t.add_argument("--eval-freq", type=_nonneg_int, default=None,
+    t.add_argument("--tensorboard", default=None, metavar="DIR",
+                   help="TensorBoard log directory for RL agents (extra: pip install 'symgym[logging]')")
+    t.add_argument("--eval-freq", type=_steps, default=None, metavar="N",
                    help="env steps between EvalCallback evaluations (0: off; default steps/10)")
-    t.add_argument("--eval-episodes", type=_positive_int, default=10)
-    t.add_argument("--checkpoint-freq", type=_nonneg_int, default=0,
-                   help="env steps between CheckpointCallback saves into RUN/checkpoints (0: off)")
+    t.add_argument("--eval-episodes", type=_count, default=10, metavar="N",
+                   help="episodes per EvalCallback evaluation (default 10)")
+    t.add_argument("--checkpoint-freq", type=_steps, default=None, metavar="N",
+                   help="env steps between step checkpoints (model, replay buffer, RNG) in RUN/checkpoints that "
+                        "--resume continues from (0: off; default steps/2)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(fn=cmd_train)
 
     e = sub.add_parser("eval", help="evaluate a saved run")
-    e.add_argument("--run", required=True)
-    e.add_argument("--env", default=None, help="evaluate on this env id instead of the run's (zero-shot transfer)")
-    e.add_argument("--episodes", type=_positive_int, default=20)
-    e.add_argument("--seed", type=_nonneg_int, default=10_000, help="first evaluation seed")
-    e.add_argument("--video", action="store_true", help="write RUN/eval.mp4 of the first episodes (3-D view where headless GL works)")
+    e.add_argument("--run", required=True, metavar="DIR", help="a complete run directory written by symgym train")
+    e.add_argument("--env", default=None, metavar="ID",
+                   help=f"evaluate on this env id instead of the run's (zero-shot transfer), one of: {env_ids}")
+    e.add_argument("--episodes", type=_count, default=20, metavar="N", help="evaluation episodes (default 20)")
+    e.add_argument("--seed", type=_seed, default=10_000,
+                   help="first evaluation seed; episode i uses SEED+i (default 10000)")
+    e.add_argument("--video", action="store_true",
+                   help="write RUN/eval.mp4 of the first episodes (a GIF without the video extra)")
     e.add_argument("--baseline", action="store_true", help="also evaluate a uniform random policy")
     e.set_defaults(fn=cmd_eval)
 
     d = sub.add_parser("demo", help="short SAC run on SymPush-v0 + evaluation + learning curve")
-    d.add_argument("--steps", type=_positive_int, default=None, help="default: hyperparams/sac.yml (30000)")
-    d.add_argument("--episodes", type=_positive_int, default=100)
-    d.add_argument("--out", default="runs/demo")
+    d.add_argument("--steps", type=_int_in(1, MAX_STEPS), default=None, metavar="N",
+                   help="training steps (default: hyperparams/sac.yml, 30000)")
+    d.add_argument("--episodes", type=_count, default=100, metavar="N", help="evaluation episodes (default 100)")
+    d.add_argument("--out", default="runs/demo", metavar="DIR", help="run directory (default runs/demo)")
+    d.add_argument("--force", action="store_true", help="move an existing run in --out aside and start afresh")
     d.set_defaults(fn=cmd_demo)
 
     dm = sub.add_parser("demos", help="collect scripted-oracle demonstrations")
-    dm.add_argument("--env", required=True)
-    dm.add_argument("--n", type=_positive_int, required=True)
-    dm.add_argument("--out", required=True)
-    dm.add_argument("--seed", type=_nonneg_int, default=0)
+    dm.add_argument("--env", required=True, metavar="ID", help=f"env id with a scripted oracle, one of: {env_ids}")
+    dm.add_argument("--n", type=_count, required=True, help="number of successful episodes to keep")
+    dm.add_argument("--out", required=True, metavar="FILE", help="demonstrations file to write (.npz)")
+    dm.add_argument("--seed", type=_seed, default=0, help="seed of the first episode (default 0)")
     dm.set_defaults(fn=cmd_demos)
 
-    for name, fn, help_ in (("task", cmd_task, "run a scientific task; writes results/NAME.json + PNGs"),
-                            ("bench", cmd_bench, "run a benchmark; writes results/NAME.json + PNG")):
+    for name, fn, help_, names in (
+            ("task", cmd_task, "run a scientific task; writes results/NAME.json + PNGs",
+             _names("symgym.learn.tasks", "TASKS")),
+            ("bench", cmd_bench, "run a benchmark; writes results/NAME.json + PNG",
+             _names("symgym.learn.bench", "BENCHES"))):
         k = sub.add_parser(name, help=help_)
-        k.add_argument("name")
+        k.add_argument("name", metavar="NAME", help=f"one of: {names}")
         k.add_argument("--quick", action="store_true", help="tiny settings (for tests)")
-        k.add_argument("--seed", type=_nonneg_int, default=0)
-        k.add_argument("--out", default="results")
+        k.add_argument("--seed", type=_seed, default=0, help="seed (default 0)")
+        k.add_argument("--out", default="results", metavar="DIR", help="results directory (default results)")
         k.set_defaults(fn=fn)
 
     sw = sub.add_parser("sweep", help="run a sweep spec (grid of train->evaluate trials) on Ray Tune; resumable")
@@ -274,23 +361,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help (0) or a one-line argparse error (2)
+        return e.code if isinstance(e.code, int) else EXIT_USER_ERROR
+    try:
+        from symgym.learn.run.inputs import validate
+
+        validate(args)  # every input checked before anything is written
         return args.fn(args) or 0
     except KeyboardInterrupt:
         print("symgym: interrupted", file=sys.stderr)
         return 130
-    except ImportError as e:
-        # an optional dependency is missing: symgym.agents.registry.MissingExtraError names the extra
-        if type(e).__name__ != "MissingExtraError":
-            raise
-        print(f"symgym: error: {e}", file=sys.stderr)
+    except ImportError as e:  # an optional dependency is missing: name the extra that provides it
+        from symgym.agents.registry import missing_extra_message
+
+        msg = str(e) if type(e).__name__ == "MissingExtraError" else missing_extra_message(e)
+        print(f"symgym: error: {' '.join(msg.split())}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except (ValueError, FileNotFoundError, KeyError, NotADirectoryError, PermissionError, ConnectionError,
-            TimeoutError) as e:
-        msg = str(e) if not isinstance(e, KeyError) or hasattr(type(e), "__str__") else repr(e)
-        print(f"symgym: error: {msg}", file=sys.stderr)
+    except (ValueError, KeyError, OSError) as e:  # OSError: missing files, read-only disks, busy ports, refusals
+        print(f"symgym: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_USER_ERROR
 
 
