@@ -154,6 +154,23 @@ TRIAL_KINDS: dict[str, TrialKind] = {
 }
 
 
+
+def _mppi_episode_trial(params: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    from symgym.learn.bench.mppi_power import episode_trial  # lazy: the bench module imports the sweep engine
+
+    return episode_trial(params, run_dir)
+
+
+def _mppi_kind() -> TrialKind:
+    from symgym.learn.bench import mppi_power
+
+    return TrialKind(name="mppi-episode", function=_mppi_episode_trial, params=dict(mppi_power.PARAMS),
+                     metrics=mppi_power.METRICS)
+
+
+TRIAL_KINDS["mppi-episode"] = _mppi_kind()  # one paired MPPI episode per trial (learn/bench/mppi_power.py)
+
+
 def run_trial(trial: dict[str, Any]) -> dict[str, Any]:
     """Run one expanded trial (see ``symgym.learn.evidence.sweep.Trial.as_dict``); write and return its summary."""
     from symgym.learn.evidence import provenance
