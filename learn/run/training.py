@@ -277,7 +277,10 @@ def resume(run_dir: str | Path, options: TrainOptions | None = None) -> Path:
             sb3_class = getattr(cls, "sb3_class", SAC)
             agent.model = sb3_class.load(files["model"], env=env, device="cpu", custom_objects=cls.custom_objects())
             agent.model.load_replay_buffer(files["replay_buffer"])
-            _restore_rng_states(pickle.loads(files["rng"].read_bytes()), env)
+            states = pickle.loads(files["rng"].read_bytes())
+            _restore_rng_states(states, env)
+            # SB3 samples warm-up actions from the model's own (unpickled) copy of the action space
+            agent.model.action_space.np_random.bit_generator.state = states["action_space"]
             start = time.perf_counter()
             metrics = _learn(agent, cls, env, config, run_dir, options, config.steps - step)
         finally:
