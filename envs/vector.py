@@ -29,7 +29,6 @@ so ``make_vec(..., vectorization_mode="vector_entry_point")`` works for every Mu
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Callable
 
 import gymnasium as gym
@@ -43,9 +42,10 @@ from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
 INTEGRATION = int(mujoco.mjtState.mjSTATE_INTEGRATION)
 
 
-def default_threads(num_envs: int) -> int:
-    """Threads for the physics pool: the CPUs this process may use, at most one per simulation."""
-    return max(1, min(num_envs, len(os.sched_getaffinity(0))))
+#: physics threads by default: one (the calling thread). Sweeps give each trial one CPU, and on a shared machine a
+#: second thread lost more than it gained (SymPush, N=16: 2 threads 177k substeps/s, 1 thread 243k, at load 3 on 2
+#: cores); pass ``nthread`` to ``make_vec`` on a machine with idle cores.
+DEFAULT_THREADS = 1
 
 
 def make_vector_env(entry_point: str, num_envs: int = 1, max_episode_steps: int | None = None,
@@ -93,7 +93,9 @@ class MujocoVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.render_mode = None
         self.model = first.model
-        self.nthread = default_threads(num_envs) if nthread is None else int(nthread)
+        self.nthread = DEFAULT_THREADS if nthread is None else int(nthread)
+        if self.nthread < 1:
+            raise ValueError(f"nthread must be >= 1, got {nthread!r}")
         self.batch = mj_batch.Batch(self.model, num_envs, nthread=self.nthread)
         # live (num_envs, ...) views of the state rows: what the helpers read and vector_ctrl writes
         self._qpos, self._qvel = self.batch.bind("qpos"), self.batch.bind("qvel")

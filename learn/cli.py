@@ -231,6 +231,18 @@ def cmd_sim_robot(args) -> int:
     return sim_robot_main(args)
 
 
+def cmd_replay(args) -> int:
+    from symgym.learn.deploy.replay import replay_main
+
+    return replay_main(args)
+
+
+def cmd_configs(args) -> int:
+    from symgym.learn.deploy.deploy import configs_main
+
+    return configs_main(args)
+
+
 # -- parser --------------------------------------------------------------------------------
 def _names(registry_module: str, attribute: str) -> str:
     """The valid names of a registry, for --help (the registries import nothing heavy)."""
@@ -345,8 +357,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     dp = sub.add_parser("deploy", help="run a trained policy on an arm through rosbridge")
     dp.add_argument("--run", required=True)
-    dp.add_argument("--rosbridge", required=True, help="ws://HOST:PORT")
-    dp.add_argument("--config", default=None, help="RosArm YAML config")
+    dp.add_argument("--rosbridge", required=True,
+                    help="ws://HOST:PORT or wss://HOST:PORT (TLS, certificate verified); IPv6: ws://[::1]:9090")
+    dp.add_argument("--config", default=None, metavar="NAME|FILE",
+                    help="RosArm config: a shipped name (see `symgym configs`) or a YAML file "
+                         "(default: the shipped config that mirrors the run's env)")
+    dp.add_argument("--ca-file", default=None, help="PEM CA bundle for wss:// (default: the system's CAs)")
+    dp.add_argument("--secret-file", default=None,
+                    help="rosauth secret file (default: $SYMGYM_ROSBRIDGE_SECRET_FILE or $SYMGYM_ROSBRIDGE_SECRET; "
+                         "none: no auth). The secret itself is never a command-line argument")
     dp.add_argument("--dry-run", action="store_true")
     dp.add_argument("--yes", action="store_true", help="skip the confirmation before the first motion")
     dp.add_argument("--steps", type=_positive_int, default=None)
@@ -358,6 +377,15 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--env", default="SymPush-v0")
     sr.add_argument("--robot", default=None, help="simulated arm to serve (e.g. panda); default: the planar pusher")
     sr.set_defaults(fn=cmd_sim_robot)
+
+    rl = sub.add_parser("replay", help="replay a deploy log in the mirrored simulator and report the divergence")
+    rl.add_argument("log", help="deploy log (JSONL) written by `symgym deploy`")
+    rl.add_argument("--tolerance", type=float, default=None,
+                    help="exit 1 if the largest observation divergence exceeds this")
+    rl.set_defaults(fn=cmd_replay)
+
+    cf = sub.add_parser("configs", help="list the shipped RosArm configs (for deploy --config NAME)")
+    cf.set_defaults(fn=cmd_configs)
     return p
 
 

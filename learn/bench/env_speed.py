@@ -1,65 +1,170 @@
-"""``symgym bench env-speed``: SymPush-v0 steps/s through Gymnasium vs raw ``mujoco.mj_step`` on the same model.
+"""``symgym bench env-speed``: what an env step costs over the physics it runs, single and batched.
 
-Both are measured in the same process, interleaved over several rounds (the machine is shared, so
-the median of per-round ratios is more trustworthy than either absolute rate).
+Three comparisons, each timed with :func:`symgym.learn.bench.timing.interleaved` (method and baseline in the same
+rounds of one process, warm-up excluded, median and spread, threads and load average recorded):
+
+* ``sympush``: SymPush-v0 ``env.step`` through ``gymnasium.make`` (wrappers, resets included) vs a raw ``mj_step``
+  replay of *the same states and controls* (recorded from the env, resets restored with ``mj_setState``; the replay
+  is checked to end in the env's final state bit for bit).
+* ``pandapush``: the same for PandaPush-v0 (its controller's ``mj_step`` calls recorded as they happen).
+* ``vector_n16``: 16 SymPush envs: the batched vector env (``make_vec(..., "vector_entry_point")``,
+  ``symgym.envs.vector``) vs gymnasium's ``SyncVectorEnv`` vs raw ``mujoco.rollout`` of the same initial states
+  and controls, chained one call per env step (what a policy in the loop needs) and as one call for the whole
+  horizon (the physical limit: no Python between steps). The rollout pool has as many threads as the vector env.
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import mujoco
 import numpy as np
+from mujoco import rollout
 
 import symgym.envs  # noqa: F401
+from symgym.envs.mujoco_base import STATE_SPEC
+from symgym.learn.bench.timing import interleaved, ratio
 from symgym.learn.io import save_figure
 
-
-def _gym_rate(env: gym.Env, actions: np.ndarray) -> float:
-    env.reset(seed=0)
-    start = time.perf_counter()
-    for a in actions:
-        _, _, terminated, truncated, _ = env.step(a)
-        if terminated or truncated:
-            env.reset()
-    return len(actions) / (time.perf_counter() - start)
+N_VECTOR = 16
 
 
-def _raw_rate(model: mujoco.MjModel, frame_skip: int, ctrls: np.ndarray) -> float:
-    """Env steps/s when each env step is just ``frame_skip`` raw mj_step calls with the same controls."""
-    data = mujoco.MjData(model)
-    start = time.perf_counter()
-    for c in ctrls:
-        data.ctrl[:] = c
-        mujoco.mj_step(model, data, nstep=frame_skip)
-    return len(ctrls) / (time.perf_counter() - start)
+def _record(env: gym.Env, actions: np.ndarray, seed: int) -> list[tuple]:
+    """Run ``env`` on ``actions`` from ``reset(seed)``, recording every physics call it makes: ("state", s) at each
+    reset and ("step", ctrl, nstep) for each ``mj_step``. The env's own ``mj_step`` calls are intercepted, so a
+    controller that re-computes ``ctrl`` between substeps is recorded as it runs."""
+    u = env.unwrapped
+    ops: list[tuple] = []
+    real_step = mujoco.mj_step
+
+    def recording_step(m, d, nstep=1):
+        ops.append(("step", d.ctrl.copy(), int(nstep)))
+        real_step(m, d, nstep=nstep)
+
+    def snapshot():
+        s = np.empty(mujoco.mj_stateSize(u.model, STATE_SPEC))
+        mujoco.mj_getState(u.model, u.data, s, STATE_SPEC)
+        ops.append(("state", s))
+
+    mujoco.mj_step = recording_step
+    try:
+        env.reset(seed=seed)
+        snapshot()
+        for a in actions:
+            _, _, terminated, truncated, _ = env.step(a)
+            if terminated or truncated:
+                env.reset()
+                snapshot()
+    finally:
+        mujoco.mj_step = real_step
+    return ops
+
+
+def _single(env_id: str, n_steps: int, rounds: int, seed: int) -> dict[str, Any]:
+    env = gym.make(env_id)
+    u = env.unwrapped
+    actions = np.random.default_rng(seed).uniform(-1, 1, size=(n_steps, *env.action_space.shape)).astype(np.float32)
+    ops = _record(env, actions, seed)
+    m, d = u.model, mujoco.MjData(u.model)
+
+    def run_env():
+        env.reset(seed=seed)
+        for a in actions:
+            _, _, terminated, truncated, _ = env.step(a)
+            if terminated or truncated:
+                env.reset()
+
+    def run_raw():
+        for op in ops:
+            if op[0] == "state":
+                mujoco.mj_setState(m, d, op[1], STATE_SPEC)
+            else:
+                d.ctrl[:] = op[1]
+                mujoco.mj_step(m, d, nstep=op[2])
+
+    run_env(), run_raw()
+    exact = bool(np.array_equal(u.data.qpos, d.qpos) and np.array_equal(u.data.qvel, d.qvel))
+    timing = interleaved({"env.step": run_env, "raw mj_step replay": run_raw}, baseline="raw mj_step replay",
+                         rounds=rounds, units=n_steps, unit="env steps", threads={"mujoco": 1})
+    substeps = sum(op[2] for op in ops if op[0] == "step")
+    env.close()
+    return {"env": env_id, "env_steps_per_round": n_steps, "mj_steps_per_round": substeps,
+            "mj_step_calls_per_env_step": sum(op[0] == "step" for op in ops) / n_steps,
+            "replay_bit_identical": exact, "timing": timing,
+            "ratio_env_over_raw": timing["ratios"]["env.step"]["median"]}
+
+
+def _vector(env_id: str, n: int, horizon: int, repeats: int, rounds: int, seed: int) -> dict[str, Any]:
+    vec = gym.make_vec(env_id, num_envs=n, vectorization_mode="vector_entry_point")
+    sync = gym.make_vec(env_id, num_envs=n, vectorization_mode="sync")
+    nthread = vec.nthread
+    rng = np.random.default_rng(seed)
+    actions = rng.uniform(-1, 1, size=(repeats, horizon, n, 2)).astype(np.float32)
+    first = vec.envs[0]
+    m, fs = first.model, first.frame_skip
+    # the raw rollouts start where the vector env's episodes start and apply the controls it applies
+    vec.reset(seed=seed)
+    init = np.stack([e.physics_state() for e in vec.envs])
+    ctrl = np.stack([[np.repeat(first.vector_ctrl(a_t)[:, None, :], fs, axis=1) for a_t in rep] for rep in actions])
+    ctrl_whole = np.ascontiguousarray(ctrl.transpose(0, 2, 1, 3, 4).reshape(repeats, n, horizon * fs, m.nu))
+    pool = rollout.Rollout(nthread=nthread)
+    datas = [mujoco.MjData(m) for _ in range(max(1, nthread))]
+    models = [m] * n
+    nstate = init.shape[1]
+    out_step = np.empty((n, fs, nstate))
+    out_whole = np.empty((n, horizon * fs, nstate))
+    sens_step, sens_whole = np.empty((n, fs, 0)), np.empty((n, horizon * fs, 0))
+
+    def run_env(env):
+        def go():
+            for rep in actions:
+                env.reset(seed=seed)
+                for a in rep:
+                    env.step(a)
+        return go
+
+    def run_rollout_per_step():
+        for rep in ctrl:
+            state = init
+            for c in rep:
+                pool.rollout(models, datas, state, c, nstep=fs, state=out_step, sensordata=sens_step,
+                             skip_checks=True)
+                state = np.ascontiguousarray(out_step[:, -1])
+
+    def run_rollout_whole():
+        for c in ctrl_whole:
+            pool.rollout(models, datas, init, c, nstep=horizon * fs, state=out_whole, sensordata=sens_whole,
+                         skip_checks=True)
+
+    names = {"vector env (mujoco.batch)": run_env(vec), "SyncVectorEnv": run_env(sync),
+             "raw rollout, one call per env step": run_rollout_per_step,
+             "raw rollout, one call per horizon": run_rollout_whole}
+    timing = interleaved(names, baseline="raw rollout, one call per env step", rounds=rounds,
+                         units=repeats * horizon * n, unit="env steps (all envs)",
+                         threads={"vector_env_batch": nthread, "rollout_pool": nthread})
+    vec.close(), sync.close(), pool.close()
+    v = "vector env (mujoco.batch)"
+    return {"env": env_id, "num_envs": n, "horizon": horizon, "repeats_per_round": repeats, "timing": timing,
+            "speedup_vector_over_sync": ratio(timing, "SyncVectorEnv", v),
+            "vector_over_rollout_per_step": ratio(timing, v, "raw rollout, one call per env step"),
+            "vector_over_rollout_whole": ratio(timing, v, "raw rollout, one call per horizon")}
 
 
 def run(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0) -> dict:
-    n_steps = 2_000 if quick else 10_000
-    rounds = 3 if quick else 7
-    env = gym.make("SymPush-v0")
-    raw_env = env.unwrapped
-    rng = np.random.default_rng(seed)
-    actions = rng.uniform(-1, 1, size=(n_steps, 2)).astype(np.float32)
-    ctrls = actions * raw_env.max_speed
-    gym_rates, raw_rates = [], []
-    for _ in range(rounds):
-        gym_rates.append(_gym_rate(env, actions))
-        raw_rates.append(_raw_rate(raw_env.model, raw_env.frame_skip, ctrls))
-    ratios = np.array(raw_rates) / np.array(gym_rates)
+    rounds = 5 if quick else 9
     results = {
-        "env": "SymPush-v0",
-        "frame_skip": raw_env.frame_skip,
-        "steps_per_round": n_steps,
-        "rounds": rounds,
-        "gym_env_steps_per_s": float(np.median(gym_rates)),
-        "raw_env_steps_per_s": float(np.median(raw_rates)),
-        "raw_mj_steps_per_s": float(np.median(raw_rates) * raw_env.frame_skip),
-        "overhead_ratio_raw_over_gym": float(np.median(ratios)),
-        "gym_overhead_us_per_step": float(np.median(1e6 / np.array(gym_rates) - 1e6 / np.array(raw_rates))),
-        "per_round": {"gym": gym_rates, "raw": raw_rates},
+        "sympush": _single("SymPush-v0", 1_000 if quick else 5_000, rounds, seed),
+        "pandapush": _single("PandaPush-v0", 300 if quick else 1_500, rounds, seed),
+        "vector_n16": _vector("SymPush-v0", N_VECTOR, 50, 1 if quick else 4, rounds, seed),
+    }
+    v = results["vector_n16"]
+    results["summary"] = {
+        "sympush_env_over_raw": results["sympush"]["ratio_env_over_raw"],
+        "pandapush_env_over_raw": results["pandapush"]["ratio_env_over_raw"],
+        "vector_speedup_over_sync_n16": v["speedup_vector_over_sync"]["median"],
+        "vector_over_rollout_per_step_n16": v["vector_over_rollout_per_step"]["median"],
+        "vector_over_rollout_whole_n16": v["vector_over_rollout_whole"]["median"],
     }
     _plot(results, out_dir / "env-speed.png")
     return results
@@ -71,13 +176,25 @@ def _plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    labels = ["gymnasium.make\n(SymPush-v0)", f"raw mj_step x{results['frame_skip']}"]
-    vals = [results["gym_env_steps_per_s"], results["raw_env_steps_per_s"]]
-    ax.bar(labels, vals, color=["C0", "C7"])
-    for i, v in enumerate(vals):
-        ax.text(i, v, f"{v:,.0f}/s", ha="center", va="bottom")
-    ax.set_ylabel("env steps per second")
-    ax.set_title(f"Gymnasium overhead: raw/gym = {results['overhead_ratio_raw_over_gym']:.2f}x")
+    v = results["vector_n16"]
+    rows = [("SymPush-v0 env.step / raw mj_step", results["sympush"]["timing"]["ratios"]["env.step"]),
+            ("PandaPush-v0 env.step / raw mj_step", results["pandapush"]["timing"]["ratios"]["env.step"]),
+            (f"SyncVectorEnv / vector env (N={v['num_envs']})", v["speedup_vector_over_sync"]),
+            ("vector env / rollout per env step", v["vector_over_rollout_per_step"]),
+            ("vector env / rollout per horizon", v["vector_over_rollout_whole"])]
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    y = np.arange(len(rows))[::-1]
+    med = np.array([r["median"] for _, r in rows])
+    lo = med - np.array([r["iqr"][0] for _, r in rows])
+    hi = np.array([r["iqr"][1] for _, r in rows]) - med
+    ax.barh(y, med, xerr=[lo, hi], color=["C0", "C1", "C2", "C3", "C3"], capsize=3)
+    for yi, m_ in zip(y, med):
+        ax.text(m_, yi, f" {m_:.2f}x", va="center")
+    ax.set_yticks(y, [r[0] for r in rows])
+    ax.axvline(1.0, color="k", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("time ratio, median of interleaved rounds (bars: IQR)")
+    load = results["sympush"]["timing"]["load_average"]["before"][0]
+    ax.set_title(f"env-speed ({v['timing']['threads']['cpus_available']} CPUs, load {load:.1f})", fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)
