@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-#: lowest first; a module may import its own floor or lower (DESIGN.md, "Layout and floors")
+#: lowest first; a module may import its own floor or lower (docs/design.md, "Floors")
 FLOORS = {"equivariance": 1, "physics": 1, "envs": 2, "agents": 3, "learn": 4}
 
 
