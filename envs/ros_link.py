@@ -19,7 +19,7 @@ import numpy as np
 
 from symgym.envs.ros_config import (JOINT_STATE, TF_MESSAGE, TRIGGER, MessageError, PlanarReading, RosArmConfig,
                                     decode_joint_state, decode_pose, decode_tf, encode_command, stamp_to_ns)
-from symgym.envs.ros_secure import AUTH_SKEW_S, Security, auth_message, open_ros
+from symgym.envs.ros_secure import AUTH_SKEW_S, Security, auth_message, diagnose_tls, open_ros
 
 #: rosapi's clock service: the robot's time right after a reset acknowledgement without a stamp
 GET_TIME = "/rosapi/get_time"
@@ -122,7 +122,9 @@ class RosBridgeLink:
         deadline = time.monotonic() + timeout
         while not ready.wait(0.01):
             if tls_failed is not None and tls_failed.is_set():
-                raise ConnectionError(f"TLS handshake with rosbridge at {self.url} failed: {ros.tls_error}")
+                ros.factory.stopTrying()
+                reason = diagnose_tls(self.host, self.port, self.security.ca_file, timeout)
+                raise ConnectionError(f"TLS handshake with rosbridge at {self.url} failed: {reason}")
             if time.monotonic() > deadline:
                 ros.factory.stopTrying()
                 raise ConnectionError(f"cannot reach rosbridge at {self.url} "

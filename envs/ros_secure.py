@@ -110,6 +110,36 @@ def tls_options(host: str, ca_file: str | None):
     return ssl.optionsForClientTLS(host, trustRoot=trust)
 
 
+def diagnose_tls(host: str, port: int, ca_file: str | None, timeout: float = 5.0) -> str:
+    """Why a TLS handshake fails, in OpenSSL's words (twisted reports only that the connection closed): one more
+    handshake with Python's ``ssl`` and the same trust (``ca_file`` or the system's CAs) and name check."""
+    import socket
+    import ssl
+
+    context = ssl.create_default_context(cafile=ca_file)
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            with context.wrap_socket(sock, server_hostname=host):
+                return "the server closed the connection during the handshake"
+    except ssl.SSLCertVerificationError as e:
+        return f"certificate verify failed: {e.verify_message}"
+    except (ssl.SSLError, OSError) as e:
+        return str(e)
+
+
+class _QuietTransportNoise:
+    """Drop twisted log records about failures that the link itself reports as a one-line error (a refused TLS
+    handshake, messages queued before the server closed the connection): left in, they print tracebacks."""
+
+    NOISE = ("SSL error:", "Attempt to send on a closed protocol")
+
+    def filter(self, record) -> bool:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text += str(record.exc_info[1])
+        return not any(n in text for n in self.NOISE)
+
+
 def open_ros(url: str, host: str, security: Security):
     """A ``roslibpy.Ros`` for ``url`` (``ws://`` or ``wss://``; IPv6 hosts in brackets), connecting in the
     background. For ``wss://`` the handshake verifies as :func:`tls_options` says; ``ros.tls_failed`` is set with
@@ -117,6 +147,11 @@ def open_ros(url: str, host: str, security: Security):
     import roslibpy
     from autobahn.twisted.websocket import connectWS
 
+    import logging
+
+    twisted_log = logging.getLogger("twisted")
+    if not any(isinstance(f, _QuietTransportNoise) for f in twisted_log.filters):
+        twisted_log.addFilter(_QuietTransportNoise())
     secure = url.startswith("wss://")
     tls = tls_options(host, security.ca_file) if secure else None
 

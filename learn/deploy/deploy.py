@@ -2,11 +2,15 @@
 
     symgym sim-robot --port 9090 --env SymPush-v0          # a digital twin, in another shell
     symgym sim-robot --port 9090 --robot panda             # or the Panda twin (config envs/configs/panda_servo.yaml)
-    symgym deploy --run runs/sac --rosbridge ws://127.0.0.1:9090 [--config FILE] [--dry-run] [--yes]
+    symgym deploy --run runs/sac --rosbridge ws://127.0.0.1:9090 [--config NAME|FILE] [--dry-run] [--yes]
+    symgym deploy --run runs/sac --rosbridge wss://robot:9090 --ca-file ca.pem --secret-file ~/.rosauth [--yes]
+    symgym replay runs/sac/deploy-....jsonl            # the log's actions in the simulator: the divergence
 
-The loop runs at the config's control rate. Every observation and action goes to a JSONL log that is
-written line by line and flushed after each step, so whatever stops the run, the log holds every step
-completed before it. ``replay_in_sim`` re-executes a log's actions in the mirrored simulator.
+Without ``--config`` the shipped config that mirrors the run's env is used (``symgym configs`` lists them). The
+connection (TLS verified, rosauth if a secret is set) opens before anything is written, so an unreachable bridge,
+a bad certificate or a refused secret is one line and leaves nothing on disk. The loop runs at the config's
+control rate; every reset, command and reading goes to a JSONL log (``learn.deploy.log``: appended and flushed per
+step, renamed into place when the deployment ends), which ``symgym replay`` re-executes in the mirrored simulator.
 
 Exit status: 0 done, 1 aborted at the confirmation prompt, 2 bad input (from ``learn.cli``), 3 the arm
 was halted by a fault (stale or malformed observations, lost connection); the fault is one line on stderr.
@@ -14,36 +18,21 @@ was halted by a fault (stale or malformed observations, lost connection); the fa
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Callable
 
 import numpy as np
 
-from symgym.agents.io import json_default
 from symgym.envs.ros import RosFault, parse_rosbridge_url
-from symgym.envs.ros_config import SAME_CONTRACT, RosArmConfig, load_config
+from symgym.envs.ros_config import SAME_CONTRACT, RosArmConfig, config_for_env, load_config
+from symgym.envs.ros_secure import load_secret
+from symgym.learn.deploy.log import DeployLog, read_log  # noqa: F401  (re-exported: the log's readers)
+from symgym.learn.deploy.replay import replay_in_sim  # noqa: F401
 
 EXIT_OK, EXIT_ABORTED, EXIT_FAULT = 0, 1, 3
-
-
-class DeployLog:
-    """Append-only JSONL log; each record is one line, flushed at once (a crash loses no completed step)."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: TextIO = open(self.path, "w", encoding="utf8")
-
-    def write(self, record: dict) -> None:
-        self._file.write(json.dumps(record, default=json_default) + "\n")
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
 
 
 @dataclass
@@ -62,13 +51,15 @@ class DeployResult:
 def deploy(run_dir: str | Path, url: str, config: str | Path | dict | RosArmConfig | None = None,
            dry_run: bool = False, yes: bool = False, max_steps: int | None = None, log: str | Path | None = None,
            episodes: int | None = None, seed: int | None = None,
-           confirm: Callable[[str], str] = input, interactive: bool | None = None) -> DeployResult:
+           confirm: Callable[[str], str] = input, interactive: bool | None = None, ca_file: str | None = None,
+           secret_file: str | None = None) -> DeployResult:
     """Load the run's policy and run it on the arm behind ``url``.
 
     Args:
         run_dir: a run directory written by ``symgym train``; its env must be the one the config mirrors.
         url: ``ws://HOST:PORT`` of a rosbridge server.
-        config: RosArm config (YAML path or dict); the default mirrors SymPush-v0 on the twin's topics.
+        config: RosArm config (YAML path, shipped config name or dict); default: the shipped config that mirrors
+            the run's env (a PandaPush run gets ``panda_servo``, a SymPush run ``sympush_twin``).
         dry_run: compute and log actions, publish nothing.
         yes: skip the confirmation before the first motion.
         max_steps: stop after this many control steps in total.
@@ -76,15 +67,18 @@ def deploy(run_dir: str | Path, url: str, config: str | Path | dict | RosArmConf
         episodes, seed: override the config's ``deploy.episodes`` / ``deploy.seed`` (reset seeds seed, seed+1...).
         confirm: asks the question and returns the answer (``input`` by default).
         interactive: whether a person can answer ``confirm`` (default: stdin is a terminal).
+        ca_file: CA bundle for ``wss://`` (default: the system's CAs).
+        secret_file: rosauth secret (default ``$SYMGYM_ROSBRIDGE_SECRET_FILE`` / ``$SYMGYM_ROSBRIDGE_SECRET``).
     """
     import gymnasium as gym
 
     import symgym.envs  # noqa: F401  (registers RosArm-v0)
     from symgym.learn.run.runs import load_run
 
-    cfg = load_config(config)
     parse_rosbridge_url(url)
+    load_secret(secret_file)            # a missing or empty secret is one line, before anything else
     agent, train_cfg = load_run(run_dir)
+    cfg = load_config(config if config is not None else config_for_env(train_cfg.env))
     transfer = train_cfg.env != cfg.mirrors
     if transfer and not (train_cfg.env in SAME_CONTRACT and cfg.mirrors in SAME_CONTRACT):
         raise ValueError(f"run {run_dir} was trained on {train_cfg.env!r} but config {cfg.source} mirrors {cfg.mirrors!r}")
@@ -103,7 +97,12 @@ def deploy(run_dir: str | Path, url: str, config: str | Path | dict | RosArmConf
     first_seed = cfg.seed if seed is None else int(seed)
     log_path = Path(log) if log else Path(run_dir) / f"deploy-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
 
-    env = gym.make("RosArm-v0", config=cfg, url=url, dry_run=dry_run)
+    env = gym.make("RosArm-v0", config=cfg, url=url, dry_run=dry_run, ca_file=ca_file, secret_file=secret_file)
+    try:
+        env.unwrapped.connect()     # unreachable, bad certificate, refused auth: one line, no log, no motion
+    except BaseException:
+        env.close()
+        raise
     writer = DeployLog(log_path)
     writer.write({"event": "start", "run": str(run_dir), "agent": train_cfg.agent, "env": train_cfg.env,
                   "transfer": transfer, "url": url, "config": asdict(cfg), "dry_run": dry_run, "time": time.time()})
@@ -116,7 +115,8 @@ def deploy(run_dir: str | Path, url: str, config: str | Path | dict | RosArmConf
             ep_seed = first_seed + ep
             obs, info = env.reset(seed=ep_seed)
             agent.reset()
-            writer.write({"event": "reset", "episode": ep, "seed": ep_seed, "obs": obs, "stamp_ns": info["stamp_ns"]})
+            writer.write({"event": "reset", "episode": ep, "seed": ep_seed, "obs": obs, "stamp_ns": info["stamp_ns"],
+                          "readings": info["readings"], "time": time.time()})
             if needs_confirmation:
                 answer = confirm(f"About to move the arm behind {url} with the policy from {run_dir} at "
                                  f"{cfg.control_rate_hz:g} Hz (max speed {cfg.max_speed} m/s). Type 'yes' to start: ")
@@ -133,7 +133,7 @@ def deploy(run_dir: str | Path, url: str, config: str | Path | dict | RosArmConf
                               "workspace_clipped": info["workspace_clipped"], "reward": reward,
                               "next_obs": next_obs, "terminated": terminated, "truncated": truncated,
                               "is_success": info["is_success"], "latency_s": info["latency_s"],
-                              "stamp_ns": info["stamp_ns"], "time": time.time()})
+                              "stamp_ns": info["stamp_ns"], "readings": info["readings"], "time": time.time()})
                 obs, ep_return, step = next_obs, ep_return + float(reward), step + 1
                 result.steps += 1
                 done = terminated or truncated
@@ -153,14 +153,15 @@ def deploy(run_dir: str | Path, url: str, config: str | Path | dict | RosArmConf
         env.close()   # publishes a zero Twist on every exit path while a connection exists
         writer.write({"event": "end", "status": result.status, "steps": result.steps, "episodes": result.episodes,
                       "message": result.message, "time": time.time()})
-        writer.close()
+        writer.close()   # LOG.part -> LOG: a complete log
     return result
 
 
 def deploy_main(args: argparse.Namespace) -> int:
     """``symgym deploy``: prints a summary; a fault is one ``symgym: error:`` line on stderr."""
     result = deploy(args.run, args.rosbridge, config=args.config, dry_run=args.dry_run, yes=args.yes,
-                    max_steps=args.steps, log=args.log)
+                    max_steps=args.steps, log=args.log, ca_file=getattr(args, "ca_file", None),
+                    secret_file=getattr(args, "secret_file", None))
     if result.status == "fault":
         print(f"symgym: error: {result.message}", file=sys.stderr)
     elif result.status == "aborted":
@@ -179,56 +180,6 @@ def sim_robot_main(args: argparse.Namespace) -> int:
 
     env_id, config = robot_twin(getattr(args, "robot", None), args.env)
     return serve_forever(env_id, args.port, config)
-
-
-# -- replay ----------------------------------------------------------------------------------------
-def read_log(path: str | Path) -> list[dict]:
-    """Records of a deploy log; a final line cut off by a crash is skipped."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"deploy log {path} does not exist")
-    records = []
-    lines = path.read_text(encoding="utf8").splitlines()
-    for i, line in enumerate(lines):
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            if i == len(lines) - 1:
-                break
-            raise ValueError(f"deploy log {path} line {i + 1} is not JSON") from None
-    return records
-
-
-def replay_in_sim(path: str | Path) -> list[dict]:
-    """Re-run every logged episode's actions in the mirrored sim env from the logged reset seed.
-
-    Returns, per episode, the largest observation difference between log and simulation and both
-    success flags. On the lock-step twin the difference is exactly 0; on hardware it measures the
-    sim-to-real gap along the executed trajectory.
-    """
-    import gymnasium as gym
-
-    import symgym.envs  # noqa: F401
-
-    records = read_log(path)
-    if not records or records[0].get("event") != "start":
-        raise ValueError(f"deploy log {path} does not begin with a start record")
-    env = gym.make(records[0]["config"]["mirrors"])
-    out, sim_obs, current = [], None, None
-    for rec in records:
-        if rec["event"] == "reset":
-            sim_obs, _ = env.reset(seed=rec["seed"])
-            current = {"episode": rec["episode"], "seed": rec["seed"], "steps": 0, "sim_success": False,
-                       "log_success": False,
-                       "max_obs_error": float(np.abs(sim_obs - np.asarray(rec["obs"], np.float32)).max())}
-            out.append(current)
-        elif rec["event"] == "step" and current is not None:
-            sim_obs, _, _, _, info = env.step(np.asarray(rec["action"], np.float32))
-            err = float(np.abs(sim_obs - np.asarray(rec["next_obs"], np.float32)).max())
-            current.update(steps=current["steps"] + 1, sim_success=bool(info["is_success"]),
-                           log_success=bool(rec["is_success"]), max_obs_error=max(current["max_obs_error"], err))
-    env.close()
-    return out
 
 
 # -- a scripted policy packaged as a run (rehearsals, tests, the latency benchmark) ------------------
@@ -264,8 +215,19 @@ def write_linear_policy_run(run_dir: str | Path, to_puck: float = 40.0, to_goal:
     return run_dir
 
 
-if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] != "replay":
-        sys.exit("usage: python -m learn.deploy.deploy replay LOG.jsonl")
-    for row in replay_in_sim(sys.argv[2]):
-        print(json.dumps(row))
+def configs_main(args) -> int:
+    """``symgym configs``: the shipped RosArm configs (usable by name with ``--config``)."""
+    from symgym.envs.ros_config import DEFAULT_FOR_ENV, describe_config, shipped_configs
+
+    defaults = {name: env for env, name in DEFAULT_FOR_ENV.items()}
+    rows = []
+    for name, resource in shipped_configs().items():
+        cfg = load_config(name)
+        note = f" (default for {defaults[name]} runs)" if name in defaults else ""
+        rows.append((name, cfg.mirrors, f"{cfg.command.topic} [{cfg.command.type}]",
+                     describe_config(resource.read_text(encoding="utf8")) + note))
+    width = max(len(r[0]) for r in rows)
+    print(f"{'name':<{width}}  {'mirrors':<13} {'command':<48} about")
+    for name, mirrors, command, about in rows:
+        print(f"{name:<{width}}  {mirrors:<13} {command:<48} {about}")
+    return 0
