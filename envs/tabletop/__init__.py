@@ -5,6 +5,13 @@
     obs, info = env.reset(seed=0)
     obs, reward, terminated, truncated, info = env.step(env.unwrapped.oracle_action())
 """
+try:  # the simulator is an optional extra: say which one, not just "No module named 'pybullet'"
+    import pybullet  # noqa: F401
+    import pybullet_data  # noqa: F401
+except ImportError as e:
+    raise ImportError(f"the tabletop envs need the optional package {e.name!r}: pip install 'symgym[tabletop]'",
+                      name=e.name) from e
+
 from symgym.envs.tabletop.base import TabletopEnv, tabletop_symmetry, transform_action, transform_topdown
 from symgym.envs.tabletop.camera import Grid
 from symgym.envs.tabletop.tasks import BlockInsertionEnv, PlaceRedInGreenEnv, StackingEnv

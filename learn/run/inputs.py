@@ -291,3 +291,19 @@ def validate(args: Any) -> None:
         check_writable_dir(args.out, "results directory")
     elif command == "envs" and args.frames:
         check_writable_dir(args.frames, "frames directory")
+    elif command == "deploy":
+        require_module("roslibpy", "deploy")  # the rosbridge client
+    elif command == "sim-robot":
+        require_module("websockets", "sim-robot")  # the twin's rosbridge server
+        check_port_free(args.port)
+
+
+def check_port_free(port: int, host: str = "127.0.0.1") -> None:
+    """The twin serves on loopback: a busy port is named here, not deep in its server thread."""
+    if not port:
+        return
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise OSError(f"port {port} on {host} is in use ({e.strerror}); pick another --port") from None

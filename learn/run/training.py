@@ -149,9 +149,7 @@ def read_demos(cls: type[Agent], path: str | Path) -> Any:
         raise FileNotFoundError(f"demos file {path} does not exist")
     try:
         return cls.read_demos(path)
-    except (ValueError, FileNotFoundError):
-        raise
-    except Exception as e:  # numpy/zip raise many types for a file that is not a demo set
+    except Exception as e:  # numpy/zip raise many types (ValueError included) for a file that is not a demo set
         raise ValueError(f"demos file {path} is not a demonstrations file: {type(e).__name__}: {e}") from e
 
 
