@@ -4,6 +4,7 @@ Everything runs against the loopback twin (``learn.deploy.twin``) over real sock
 """
 from __future__ import annotations
 
+import json
 import time
 
 import gymnasium as gym
@@ -270,3 +271,92 @@ def wait_until(predicate, timeout=3.0):
     while time.monotonic() < end and not predicate():
         time.sleep(0.02)
     return predicate()
+
+
+# -- config choice, configs listing ------------------------------------------------------------------------
+def _run_on(env_id, linear_run, tmp_path):
+    import shutil
+
+    run = tmp_path / f"run-{env_id}"
+    shutil.copytree(linear_run, run)
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "env": env_id}))
+    return run
+
+
+def test_deploy_without_config_uses_the_config_that_mirrors_the_runs_env(sim_robot_servers, linear_run, tmp_path,
+                                                                          capsys):
+    pytest.importorskip("pybullet_data")
+    server = sim_robot_servers("PandaPush-v0", config="panda_servo")
+    run = _run_on("PandaPush-v0", linear_run, tmp_path)
+    log = tmp_path / "panda.jsonl"
+    rc = symgym(["deploy", "--run", str(run), "--rosbridge", server.url, "--yes", "--steps", "3", "--log", str(log)])
+    assert rc == 0, capsys.readouterr().err
+    start = json.loads(log.read_text().splitlines()[0])
+    assert start["config"]["mirrors"] == "PandaPush-v0" and start["config"]["source"].endswith("panda_servo.yaml")
+    assert wait_until(lambda: server.steps == 4) and server.resets   # 3 steps and the closing stop
+
+
+def test_configs_lists_the_shipped_configs_by_name(capsys):
+    assert symgym(["configs"]) == 0
+    out = capsys.readouterr().out
+    for name, mirrors in (("sympush_twin", "SymPush-v0"), ("panda_servo", "PandaPush-v0"), ("ur_twist", "PandaPush-v0")):
+        line = next(row for row in out.splitlines() if row.startswith(name))
+        assert mirrors in line
+    assert "default for PandaPush-v0 runs" in out and "default for SymPush-v0 runs" in out
+    assert load_config("panda_servo").mirrors == "PandaPush-v0"
+    with pytest.raises(FileNotFoundError, match="shipped configs: panda_servo, sympush_twin, ur_twist"):
+        load_config("kuka_servo")
+
+
+def test_a_run_with_no_matching_shipped_config_is_one_line(linear_run, tmp_path, capsys):
+    run = _run_on("SymReach-v0", linear_run, tmp_path)
+    rc = symgym(["deploy", "--run", str(run), "--rosbridge", "ws://127.0.0.1:9", "--yes"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "'SymReach-v0'" in err and "--config" in err
+
+
+# -- the deploy log and its replay --------------------------------------------------------------------------
+def test_deploy_log_holds_every_command_and_reading_and_replays_with_zero_divergence(sim_robot_servers, cfg,
+                                                                                       linear_run, tmp_path, capsys):
+    server = sim_robot_servers("SymPush-v0", config=cfg)
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(yaml.safe_dump({**yaml.safe_load(DEFAULT_CONFIG.read_text()), "control_rate_hz": 200,
+                                        "deploy": {"episodes": 2, "seed": 10_000}}))
+    log = tmp_path / "deploy.jsonl"
+    assert symgym(["deploy", "--run", str(linear_run), "--rosbridge", server.url, "--config", str(cfg_path), "--yes",
+                   "--log", str(log)]) == 0, capsys.readouterr().err
+    assert not (tmp_path / "deploy.jsonl.part").exists()          # finalised: renamed into place
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    steps = [r for r in records if r["event"] == "step"]
+    assert [r["event"] for r in records if r["event"] != "step"] == ["start", "reset", "reset", "end"]
+    assert wait_until(lambda: server.steps == len(steps) + 1)      # every command but the final stop
+    assert [s["command"] for s in steps] == server.commands[:len(steps)]
+    for r in steps:
+        assert set(r["readings"]) == {"/pusher/joint_states", "/puck/odom", "/goal/pose"} and r["time"] > 0
+        assert all(v["stamp_ns"] == r["stamp_ns"][k] for k, v in zip(("pusher", "puck", "goal"), r["readings"].values()))
+    capsys.readouterr()
+    assert symgym(["replay", str(log), "--tolerance", "0"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert "max observation divergence 0.0," in out[-1] and "success agrees on 2/2" in out[-1]
+    assert [json.loads(line)["max_obs_error"] for line in out[:-1]] == [0.0, 0.0]
+
+
+def test_replay_reports_a_divergence_and_reads_a_crashed_log(sim_robot_servers, cfg, linear_run, tmp_path, capsys):
+    server = sim_robot_servers("SymPush-v0", config=cfg)
+    from symgym.learn.deploy.deploy import deploy
+
+    log = tmp_path / "d.jsonl"
+    assert deploy(linear_run, server.url, config=cfg, yes=True, max_steps=10, log=log).status == "ok"
+    lines = log.read_text().splitlines()
+    step = json.loads(lines[5])
+    step["next_obs"][0] += 0.25                                   # the arm did not do what the simulator does
+    lines[5] = json.dumps(step)
+    crashed = tmp_path / "c.jsonl"
+    (tmp_path / "c.jsonl.part").write_text("\n".join(lines[:-1]) + '\n{"event": "st')   # killed mid-line
+    capsys.readouterr()
+    assert symgym(["replay", str(crashed), "--tolerance", "0.1"]) == 1
+    captured = capsys.readouterr()
+    assert "max observation divergence 0.25" in captured.out and "exceeds --tolerance 0.1" in captured.err
+    assert symgym(["replay", str(tmp_path / "none.jsonl")]) == 2
+    assert "none.jsonl does not exist" in capsys.readouterr().err
