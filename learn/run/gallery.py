@@ -1,11 +1,15 @@
 """A rendered frame of every env family for the README: ``symgym envs --frames DIR``.
 
 Each env is reset with seed 0 and stepped a few times with its oracle when it has one (so the frame shows the
-task in progress), else with zero actions; the frame is the 3-D MuJoCo view where headless GL works and the
-env's top-down ``render()`` otherwise. One PNG per env plus ``gallery.png`` with all of them.
+task in progress), else with zero actions. MuJoCo envs built from an XML asset are drawn in a *dressed* copy of
+their scene (:func:`dressed_frame`: a sky, a checker floor, key and fill lights with shadows; nothing of it
+touches the env's own model), other MuJoCo envs (the Panda) through ``video.frame_source``; the PyBullet tabletop
+scenes from an oblique RGB camera (:func:`tabletop_frame`), as a person beside the table would see them. Without
+headless GL the env's top-down ``render()`` is used. One PNG per env plus ``gallery.png`` with all of them.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +36,109 @@ def env_frame(env_id: str, steps: int = 12, seed: int = 0, three_d: bool | None 
             _, _, terminated, truncated, _ = env.step(action)
             if terminated or truncated:
                 break
-        grab = frame_source(env, three_d=three_d, log=lambda _line: None)
-        frame, kind = grab(), grab.kind
-        grab.close()
+        frame, kind = None, ""
+        if three_d is not False:
+            frame, kind = dressed_frame(env) or tabletop_frame(env) or (None, "")
+        if frame is None:
+            grab = frame_source(env, three_d=three_d, log=lambda _line: None)
+            frame, kind = grab(), grab.kind
+            grab.close()
     finally:
         env.close()
     return frame, kind
+
+
+def _dress(spec, floor_z: float | None) -> None:
+    """Add a gradient sky, a checker floor at ``floor_z`` (None: give the scene's own plane the checker) and a key
+    and a fill light to ``spec``; every added geom is visual only (contype 0), so nothing about physics changes."""
+    import mujoco
+
+    spec.add_texture(name="gallery_sky", type=mujoco.mjtTexture.mjTEXTURE_SKYBOX,
+                     builtin=mujoco.mjtBuiltin.mjBUILTIN_GRADIENT, rgb1=[0.55, 0.7, 0.88], rgb2=[0.12, 0.16, 0.24],
+                     width=256, height=1536)
+    spec.add_texture(name="gallery_floor", type=mujoco.mjtTexture.mjTEXTURE_2D,
+                     builtin=mujoco.mjtBuiltin.mjBUILTIN_CHECKER, rgb1=[0.34, 0.36, 0.4], rgb2=[0.26, 0.28, 0.31],
+                     width=512, height=512)
+    textures = [""] * len(mujoco.mjtTextureRole.__members__)
+    textures[int(mujoco.mjtTextureRole.mjTEXROLE_RGB)] = "gallery_floor"
+    spec.add_material(name="gallery_floor", textures=textures, texrepeat=[8, 8], texuniform=True, reflectance=0.08)
+    planes = [g for g in spec.geoms if g.type == mujoco.mjtGeom.mjGEOM_PLANE]
+    if floor_z is None and planes:
+        for g in planes:
+            g.material, g.rgba = "gallery_floor", [1, 1, 1, 1]
+    else:
+        spec.worldbody.add_geom(name="gallery_floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[30, 30, 0.05],
+                                pos=[0, 0, floor_z or 0.0], material="gallery_floor", contype=0, conaffinity=0)
+    spec.worldbody.add_light(name="gallery_key", type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL, pos=[0.6, -0.8, 2.5],
+                             dir=[-0.25, 0.35, -1.0], diffuse=[0.5, 0.5, 0.48], specular=[0.15, 0.15, 0.15],
+                             castshadow=True)
+    spec.worldbody.add_light(name="gallery_fill", type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL, pos=[-1, 1, 2],
+                             dir=[0.4, -0.4, -1.0], diffuse=[0.22, 0.22, 0.24], specular=[0, 0, 0], castshadow=False)
+    spec.visual.headlight.ambient = [0.2, 0.2, 0.2]
+    spec.visual.headlight.diffuse = [0.12, 0.12, 0.12]
+    spec.visual.quality.shadowsize = 4096
+    # the shadow map covers the model's extent: keep it the scene's, not the (large) floor's
+    spec.stat.extent = 1.0
+
+
+def dressed_frame(env, width: int = 480, height: int = 360) -> tuple[np.ndarray, str] | None:
+    """(frame, how) of a MuJoCo env built from its XML asset, rendered in a dressed copy of the scene with the env's
+    current state; None for other envs or when no headless GL backend works."""
+    from symgym.envs.mujoco_base import ASSETS, PlanarMujocoEnv
+    from symgym.learn.run.video import configure_headless_gl, default_camera
+
+    u = env.unwrapped
+    built_from_xml = isinstance(u, PlanarMujocoEnv) and type(u)._build_model is PlanarMujocoEnv._build_model
+    if not built_from_xml or configure_headless_gl() is None:
+        return None
+    import mujoco
+
+    spec = mujoco.MjSpec.from_file(str(ASSETS / u.xml_file))
+    u._edit_spec(spec)   # the env's own load-time edits (an obstacle, tilted gravity) come along
+    has_plane = bool(np.any(np.asarray(u.model.geom_type) == int(mujoco.mjtGeom.mjGEOM_PLANE)))
+    solid = np.asarray(u.model.geom_type) != int(mujoco.mjtGeom.mjGEOM_PLANE)
+    # lowest point of every solid geom: its local bounding box's half extents projected on world z
+    half = np.asarray(u.model.geom_aabb)[solid, 3:]
+    rz = np.abs(np.asarray(u.data.geom_xmat)[solid].reshape(-1, 3, 3)[:, 2, :])
+    lowest = float(np.min(u.data.geom_xpos[solid, 2] - (rz * half).sum(axis=1))) if solid.any() else 0.0
+    _dress(spec, None if has_plane else lowest - 0.002)
+    model = spec.compile()
+    data = mujoco.MjData(model)
+    # the dressing adds no joints or mocap bodies, so the env's state vectors fit the dressed model as they are
+    data.qpos[:], data.qvel[:] = u.data.qpos, u.data.qvel
+    data.mocap_pos[:], data.mocap_quat[:] = u.data.mocap_pos, u.data.mocap_quat
+    mujoco.mj_forward(model, data)
+    view = {**default_camera(u.model, u.data), **(getattr(u, "video_camera", None) or {})}
+    camera = mujoco.MjvCamera()
+    camera.type = mujoco.mjtCamera.mjCAMERA_FREE
+    camera.lookat[:] = view["lookat"]
+    camera.distance, camera.azimuth = float(view["distance"]), float(view["azimuth"])
+    camera.elevation = max(float(view["elevation"]), -24.0)   # low enough to see the horizon and the sky
+    option = mujoco.MjvOption()
+    option.flags[mujoco.mjtVisFlag.mjVIS_TENDON] = False     # rim constraints are bookkeeping, not scenery
+    option.sitegroup[:] = 0
+    with mujoco.Renderer(model, height, width) as renderer:
+        renderer.update_scene(data, camera=camera, scene_option=option)
+        frame = renderer.render().copy()
+    return frame, f"3-D mujoco.Renderer, dressed scene ({os.environ.get('MUJOCO_GL', 'default GL')})"
+
+
+def tabletop_frame(env, width: int = 480, height: int = 360) -> tuple[np.ndarray, str] | None:
+    """(frame, how) of a PyBullet tabletop env from an oblique RGB camera in front of the table; None otherwise."""
+    u = env.unwrapped
+    scene = getattr(u, "scene", None)
+    if scene is None or not hasattr(scene, "p"):
+        return None
+    import pybullet
+
+    client = scene.p
+    view = client.computeViewMatrix((0.0, -0.5, 0.42), (0.0, 0.03, 0.0), (0.0, 0.0, 1.0))
+    proj = client.computeProjectionMatrixFOV(48.0, width / height, 0.1, 3.0)
+    _, _, rgba, _, _ = client.getCameraImage(width, height, view, proj, renderer=pybullet.ER_TINY_RENDERER,
+                                             shadow=1, lightDirection=(0.4, -0.6, 1.0),
+                                             flags=pybullet.ER_NO_SEGMENTATION_MASK)
+    rgb = np.asarray(rgba, dtype=np.uint8).reshape(height, width, 4)[..., :3]
+    return np.ascontiguousarray(rgb), "PyBullet RGB camera (TinyRenderer, shadows)"
 
 
 def write_gallery(out_dir: str | Path, env_ids: tuple[str, ...] = FAMILIES) -> dict[str, str]:
