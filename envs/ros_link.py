@@ -161,8 +161,19 @@ class RosBridgeLink:
 
     def _guard_protocol(self, proto):
         """Route every incoming frame through our checks first: roslibpy only logs malformed frames and
-        has no handler for rosbridge ``status`` errors, and a deployment must halt on both."""
+        has no handler for rosbridge ``status`` errors, and a deployment must halt on both. Outgoing frames queued
+        while the server was closing the connection are dropped instead of raising (and printing a traceback)
+        in the reactor: the close itself is the fault that reports it."""
         original = proto.on_message
+        from twisted.internet import reactor
+
+        def send_message(payload):
+            def send():
+                if proto.state == proto.STATE_OPEN:
+                    proto.sendMessage(payload, isBinary=False)
+            reactor.callFromThread(send)
+
+        proto.send_message = send_message
         if self.quickack:
             received = proto.dataReceived
 
@@ -198,7 +209,11 @@ class RosBridgeLink:
         if self._closing:
             return
         self.ros.factory.stopTrying()   # a moving arm must not silently reconnect mid-episode
-        self._set_fault(RosFault("connection", f"connection to rosbridge at {self.url} lost"), send_stop=False)
+        hint = ""
+        if not self._latest and self.security.secret is None:   # closed before a single reading: likely rosauth
+            hint = (" before sending a single reading (if the bridge requires authentication, give the rosauth "
+                    "secret: --secret-file or $SYMGYM_ROSBRIDGE_SECRET)")
+        self._set_fault(RosFault("connection", f"connection to rosbridge at {self.url} lost{hint}"), send_stop=False)
 
     def close(self) -> None:
         self.stop()
@@ -335,8 +350,6 @@ class RosBridgeLink:
         proves nothing. The stamp is the response's ``stamp`` field (``symgym_msgs/ResetScene``) or, for a service
         without one (``std_srvs/Trigger``), the robot's clock read through rosapi's ``/rosapi/get_time`` after
         the acknowledgement."""
-        import roslibpy
-
         cfg = self.cfg
         if not cfg.reset_service:
             return None
@@ -346,30 +359,56 @@ class RosBridgeLink:
                 # std_srvs/Trigger takes no arguments: the seed goes first into a parameter (rosapi's SetParam
                 # completes before the trigger is called, unlike a topic, which could race it)
                 if cfg.reset_seed_param:
-                    setter = roslibpy.Service(self.ros, "/rosapi/set_param", "rosapi/SetParam")
-                    setter.call(roslibpy.ServiceRequest({"name": cfg.reset_seed_param, "value": json.dumps(int(seed))}),
-                                timeout=timeout)
+                    self.call_service("/rosapi/set_param", "rosapi/SetParam",
+                                      {"name": cfg.reset_seed_param, "value": json.dumps(int(seed))}, timeout)
                 request = {}
             else:
                 request = {"seed": int(seed)}
-            service = roslibpy.Service(self.ros, cfg.reset_service, cfg.reset_type)
-            response = service.call(roslibpy.ServiceRequest(request), timeout=timeout)
+            response = self.call_service(cfg.reset_service, cfg.reset_type, request, timeout)
+        except RosFault:
+            raise
         except Exception as e:
-            self.raise_if_fault()
             raise RosFault("service", f"reset service {self.cfg.reset_service} failed: {e}") from None
         if not response.get("success", False):
             raise RosFault("service", f"reset service {self.cfg.reset_service} refused: {response.get('message')}")
         try:
             if "stamp" in response:
                 return stamp_to_ns({"stamp": response["stamp"]}, cfg.reset_service)
-            clock = roslibpy.Service(self.ros, GET_TIME, "rosapi/GetTime")
-            return stamp_to_ns({"stamp": clock.call(roslibpy.ServiceRequest({}), timeout=timeout).get("time")},
+            return stamp_to_ns({"stamp": self.call_service(GET_TIME, "rosapi/GetTime", {}, timeout).get("time")},
                                GET_TIME)
         except MessageError as e:
             raise RosFault("service", f"reset of {cfg.reset_service}: no usable acknowledgement stamp ({e})") from None
+        except RosFault:
+            raise
         except Exception as e:
-            self.raise_if_fault()
             raise RosFault("service", f"{GET_TIME} failed after the reset: {e}") from None
+
+    def call_service(self, name: str, service_type: str, args: dict, timeout: float) -> dict:
+        """A service call that returns its response, and ends as soon as the link faults (a closed connection, e.g.
+        a bridge that requires authentication) instead of waiting out the timeout."""
+        import roslibpy
+
+        done: dict = {}
+
+        def settle(key):
+            def callback(value):
+                with self._cond:
+                    done[key] = value
+                    self._cond.notify_all()
+            return callback
+
+        roslibpy.Service(self.ros, name, service_type).call(roslibpy.ServiceRequest(args), settle("response"),
+                                                            settle("error"))
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not done and self._fault is None and time.monotonic() < deadline:
+                self._cond.wait(deadline - time.monotonic())
+        if not done:
+            self.raise_if_fault()
+            raise TimeoutError(f"no response within {timeout:g} s")
+        if "error" in done:
+            raise RuntimeError(done["error"])
+        return done["response"]
 
     # -- faults and the watchdog ---------------------------------------------------------------
     def _set_fault(self, fault: RosFault, send_stop: bool = True) -> None:

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 import symgym.envs  # noqa: F401
-from symgym.envs.ros import RosArmEnv
+from symgym.envs.ros import RosArmEnv, RosFault
 from symgym.envs.ros_config import DEFAULT_CONFIG, load_config
 from symgym.envs.ros_link import RosBridgeLink
 from symgym.envs.ros_secure import SECRET_ENV, SECRET_FILE_ENV, auth_message, check_auth, rosauth_mac
@@ -151,12 +151,20 @@ def test_auth_accepted_and_refused(sim_robot_servers, cfg, tmp_path, monkeypatch
         env.reset(seed=1)
     env.close()
     assert server.auth_refused == 1 and len(server.commands) == moved
+    # no secret: the bridge closes the connection, and the error says why it may have, without waiting it out
+    env = RosArmEnv(config=cfg, url=server.url)
+    start = time.monotonic()
+    with pytest.raises(RosFault, match="requires authentication"):
+        env.reset(seed=1)
+    assert time.monotonic() - start < 3
+    env.close()
+    assert server.auth_refused == 2 and len(server.commands) == moved
     # the secret from the environment works too
     monkeypatch.setenv(SECRET_ENV, SECRET)
     env = RosArmEnv(config=cfg, url=server.url)
     env.reset(seed=2)
     env.close()
-    assert server.auth_refused == 1 and server.resets == [1, 2]
+    assert server.auth_refused == 2 and server.resets == [1, 2]
 
 
 # -- TLS ---------------------------------------------------------------------------------------------

@@ -138,6 +138,27 @@ def test_deploy_of_a_sympush_policy_drives_the_panda_twin_to_success(panda_twin,
     assert max(r["max_obs_error"] for r in replay_in_sim(log)) == 0.0   # the lock-step twin is PandaPush exactly
 
 
+@pytest.mark.parametrize("delivery", ["response_first", "reorder"])
+def test_trigger_reset_is_race_free_on_fresh_connections(panda_twin, delivery):
+    """std_srvs/Trigger's response has no stamp: the client reads the robot's clock (/rosapi/get_time) after the
+    acknowledgement and counts only readings stamped from then on, whatever order the bridge delivers them in."""
+    from symgym.learn.deploy.twin import SimRobotServer
+
+    cfg = panda_config()
+    sim = gym.make("PandaPush-v0")
+    expected = {seed: sim.reset(seed=seed)[0] for seed in range(300, 310)}
+    with SimRobotServer("PandaPush-v0", config=cfg, delivery=delivery, delivery_seed=2) as server:
+        mismatches = 0
+        for seed, ref in expected.items():
+            ros = gym.make("RosArm-v0", config=cfg, url=server.url)
+            try:
+                obs, _ = ros.reset(seed=seed)
+            finally:
+                ros.close()
+            mismatches += not np.array_equal(obs, ref)
+    assert mismatches == 0 and server.resets == list(expected)
+
+
 FAULT_AFTER = 3
 
 
