@@ -118,3 +118,19 @@ def test_symmetric_planner_is_stuck_at_a_fixed_state_and_the_tie_break_frees_it(
     assert freed.ties == 1
     stuck.close()
     freed.close()
+
+
+@pytest.mark.parametrize("kind", ["equivariant", "plain"])
+def test_fused_rollout_matches_the_nets_step_by_step(models, kind):
+    model = models[kind]
+    rng = np.random.default_rng(2)
+    obs = torch.as_tensor(rng.normal(scale=0.3, size=6), dtype=torch.float32)
+    u = torch.as_tensor(rng.normal(scale=0.5, size=(7, 9, 2)), dtype=torch.float32)
+    with torch.no_grad():
+        x, total, w = obs.expand(7, -1), torch.zeros(7), 1.0
+        for t in range(9):
+            total += w * model.cost(x, u[:, t])
+            x = model.step(x, u[:, t])
+            w *= model.gamma
+        total += w * model.value(x)
+        torch.testing.assert_close(model.rollout_costs(obs, u), total, atol=1e-5, rtol=1e-5)
