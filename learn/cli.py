@@ -376,6 +376,13 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--port", type=_positive_int, default=9090)
     sr.add_argument("--env", default="SymPush-v0")
     sr.add_argument("--robot", default=None, help="simulated arm to serve (e.g. panda); default: the planar pusher")
+    sr.add_argument("--host", default="127.0.0.1", choices=["127.0.0.1", "::1"], help="loopback address to listen on")
+    sr.add_argument("--tls-dir", default=None, metavar="DIR",
+                    help="serve wss:// with a throwaway test CA written to DIR (clients: --ca-file DIR/ca.pem)")
+    sr.add_argument("--require-auth", action="store_true",
+                    help="require rosauth's auth op (secret from $SYMGYM_ROSBRIDGE_SECRET[_FILE])")
+    sr.add_argument("--delivery", default="in_order", choices=["in_order", "response_first", "reorder"],
+                    help="message order around a reset, as a real bridge may deliver it (rehearse the reset race)")
     sr.set_defaults(fn=cmd_sim_robot)
 
     rl = sub.add_parser("replay", help="replay a deploy log in the mirrored simulator and report the divergence")
