@@ -368,3 +368,37 @@ def test_replay_reports_a_divergence_and_reads_a_crashed_log(sim_robot_servers, 
     assert "max observation divergence 0.25" in captured.out and "exceeds --tolerance 0.1" in captured.err
     assert symgym(["replay", str(tmp_path / "none.jsonl")]) == 2
     assert "none.jsonl does not exist" in capsys.readouterr().err
+
+
+def test_sim_robot_cli_serves_wss_with_auth_for_a_deploy(linear_run, tmp_path, monkeypatch, capsys):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, SECRET_ENV: SECRET}
+    proc = subprocess.Popen([sys.executable, "-m", "symgym.learn.cli", "sim-robot", "--port", str(port),
+                             "--tls-dir", str(tmp_path / "tls"), "--require-auth"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        lines = [proc.stdout.readline(), proc.stdout.readline()]
+        assert f"wss://127.0.0.1:{port}" in lines[0] and "--ca-file" in lines[1], lines + [proc.stderr.read()
+                                                                                          if proc.poll() else ""]
+        monkeypatch.setenv(SECRET_ENV, SECRET)
+        cfg_path = tmp_path / "cfg.yaml"
+        cfg_path.write_text(yaml.safe_dump({**yaml.safe_load(DEFAULT_CONFIG.read_text()), "control_rate_hz": 200}))
+        rc = symgym(["deploy", "--run", str(linear_run), "--rosbridge", f"wss://127.0.0.1:{port}", "--config",
+                     str(cfg_path), "--ca-file", str(tmp_path / "tls" / "ca.pem"), "--yes", "--steps", "4",
+                     "--log", str(tmp_path / "wss.jsonl")])
+        assert rc == 0, capsys.readouterr().err
+        # the port is busy now: a second twin is one line, exit 2
+        capsys.readouterr()
+        assert symgym(["sim-robot", "--port", str(port)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"port {port}" in err and "in use" in err, err
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -179,7 +179,9 @@ def sim_robot_main(args: argparse.Namespace) -> int:
     from symgym.learn.deploy.twin import robot_twin, serve_forever
 
     env_id, config = robot_twin(getattr(args, "robot", None), args.env)
-    return serve_forever(env_id, args.port, config)
+    return serve_forever(env_id, args.port, config, tls_dir=getattr(args, "tls_dir", None),
+                         require_auth=getattr(args, "require_auth", False),
+                         delivery=getattr(args, "delivery", "in_order"), host=getattr(args, "host", "127.0.0.1"))
 
 
 # -- a scripted policy packaged as a run (rehearsals, tests, the latency benchmark) ------------------

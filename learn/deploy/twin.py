@@ -133,6 +133,9 @@ class SimRobotServer:
         self._thread = threading.Thread(target=self._run, name="sim-robot", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout) or self._error is not None:
+            if isinstance(self._error, OSError):   # e.g. a busy port: one line for the CLI, not a traceback
+                raise OSError(f"sim-robot cannot listen on {self.host} port {self.requested_port}: "
+                              f"{self._error.strerror or self._error}") from None
             raise RuntimeError(f"sim-robot failed to start: {self._error}")
         return self.port
 
@@ -407,13 +410,31 @@ def robot_twin(robot: str | None, env_id: str = "SymPush-v0") -> tuple[str, obje
     return ROBOTS[robot]
 
 
-def serve_forever(env_id: str = "SymPush-v0", port: int = 9090, config=None, nagle: bool = False) -> int:
-    """Run the twin until interrupted; prints the address it listens on."""
-    server = SimRobotServer(env_id, config=config, port=port, nagle=nagle)
+def serve_forever(env_id: str = "SymPush-v0", port: int = 9090, config=None, nagle: bool = False,
+                  tls_dir: str | None = None, require_auth: bool = False, delivery: str = "in_order",
+                  host: str = HOST) -> int:
+    """Run the twin until interrupted; prints the address it listens on (and, with ``tls_dir``, the test CA that
+    clients must pass as ``--ca-file``). ``require_auth`` takes the secret from the same environment variables
+    as ``symgym deploy``."""
+    from symgym.envs.ros_secure import SECRET_ENV, SECRET_FILE_ENV, load_secret
+
+    secret = load_secret() if require_auth else None
+    if require_auth and secret is None:
+        raise ValueError(f"--require-auth needs the rosauth secret in ${SECRET_ENV} or a file named by ${SECRET_FILE_ENV}")
+    tls, ca = None, None
+    if tls_dir is not None:
+        from symgym.learn.deploy.testca import make_test_ca, server_context
+
+        ca = make_test_ca(tls_dir)
+        tls = server_context(ca)
+    server = SimRobotServer(env_id, config=config, port=port, nagle=nagle, host=host, tls=tls, auth_secret=secret,
+                            delivery=delivery)
     server.start()
     period = server.dt_ns * 1e-9
     print(f"sim-robot: {env_id} twin listening on {server.url} (lock-step: each command on "
           f"{server.cfg.command.topic} advances {period:g} s)", flush=True)
+    if ca is not None:
+        print(f"sim-robot: test CA {ca.ca_file} (clients: --ca-file {ca.ca_file})", flush=True)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
