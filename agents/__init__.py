@@ -9,6 +9,8 @@ AGENTS = Registry("agent", {
     "sac": "symgym.agents.sac:SACAgent",
     "equi-sac": "symgym.agents.equi_sac:EquiSACAgent",
     "approx-sac": "symgym.agents.equi_sac:ApproxSACAgent",
+    "approx-sac-frozen": "symgym.agents.equi_sac:ApproxSACFrozenAgent",
+    "sac-aug": "symgym.agents.sac:SACAugAgent",
     "mppi": "symgym.agents.mppi:MPPIAgent",
     "sym-mppi": "symgym.agents.mppi:SymMPPIAgent",
     "transporter": "symgym.agents.transporter:TransporterAgent",

@@ -36,7 +36,7 @@ from symgym.agents.sac import SACAgent, SACConfig
 from symgym.equivariance import (PlanarGroup, Representation, Symmetry, equivariance_error, group_from_name,
                                  invariance_error, regular, trivial)
 from symgym.equivariance.layers import EquivariantMLP, SteerableImageEncoder, rep_from_names
-from symgym.equivariance.relaxed import RelaxedMLP, relaxed_modules
+from symgym.equivariance.relaxed import RelaxedMLP, relaxation_drift, relaxed_modules
 
 #: groups whose standard representation is a signed permutation, so tanh squashing stays equivariant
 TANH_COMPATIBLE = ("C1", "C2", "C4", "D1", "D2", "D4")
@@ -121,11 +121,13 @@ class EquiSACPolicy(SACPolicy):
     def __init__(self, observation_space, action_space, lr_schedule, group: str = "D4",
                  obs_parts: Sequence[str] | None = None, action_parts: Sequence[str] = ("standard",),
                  hidden: Sequence[int] = (16, 16), relaxed: bool = False, penalty: float = 0.0, num_kernels: int = 2,
-                 image_channels: Sequence[int] = (8, 16, 16), **kwargs):
+                 image_channels: Sequence[int] = (8, 16, 16), frozen: bool = False, **kwargs):
+        if frozen and not relaxed:
+            raise ValueError("frozen=True freezes relaxed layers' coefficients: it needs relaxed=True")
         self.sym_kwargs = dict(group=group, obs_parts=None if obs_parts is None else list(obs_parts),
                                action_parts=list(action_parts), hidden=list(hidden), relaxed=bool(relaxed),
                                penalty=float(penalty), num_kernels=int(num_kernels),
-                               image_channels=list(image_channels))
+                               image_channels=list(image_channels), frozen=bool(frozen))
         g = agent_group(group)
         self.action_rep = rep_from_names(action_parts, g)
         if self.action_rep.size != int(np.prod(action_space.shape)):
@@ -153,11 +155,18 @@ class EquiSACPolicy(SACPolicy):
 
     def make_actor(self, features_extractor=None) -> EquivariantActor:
         kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
-        return EquivariantActor(**kwargs, **self._net_kwargs()).to(self.device)
+        return self._maybe_frozen(EquivariantActor(**kwargs, **self._net_kwargs()).to(self.device))
 
     def make_critic(self, features_extractor=None) -> InvariantCritic:
         kwargs = self._update_features_extractor(self.critic_kwargs, features_extractor)
-        return InvariantCritic(**kwargs, **self._net_kwargs()).to(self.device)
+        return self._maybe_frozen(InvariantCritic(**kwargs, **self._net_kwargs()).to(self.device))
+
+    def _maybe_frozen(self, net: nn.Module) -> nn.Module:
+        # SB3 builds the optimisers after make_actor/make_critic: frozen coefficients get no gradient, no update
+        if self.sym_kwargs["frozen"]:
+            for layer in relaxed_modules(net):
+                layer.freeze_relaxation()
+        return net
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
@@ -196,6 +205,7 @@ class EquiSACAgent(SACAgent):
 
     name = "equi-sac"
     relaxed = False
+    frozen = False
     config_class = EquiSACConfig
 
     def policy_spec(self, info: EnvInfo) -> tuple[Any, dict[str, Any]]:
@@ -218,6 +228,7 @@ class EquiSACAgent(SACAgent):
         if self.relaxed:
             policy_kwargs["penalty"] = float(cfg.penalty)
             policy_kwargs["num_kernels"] = int(cfg.num_kernels)
+            policy_kwargs["frozen"] = self.frozen
         return EquiSACPolicy, policy_kwargs
 
 
@@ -231,6 +242,23 @@ class ApproxSACAgent(EquiSACAgent):
     def relaxed_weight_error(self) -> dict[str, float]:
         """Largest relative weight equivariance error of the actor's and critic's relaxed layers."""
         return relaxed_weight_errors(self.model.policy)
+
+    def extra_metrics(self) -> dict[str, float]:
+        """As SAC's, plus how far the learned relaxation drifted from equivariance (see :func:`relaxation_drift`):
+        ``actor_drift`` / ``critic_drift``, the non-equivariant part's share of the weights' norm."""
+        out = super().extra_metrics()
+        if self.model is not None:
+            out["actor_drift"] = relaxation_drift(self.model.policy.actor)
+            out["critic_drift"] = relaxation_drift(self.model.policy.critic)
+        return out
+
+
+class ApproxSACFrozenAgent(ApproxSACAgent):
+    """``approx-sac-frozen``: approx-sac's parametrisation with the relaxation coefficients frozen at their
+    equivariant initialisation: exactly equivariant, the control that isolates what relaxation adds."""
+
+    name = "approx-sac-frozen"
+    frozen = True
 
 
 def relaxed_weight_errors(policy: EquiSACPolicy) -> dict[str, float]:

@@ -16,13 +16,14 @@ on the mode the net was in when saved. symgym therefore never uses it:
    wrapper's own flag only. ``state_dict()`` holds the learnable weights (and escnn's fixed basis buffers)
    and nothing else, with the same keys in train and eval mode; a checkpoint saved in either mode loads into
    a net in either mode. Legacy keys of escnn's cache found in a loaded state dict are dropped.
-2. **The dense filters are derived, never stored.** With gradients on (training, or any forward while
-   ``torch.is_grad_enabled()``) the filters are expanded from the weights on every forward, as escnn does in
-   training mode. In eval mode under ``torch.no_grad()`` (inference, SB3's target critic) they are expanded
-   once and memoised in a plain Python attribute (never a buffer, never pickled); the memo is rebuilt as soon
-   as any parameter changes, which torch's per-tensor version counters and storage pointers reveal (optimizer
-   steps, ``load_state_dict``, Polyak updates, ``.to()``). Writes through ``param.data`` bypass the version
-   counters: call :meth:`EscnnNetwork.forget_dense_filters` after such a write.
+2. **The dense filters are derived, never stored.** They are expanded from the weights (escnn's
+   ``expand_parameters``, differentiable) at most once per parameter update and kept in an
+   :class:`ExpansionCache` (a plain Python attribute: never a buffer, never pickled). With gradients on, the
+   expansion keeps its graph, so the forwards of one gradient step share it; a backward through it or any
+   parameter change (optimizer steps, ``load_state_dict``, Polyak updates, ``.to()``: torch's version counters
+   and storage pointers reveal them) makes the next forward re-expand. Without gradients (acting, SB3's target
+   critic) the forward is the dense net of the current weights, refreshed after each update. Writes through
+   ``param.data`` bypass the version counters: call :meth:`EscnnNetwork.forget_dense_filters` after such a write.
 3. **Export is a fresh copy.** :meth:`EscnnNetwork.export` builds a plain torch module (``nn.Linear``,
    ``nn.Conv2d`` with the layer's padding mode, activations, pooling) with the current dense filters copied
    in; it is a snapshot for deployment, not kept or saved by the wrapper.
@@ -52,6 +53,56 @@ def _weighted(module: enn.EquivariantModule) -> bool:
     return isinstance(module, (enn.R2Conv, enn.Linear))
 
 
+class ExpansionCache:
+    """Derived weights (dense filters expanded from a basis, relaxed weights mixed from coefficients),
+    computed once and reused until the parameters they come from change.
+
+    * Valid while every source parameter keeps its storage and version counter: optimiser steps, Polyak
+      updates, ``load_state_dict`` and ``.to()`` all invalidate it (writes through ``.data`` do not: call
+      :meth:`clear`).
+    * With gradients on, the expansion keeps its autograd graph so that several forwards of one gradient step
+      share one expansion; a backward pass through it also invalidates it (its graph is freed then), so a
+      forward after a backward without a parameter change re-expands instead of failing.
+    * Without gradients (acting, SB3's target critic) a graph-less expansion is made, or the current graph's
+      values are reused detached: one expansion per update, like an exported dense net refreshed after each.
+    * Never pickled or deep-copied (derived data; non-leaf tensors cannot be deep-copied).
+    """
+
+    def __init__(self):
+        self.clear()
+
+    def clear(self) -> None:
+        self._key, self._value, self._graph, self._consumed = None, None, False, False
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self.clear()
+
+    def _on_backward(self, grad):
+        self._consumed = True
+
+    def get(self, params, compute):
+        """``compute()`` (a list of tensors or None), or its cached value for these ``params``."""
+        params = [p for p in params if p is not None]
+        key = tuple((p.data_ptr(), p._version) for p in params)
+        grad = torch.is_grad_enabled() and any(p.requires_grad for p in params)
+        if self._value is None or key != self._key or self._consumed or (grad and not self._graph):
+            if grad:
+                value = compute()
+                for t in value:
+                    if t is not None and t.requires_grad:
+                        t.register_hook(self._on_backward)
+            else:
+                with torch.no_grad():
+                    value = compute()
+            self._key, self._value, self._graph, self._consumed = key, value, grad, False
+        if grad:
+            return self._value
+        return [None if t is None else t.detach() for t in self._value]
+
+
 class EscnnNetwork(nn.Module):
     """Base class: wraps ``escnn_net`` (an escnn ``SequentialModule`` over ``in_type``) under the policy above.
 
@@ -73,49 +124,47 @@ class EscnnNetwork(nn.Module):
         self.in_type = in_type
         self.out_type = escnn_net.out_type or in_type  # an empty net is the identity
         self.escnn_net.train(True)  # drops the zero-filled cache buffers escnn registers at construction
-        self._dense_memo: tuple[tuple, list] | None = None
+        self._weighted_layers = [m for m in escnn_net.children() if _weighted(m)]
+        self._expansions = ExpansionCache()
         self.register_load_state_dict_pre_hook(_drop_cache_keys)
 
     # -- policy -------------------------------------------------------------------------------------
     def train(self, mode: bool = True) -> "EscnnNetwork":
-        super().train(mode)
-        self.escnn_net.train(True)
+        # Do not recurse into escnn_net: it stays in training mode anyway, and walking escnn's module tree
+        # hashes its basis objects (measured: ~40% of an equi-sac gradient step, since SB3 toggles the
+        # training mode on every rollout and every train() call).
+        self.training = bool(mode)
+        for child in self.children():
+            if child is not self.escnn_net:
+                child.train(mode)
         return self
 
     def forget_dense_filters(self) -> None:
         """Drop the memoised dense filters (only needed after writing parameters through ``.data``)."""
-        self._dense_memo = None
-
-    def __getstate__(self) -> dict:
-        state = super().__getstate__()
-        state["_dense_memo"] = None  # derived from the weights: never pickled
-        return state
+        self._expansions.clear()
 
     # -- forward ------------------------------------------------------------------------------------
     def body(self, x: torch.Tensor) -> torch.Tensor:
-        """The escnn layers on a plain tensor whose channels are laid out as ``in_type``."""
-        if self.training or torch.is_grad_enabled():
-            return self.escnn_net(enn.GeometricTensor(x, self.in_type)).tensor
+        """The escnn layers on a plain tensor whose channels are laid out as ``in_type``: what escnn's
+        training-mode forward computes, with the dense filters expanded once per parameter update."""
         return self._dense_forward(x)
 
     def _dense_filters(self) -> list:
         # the weighted layers' own parameters (escnn_net.parameters() walks escnn's deep module tree: slow)
-        layers = list(self.escnn_net.children())
-        key = tuple((p.data_ptr(), p._version) for m in layers if _weighted(m)
-                    for p in (m.weights, m.bias) if p is not None)
-        if self._dense_memo is None or self._dense_memo[0] != key:
-            with torch.no_grad():
-                expanded = [m.expand_parameters() if _weighted(m) else None for m in layers]
-            self._dense_memo = (key, expanded)
-        return self._dense_memo[1]
+        params = [p for m in self._weighted_layers for p in (m.weights, m.bias)]
+        flat = self._expansions.get(params, lambda: [t for m in self._weighted_layers for t in m.expand_parameters()])
+        return [flat[2 * i:2 * i + 2] for i in range(len(self._weighted_layers))]
 
     def _dense_forward(self, x: torch.Tensor) -> torch.Tensor:
-        for module, expanded in zip(self.escnn_net.children(), self._dense_filters()):
+        filters = iter(self._dense_filters())
+        for module in self.escnn_net.children():
             if isinstance(module, enn.R2Conv):
-                x = _conv2d(module, x, *expanded)
+                x = _conv2d(module, x, *next(filters))
             elif isinstance(module, enn.Linear):
-                x = F.linear(x, *expanded)
-            else:  # parameter-free layers (non-linearities, pooling): escnn's own forward
+                x = F.linear(x, *next(filters))
+            elif type(module) is enn.ReLU:  # point-wise on every channel: plain relu, no GeometricTensor
+                x = F.relu(x)
+            else:  # other parameter-free layers (non-linearities, pooling): escnn's own forward
                 x = module(enn.GeometricTensor(x, module.in_type)).tensor
         return x
 

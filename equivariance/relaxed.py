@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from symgym.equivariance.escnn_nets import ExpansionCache
 from symgym.equivariance.groups import PlanarGroup
 from symgym.equivariance.representations import Representation, regular
 
@@ -90,6 +91,13 @@ class _RelaxedBase(nn.Module):
         # Constant over group elements = exactly equivariant at initialisation.
         self.alpha = nn.Parameter(torch.ones(self.num_kernels, len(self.elements)))
         self._flat: torch.Tensor | None = None
+        # (weight, bias) mixed once per parameter update, shared by the forwards of one gradient step
+        self._expansions = ExpansionCache()
+
+    def expanded(self) -> list:
+        """``[weight, bias]`` for the current parameters, through the layer's :class:`ExpansionCache`."""
+        params = [self.kernels, self.alpha, self.bias_kernel, self.bias_alpha]
+        return self._expansions.get(params, lambda: [self.weight(), self.bias()])
 
     # -- the group action on a stack of kernels (L, out, in, *spatial) -> (L, G, out, in, *spatial) --
     def _spatial(self, k: torch.Tensor) -> torch.Tensor:
@@ -183,6 +191,24 @@ class _RelaxedBase(nn.Module):
         norm = float(w.norm()) + 1e-12
         return max(float((self.transform_weight(i, w) - w).norm()) / norm for i in range(len(self.elements)))
 
+    @torch.no_grad()
+    def drift_parts(self) -> tuple[float, float]:
+        """(squared norm of the weight's non-equivariant part, squared norm of the weight).
+
+        The equivariant part is the Reynolds projection ``1/|G| sum_g g.W`` (the orthogonal projection onto
+        equivariant maps, since every ``g.`` here is orthogonal); the rest is what the relaxation learned.
+        """
+        w = self.weight()
+        projected = self._orbit(w.unsqueeze(0))[0].mean(dim=0)
+        return float(((w - projected) ** 2).sum()), float((w ** 2).sum())
+
+    def freeze_relaxation(self) -> None:
+        """Fix the per-element coefficients where they are (constant at initialisation: exactly equivariant
+        for good); the kernels stay trainable. Optimisers skip parameters without gradients."""
+        self.alpha.requires_grad_(False)
+        if self.bias_alpha is not None:
+            self.bias_alpha.requires_grad_(False)
+
     def weight(self) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -210,9 +236,8 @@ class RelaxedLinear(_RelaxedBase):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.in_rep.size:
             raise ValueError(f"expected inputs with {self.in_rep.size} features ({self.in_rep.name}), got {tuple(x.shape)}")
-        w = self.weight().to(x.dtype)
-        b = self.bias()
-        return nn.functional.linear(x, w, None if b is None else b.to(x.dtype))
+        w, b = self.expanded()
+        return nn.functional.linear(x, w.to(x.dtype), None if b is None else b.to(x.dtype))
 
     @torch.no_grad()
     def export(self) -> nn.Linear:
@@ -259,9 +284,9 @@ class RelaxedGroupConv2d(_RelaxedBase):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_rep.size:
             raise ValueError(f"expected (B, {self.in_rep.size}, H, W) feature maps, got {tuple(x.shape)}")
-        b = self.bias()
+        w, b = self.expanded()
         b = None if b is None else b.to(x.dtype)
-        return nn.functional.conv2d(x, self.weight().to(x.dtype), b, padding=self.kernel_size // 2)
+        return nn.functional.conv2d(x, w.to(x.dtype), b, padding=self.kernel_size // 2)
 
     @torch.no_grad()
     def export(self) -> nn.Conv2d:
@@ -313,3 +338,12 @@ class RelaxedMLP(nn.Module):
 def relaxed_modules(module: nn.Module) -> list[_RelaxedBase]:
     """All relaxed layers inside ``module``."""
     return [m for m in module.modules() if isinstance(m, _RelaxedBase)]
+
+
+def relaxation_drift(module: nn.Module) -> float:
+    """How far the relaxed layers inside ``module`` are from equivariance: the norm of the weights'
+    non-equivariant part relative to the norm of the weights, over all relaxed layers together
+    (0 = exactly equivariant; 0 when there are none)."""
+    parts = [layer.drift_parts() for layer in relaxed_modules(module)]
+    total = sum(t for _, t in parts)
+    return float(np.sqrt(sum(d for d, _ in parts) / total)) if total > 0 else 0.0

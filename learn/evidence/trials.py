@@ -121,6 +121,7 @@ def train_eval_trial(params: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     result = evaluate(agent, params["env"], episodes=int(params["episodes"]), seed=eval_seed,
                       env_kwargs=dict(params["env_kwargs"]), progress=False).as_dict()
     metrics = {k: float(result[k]) for k in ("success_rate", "mean_return", "std_return", "mean_length")}
+    metrics.update(getattr(agent, "extra_metrics", dict)())  # e.g. SAC's early stop, approx-sac's drift
     evals = {"default": {**result, "first_seed": eval_seed}}
     for variant, kwargs in params["eval_variants"].items():
         res = evaluate(agent, params["env"], episodes=int(params["episodes"]), seed=eval_seed,
@@ -150,7 +151,8 @@ TRIAL_KINDS: dict[str, TrialKind] = {
                 "eval_seed": 10_000, "demos": None, "env_kwargs": {}, "agent_kwargs": {}, "eval_variants": {},
                 "curve_points": 20, "success_threshold": 0.5},
         metrics=("success_rate", "mean_return", "std_return", "mean_length", "train_seconds", "eval_seconds",
-                 "train_success", "final_train_success", "steps_to_success")),
+                 "train_success", "final_train_success", "steps_to_success", "success_auc", "stopped_at",
+                 "actor_drift", "critic_drift")),
 }
 
 
