@@ -27,14 +27,18 @@ def tiny_run(tmp_path_factory):
 def test_train_writes_a_complete_run_dir(tiny_run):
     names = {p.name for p in tiny_run.iterdir()}
     assert {"config.json", "checkpoint.json", "model.zip", "monitor.monitor.csv", "learning_curve.png",
-            "train.json", "evaluations.npz", "best_model.zip"} <= names
+            "train.json", "evaluations.npz", "best_model.zip", "run.json"} <= names
+    assert json.loads((tiny_run / "run.json").read_text())["complete"] is True
+    # run.json is the run's last write: nothing it vouches for is newer
+    last = (tiny_run / "run.json").stat().st_mtime_ns
+    assert all((tiny_run / n).stat().st_mtime_ns <= last for n in names if n != "checkpoints")
     config = json.loads((tiny_run / "config.json").read_text())
     assert config["agent"] == "sac" and config["steps"] == 300 and config["seed"] == 1
     # the resolved config: hyperparams/sac.yml for SymPush-v0, overridden by --agent-kwargs
     assert config["agent_kwargs"]["gamma"] == 0.97 and config["agent_kwargs"]["net_arch"] == [32, 32]
     manifest = json.loads((tiny_run / "checkpoint.json").read_text())
-    assert manifest["agent"] == "sac" and manifest["files"] == {"model": "model.zip"} and manifest["symgym_version"]
-    assert not [n for n in names if n.startswith(".")], "temporary files left behind"
+    assert manifest["agent"] == "sac" and manifest["files"]["model"] == "model.zip" and manifest["symgym_version"]
+    assert not [n for n in names if n.startswith(".") and n != ".symgym.lock"], "temporary files left behind"
 
 
 def test_run_files_are_world_readable(tiny_run):
@@ -69,6 +73,23 @@ def test_eval_reports_success_and_return_and_writes_video(tiny_run, capsys):
     assert videos and videos[0].stat().st_size > 1000
 
 
+def test_eval_without_ffmpeg_announces_the_gif_it_wrote(tiny_run, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # as if the video extra were not installed
+    for old in tiny_run.glob("eval.*"):
+        old.unlink()
+    assert main(["eval", "--run", str(tiny_run), "--episodes", "1", "--video"]) == 0
+    out = capsys.readouterr().out
+    assert f"video: {tiny_run / 'eval.gif'}" in out and (tiny_run / "eval.gif").is_file()
+    assert not (tiny_run / "eval.mp4").exists()
+
+
+def test_eval_on_an_env_with_other_shapes_names_them(tiny_run, capsys):
+    assert main(["eval", "--run", str(tiny_run), "--env", "SymReach-v0"]) == 2
+    err = capsys.readouterr().err
+    assert "trained on SymPush-v0 (observations (14,)" in err and "SymReach-v0 has observations" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
 def test_eval_on_another_env_writes_its_own_file(tiny_run):
     assert main(["eval", "--run", str(tiny_run), "--episodes", "1", "--env", "SymPushWind-v0"]) == 0
     result = json.loads((tiny_run / "eval-SymPushWind-v0.json").read_text())
@@ -101,7 +122,7 @@ def test_envs_lists_symmetry():
 def test_bad_input_gives_one_line_error(args, fragment):
     out = run_cli(*args)
     assert out.returncode == 2
-    assert "Traceback" not in out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert fragment in out.stderr
 
 
@@ -110,10 +131,16 @@ def test_corrupt_checkpoint_is_reported(tiny_run, tmp_path):
     broken.mkdir()
     (broken / "config.json").write_text((tiny_run / "config.json").read_text())
     out = run_cli("eval", "--run", str(broken))
+    assert out.returncode == 2 and "is incomplete" in out.stderr  # no run.json, no checkpoint: interrupted
+    (broken / "run.json").write_text((tiny_run / "run.json").read_text())  # claims complete: the checkpoint is checked
+    out = run_cli("eval", "--run", str(broken))
     assert out.returncode == 2 and "no checkpoint" in out.stderr
     (broken / "checkpoint.json").write_text((tiny_run / "checkpoint.json").read_text())
     out = run_cli("eval", "--run", str(broken))
     assert out.returncode == 2 and "model file model.zip is missing" in out.stderr
+    for role, name in json.loads((tiny_run / "checkpoint.json").read_text())["files"].items():
+        if role != "model":  # every file but the model is intact
+            (broken / name).write_bytes((tiny_run / name).read_bytes())
     (broken / "model.zip").write_bytes(b"this is not a zip file")
     out = run_cli("eval", "--run", str(broken))
     assert out.returncode == 2 and "Traceback" not in out.stderr
