@@ -123,14 +123,14 @@ def cmd_envs(args) -> int:
 
 def cmd_train(args) -> int:
     from symgym.learn.run.inputs import train_options, train_request
-    from symgym.learn.run.training import resume, train
+    from symgym.learn.run.training import TrainOptions, resume, train
 
     if args.resume is not None:
-        run_dir = resume(args.resume, train_options(args))
+        run_dir = resume(args.resume, TrainOptions(**train_options(args)))
         print(f"run resumed and saved to {run_dir}")
         return 0
     config, options = train_request(args)
-    run_dir = train(config, options)
+    run_dir = train(config, TrainOptions(**options))
     print(f"run saved to {run_dir}")
     return 0
 

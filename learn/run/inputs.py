@@ -14,6 +14,7 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 MAX_SEED = 2**32 - 1          # NumPy's legacy seeding (used by SB3) takes seeds below 2**32
@@ -181,8 +182,8 @@ def check_train_config(config: Any, options: Any) -> None:
 
 
 # -- the CLI -------------------------------------------------------------------------------------------------
-def train_request(args: Any) -> tuple[Any, Any]:
-    """(TrainConfig, TrainOptions) for ``symgym train`` arguments, hyper-parameter file resolved."""
+def train_request(args: Any) -> tuple[Any, dict[str, Any]]:
+    """(TrainConfig, TrainOptions keyword arguments) for ``symgym train`` arguments, hyper-parameter file resolved."""
     from symgym.agents import TrainConfig
     from symgym.learn.run.hyperparams import resolve
 
@@ -196,12 +197,11 @@ def train_request(args: Any) -> tuple[Any, Any]:
     return config, options
 
 
-def train_options(args: Any) -> Any:
-    from symgym.learn.run.training import TrainOptions
-
-    return TrainOptions(progress=not args.no_progress, tensorboard=args.tensorboard, eval_freq=args.eval_freq,
-                        eval_episodes=args.eval_episodes, checkpoint_freq=args.checkpoint_freq,
-                        if_exists="move" if args.force else "refuse")
+def train_options(args: Any) -> dict[str, Any]:
+    """``TrainOptions`` keyword arguments (a dict: this module sits below ``training``, which imports it)."""
+    return dict(progress=not args.no_progress, tensorboard=args.tensorboard, eval_freq=args.eval_freq,
+                eval_episodes=args.eval_episodes, checkpoint_freq=args.checkpoint_freq,
+                if_exists="move" if args.force else "refuse")
 
 
 _RESUME_CONFLICTS = ("agent", "env", "steps", "out", "demos", "hyperparams")
@@ -225,7 +225,7 @@ def _validate_train(args: Any) -> None:
         if holder:
             raise RunDirError(f"cannot resume {run}: it is being trained now (pid {holder})")
         config = read_config(run)
-        check_train_config(config, train_options(args))
+        check_train_config(config, SimpleNamespace(**train_options(args)))
         if not checkpoint_steps(run / "checkpoints", config.agent):
             raise RunDirError(f"cannot resume {run}: it has no complete step checkpoint (train with "
                               f"--checkpoint-freq N > 0); start it again with --force")
@@ -233,7 +233,7 @@ def _validate_train(args: Any) -> None:
     if args.seed is None:
         args.seed = 0
     config, options = train_request(args)
-    check_train_config(config, options)
+    check_train_config(config, SimpleNamespace(**options))
     out = Path(config.out)
     holder = _lock_holder(out) if out.is_dir() else None
     if holder:
