@@ -345,6 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--storage", default=None, help="Tune storage_path (shared file system or object store)")
     sw.add_argument("--max-concurrent", type=_positive_int, default=None, help="trials at once (default: cores)")
     sw.add_argument("--resume", action="store_true", help="continue a killed sweep, skipping finished trials")
+    sw.add_argument("--rerun-stale", action="store_true",
+                    help="also re-run finished trials whose code fingerprint is missing or differs from the current code's")
     sw.add_argument("--quick", action="store_true", help="the spec's tiny grid (for tests)")
     sw.add_argument("--out", default="results", help="results directory (trial summaries under OUT/trials/)")
     sw.set_defaults(fn=cmd_sweep)
@@ -352,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="aggregate a sweep's trial summaries (rliable) into the claims ledger")
     rp.add_argument("sweep", help="sweep name or spec YAML")
     rp.add_argument("--markdown", action="store_true", help="print the ledger as README markdown tables")
+    rp.add_argument("--allow-mixed-code", action="store_true",
+                    help="compare trials that ran different code fingerprints (flagged in each entry)")
     rp.add_argument("--out", default="results")
     rp.set_defaults(fn=cmd_report)
 

@@ -46,41 +46,56 @@ def test_iqm_and_ci_match_a_hand_computation():
 
 SPEC = {"name": "synthetic", "params": {"steps": 0, "episodes": 1},
         "grid": {"method": [{"name": "mppi", "agent": "mppi"}, {"name": "sym-mppi", "agent": "sym-mppi"}],
-                 "env": ["SymReach-v0"], "seed": [0, 1, 2, 3]},
+                 "env": ["SymReach-v0"], "seed": [0, 1, 2, 3, 4]},
         "metrics": ["mean_return", "success_rate"],
         "claims": [{"claim": "{method} beats {baseline} on {env}", "for_each": ["env"], "metric": "mean_return",
                     "method": "sym-mppi", "baseline": "mppi"},
                    {"claim": "sym-mppi succeeds more often", "metric": "success_rate", "method": "sym-mppi",
                     "baseline": "mppi", "where": {"env": "SymReach-v0"}}]}
-#: per seed: (mppi, sym-mppi) returns; sym-mppi is better by 1.0, 2.0, 1.5, 0.5 (paired)
-RETURNS = {0: (-30.0, -29.0), 1: (-28.0, -26.0), 2: (-31.0, -29.5), 3: (-27.0, -26.5)}
+#: per seed: (mppi, sym-mppi) returns; sym-mppi is better by 1.0, 2.0, 1.5, 0.5, 1.0 (paired)
+RETURNS = {0: (-30.0, -29.0), 1: (-28.0, -26.0), 2: (-31.0, -29.5), 3: (-27.0, -26.5), 4: (-29.0, -28.0)}
 
 
-def write_synthetic(out: Path, skip: tuple = ()) -> None:
+def write_synthetic(out: Path, skip: tuple = (), fingerprints: dict | None = None, success: float = 0.5) -> None:
+    """Trial summaries of SPEC; ``fingerprints`` maps (method, seed) to a recorded code fingerprint (others have
+    no provenance, as summaries written before it existed)."""
     spec = load_spec(SPEC)
     for t in expand(spec, out):
         seed, method = t.labels["seed"], t.labels["method"]
         if (method, seed) in skip:
             continue
         ret = RETURNS[seed][method == "sym-mppi"]
-        write_json(trials_dir(out, spec.name) / f"{t.key}.json",
-                   {"sweep": spec.name, "key": t.key, "labels": t.labels, "params": t.params,
-                    "metrics": {"mean_return": ret, "success_rate": 0.5}})
+        summary = {"sweep": spec.name, "key": t.key, "labels": t.labels, "params": t.params,
+                   "metrics": {"mean_return": ret, "success_rate": success}}
+        if fingerprints and (method, seed) in fingerprints:
+            summary["provenance"] = {"fingerprint": fingerprints[(method, seed)]}
+        write_json(trials_dir(out, spec.name) / f"{t.key}.json", summary)
 
 
 def test_report_ledger_is_paired_per_seed_and_groups_use_iqm(tmp_path):
     write_synthetic(tmp_path)
     report = build_report(load_spec(SPEC), tmp_path)
-    assert report["trials"] == {"finished": 8, "missing": 0, "missing_keys": []}
+    assert report["trials"] == {"finished": 10, "missing": 0, "missing_keys": []}
     beat, success = report["evidence"]
-    diffs = np.array([1.0, 2.0, 1.5, 0.5])
+    diffs = np.array([1.0, 2.0, 1.5, 0.5, 1.0])
     assert beat["claim"] == "sym-mppi beats mppi on SymReach-v0" and beat["paired"] is True
-    assert beat["n_seeds"] == 4 and beat["effect_value"] == pytest.approx(diffs.mean())
-    assert beat["ci95"][0] > 0 and beat["holds"] is True
-    assert beat["probability_of_improvement"] > 0.5
-    assert success["effect_value"] == 0 and success["holds"] == "inconclusive"
+    assert beat["n_seeds"] == 5 and beat["effect_value"] == pytest.approx(diffs.mean())
+    # paired t by hand: mean +- t(0.975, 4) * sd / sqrt(5); Holm over the 2 claims doubles the smaller p
+    half = 2.7764451051977987 * diffs.std(ddof=1) / np.sqrt(5)
+    assert beat["ci95"] == pytest.approx([diffs.mean() - half, diffs.mean() + half])
+    assert beat["interval"] == "paired t, 95%" and beat["p_adjusted"] == pytest.approx(2 * beat["p_value"])
+    assert beat["holds"] is True and beat["probability_of_improvement"] > 0.5
+    assert success["effect_value"] == 0 and success["holds"] == "inconclusive" and success["p_value"] == 1.0
     g = report["groups"]["mppi SymReach-v0"]["metrics"]["mean_return"]
-    assert g["iqm"] == pytest.approx(hand_iqm([r[0] for r in RETURNS.values()])) and g["seeds"] == [0, 1, 2, 3]
+    assert g["iqm"] == pytest.approx(hand_iqm([r[0] for r in RETURNS.values()])) and g["seeds"] == [0, 1, 2, 3, 4]
+    assert report["statistics"]["claims"]["multiplicity"] == "Holm-Bonferroni over the sweep's 2 claims"
+    assert report["statistics"]["groups"]["reps"] == report_mod.BOOTSTRAP_REPS
+
+
+def test_saturated_success_is_untestable(tmp_path):
+    write_synthetic(tmp_path, success=1.0)
+    _, success = build_report(load_spec(SPEC), tmp_path)["evidence"]
+    assert success["holds"] == "untestable" and success["saturated_at"] == 1.0 and success["bounds"] == [0, 1]
 
 
 def test_report_counts_missing_trials_and_writes_json_png_and_markdown(tmp_path, capsys):
@@ -90,15 +105,62 @@ def test_report_counts_missing_trials_and_writes_json_png_and_markdown(tmp_path,
     assert report_main(type("A", (), {"sweep": str(spec_file), "markdown": True, "out": str(tmp_path)})) == 0
     md = capsys.readouterr().out
     data = json.loads((tmp_path / "synthetic.json").read_text())
-    assert data["trials"]["missing"] == 1 and data["evidence"][0]["n_seeds"] == 3
+    assert data["trials"]["missing"] == 1 and data["evidence"][0]["n_seeds"] == 4
+    assert data["evidence"][0]["holds"] == "underpowered" and "4 seeds" in data["evidence"][0]["reason"]
     assert (tmp_path / "synthetic.png").is_file()
     assert md == ledger_markdown(data)
-    assert "| sym-mppi beats mppi on SymReach-v0 | mean_return (higher is better) | 3 |" in md
+    assert "| sym-mppi beats mppi on SymReach-v0 | mean_return (higher is better) | 4 |" in md
+    assert md.rstrip().splitlines()[4].endswith("| underpowered |")
 
 
-def test_report_of_a_sweep_without_trials_is_one_line_error(tmp_path):
+def _args(sweep, out, **kw):
+    return type("A", (), {"sweep": sweep, "markdown": False, "out": str(out), "allow_mixed_code": False, **kw})
+
+
+def test_report_refuses_a_comparison_of_two_code_fingerprints(tmp_path, capsys):
+    from symgym.learn.cli import main
+
+    fps = {("mppi", s): "aaaa" for s in range(5)} | {("sym-mppi", s): "bbbb" for s in range(5)}
+    write_synthetic(tmp_path, fingerprints=fps)
+    spec_file = tmp_path / "synthetic.yaml"
+    spec_file.write_text(json.dumps(SPEC))
+    assert main(["report", str(spec_file), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "aaaa" in err and "bbbb" in err and "--allow-mixed-code" in err
+    assert not (tmp_path / "synthetic.json").exists()
+    assert main(["report", str(spec_file), "--out", str(tmp_path), "--allow-mixed-code"]) == 0
+    data = json.loads((tmp_path / "synthetic.json").read_text())
+    beat = data["evidence"][0]
+    assert beat["provenance"] == {"fingerprints": ["aaaa", "bbbb"], "unrecorded": 0, "mixed": True}
+    assert "mixes code fingerprints" in beat["reason"]
+    assert data["provenance"]["fingerprints"] == {"aaaa": 5, "bbbb": 5} and len(data["provenance"]["stale"]) == 10
+
+
+def test_unrecorded_trials_are_allowed_but_flagged_and_listed_stale(tmp_path):
+    from symgym.learn.evidence.provenance import current
+
+    now = current()["fingerprint"]
+    write_synthetic(tmp_path, fingerprints={("mppi", s): now for s in range(5)} | {("sym-mppi", 0): now})
+    report = build_report(load_spec(SPEC), tmp_path)
+    beat = report["evidence"][0]
+    assert beat["provenance"] == {"fingerprints": [now], "unrecorded": 4, "mixed": False}
+    assert "4 trials ran before provenance was recorded" in beat["reason"]
+    prov = report["provenance"]
+    assert prov["current"] == now and prov["fingerprints"] == {now: 6, "unrecorded": 4}
+    assert len(prov["stale"]) == 4 and prov["stale"] == prov["unrecorded"]
+    assert all(k.startswith("sym-mppi") for k in prov["stale"])
+
+
+def test_report_of_a_sweep_without_trials_is_one_line_error(tmp_path, capsys):
+    from symgym.learn.cli import main
+
     with pytest.raises(ValueError, match="no finished trials"):
         build_report(load_spec(SPEC), tmp_path)
+    # the shipped transporter sweep has no finished trials: the report refuses it and writes nothing
+    assert main(["report", "transporter", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no finished trials" in err and "transporter" in err
+    assert not (tmp_path / "transporter.json").exists()
 
 
 def _readme_blocks() -> dict[str, str]:
@@ -109,12 +171,18 @@ def _readme_blocks() -> dict[str, str]:
     return {m.group(1): m.group(2) for m in pattern.finditer(readme)}
 
 
-@pytest.mark.parametrize("name", ["sac", "mppi", "transporter", "hep"])
+@pytest.mark.parametrize("name", ["sac", "mppi", "hep"])
 def test_readme_ledger_tables_agree_with_results_json(name):
-    """The README's table between ``<!-- ledger:NAME -->`` markers is ``symgym report NAME --markdown``."""
+    """The README's table between ``<!-- ledger:NAME -->`` markers is ``symgym report NAME --markdown``, for every
+    sweep with trials (none skipped: a sweep without its block fails)."""
     blocks = _readme_blocks()
-    if name not in blocks:
-        pytest.skip(f"README has no <!-- ledger:{name} --> block")
+    assert name in blocks, f"README has no <!-- ledger:{name} --> block"
     path = ROOT / "results" / f"{name}.json"
     assert path.is_file(), f"README quotes ledger {name} but {path} does not exist"
     assert blocks[name].strip() == ledger_markdown(json.loads(path.read_text())).strip()
+
+
+def test_readme_quotes_no_ledger_of_a_sweep_without_trials():
+    """transporter has no finished trials (its report refuses): the README must not carry a table for it."""
+    assert not any(trials_dir(ROOT / "results", "transporter").glob("*-*.json"))
+    assert "transporter" not in _readme_blocks()

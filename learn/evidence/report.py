@@ -3,9 +3,16 @@
 Aggregates come from rliable (Agarwal et al., 2021): per group of trials (every grid cell but the seed) the
 interquartile mean (IQM) of each metric over seeds with a stratified-bootstrap 95% CI; the probability of
 improvement of each claim's method over its baseline; performance profiles of the first metric; learning
-curves (IQM and CI band per point) where trials logged one. The claims of the spec become the results
-JSON's ``evidence`` list (:func:`symgym.learn.evidence.ledger.claim`: paired per-seed differences where method and
-baseline share seeds) and ``--markdown`` prints it as the README's tables.
+curves (IQM and CI band per point) where trials logged one. These aggregates are descriptive: rliable's
+percentile bootstrap over five seeds covers less than its nominal 95%. The claims of the spec become the results
+JSON's ``evidence`` list (:func:`symgym.learn.evidence.ledger.claim`: t-intervals on paired per-seed differences,
+Fieller for ratios, two-sided t-tests, Holm across the sweep's claims, saturated and censored metrics handled)
+and ``--markdown`` prints it as the README's tables.
+
+Provenance: each trial summary records the fingerprint of the code it ran. A claim whose two sides ran different
+fingerprints is refused (one-line error) unless ``allow_mixed_code``; trials recorded before provenance existed
+("unrecorded") are allowed but flagged. The report lists every stale trial (fingerprint missing or not the
+current code's); ``symgym sweep SPEC --rerun-stale`` re-runs exactly those.
 """
 from __future__ import annotations
 
@@ -18,14 +25,16 @@ from typing import Any
 import numpy as np
 
 from symgym.learn.io import save_figure, write_json
-from symgym.learn.evidence.ledger import claim, summarize
-from symgym.learn.evidence.sweep import SweepSpec, expand, expand_claims, load_spec, select, trials_dir
+from symgym.learn.evidence import ledger as ledger_mod
+from symgym.learn.evidence.ledger import adjust, claim, summarize
+from symgym.learn.evidence.provenance import fingerprint_of
+from symgym.learn.evidence.sweep import SweepSpec, expand, expand_claims, load_spec, select, stale_keys, trials_dir
 
 #: bootstrap repetitions (arch resamples in a Python loop: 2000 keep a sweep's report to about a minute here)
 BOOTSTRAP_REPS = 2_000
 PROFILE_REPS = 500
-#: a claim needs this many seeds (a side) before it can hold or fail
-MIN_SEEDS_FOR_VERDICT = 3
+#: metrics recorded as the budget when a threshold is never reached (older summaries lack a "censoring" block)
+CENSORED_METRICS = ("steps_to_success",)
 
 
 def _rliable():
@@ -93,6 +102,30 @@ def probability_of_improvement(method: np.ndarray, baseline: np.ndarray, higher_
     return float(np.ravel(point["p"])[0]), [float(np.ravel(ci["p"])[0]), float(np.ravel(ci["p"])[1])]
 
 
+def metric_bounds(spec: SweepSpec, metric: str) -> tuple[float | None, float | None] | None:
+    """The spec's declared bounds of ``metric``, else [0, 1] for success rates and fractions."""
+    declared = (spec.raw.get("bounds") or {}).get(metric)
+    if declared is not None:
+        return tuple(declared)
+    base = metric.split(".")[0]
+    return (0.0, 1.0) if "success" in base and not base.startswith("steps_to") else None
+
+
+def censoring_of(summary: dict[str, Any], metric: str) -> dict[str, Any] | None:
+    """``{"budget", "reached"}`` of a censored metric in one summary. Summaries from before trials recorded it
+    are read from their curve: the threshold is reached (and held) exactly when the last curve point is at or
+    above it (see ``trials._first_crossing``)."""
+    recorded = (summary.get("censoring") or {}).get(metric)
+    if recorded is not None:
+        return recorded
+    if metric not in CENSORED_METRICS or "curve" not in summary:
+        return None
+    last = summary["curve"]["success"][-1]
+    threshold = summary["params"].get("success_threshold")
+    reached = last is not None and threshold is not None and math.isfinite(last) and last >= threshold
+    return {"budget": int(summary["params"]["steps"]), "reached": bool(reached)}
+
+
 def _values(summaries: list[dict], metric: str) -> tuple[list[int], list[float]]:
     pairs = sorted((s["labels"]["seed"], s["metrics"].get(metric)) for s in summaries)
     pairs = [(sd, v) for sd, v in pairs if v is not None and math.isfinite(v)]
@@ -124,37 +157,65 @@ def aggregate(spec: SweepSpec, summaries: list[dict[str, Any]]) -> dict[str, Any
     return out
 
 
-def ledger(spec: SweepSpec, summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One :func:`claim` entry per (unrolled) claim of the spec, with rliable's IQMs and P(improvement)."""
+def _side(summaries: list[dict], metric: str) -> tuple[list[int], list[float], list[dict | None], list[str | None]]:
+    """Seeds, values, censoring and code fingerprints of one side of a claim, ordered by seed."""
+    rows = sorted((s["labels"]["seed"], s) for s in summaries)
+    rows = [(sd, s) for sd, s in rows if s["metrics"].get(metric) is not None and math.isfinite(s["metrics"][metric])]
+    return ([sd for sd, _ in rows], [float(s["metrics"][metric]) for _, s in rows],
+            [censoring_of(s, metric) for _, s in rows], [fingerprint_of(s) for _, s in rows])
+
+
+def _claim_provenance(text: str, fps: list[str | None], allow_mixed: bool) -> dict[str, Any]:
+    recorded = sorted({f for f in fps if f is not None})
+    if len(recorded) > 1 and not allow_mixed:
+        raise ValueError(f"claim {text!r} compares trials of {len(recorded)} code fingerprints "
+                         f"({', '.join(recorded)}); re-run the stale ones (symgym sweep SPEC --rerun-stale) "
+                         f"or pass --allow-mixed-code")
+    return {"fingerprints": recorded, "unrecorded": sum(f is None for f in fps), "mixed": len(recorded) > 1}
+
+
+def ledger(spec: SweepSpec, summaries: list[dict[str, Any]], allow_mixed_code: bool = False,
+           rliable_extras: bool = True) -> list[dict[str, Any]]:
+    """One :func:`claim` entry per (unrolled) claim of the spec, Holm-adjusted across them, with rliable's IQMs
+    and P(improvement) (``rliable_extras``). Raises ValueError for a claim mixing code fingerprints unless
+    ``allow_mixed_code``."""
     evidence = []
     for c in expand_claims(spec):
         sides = {}
         for side in ("method", "baseline"):
-            sides[side] = _values(select(summaries, {**c["where"], spec.compare: c[side]}), c["metric"])
-        (ms, mv), (bs, bv) = sides["method"], sides["baseline"]
+            sides[side] = _side(select(summaries, {**c["where"], spec.compare: c[side]}), c["metric"])
+        (ms, mv, mc, mf), (bs, bv, bc, bf) = sides["method"], sides["baseline"]
         higher = bool(c.get("higher_is_better", True))
         where = {k: v for k, v in c["where"].items()}
         if not mv or not bv:
             evidence.append({"claim": c["claim"], "metric": c["metric"], "higher_is_better": higher,
                              "method": c["method"], "baseline": c["baseline"], "n_seeds": 0,
                              "method_value": None, "baseline_value": None,
-                             "effect": c.get("effect", "difference"), "effect_value": None,
-                             "ci95": [None, None], "holds": "inconclusive", "where": where,
-                             "note": "no finished trials on one side yet"})
+                             "effect": c.get("effect", "difference"), "effect_value": None, "interval": "none",
+                             "ci95": [None, None], "p_value": None, "p_adjusted": None, "holds": "underpowered",
+                             "reason": "no finished trials on one side yet", "where": where})
             continue
+        prov = _claim_provenance(c["claim"], mf + bf, allow_mixed_code)
+        censoring = None
+        if all(x is not None for x in mc + bc):
+            censoring = {"budget": max(x["budget"] for x in mc + bc),
+                         "method_reached": [x["reached"] for x in mc], "baseline_reached": [x["reached"] for x in bc]}
         entry = claim(c["claim"], c["metric"], c["method"], c["baseline"], mv, bv, higher_is_better=higher,
-                      effect=c.get("effect", "difference"), method_seeds=ms, baseline_seeds=bs, where=where)
-        if entry["n_seeds"] < MIN_SEEDS_FOR_VERDICT and entry["holds"] != "inconclusive":
-            # a bootstrap over two seeds only spans the two values: no 95% interval, so no verdict
-            entry["holds"] = "inconclusive"
-            entry["note"] = f"fewer than {MIN_SEEDS_FOR_VERDICT} seeds: no verdict"
-        if len(mv) > 1 and len(bv) > 1:
+                      effect=c.get("effect", "difference"), method_seeds=ms, baseline_seeds=bs,
+                      bounds=metric_bounds(spec, c["metric"]), censoring=censoring, where=where, provenance=prov)
+        if rliable_extras and len(mv) > 1 and len(bv) > 1:
             _, metrics = _rliable()
             entry["method_iqm"] = float(metrics.aggregate_iqm(np.array(mv)[:, None]))
             entry["baseline_iqm"] = float(metrics.aggregate_iqm(np.array(bv)[:, None]))
             p, pci = probability_of_improvement(np.array(mv), np.array(bv), higher)
             entry["probability_of_improvement"], entry["probability_of_improvement_ci95"] = p, pci
         evidence.append(entry)
+    adjust(evidence)
+    for e in evidence:
+        if (e.get("provenance") or {}).get("mixed"):
+            e["reason"] += "; mixes code fingerprints (--allow-mixed-code)"
+        elif (e.get("provenance") or {}).get("unrecorded"):
+            e["reason"] += f"; {e['provenance']['unrecorded']} trials ran before provenance was recorded"
     return evidence
 
 
@@ -206,19 +267,58 @@ def curves(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def build_report(spec: SweepSpec, out: str | Path = "results") -> dict[str, Any]:
+def statistics_block(n_claims: int) -> dict[str, Any]:
+    """What the report computed, by name (the JSON's ``statistics``)."""
+    return {
+        "groups": {"aggregate": "IQM (rliable)", "ci": "percentile stratified bootstrap, 95% (rliable; "
+                   "descriptive: under-covers at 5 seeds)", "reps": BOOTSTRAP_REPS},
+        "probability_of_improvement": {"ci": "percentile stratified bootstrap, 95% (rliable)",
+                                       "reps": BOOTSTRAP_REPS},
+        "performance_profile": {"ci": "percentile stratified bootstrap (rliable)", "reps": PROFILE_REPS},
+        "curves": {"aggregate": "IQM per point (rliable)", "reps": PROFILE_REPS},
+        "claims": {"function": "symgym.learn.evidence.ledger.claim",
+                   "difference": "paired t interval on per-seed differences (df n-1); Welch t when unpaired",
+                   "ratio": "Fieller interval (paired; Welch df when unpaired); p-value of the difference test",
+                   "censored": "restricted mean time (capped at the budget) as a difference; fraction reaching "
+                               "the threshold per side",
+                   "level": ledger_mod.LEVEL, "test": "t-test, two-sided",
+                   "multiplicity": f"Holm-Bonferroni over the sweep's {n_claims} claims", "alpha": ledger_mod.ALPHA,
+                   "min_seeds": ledger_mod.MIN_SEEDS,
+                   "verdicts": "true/false: adjusted p < alpha, sign of the effect; inconclusive: adjusted p >= "
+                               "alpha; untestable: every run of both sides at one bound of the metric; "
+                               "underpowered: fewer than min_seeds seeds a side"}}
+
+
+def provenance_block(spec: SweepSpec, summaries: list[dict[str, Any]], out: str | Path,
+                     allow_mixed_code: bool) -> dict[str, Any]:
+    from symgym.learn.evidence.provenance import current
+
+    now = current()["fingerprint"]  # of the code this process imports, i.e. what a re-run would run
+    counts: dict[str, int] = {}
+    for s in summaries:
+        key = fingerprint_of(s) or "unrecorded"
+        counts[key] = counts.get(key, 0) + 1
+    stale = stale_keys(out, spec, now)
+    return {"current": now, "fingerprints": counts, "stale": sorted(stale),
+            "unrecorded": sorted(k for k, fp in stale.items() if fp is None), "allow_mixed_code": allow_mixed_code,
+            "rerun": f"symgym sweep {spec.name} --rerun-stale"}
+
+
+def build_report(spec: SweepSpec, out: str | Path = "results", allow_mixed_code: bool = False) -> dict[str, Any]:
     summaries, missing = load_summaries(spec, out)
     if not summaries:
         raise ValueError(f"sweep {spec.name!r} has no finished trials under {trials_dir(out, spec.name)}; "
                          f"run: symgym sweep {spec.source}")
-    evidence = ledger(spec, summaries)
-    return {"sweep": spec.name, "description": spec.description, "source": spec.source,
+    evidence = ledger(spec, summaries, allow_mixed_code)
+    # the spec as run rides along, so that the ledger recomputes from the trial files even after the shipped
+    # spec (or the trials directory's sweep.json) moved on to a new design
+    return {"sweep": spec.name, "description": spec.description, "source": spec.source, "spec": spec.raw,
             "trials": {"finished": len(summaries), "missing": len(missing), "missing_keys": missing},
             "metrics": spec.metrics, "compare": spec.compare, "groups": aggregate(spec, summaries),
             "performance_profile": performance_profiles(spec, summaries, spec.metrics[0]),
             "curves": curves(summaries), "evidence": evidence, "evidence_summary": summarize(evidence),
-            "statistics": {"aggregate": "IQM (rliable)", "ci": "percentile stratified bootstrap, 95%",
-                           "reps": BOOTSTRAP_REPS, "profile_reps": PROFILE_REPS, "claims": "symgym.learn.evidence.ledger.claim (paired where seeds match)"}}
+            "statistics": statistics_block(len(evidence)),
+            "provenance": provenance_block(spec, summaries, out, allow_mixed_code)}
 
 
 def plot_report(report: dict[str, Any], out_dir: Path, name: str) -> list[Path]:
@@ -303,22 +403,39 @@ def _fmt(x: Any, signed: bool = False) -> str:
     return f"{x:+.0f}" if signed and abs(x) >= 1000 else f"{x:.0f}" if abs(x) >= 1000 else s
 
 
+VERDICT_WORDS = {True: "yes", False: "no"}
+
+
+def _side_cell(e: dict[str, Any], side: str) -> str:
+    cell = f"{e[side]} {_fmt(e[side + '_value'])}"
+    c = e.get("censored")
+    if c:
+        n = e["n_seeds"] if e.get("paired") else e.get(f"n_{side}", e["n_seeds"])
+        cell += f" ({round(c[side + '_reached'] * n)}/{n} reached)"
+    return cell
+
+
 def ledger_markdown(report: dict[str, Any]) -> str:
     """The README's tables for one results JSON: the claims ledger, then IQMs per group."""
     name = report["sweep"]
+    stats = report.get("statistics", {}).get("claims", {})
+    stats = stats if isinstance(stats, dict) else {}  # results JSONs from before the ledger named its methods
     lines = [f"Claims ledger of sweep `{name}` ({report['trials']['finished']} trials finished, "
-             f"{report['trials']['missing']} missing; `symgym report {name} --markdown`):", "",
-             "| claim | metric | seeds | method | baseline | effect | 95% CI | holds |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"{report['trials']['missing']} missing; `symgym report {name} --markdown`). Intervals: "
+             f"{stats.get('difference', 'see JSON')}; p: {stats.get('test', 'n/a')}, "
+             f"{stats.get('multiplicity', 'unadjusted')}:", "",
+             "| claim | metric | seeds | method | baseline | effect | 95% CI | p (Holm) | holds |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for e in report["evidence"]:
         arrow = "higher" if e["higher_is_better"] else "lower"
         lo, hi = e["ci95"]
-        verdict = {True: "yes", False: "no"}.get(e["holds"], "inconclusive") if isinstance(e["holds"], bool) \
-            else "inconclusive"
+        verdict = VERDICT_WORDS.get(e["holds"], e["holds"]) if isinstance(e["holds"], bool) else str(e["holds"])
+        p_adj = e.get("p_adjusted")
+        effect = "restricted-mean difference" if e.get("censored") else e["effect"]
         lines.append(f"| {e['claim']} | {e['metric']} ({arrow} is better) | {e['n_seeds']} | "
-                     f"{e['method']} {_fmt(e['method_value'])} | {e['baseline']} {_fmt(e['baseline_value'])} | "
-                     f"{e['effect']} {_fmt(e['effect_value'], signed=e['effect'] == 'difference')} | "
-                     f"[{_fmt(lo)}, {_fmt(hi)}] | {verdict} |")
+                     f"{_side_cell(e, 'method')} | {_side_cell(e, 'baseline')} | "
+                     f"{effect} {_fmt(e['effect_value'], signed=e['effect'] == 'difference')} | "
+                     f"[{_fmt(lo)}, {_fmt(hi)}] | {_fmt(p_adj)} | {verdict} |")
     metrics = report["metrics"]
     lines += ["", "| group | " + " | ".join(f"{m} IQM [95% CI]" for m in metrics) + " | seeds |",
               "|---|" + "---|" * len(metrics) + "---|"]
@@ -333,9 +450,28 @@ def ledger_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def ledger_changes(pairs: list[tuple[dict[str, Any], dict[str, Any]]], header: str = "") -> str:
+    """Markdown list of the verdicts that differ between an old and a new report of each sweep (matched by claim
+    text), with the new entry's reason: what re-reporting under new rules changed."""
+    word = lambda h: VERDICT_WORDS.get(h, h) if isinstance(h, bool) else str(h)  # noqa: E731
+    lines = [header] if header else []
+    for old, new in pairs:
+        before = {e["claim"]: e for e in old["evidence"]}
+        changed = [(before[e["claim"]], e) for e in new["evidence"]
+                   if e["claim"] in before and before[e["claim"]]["holds"] != e["holds"]]
+        lines += ["", f"## {new['sweep']}: {len(changed)} of {len(new['evidence'])} verdicts changed", ""]
+        for o, e in changed:
+            p = "" if e.get("p_value") is None else f" (raw p {e['p_value']:.3g}, Holm {e['p_adjusted']:.3g})"
+            lines.append(f"- {e['claim']} [{e['metric']}]: **{word(o['holds'])} -> {word(e['holds'])}**{p}. "
+                         f"{e['reason'].split('; ')[0]}.")
+        added = [e for e in new["evidence"] if e["claim"] not in before]
+        lines += [f"- new claim: {e['claim']} -> {word(e['holds'])}" for e in added]
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
 def report_main(args) -> int:
     spec = resolve_sweep(args.sweep, args.out)
-    report = build_report(spec, args.out)
+    report = build_report(spec, args.out, allow_mixed_code=getattr(args, "allow_mixed_code", False))
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     report["plots"] = [str(p) for p in plot_report(report, out_dir, spec.name)]
@@ -352,6 +488,7 @@ def report_main(args) -> int:
     else:
         s = report["evidence_summary"]
         print(f"{spec.name}: {report['trials']['finished']} trials ({report['trials']['missing']} missing); "
-              f"claims: {s['holds']} hold, {s['fails']} fail, {s['inconclusive']} inconclusive; "
-              f"results: {out_dir / (spec.name + '.json')}")
+              f"claims: {s['holds']} hold, {s['fails']} fail, {s['inconclusive']} inconclusive, "
+              f"{s['untestable']} untestable, {s['underpowered']} underpowered; "
+              f"{len(report['provenance']['stale'])} stale trials; results: {out_dir / (spec.name + '.json')}")
     return 0

@@ -16,12 +16,16 @@ A spec (YAML) names the grid, the metrics and the claims it tests::
       - {claim: "equi-sac beats sac on {env}", for_each: [env], metric: train_success,
          method: equi-sac, baseline: sac}
     quick: {grid: {seed: [0, 1]}, params: {steps: 300}}   # --quick: a tiny grid (tests), sweep NAME-quick
+    bounds: {mean_return: [null, 0]}  # attainable extremes of a metric (default [0, 1] for success metrics):
+                                      # a claim whose runs all sit at one bound on both sides is untestable
 
 Everything in a spec is checked before Ray starts (unknown key, agent or env; non-integer seed; a claim on a
 metric the spec does not record), each with a one-line error. Resuming: each finished trial leaves
 ``OUT/trials/NAME/KEY.json``; re-running the spec (or ``--resume``) runs only the trials without one, so a
 sweep can finish over several sittings and machines. The key hashes the trial's parameters, so editing a spec
-makes new trials instead of mixing old numbers in.
+makes new trials instead of mixing old numbers in. A key does not hash the code: each summary records the
+fingerprint of the code it ran (:mod:`symgym.learn.evidence.provenance`), and ``--rerun-stale`` re-runs the
+finished trials whose fingerprint is missing or differs from the current code's.
 """
 from __future__ import annotations
 
@@ -40,7 +44,7 @@ from symgym.learn.io import write_json
 from symgym.learn.evidence.trials import DICT_PARAMS, REQUIRED, TRIAL_KINDS, TrialKind
 
 SPEC_DIR = Path(__file__).parents[1] / "bench" / "specs"
-SPEC_KEYS = ("name", "description", "trial", "grid", "params", "metrics", "claims", "compare", "quick")
+SPEC_KEYS = ("name", "description", "trial", "grid", "params", "metrics", "claims", "compare", "quick", "bounds")
 START_ATTEMPTS = 3  # ray.init retries: Ray allows its raylet 30 s to register, too little on an overloaded box
 CLAIM_KEYS = ("claim", "metric", "method", "baseline", "where", "for_each", "higher_is_better", "effect")
 
@@ -153,6 +157,7 @@ def load_spec(source: str | Path | dict[str, Any], quick: bool = False) -> Sweep
     if not isinstance(metrics, list) or not metrics:
         raise ValueError(f"spec {where}: metrics must be a non-empty list of metric names")
     compare = raw.get("compare") or ("method" if "method" in grid else "agent")
+    _check_bounds(raw.get("bounds"), [str(m) for m in metrics], where)
     spec = SweepSpec(name=raw["name"], kind=kind, axes=axes, params=params, metrics=[str(m) for m in metrics],
                      claims=list(raw.get("claims") or []), compare=compare, description=raw.get("description", ""),
                      source=where, raw=raw)
@@ -166,6 +171,20 @@ def load_spec(source: str | Path | dict[str, Any], quick: bool = False) -> Sweep
     _check_claims(spec, trials)
     spec.raw = {**{k: v for k, v in raw.items() if k != "quick"}, "claims": spec.claims}  # as run (sweep.json)
     return spec
+
+
+def _check_bounds(bounds: Any, metrics: list[str], where: str) -> None:
+    if bounds is None:
+        return
+    if not isinstance(bounds, dict):
+        raise ValueError(f"spec {where}: bounds must be a mapping of metric -> [low, high], got {bounds!r}")
+    for m, b in bounds.items():
+        if m not in metrics:
+            raise ValueError(f"spec {where}: bounds for {m!r}, which is not among the spec's metrics")
+        ok = isinstance(b, list) and len(b) == 2 and all(x is None or (isinstance(x, (int, float))
+                                                                       and not isinstance(x, bool)) for x in b)
+        if not ok:
+            raise ValueError(f"spec {where}: bounds.{m} must be [low, high] (numbers or null), got {b!r}")
 
 
 def _check_param_key(key: str, kind: TrialKind, where: str, context: str, hint: str = "") -> None:
@@ -339,6 +358,22 @@ def finished_keys(out: str | Path, sweep: str) -> set[str]:
     return {p.stem for p in d.glob("*.json") if p.name != "sweep.json"} if d.is_dir() else set()
 
 
+def stale_keys(out: str | Path, spec: SweepSpec, current: str | None = None) -> dict[str, str | None]:
+    """Finished trials of ``spec`` whose recorded code fingerprint is missing (``None``: recorded before
+    provenance existed) or differs from ``current`` (default: this process's code), key -> recorded fingerprint."""
+    from symgym.learn.evidence.provenance import current as current_provenance
+
+    current = current or current_provenance()["fingerprint"]
+    d, out_keys = trials_dir(out, spec.name), {}
+    for t in expand(spec, Path(out)):
+        path = d / f"{t.key}.json"
+        if path.is_file():
+            fp = (json.loads(path.read_text()).get("provenance") or {}).get("fingerprint")
+            if fp != current:
+                out_keys[t.key] = fp
+    return out_keys
+
+
 def _tune_trainable(config: dict[str, Any]) -> None:
     """What a Ray worker runs: one trial, its summary reported back to the driver (which writes it)."""
     import torch
@@ -391,12 +426,15 @@ def _storage_path(ray, storage: str | None, out: Path) -> str:
 
 def run_sweep(spec: SweepSpec, out: str | Path = "results", address: str | None = None, storage: str | None = None,
               max_concurrent: int | None = None, resume: bool = False, num_cpus: int | None = None,
-              log=print) -> dict[str, Any]:
-    """Run every trial of ``spec`` without a summary under ``OUT/trials/NAME/``; returns counts and errors."""
+              rerun_stale: bool = False, log=print) -> dict[str, Any]:
+    """Run every trial of ``spec`` without a summary under ``OUT/trials/NAME/`` (and, with ``rerun_stale``, every
+    finished one whose code fingerprint is missing or not the current code's); returns counts and errors."""
     out = Path(out).resolve()
     trials = expand(spec, out)
     done_dir = trials_dir(out, spec.name)
     done = finished_keys(out, spec.name)
+    stale = set(stale_keys(out, spec)) if rerun_stale else set()
+    done -= stale  # a stale summary is overwritten when its trial finishes again
     if resume and not done and not done_dir.is_dir():
         raise ValueError(f"nothing to resume: no trial summaries of sweep {spec.name!r} under {done_dir}")
     # seed-major, then cell by cell with every compared method together: a sweep stopped part-way leaves
@@ -413,9 +451,9 @@ def run_sweep(spec: SweepSpec, out: str | Path = "results", address: str | None 
     write_json(done_dir / "sweep.json", {"name": spec.name, "source": spec.source, "spec": spec.raw,
                                          "trials": len(trials)})
     log(f"sweep {spec.name}: {len(trials)} trials, {len(trials) - len(pending)} already finished, "
-        f"{len(pending)} to run")
+        f"{len(pending)} to run" + (f" ({len(stale)} of them stale)" if stale else ""))
     report = {"sweep": spec.name, "trials": len(trials), "skipped": len(trials) - len(pending), "ran": 0,
-              "errors": [], "ray_start_s": None, "wall_s": 0.0}
+              "errors": [], "ray_start_s": None, "wall_s": 0.0, "stale_rerun": sorted(stale)}
     if not pending:
         return report
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no experiment table; progress lines come from here
@@ -454,7 +492,8 @@ def run_sweep(spec: SweepSpec, out: str | Path = "results", address: str | None 
 def sweep_main(args) -> int:
     spec = load_spec(args.spec, quick=args.quick)
     result = run_sweep(spec, out=args.out, address=args.address, storage=args.storage,
-                       max_concurrent=args.max_concurrent, resume=args.resume)
+                       max_concurrent=args.max_concurrent, resume=args.resume,
+                       rerun_stale=getattr(args, "rerun_stale", False))
     for e in result["errors"]:
         print(f"trial failed: {e}")
     done = len(finished_keys(args.out, spec.name) & {t.key for t in expand(spec, Path(args.out))})
