@@ -1,49 +1,34 @@
-"""``symgym bench mppi``: naive vs symmetric MPPI sampling, planner throughput, and the sampling toy.
+"""``symgym bench mppi``: symmetric MPPI in the paper's regime, its speed, and its fixed points.
 
-On SymReach-v0, SymPush-v0 and SymCartPole-v0:
-  * episode return and success rate of naive vs orbit-symmetrised MPPI for each K over 5 seeds: the sweep
-    ``specs/mppi.yaml`` (resumable; its claims form the ``evidence`` list, rliable IQMs and CIs per cell);
-  * the planners' equivariance error on the env's finite group (symmetric ~0, naive reported);
-  * planner rollout steps/s against the raw single-thread ``mj_step`` rate of the same model;
-  * the ``pytorch-mppi`` package as a peer on the same env, horizon, K and simulator (skipped with a note
-    when the package is not installed);
-  * the coordinate-regression toy: find the minimiser of a symmetric cost by weighted sampling,
-    naive vs symmetric samples, error vs number of samples.
+* **Power** (the sweep ``specs/mppi.yaml``, its claims form the ``evidence`` list): naive vs symmetric (orbit)
+  sampling x {true simulator, plain learned model, equivariant learned model} x model data on SymPointMass-v0,
+  30 initial states x 3 noise seeds per cell, paired (``learn/bench/mppi_power.py``).
+* **Planner equivariance**: ``max |plan(g.s) - g.plan(s)|`` relative, same noise seed, for the simulator planner on
+  every MPPI env and for the learned-model planner (equivariant model: exact up to float32; plain: measured).
+* **Speed** (``learn/bench/mppi_speed.py``): plan time over the raw ``mujoco.rollout`` of the same K x H, and
+  pytorch-mppi's plan time over ours, interleaved rounds, at every K in 8..256; the same with learned models.
+* **Fixed points**: SymCartPole-v0 from the mirror-fixed hanging rest: steps to swing up for the symmetric planner
+  with and without the tie-break (and the naive planner).
+* **Toy**: coordinate regression by weighted sampling, naive vs D4-orbit samples.
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
-import mujoco
 import numpy as np
 
 import symgym.envs  # noqa: F401  (registers ids)
 from symgym.agents.mppi import MPPIConfig, MPPIPlanner, action_orbit_matrices, orbit_noise
-from symgym.envs.sym_cartpole import ReflectionGroup
-from symgym.equivariance import DihedralGroup, Symmetry, equivariance_error, standard
-from symgym.learn.run.episodes import run_episode
+from symgym.equivariance import DihedralGroup, ReflectionGroup, Symmetry, equivariance_error, standard
 from symgym.learn.io import save_figure
 
-PEER_PACKAGE = "pytorch-mppi"
+#: env id -> planning group for the simulator planner's equivariance (None: the env's own finite group)
+PLANNING_GROUPS = {"SymReach-v0": None, "SymPush-v0": "D4", "SymCartPole-v0": None, "SymPointMass-v0": "D4"}
 
 
-# -- control episodes ------------------------------------------------------------------------------
-def timed_episode(env: gym.Env, planner: MPPIPlanner, seed: int, steps: int) -> dict:
-    """One episode through the shared episode loop; cost is minus the return, plus the mean time per plan."""
-    times: list[float] = []
-
-    def policy(_obs):
-        t0 = time.perf_counter()
-        action = planner.act()
-        times.append(time.perf_counter() - t0)
-        return action
-
-    ep = run_episode(env, policy, seed, on_reset=planner.reset, max_steps=steps)
-    return {"cost": -ep.total_reward, "success": float(ep.success), "plan_time_s": float(np.mean(times))}
-
-
+# -- planner equivariance ----------------------------------------------------------------------------
 def planner_equivariance(env_id: str, group: str | None, k: int = 32) -> dict:
     """Max relative error of plan(g.s) vs g.plan(s) over the planning group, same noise seed."""
     env = gym.make(env_id).unwrapped
@@ -67,109 +52,62 @@ def planner_equivariance(env_id: str, group: str | None, k: int = 32) -> dict:
     return out
 
 
-# -- throughput -------------------------------------------------------------------------------------
-def raw_step_rate(env_id: str, windows: int = 5, seconds: float = 0.3) -> float:
-    """Single-thread ``mj_step`` steps per second on the env's model (the physical limit for rollouts).
+def model_planner_equivariance(models: dict, env_id: str = "SymPointMass-v0", k: int = 32) -> dict:
+    """The learned-model planner's equivariance error on D4 (the equivariant nets' group), same noise seed."""
+    from symgym.agents.mppi_models import ModelRolloutBackend
 
-    The best of several short windows, like :func:`planner_step_rate`, so that both sides of the ratio are
-    peak rates and other processes on a shared machine bias neither.
-    """
     env = gym.make(env_id).unwrapped
-    env.reset(seed=0)
-    data = mujoco.MjData(env.model)
-    mujoco.mj_setState(env.model, data, env.physics_state(), int(mujoco.mjtState.mjSTATE_FULLPHYSICS))
-    best = 0.0
-    for _ in range(windows):
-        steps, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            data.ctrl[:] = np.sin(steps * 0.01)
-            mujoco.mj_step(env.model, data, nstep=500)
-            steps += 500
-            if not np.isfinite(data.qpos).all():
-                mujoco.mj_resetData(env.model, data)
-        best = max(best, steps / (time.perf_counter() - start))
-    return best
+    sym = Symmetry(group=env.symmetry.group, obs=env.symmetry.obs, action=env.symmetry.transform_action)
+    obs = [env.reset(seed=s)[0].astype(np.float64) for s in range(3)]
+    out = {"group": "D4", "K": k}
+    for kind, model in models.items():
+        for symmetric in (False, True):
+            planner = MPPIPlanner(env, MPPIConfig(samples=k, symmetric=symmetric, group="D4", seed=0),
+                                  rollout=ModelRolloutBackend(model))
+
+            def plan(o, planner=planner):
+                planner.reset()
+                return planner.plan(o)
+
+            out[f"{kind}-{'symmetric' if symmetric else 'naive'}"] = equivariance_error(
+                plan, sym, obs, DihedralGroup(4).elements())
+    return out
 
 
-def planner_step_rate(env_id: str, k: int, group: str | None, repeats: int = 10) -> float:
-    """Simulator steps per second that one MPPI plan sustains (rollouts, cost and update included); best plan."""
-    env = gym.make(env_id).unwrapped
-    env.reset(seed=0)
-    planner = MPPIPlanner(env, MPPIConfig(samples=k, symmetric=True, group=group))
-    state = env.get_state()
-    planner.plan(state)  # warm up the pool
-    best = np.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        planner.plan(state)
-        best = min(best, time.perf_counter() - start)
-    planner.close()
-    return planner.rollout_steps_per_plan / best
-
-
-# -- the pytorch-mppi peer ---------------------------------------------------------------------------
-def pytorch_mppi_peer(env_id: str, k: int, steps: int, seed: int = 0) -> dict:
-    """Same env, horizon, K, temperature, noise and simulator (batched ``mujoco.rollout`` per step) through
-    ``pytorch_mppi.MPPI``; returns its time per plan and episode cost, or a note when it is not installed."""
-    try:
-        import torch
-        from pytorch_mppi import MPPI
-    except ImportError:
-        return {"skipped": f"the `{PEER_PACKAGE}` package is not installed; add it to the dependencies "
-                           f"(pip install {PEER_PACKAGE}) to run this comparison"}
-    torch.set_num_threads(1)
-    env = gym.make(env_id).unwrapped
-    ours = MPPIPlanner(env, MPPIConfig(samples=k))
-    horizon, sigma, lam = ours.horizon, ours.noise_sigma, ours.temperature
-    ours.close()
-    pool = mujoco.rollout.Rollout(nthread=2)
-    datas = [mujoco.MjData(env.model) for _ in range(2)]
-    layout = env._layout
-
-    def dynamics(state: "torch.Tensor", action: "torch.Tensor") -> "torch.Tensor":
-        full = state.detach().cpu().numpy().astype(np.float64)
-        phys = env.physics_state(full)
-        ctrl = np.repeat(env.actions_to_ctrl(action.detach().cpu().numpy())[:, None], env.frame_skip, axis=1)
-        out = pool.rollout(env.model, datas, phys, ctrl)[0][:, -1]
-        nxt = full.copy()
-        nxt[:, layout["QPOS"]] = out[:, _phys_slice(env, "QPOS")]
-        nxt[:, layout["QVEL"]] = out[:, _phys_slice(env, "QVEL")]
-        return torch.as_tensor(nxt, dtype=state.dtype)
-
-    def running_cost(state: "torch.Tensor", action: "torch.Tensor") -> "torch.Tensor":
-        return torch.as_tensor(env.stage_cost(state.cpu().numpy(), action.cpu().numpy()), dtype=state.dtype)
-
-    na = env.action_space.shape[0]
-    ctrl = MPPI(dynamics, running_cost, len(env.get_state()), sigma**2 * torch.eye(na, dtype=torch.double),
-                num_samples=k, horizon=horizon, lambda_=lam, device="cpu",
-                u_min=-torch.ones(na, dtype=torch.double), u_max=torch.ones(na, dtype=torch.double))
-    torch.manual_seed(seed)
-    times: list[float] = []
-
-    def policy(_obs):
-        t0 = time.perf_counter()
-        action = ctrl.command(torch.as_tensor(env.get_state(), dtype=torch.double)).cpu().numpy()
-        times.append(time.perf_counter() - t0)
-        return np.asarray(action, dtype=np.float64).reshape(na)
-
-    total = -run_episode(env, policy, 1000 + seed, max_steps=steps).total_reward
-    pool.close()
-    return {"K": k, "horizon": horizon, "episode_steps": len(times), "plan_time_ms": 1e3 * float(np.mean(times)),
-            "cost": total}
-
-
-def _phys_slice(env, name: str) -> slice:
-    from symgym.envs.mujoco_base import PHYSICS_SPEC, state_layout
-
-    return state_layout(env.model, PHYSICS_SPEC)[name]
-
-
-def ours_short_episode(env_id: str, k: int, steps: int, seed: int = 0) -> dict:
-    env = gym.make(env_id).unwrapped
-    planner = MPPIPlanner(env, MPPIConfig(samples=k, seed=seed))
-    ep = timed_episode(env, planner, seed=1000 + seed, steps=steps)
-    planner.close()
-    return {"K": k, "horizon": planner.horizon, "plan_time_ms": 1e3 * ep["plan_time_s"], "cost": ep["cost"]}
+# -- fixed points ------------------------------------------------------------------------------------
+def swing_up_from_fixed_point(seeds=(0, 1, 2), k: int = 32, steps: int = 200) -> dict:
+    """SymCartPole-v0 from x = 0, theta = pi at rest (the mirror fixes it): steps until the pole is within the
+    env's success angle of upright (censored at ``steps``), per planner, and how many plans met a tie."""
+    env = gym.make("SymCartPole-v0").unwrapped
+    rows = {}
+    for name, kwargs in (("symmetric", {"symmetric": True}), ("symmetric+tie-break", {"symmetric": True,
+                                                                                      "tie_break": True}),
+                         ("naive", {"symmetric": False})):
+        times, ties, first = [], [], []
+        for seed in seeds:
+            env.reset(seed=0)
+            s = env.get_state()
+            s[env.state_layout["QPOS"]] = [0.0, np.pi]
+            s[env.state_layout["QVEL"]] = 0.0
+            s[env.state_layout["WARMSTART"]] = 0.0
+            env.set_state(s)
+            planner = MPPIPlanner(env, MPPIConfig(samples=k, seed=seed, nthread=1, **kwargs))
+            reached = None
+            for t in range(steps):
+                a = planner.act()
+                if t == 0:
+                    first.append(float(abs(a[0])))
+                _, _, _, _, info = env.step(a)
+                if info.get("is_success"):
+                    reached = t + 1
+                    break
+            times.append(steps if reached is None else reached)
+            ties.append(planner.ties)
+            planner.close()
+        rows[name] = {"steps_to_upright": times, "reached": [t < steps for t in times], "ties_broken": ties,
+                      "first_action_abs": first}
+    return {"env": "SymCartPole-v0", "start": "x=0, theta=pi, at rest (fixed by the mirror)", "K": k,
+            "budget_steps": steps, "noise_seeds": list(seeds), "planners": rows}
 
 
 # -- the coordinate-regression toy -------------------------------------------------------------------
@@ -218,32 +156,60 @@ def coordinate_regression_toy(ks, trials: int, seed: int = 0, temperatures=(0.05
 
 # -- figure -----------------------------------------------------------------------------------------
 def plot(results: dict, path: Path) -> Path:
-    """Return vs K per env (IQM and 95% CI over seeds, from the sweep report), the toy and the throughput."""
+    """Final distance by model data (IQM per cell), planner speed ratios vs K, swing-up times, the toy."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups = results["groups"]
-    envs = list(dict.fromkeys(g["labels"]["env"] for g in groups.values()))
-    fig, axes = plt.subplots(2, max(3, len(envs)), figsize=(13, 7.5), squeeze=False)
-    for ax, env_id in zip(axes[0], envs):
-        for name, colour in (("mppi", "C0"), ("sym-mppi", "C3")):
-            rows = sorted((int(g["labels"]["K"]), g["metrics"]["mean_return"]) for g in groups.values()
-                          if g["labels"]["env"] == env_id and g["labels"]["method"] == name
-                          and "mean_return" in g["metrics"])
-            if not rows:
-                continue
-            ks = [k for k, _ in rows]
-            iqm = np.array([m["iqm"] for _, m in rows])
-            ci = np.array([[np.nan if c is None else c for c in m["ci95"]] for _, m in rows], float)
-            ax.plot(ks, iqm, marker="o", color=colour, label=f"{name} (IQM, 95% CI)")
-            ax.fill_between(ks, ci[:, 0], ci[:, 1], color=colour, alpha=0.2)
-            ax.set_xticks(ks, [str(k) for k in ks])
-        ax.set(xscale="log", xlabel="samples K", ylabel="episode return", title=env_id)
-        ax.legend(fontsize=8)
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+    ax = axes[0, 0]
+    groups = results.get("groups", {})
+    for model, colour in (("sim", "k"), ("plain", "C0"), ("equi", "C3")):
+        for sampler, ls in (("naive", "--"), ("sym", "-")):
+            pts = []
+            for g in groups.values():
+                name = str(g["labels"].get("method", ""))
+                parts = name.split("-")
+                if len(parts) < 2 or parts[0] != sampler or parts[1] != model or "final_distance" not in g["metrics"]:
+                    continue
+                data = {"1k": 1e3, "5k": 5e3, "20k": 2e4}.get(parts[2] if len(parts) > 2 else "", None)
+                pts.append((data, g["metrics"]["final_distance"]["iqm"]))
+            for data, v in pts:
+                if data is None:  # the simulator column does not depend on data: a horizontal line
+                    ax.axhline(v, color=colour, ls=ls, lw=1, label=f"{sampler} sampling, simulator")
+            pts = sorted(p for p in pts if p[0] is not None)
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], ls, marker="o", color=colour,
+                        label=f"{sampler} sampling, {model} model")
+    ax.set(xscale="log", yscale="log", xlabel="model data (transitions)", ylabel="final distance (m), IQM",
+           title="SymPointMass-v0: 30 states x 3 noise seeds per cell")
+    ax.legend(fontsize=7)
+    ax = axes[0, 1]
+    for j, sp in enumerate(results.get("speed", {}).get("simulator", [])):
+        ks = [r["K"] for r in sp["rows"]]
+        ax.plot(ks, [r["plan_over_raw"] for r in sp["rows"]], "o-", color=f"C{j}",
+                label=f"plan / raw rollout, {sp['env']}")
+        if "peer_over_ours" in sp["rows"][0]:
+            ax.plot(ks, [r["peer_over_ours"] for r in sp["rows"]], "s--", color=f"C{j}",
+                    label=f"pytorch-mppi / ours, {sp['env']}")
+    model = results.get("speed", {}).get("model", {})
+    if "rows" in model:
+        ax.plot([r["K"] for r in model["rows"]], [r["peer_over_ours"] for r in model["rows"]], "^:", color="C3",
+                label=f"pytorch-mppi / ours, learned {model['model']} model")
+    ax.axhline(1.25, color="grey", lw=0.8)
+    ax.axhline(2.0, color="grey", lw=0.8, ls=":")
+    ax.set(xscale="log", xlabel="samples K", ylabel="time ratio (median of interleaved rounds)",
+           title="planner speed")
+    ax.legend(fontsize=7)
     ax = axes[1, 0]
-    toy = results["coordinate_regression"]
+    fp = results.get("fixed_point", {}).get("planners", {})
+    for i, (name, row) in enumerate(fp.items()):
+        ax.scatter([i] * len(row["steps_to_upright"]), row["steps_to_upright"], color=f"C{i}")
+    ax.set_xticks(range(len(fp)), list(fp), fontsize=8)
+    ax.set(ylabel="steps to upright (censored at budget)", title="SymCartPole from the mirror-fixed rest")
+    ax = axes[1, 1]
+    toy = results.get("coordinate_regression", {})
     for j, key in enumerate(k for k in toy if k.startswith("temperature_")):
         ks = [r["K"] for r in toy[key]]
         for name, colour in (("naive", "C0"), ("symmetric", "C3")):
@@ -252,47 +218,51 @@ def plot(results: dict, path: Path) -> Path:
                         label=f"{name}, T={key.split('_')[1]}")
     ax.set(xscale="log", yscale="log", xlabel="samples K", ylabel="|x_hat - x*|",
            title="coordinate regression by sampling (D4)")
-    ax.legend(fontsize=8)
-    ax = axes[1, 1]
-    tp = results["throughput"]
-    names = list(tp)
-    x = np.arange(len(names))
-    ax.bar(x - 0.2, [tp[n]["raw_mj_step_per_s"] / 1e3 for n in names], 0.4, label="raw mj_step, 1 thread")
-    ax.bar(x + 0.2, [tp[n]["planner_steps_per_s"] / 1e3 for n in names], 0.4, label="MPPI rollouts (max K)")
-    ax.set_xticks(x, [n.replace("-v0", "") for n in names])
-    ax.set(ylabel="k simulator steps / s", title="planner throughput vs raw MuJoCo")
-    ax.legend(fontsize=8)
-    axes[1, 2].axis("off")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return save_figure(fig, path)
 
 
-#: env id -> planning group for the equivariance and throughput measurements (None: the env's own)
-PLANNING_GROUPS = {"SymReach-v0": None, "SymPush-v0": "D4", "SymCartPole-v0": None}
+def bench_models(out_dir: Path, quick: bool) -> dict:
+    """The sweep's cached learned models (5k transitions, noise seed 0) when present, else small fresh fits."""
+    from symgym.learn.bench.mppi_power import PARAMS, cached_model
+
+    params = {**PARAMS, "data": 200 if quick else 5000, "model_epochs": 2 if quick else 20,
+              "model_rounds": 1 if quick else 3, "episode_steps": 20 if quick else 60}
+    return {kind: cached_model(Path(out_dir) / "cache", {**params, "model": kind}, 0)[0]
+            for kind in ("equivariant", "plain")}
 
 
 def run(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0) -> dict:
     import torch
 
+    from symgym.learn.bench.mppi_speed import model_speed, simulator_speed
     from symgym.learn.evidence.report import sweep_and_report
 
     torch.set_num_threads(1)
-    results = sweep_and_report("mppi", out_dir, quick=quick, seed=seed)
-    ks = (8, 32, 128)
+    results = sweep_and_report("mppi", out_dir, quick=quick, seed=seed, max_concurrent=2)
+    ks = (8, 32) if quick else (8, 16, 32, 64, 128, 256)
+    rounds = 5 if quick else 7
     envs = {"SymReach-v0": None} if quick else PLANNING_GROUPS
-    equivariance, throughput = {}, {}
-    for env_id, group in envs.items():
-        equivariance[env_id] = planner_equivariance(env_id, group)
-        raw = raw_step_rate(env_id)
-        planner = planner_step_rate(env_id, max(ks), group)
-        throughput[env_id] = {"raw_mj_step_per_s": raw, "planner_steps_per_s": planner,
-                              "raw_over_planner": raw / planner, "within_3x": bool(raw / planner <= 3.0)}
-    peer_env, peer_k, peer_steps = "SymReach-v0", 64, 10 if quick else 30
-    peer = {"env": peer_env, "pytorch_mppi": pytorch_mppi_peer(peer_env, peer_k, peer_steps, seed),
-            "symgym_mppi": ours_short_episode(peer_env, peer_k, peer_steps, seed)}
-    if "plan_time_ms" in peer["pytorch_mppi"]:
-        peer["speedup_per_plan"] = peer["pytorch_mppi"]["plan_time_ms"] / peer["symgym_mppi"]["plan_time_ms"]
-    results.update({"planner_equivariance_error": equivariance, "throughput": throughput, "peer": peer,
-                    "coordinate_regression": coordinate_regression_toy(ks, 200 if quick else 400, seed)})
+    models = bench_models(Path(out_dir), quick)
+    results["planner_equivariance_error"] = {
+        "simulator": {env_id: planner_equivariance(env_id, group) for env_id, group in envs.items()},
+        "learned_model": model_planner_equivariance(models)}
+    results["parameter_counts"] = {k: m.parameter_counts() for k, m in models.items()}
+    results["speed"] = {
+        "simulator": [simulator_speed(env_id, ks, nthread=2, rounds=rounds)
+                      for env_id in (("SymReach-v0",) if quick else ("SymReach-v0", "SymPointMass-v0"))],
+        "model": model_speed(models["equivariant"], ks=ks, rounds=rounds)}
+    results["fixed_point"] = swing_up_from_fixed_point(seeds=(0,) if quick else (0, 1, 2),
+                                                       steps=30 if quick else 200)
+    results["coordinate_regression"] = coordinate_regression_toy((8, 32, 128), 100 if quick else 400, seed)
+    try:
+        from importlib.metadata import version
+
+        results["metaworld"] = {"installed": True, "version": version("metaworld")}
+    except Exception:
+        results["metaworld"] = {"installed": False, "note": (
+            "pip install --dry-run metaworld (3.1.1) would downgrade mujoco 4.0.1 -> 3.3.0, which breaks the "
+            "project's simulator version; MetaWorld tasks are not run")}
     plot(results, Path(out_dir) / "mppi_planner.png")
     return results
