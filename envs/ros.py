@@ -138,7 +138,7 @@ class RosArmEnv(gym.Env):
             # only readings stamped at or after the acknowledgement show the reset scene
             wanted = {k: ack_ns - 1 for k in self.cfg.observation_topics()}
         else:
-            wanted = None
+            ack_ns, wanted = None, None
         self._readings = link.wait_for_readings(wanted, self.cfg.stale_timeout_s)
         # a reset scene is at rest: a velocity differenced across the reset would be a jump, not a motion
         for key in link.differenced:
@@ -146,7 +146,7 @@ class RosArmEnv(gym.Env):
             self._readings[key] = PlanarReading(r.stamp_ns, r.position, np.zeros(2))
         self._stamps = {k: r.stamp_ns for k, r in self._readings.items()}
         self._next_tick = time.monotonic()
-        return self._obs(), self._info()
+        return self._obs(), {**self._info(), "reset_ack_ns": ack_ns}
 
     def step(self, action):
         if self.link is None:

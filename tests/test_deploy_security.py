@@ -338,6 +338,8 @@ def test_deploy_log_holds_every_command_and_reading_and_replays_with_zero_diverg
     records = [json.loads(line) for line in log.read_text().splitlines()]
     steps = [r for r in records if r["event"] == "step"]
     assert [r["event"] for r in records if r["event"] != "step"] == ["start", "reset", "reset", "end"]
+    for r in (r for r in records if r["event"] == "reset"):   # the reset's readings are stamped from its ack on
+        assert r["reset_ack_ns"] is not None and min(r["stamp_ns"].values()) >= r["reset_ack_ns"]
     assert wait_until(lambda: server.steps == len(steps) + 1)      # every command but the final stop
     assert [s["command"] for s in steps] == server.commands[:len(steps)]
     for r in steps:

@@ -26,7 +26,7 @@ from typing import Callable
 
 import numpy as np
 
-from symgym.envs.ros import RosFault, parse_rosbridge_url
+from symgym.envs.ros import RosFault, is_secure_url, parse_rosbridge_url
 from symgym.envs.ros_config import SAME_CONTRACT, RosArmConfig, config_for_env, load_config
 from symgym.envs.ros_secure import load_secret
 from symgym.learn.deploy.log import DeployLog, read_log  # noqa: F401  (re-exported: the log's readers)
@@ -116,7 +116,7 @@ def deploy(run_dir: str | Path, url: str, config: str | Path | dict | RosArmConf
             obs, info = env.reset(seed=ep_seed)
             agent.reset()
             writer.write({"event": "reset", "episode": ep, "seed": ep_seed, "obs": obs, "stamp_ns": info["stamp_ns"],
-                          "readings": info["readings"], "time": time.time()})
+                          "reset_ack_ns": info["reset_ack_ns"], "readings": info["readings"], "time": time.time()})
             if needs_confirmation:
                 answer = confirm(f"About to move the arm behind {url} with the policy from {run_dir} at "
                                  f"{cfg.control_rate_hz:g} Hz (max speed {cfg.max_speed} m/s). Type 'yes' to start: ")
@@ -159,9 +159,15 @@ def deploy(run_dir: str | Path, url: str, config: str | Path | dict | RosArmConf
 
 def deploy_main(args: argparse.Namespace) -> int:
     """``symgym deploy``: prints a summary; a fault is one ``symgym: error:`` line on stderr."""
+    ca_file, secret_file = getattr(args, "ca_file", None), getattr(args, "secret_file", None)
+    host, _ = parse_rosbridge_url(args.rosbridge)
+    if not is_secure_url(args.rosbridge) and host not in ("127.0.0.1", "::1", "localhost") and \
+            load_secret(secret_file) is not None:
+        # rosauth over plain ws: the MAC and every later command cross the network in clear
+        print(f"symgym: warning: {args.rosbridge} is not TLS; the auth op and the commands travel unencrypted "
+              f"(use wss://)", file=sys.stderr)
     result = deploy(args.run, args.rosbridge, config=args.config, dry_run=args.dry_run, yes=args.yes,
-                    max_steps=args.steps, log=args.log, ca_file=getattr(args, "ca_file", None),
-                    secret_file=getattr(args, "secret_file", None))
+                    max_steps=args.steps, log=args.log, ca_file=ca_file, secret_file=secret_file)
     if result.status == "fault":
         print(f"symgym: error: {result.message}", file=sys.stderr)
     elif result.status == "aborted":
