@@ -9,7 +9,13 @@ Stepping protocol: publish the (clipped) command, then wait until every observat
 reading with a newer stamp than the one the action was computed from. A real arm streams readings
 faster than the control rate, so this returns at once; the lock-step digital twin advances exactly one
 control period per command, so deployment reproduces simulation bit for bit. Steps are paced to the
-configured control rate.
+configured control rate. Episodes end where the mirrored env's do (its ``max_episode_steps``).
+
+Reset: the scene is reset through the config's service, and only readings stamped at or after the reset's
+acknowledgement count (see ``envs.ros_link``), so a bridge that delivers the response before the post-reset messages,
+or delivers messages out of order, cannot start an episode from the old scene. Transport: ``wss://`` with the
+certificate verified (``ca_file`` or the system's CAs) and rosauth's ``auth`` op when a secret is configured
+(``envs.ros_secure``).
 
 Safety: commands are clipped to ``limits.max_speed`` and stripped of outward motion at the workspace
 boundary; any malformed, out-of-range or stale reading, a lost connection or a rosbridge error status
