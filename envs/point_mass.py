@@ -89,6 +89,9 @@ class SymPointMassEnv(PlanarMujocoEnv):
     planar_pairs = (("x", "y"),)
     mocap_bodies = ("goal",)
     planner_defaults = {"horizon": 15, "noise_sigma": 0.5, "temperature": 0.05}
+    #: step() is project_actions -> _simulate(actions_to_ctrl(a)) -> an outcome read from the state alone (no
+    #: derived quantities), so symgym.envs.vector may run the physics batched and replay step() on each row
+    vector_from_state = True
 
     def __init__(self, render_mode: str | None = None, max_force: float = 1.0, success_radius: float = 0.03,
                  velocity_weight: float = 0.05, action_weight: float = 0.01):

@@ -83,6 +83,9 @@ class SymCartPoleEnv(PlanarMujocoEnv):
     xml_file = "sym_cartpole.xml"
     frame_skip = 2
     planner_defaults = {"horizon": 40, "noise_sigma": 0.7, "temperature": 0.5}
+    #: step() is project_actions -> _simulate(actions_to_ctrl(a)) -> an outcome read from the state alone (no
+    #: derived quantities), so symgym.envs.vector may run the physics batched and replay step() on each row
+    vector_from_state = True
     #: 3-D video camera (symgym.learn.run.video): the rail's x-z plane seen from the side
     video_camera = {"lookat": (0.0, 0.0, 0.1), "distance": 3.6, "azimuth": 90.0, "elevation": -8.0}
 

@@ -93,6 +93,9 @@ class SymReachEnv(PlanarMujocoEnv):
     mocap_bodies = ("goal",)
     #: MPPI hyper-parameters that work on this env (the agent's kwargs override them).
     planner_defaults = {"horizon": 25, "noise_sigma": 0.6, "temperature": 0.05}
+    #: step() is project_actions -> _simulate(actions_to_ctrl(a)) -> an outcome read from the state alone (no
+    #: derived quantities), so symgym.envs.vector may run the physics batched and replay step() on each row
+    vector_from_state = True
 
     def __init__(self, render_mode: str | None = None, max_torque: float = 0.5, success_radius: float = 0.02,
                  velocity_weight: float = 0.01, action_weight: float = 0.01):

@@ -6,9 +6,16 @@
 What it is: one ``mujoco.batch.Batch`` (MuJoCo >= 4) holding the N simulations' integration states, stepped
 ``frame_skip`` substeps per env step on a thread pool, plus N ordinary single envs that are used only for what
 is not physics: resets (each draws from its own seeded ``np_random`` exactly as a single env does) and the
-task's batched helpers (``vector_ctrl`` for action -> controls, ``vector_outcome`` for observation, reward,
-termination and info). Those helpers live beside the single env's own ``step`` in the env's module and are
-tested against it, so the vector env holds no task logic of its own.
+task's own code for controls, observation, reward, termination and info. Two ways, so that the vector env holds
+no task logic of its own:
+
+* *batched helpers* (SymPush and its variants): ``vector_ctrl`` (actions -> controls) and ``vector_outcome``
+  (obs, reward, terminated, info from the rows' ``qpos``/``qvel``/``mocap_pos``), written beside ``step`` in the
+  env's module and tested against it; fastest.
+* *replayed step* (envs that set ``vector_from_state = True``: their ``step`` is ``project_actions`` ->
+  ``_simulate(actions_to_ctrl(a))`` -> an outcome read from the state alone, no derived quantities): controls come
+  from the batched planner protocol (``actions_to_ctrl(project_actions(actions))``), physics from the batch, and
+  then each sub-env runs its own ``step`` with ``_simulate`` replaced by loading its already-simulated row.
 
 Why ``mujoco.batch`` and not ``mujoco.rollout``: a rollout returns the *physics* state of each step but not the
 solver's warm start (``qacc_warmstart``), so the next env step would start the constraint solver from another
@@ -22,13 +29,14 @@ an episode ends resets that env, ignores its action and returns reward 0), ``res
 ``s + i``, ``options={"reset_mask": mask}`` resets only some envs, infos are batched with ``_key`` masks, the
 registered ``max_episode_steps`` truncates as ``TimeLimit`` does.
 
-Envs without the batched helpers (PandaPush/PandaReach, whose Cartesian controller runs in Python at every
-substep; the closed-loop HEP envs, whose suction rule and point clouds read the simulator between steps;
-SymReach and SymCartPole, not yet given helpers) get gymnasium's ``SyncVectorEnv`` from the same entry point,
-so ``make_vec(..., vectorization_mode="vector_entry_point")`` works for every MuJoCo id.
+Other envs (PandaPush/PandaReach, whose step runs its own controller and kinematics around ``mj_step``; the
+closed-loop HEP envs, whose suction rule switches an equality constraint inside ``step`` and whose point clouds
+read derived quantities) get gymnasium's ``SyncVectorEnv`` from the same entry point, so
+``make_vec(..., vectorization_mode="vector_entry_point")`` works for every MuJoCo id.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import gymnasium as gym
@@ -66,11 +74,17 @@ def make_vector_env(entry_point: str, num_envs: int = 1, max_episode_steps: int 
     return SyncVectorEnv([single] * num_envs)
 
 
+def _has(creator: Callable[..., gym.Env], *names: str) -> bool:
+    return all(callable(getattr(creator, n, None)) for n in names)
+
+
 def batched(creator: Callable[..., gym.Env], env_kwargs: dict[str, Any]) -> bool:
-    """Whether envs from ``creator`` can be stepped by :class:`MujocoVectorEnv` (they define ``vector_ctrl`` and
-    ``vector_outcome``, and no render mode is asked for: frames come from single envs)."""
-    return (callable(getattr(creator, "vector_ctrl", None)) and callable(getattr(creator, "vector_outcome", None))
-            and env_kwargs.get("render_mode") is None)
+    """Whether envs from ``creator`` can be stepped by :class:`MujocoVectorEnv`: batched helpers or a replayable
+    step (see the module docstring), and no render mode asked for (frames come from single envs)."""
+    if env_kwargs.get("render_mode") is not None:
+        return False
+    replayable = getattr(creator, "vector_from_state", False) and _has(creator, "actions_to_ctrl", "project_actions")
+    return _has(creator, "vector_ctrl", "vector_outcome") or bool(replayable)
 
 
 class MujocoVectorEnv(VectorEnv):
@@ -84,6 +98,10 @@ class MujocoVectorEnv(VectorEnv):
 
         self.envs = [creator(**env_kwargs) for _ in range(num_envs)]
         first = self.envs[0]
+        self._helpers = _has(creator, "vector_ctrl", "vector_outcome")
+        if not self._helpers:  # replayed step: each sub-env's step loads its simulated row instead of simulating
+            for i, env in enumerate(self.envs):
+                env._simulate = functools.partial(self._load_row, i)
         self.num_envs = num_envs
         self.max_episode_steps = max_episode_steps
         self.frame_skip = int(first.frame_skip)
@@ -136,17 +154,26 @@ class MujocoVectorEnv(VectorEnv):
         infos: dict[str, Any] = {}
         if len(active):
             first = self.envs[0]
-            self._ctrl[active] = first.vector_ctrl(actions[active])
+            if self._helpers:
+                self._ctrl[active] = first.vector_ctrl(actions[active])
+            else:  # what step() applies: float64 first, then the env's projection and scaling
+                a = np.asarray(actions[active], dtype=np.float64)
+                self._ctrl[active] = first.actions_to_ctrl(first.project_actions(a))
             self.batch.step(None if len(active) == self.num_envs else active, nstep=self.frame_skip)
-            obs, reward, terminated, info = first.vector_outcome(self._qpos[active], self._qvel[active],
-                                                                self._mocap_pos[active])
-            self._obs[active] = obs
-            self._rewards[active] = reward
-            self._terminations[active] = terminated
+            if self._helpers:
+                obs, reward, terminated, info = first.vector_outcome(self._qpos[active], self._qvel[active],
+                                                                    self._mocap_pos[active])
+                self._obs[active] = obs
+                self._rewards[active] = reward
+                self._terminations[active] = terminated
+                infos = self._batched_info(info, active)
+            else:
+                for i in active:
+                    self._obs[i], self._rewards[i], self._terminations[i], _, info = self.envs[i].step(actions[i])
+                    infos = self._add_info(infos, info, int(i))
             self._elapsed[active] += 1
             limit = self.max_episode_steps
             self._truncations[active] = False if limit is None else self._elapsed[active] >= limit
-            infos = self._batched_info(info, active)
         for i in np.flatnonzero(resetting):
             infos = self._reset_one(int(i), infos)
             self._rewards[i] = 0.0
@@ -170,6 +197,11 @@ class MujocoVectorEnv(VectorEnv):
         self._obs[i] = obs
         self._elapsed[i] = 0
         return self._add_info(infos, info, i)
+
+    def _load_row(self, i: int, _ctrl: np.ndarray) -> None:
+        """Sub-env ``i``'s ``_simulate`` in the replayed mode: its row was already stepped by the batch."""
+        env = self.envs[i]
+        mujoco.mj_setState(env.model, env.data, self.batch.state[i], INTEGRATION)
 
     def _batched_info(self, info: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, Any]:
         """Infos of the stepped rows as gymnasium batches them: each key a (num_envs,) array plus its ``_key`` mask."""

@@ -1,6 +1,8 @@
 """The batched vector env (symgym.envs.vector) behaves as N single envs, bit for bit, with Gymnasium's semantics."""
 from __future__ import annotations
 
+import time
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 import symgym.envs  # noqa: F401  (registers the ids)
 from symgym.agents import Agent
 from symgym.envs.vector import MujocoVectorEnv
+from symgym.learn.bench.timing import interleaved, ratio
 from symgym.learn.run.evaluate import evaluate
 
 
@@ -87,14 +90,35 @@ def test_rejects_bad_input():
         gym.make_vec("SymPush-v0", num_envs=0, vectorization_mode="vector_entry_point")
 
 
-def test_envs_without_batched_helpers_fall_back_to_sync():
-    """SymReach has no vector_ctrl/vector_outcome yet: the entry point gives a SyncVectorEnv with the time limit."""
-    env = gym.make_vec("SymReach-v0", num_envs=2, vectorization_mode="vector_entry_point")
+@pytest.mark.parametrize("env_id,n_actions", [("SymReach-v0", 2), ("SymCartPole-v0", 1), ("SymPointMass-v0", 2)])
+def test_replayed_step_envs_identical_to_sync(env_id, n_actions):
+    """Envs without batched helpers but with a state-only step: batched physics, their own step() on each row."""
+    n = 3
+    fast, sync = _pair(env_id, n)
+    assert isinstance(fast, MujocoVectorEnv) and not fast._helpers
+    o1, _ = fast.reset(seed=11)
+    o2, _ = sync.reset(seed=11)
+    assert np.array_equal(o1, o2)
+    rng = np.random.default_rng(3)
+    limit = gym.spec(env_id).max_episode_steps
+    truncated = 0
+    for t in range(limit + 5):      # across one time-limit autoreset
+        actions = rng.uniform(-1.5, 1.5, (n, n_actions)).astype(np.float32)
+        a, b = fast.step(actions), sync.step(actions)
+        _assert_same_step(a, b, t)
+        truncated += a[3].sum()
+    assert truncated == n
+
+
+def test_envs_that_simulate_inside_step_fall_back_to_sync():
+    """HEP's suction rule switches a constraint inside step(): the entry point gives a SyncVectorEnv, time-limited."""
+    env = gym.make_vec("HepPushToTarget-v0", num_envs=2, vectorization_mode="vector_entry_point")
     assert isinstance(env, SyncVectorEnv)
     env.reset(seed=0)
-    for _ in range(100):
-        *_, truncated, _ = env.step(np.zeros((2, 2), np.float32))
-    assert truncated.all()      # registered max_episode_steps = 100
+    limit = gym.spec("HepPushToTarget-v0").max_episode_steps
+    for _ in range(limit):
+        *_, truncated, _ = env.step(np.zeros((2, 4), np.float32))
+    assert truncated.all()
 
 
 def test_image_observations_match():
@@ -137,3 +161,29 @@ def test_batched_evaluation_equals_sequential(agent):
     assert batched == sequential
     if agent is not None:      # the policy solves some and not all: both termination and truncation are exercised
         assert 0.0 < batched.success_rate < 1.0
+
+
+def test_interleaved_timing_helper():
+    """The bench helper interleaves, drops warm-ups, reports ratios to the baseline and the conditions."""
+    calls: list[str] = []
+
+    def work(name, seconds):
+        def go():
+            calls.append(name)
+            time.sleep(seconds)
+        return go
+
+    t = interleaved({"slow": work("slow", 0.004), "fast": work("fast", 0.001)}, baseline="fast", rounds=5, warmup=1,
+                    units=10, unit="naps", threads={"pool": 2})
+    assert calls.count("slow") == calls.count("fast") == 6
+    assert calls[:4] == ["slow", "fast", "fast", "slow"]            # rotating order, warm-up round included
+    assert len(t["contenders"]["slow"]["seconds"]) == 5 and "fast" not in t["ratios"]
+    r = t["ratios"]["slow"]
+    assert 1.5 < r["median"] < 8 and r["iqr"][0] <= r["median"] <= r["iqr"][1] and len(r["per_round"]) == 5
+    assert t["threads"]["pool"] == 2 and t["threads"]["cpus_available"] >= 1
+    assert len(t["load_average"]["before"]) == 3
+    assert ratio(t, "fast", "slow")["median"] == pytest.approx(1 / r["median"], rel=0.5)
+    with pytest.raises(ValueError, match="rounds"):
+        interleaved({"a": lambda: None, "b": lambda: None}, baseline="a", rounds=3)
+    with pytest.raises(ValueError, match="'c'"):
+        interleaved({"a": lambda: None, "b": lambda: None}, baseline="c")

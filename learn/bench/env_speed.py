@@ -10,7 +10,8 @@ rounds of one process, warm-up excluded, median and spread, threads and load ave
 * ``vector_n16``: 16 SymPush envs: the batched vector env (``make_vec(..., "vector_entry_point")``,
   ``symgym.envs.vector``) vs gymnasium's ``SyncVectorEnv`` vs raw ``mujoco.rollout`` of the same initial states
   and controls, chained one call per env step (what a policy in the loop needs) and as one call for the whole
-  horizon (the physical limit: no Python between steps). The rollout pool has as many threads as the vector env.
+  horizon (the physical limit: no Python between steps). The rollout pool has as many threads as the vector env
+  (its default, 1); the vector env with a 2-thread pool is timed too.
 """
 from __future__ import annotations
 
@@ -97,6 +98,7 @@ def _single(env_id: str, n_steps: int, rounds: int, seed: int) -> dict[str, Any]
 
 def _vector(env_id: str, n: int, horizon: int, repeats: int, rounds: int, seed: int) -> dict[str, Any]:
     vec = gym.make_vec(env_id, num_envs=n, vectorization_mode="vector_entry_point")
+    vec2 = gym.make_vec(env_id, num_envs=n, vectorization_mode="vector_entry_point", nthread=2)
     sync = gym.make_vec(env_id, num_envs=n, vectorization_mode="sync")
     nthread = vec.nthread
     rng = np.random.default_rng(seed)
@@ -137,13 +139,14 @@ def _vector(env_id: str, n: int, horizon: int, repeats: int, rounds: int, seed: 
             pool.rollout(models, datas, init, c, nstep=horizon * fs, state=out_whole, sensordata=sens_whole,
                          skip_checks=True)
 
-    names = {"vector env (mujoco.batch)": run_env(vec), "SyncVectorEnv": run_env(sync),
+    names = {"vector env (mujoco.batch)": run_env(vec), "vector env, 2 threads": run_env(vec2),
+             "SyncVectorEnv": run_env(sync),
              "raw rollout, one call per env step": run_rollout_per_step,
              "raw rollout, one call per horizon": run_rollout_whole}
     timing = interleaved(names, baseline="raw rollout, one call per env step", rounds=rounds,
                          units=repeats * horizon * n, unit="env steps (all envs)",
-                         threads={"vector_env_batch": nthread, "rollout_pool": nthread})
-    vec.close(), sync.close(), pool.close()
+                         threads={"vector_env_batch": nthread, "vector_env_batch_2": 2, "rollout_pool": nthread})
+    vec.close(), vec2.close(), sync.close(), pool.close()
     v = "vector env (mujoco.batch)"
     return {"env": env_id, "num_envs": n, "horizon": horizon, "repeats_per_round": repeats, "timing": timing,
             "speedup_vector_over_sync": ratio(timing, "SyncVectorEnv", v),
