@@ -104,11 +104,12 @@ def shipped_configs() -> dict[str, Any]:
 
 
 def describe_config(text: str) -> str:
-    """The first comment line of a config file: what it is for."""
-    for line in text.splitlines():
-        if line.startswith("#"):
-            return line.lstrip("# ").strip()
-    return ""
+    """What a config is for: its ``description`` key (ignored by :func:`load_config`)."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return ""
+    return str(data.get("description", "")) if isinstance(data, dict) else ""
 
 
 def config_for_env(env_id: str) -> str:

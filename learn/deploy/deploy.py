@@ -234,8 +234,8 @@ def configs_main(args) -> int:
         note = f" (default for {defaults[name]} runs)" if name in defaults else ""
         rows.append((name, cfg.mirrors, f"{cfg.command.topic} [{cfg.command.type}]",
                      describe_config(resource.read_text(encoding="utf8")) + note))
-    width = max(len(r[0]) for r in rows)
-    print(f"{'name':<{width}}  {'mirrors':<13} {'command':<48} about")
+    w = [max(len(r[i]) for r in rows) for i in range(3)]
+    print(f"{'name':<{w[0]}}  {'mirrors':<{w[1]}}  {'command':<{w[2]}}  about")
     for name, mirrors, command, about in rows:
-        print(f"{name:<{width}}  {mirrors:<13} {command:<48} {about}")
+        print(f"{name:<{w[0]}}  {mirrors:<{w[1]}}  {command:<{w[2]}}  {about}")
     return 0
