@@ -152,12 +152,13 @@ class _Chaser(Agent):
         raise NotImplementedError
 
 
-@pytest.mark.parametrize("agent", [None, _Chaser()], ids=["random", "chaser"])
-def test_batched_evaluation_equals_sequential(agent):
-    """50 held-out episodes, 16 at a time, give exactly the sequential loop's numbers (same seeds)."""
+@pytest.mark.parametrize("agent,env_id,episodes", [(None, "SymPush-v0", 50), (_Chaser(), "SymPush-v0", 50),
+                                                   (None, "SymReach-v0", 20)], ids=["random", "chaser", "reach"])
+def test_batched_evaluation_equals_sequential(agent, env_id, episodes):
+    """Held-out episodes, up to 16 at a time, give exactly the sequential loop's numbers (same seeds)."""
     kwargs = {"success_radius": 0.08}
-    batched = evaluate(agent, "SymPush-v0", episodes=50, seed=123, env_kwargs=kwargs, progress=False)
-    sequential = evaluate(agent, "SymPush-v0", episodes=50, seed=123, env_kwargs=kwargs, progress=False, num_envs=1)
+    batched = evaluate(agent, env_id, episodes=episodes, seed=123, env_kwargs=kwargs, progress=False)
+    sequential = evaluate(agent, env_id, episodes=episodes, seed=123, env_kwargs=kwargs, progress=False, num_envs=1)
     assert batched == sequential
     if agent is not None:      # the policy solves some and not all: both termination and truncation are exercised
         assert 0.0 < batched.success_rate < 1.0

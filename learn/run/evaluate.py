@@ -112,7 +112,10 @@ def _evaluate_batched(agent: Agent | None, env_id: str, episodes: int, seed: int
     # as many simulations as keep every wave full: 50 episodes on 16 would run a last wave of 2 beside 14 idle
     waves = -(-episodes // num_envs)
     n = -(-episodes // waves)
-    vec = gym.make_vec(env_id, num_envs=n, vectorization_mode="vector_entry_point", **env_kwargs)
+    try:
+        vec = gym.make_vec(env_id, num_envs=n, vectorization_mode="vector_entry_point", **env_kwargs)
+    except TypeError as e:  # as make_env: a kwarg of the right name but the wrong type
+        raise ValueError(f"bad env kwargs {env_kwargs} for {env_id}: {e}") from e
     if not isinstance(vec, MujocoVectorEnv):  # a SyncVectorEnv fallback gains nothing over the sequential loop
         vec.close()
         return None
