@@ -1,24 +1,127 @@
-"""``symgym bench sac``: sac vs equi-sac vs approx-sac on SymPush-v0 and SymPushWind-v0, as a sweep.
+"""``symgym bench sac``: the five SAC agents of the approx-sac study (issue #29) as a sweep, plus what makes the
+comparison fair: parameter counts and wall time per env step at the sweep's widths.
 
-The grid, the budget (env steps, SAC hyper-parameters, matched widths) and the claims live in
-``specs/sac.yaml``; this runs that sweep (resuming: finished trials are skipped), reports it with rliable
-(IQM, bootstrap CIs, probability of improvement, performance profile, learning curves with CI bands) and adds,
-for the seed-0 runs of the symmetric agents, the actor equivariance and critic invariance errors on D4 after
-training (approx-sac's relaxed-weight error too), measured on the saved runs.
+* The grid, the budget, the tuned values and the claims live in ``specs/approx-sac.yaml`` (the tuning grid in
+  ``specs/approx-sac-tune.yaml``; the previous three-agent spec ``specs/sac.yaml`` stays readable with its trials).
+  :func:`run` runs that sweep (resuming: finished trials are skipped), reports it with rliable and adds the
+  parameter table and, for the seed-0 runs of the symmetric agents, the actor/critic symmetry errors after training.
+* :func:`parameter_table`: actor and critic parameter counts of every method of a spec, per env (matched within
+  1.25x: tested).
+* :func:`throughput`: wall time per 1k env steps of every method against sac, interleaved rounds in one process
+  (issue #28.3). ``python -m symgym.learn.bench.sac throughput`` writes ``results/sac-throughput.json`` + PNG.
 """
 from __future__ import annotations
 
+import os
+import sys
+import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 # the learning-curve helpers every train-eval trial uses (kept importable from here)
 from symgym.learn.evidence.trials import _curve, _first_crossing  # noqa: F401
 
-SYMMETRIC_AGENTS = ("equi-sac", "approx-sac")
+SPEC = "approx-sac"
+SYMMETRIC_AGENTS = ("equi-sac", "approx-sac", "approx-sac-frozen")
+
+
+def _methods(spec_name: str) -> tuple[Any, list[dict[str, Any]], list[str]]:
+    """(spec, the method bundles with their full agent_kwargs, the env ids) of a shipped spec."""
+    from symgym.learn.evidence.sweep import _merge, load_spec
+
+    spec = load_spec(spec_name)
+    base = spec.params.get("agent_kwargs", {})
+    methods = [{**m, "agent_kwargs": _merge(base, m.get("agent_kwargs", {}))} for m in spec.raw["grid"]["method"]]
+    envs = [e["env"] if isinstance(e, dict) else e for e in spec.raw["grid"].get("env", [spec.params.get("env")])]
+    return spec, methods, list(dict.fromkeys(envs))
+
+
+def parameter_table(spec_name: str = SPEC) -> dict[str, dict[str, dict[str, int]]]:
+    """``{env: {method: {"actor": n, "critic": n}}}``: trainable parameters (critic: both Q-nets, no target)."""
+    import gymnasium as gym
+
+    import symgym.envs  # noqa: F401
+    from symgym.agents import EnvInfo, agent_class
+
+    _, methods, envs = _methods(spec_name)
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for env_id in envs:
+        env = gym.make(env_id)
+        info = EnvInfo.of(env)
+        env.close()
+        out[env_id] = {m["name"]: agent_class(m["agent"]).build(info, m["agent_kwargs"]).parameter_counts()
+                       for m in methods}
+    return out
+
+
+def throughput(spec_name: str = SPEC, env_id: str = "SymPush-v0", rounds: int = 5, steps: int = 500,
+               warmup: int = 1300) -> dict[str, Any]:
+    """Wall time per 1k env steps (each step one gradient step, SAC's ``train_freq=1``) of every method of the
+    spec at its widths, in ``rounds`` interleaved rounds after a warm-up that is not timed; ratios to sac per
+    round (the same load for both), median and spread. One torch thread, as in the sweep."""
+    import gymnasium as gym
+    import torch
+
+    import symgym.envs  # noqa: F401
+    from symgym.agents import EnvInfo, agent_class
+
+    torch.set_num_threads(1)
+    _, methods, _ = _methods(spec_name)
+    env = gym.make(env_id)
+    info = EnvInfo.of(env)
+    agents = {}
+    for m in methods:
+        kwargs = {k: v for k, v in m["agent_kwargs"].items() if not k.startswith("early_stop")}
+        agent = agent_class(m["agent"]).build(info, {**kwargs, "learning_starts": 1000}, seed=0)
+        agent.learn(env, warmup)  # fills the buffer past learning_starts: the timed steps all train
+        agents[m["name"]] = agent
+    ms: dict[str, list[float]] = {name: [] for name in agents}
+    loads = []
+    for _ in range(rounds):
+        loads.append(os.getloadavg()[0])
+        for name, agent in agents.items():
+            start = time.perf_counter()
+            agent.learn(env, steps)
+            ms[name].append((time.perf_counter() - start) / steps * 1e3 * 1e3)
+    env.close()
+    base = np.array(ms["sac"])
+    rows = {}
+    for name, values in ms.items():
+        ratio = np.array(values) / base
+        rows[name] = {"ms_per_1k_steps": [round(v, 1) for v in values], "median_ms_per_1k_steps": float(np.median(values)),
+                      "ratio_to_sac": [round(float(r), 3) for r in ratio], "median_ratio_to_sac": float(np.median(ratio)),
+                      "ratio_range": [float(ratio.min()), float(ratio.max())]}
+    return {"env": env_id, "rounds": rounds, "steps_per_round": steps, "warmup_steps": warmup,
+            "torch_threads": torch.get_num_threads(), "load_average_1min": loads, "cpu_count": os.cpu_count(),
+            "target": "equi-sac and approx-sac <= 1.5x sac at matched parameter counts (issue #28.3)", "agents": rows}
+
+
+def plot_throughput(result: dict[str, Any], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from symgym.learn.io import save_figure
+
+    names = list(result["agents"])
+    fig, ax = plt.subplots(figsize=(6, 3))
+    for i, name in enumerate(names):
+        r = result["agents"][name]["ratio_to_sac"]
+        ax.scatter([i] * len(r), r, color="C0", s=12)
+        ax.plot([i - 0.3, i + 0.3], [np.median(r)] * 2, color="k")
+    ax.axhline(1.5, color="C3", ls="--", lw=1, label="target 1.5x")
+    ax.set_xticks(range(len(names)), names, rotation=20)
+    ax.set_ylabel("wall time / sac's (per env step)")
+    ax.set_title(f"SAC variants at matched parameters, {result['env']}, {result['rounds']} interleaved rounds")
+    ax.legend()
+    return save_figure(fig, path)
 
 
 def symmetry_errors(run_dir: str | Path) -> dict[str, float]:
-    """Actor equivariance / critic invariance errors on D4 of a saved equi-sac or approx-sac run."""
+    """Actor equivariance / critic invariance errors on D4 of a saved equi-sac or approx-sac(-frozen) run."""
     from symgym.agents.equi_sac import policy_symmetry_errors, relaxed_weight_errors
     from symgym.equivariance import DihedralGroup, Symmetry
     from symgym.equivariance.layers import restrict_rep
@@ -30,7 +133,7 @@ def symmetry_errors(run_dir: str | Path) -> dict[str, float]:
     sym = Symmetry(d4, restrict_rep(env.symmetry.obs, d4), restrict_rep(env.symmetry.action, d4))
     obs = [env.reset(seed=500 + i)[0] for i in range(8)]
     out = policy_symmetry_errors(agent.model, sym, obs, d4.elements())
-    if config.agent == "approx-sac":
+    if config.agent.startswith("approx-sac"):
         w = relaxed_weight_errors(agent.model.policy)
         out.update({"actor_relaxed_weight_error": w["actor"], "critic_relaxed_weight_error": w["critic"]})
     env.close()
@@ -41,15 +144,70 @@ def run(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0) -> 
     from symgym.learn.evidence.report import sweep_and_report
     from symgym.learn.evidence.sweep import expand, load_spec
 
-    results = sweep_and_report("sac", out_dir, quick=quick, seed=seed)
-    spec = load_spec("sac", quick=quick)
+    results = sweep_and_report(SPEC, out_dir, quick=quick, seed=seed)
+    results["parameter_counts"] = parameter_table(SPEC)
+    spec = load_spec(SPEC, quick=quick)
     first_seed = min(spec.raw["grid"]["seed"]) + seed
     errors = {}
     for t in expand(spec, Path(out_dir)):
         done = (Path(t.run_dir) / "checkpoint.json").is_file() or (Path(t.run_dir) / "config.json").is_file()
-        if t.labels["method"] in SYMMETRIC_AGENTS and t.labels["seed"] == first_seed and done:
+        if t.params["agent"] in SYMMETRIC_AGENTS and t.labels["seed"] == first_seed and done:
             errors[f"{t.labels['method']} {t.labels['env']}"] = symmetry_errors(t.run_dir)
     results["symmetry_errors_after_training"] = {
         "group": "D4", "seed": first_seed, "runs": errors,
         "note": "runs of this machine only (run directories are not committed)"}
     return results
+
+
+def filtered_spec(spec_name: str, envs: list[str]) -> dict[str, Any]:
+    """The spec with its ``env`` axis cut to ``envs`` and the claims about other envs dropped. Same name, same trial
+    keys (a key hashes a trial's labels and params, not the grid), so sweeping it runs a subset of the full sweep
+    and the full spec later runs only what is missing (e.g. PandaPush-v0 after the Panda fixes)."""
+    from symgym.learn.evidence.sweep import load_spec
+
+    load_spec(spec_name)  # the full spec must be valid
+    raw = _raw_yaml(spec_name)
+    known = [e["name"] if isinstance(e, dict) else e for e in raw["grid"]["env"]]
+    unknown = [e for e in envs if e not in known]
+    if unknown or not envs:
+        raise ValueError(f"env {unknown[0] if unknown else None!r} is not in spec {spec_name}'s env axis {known}")
+    raw["grid"]["env"] = [e for e in raw["grid"]["env"] if (e["name"] if isinstance(e, dict) else e) in envs]
+    raw["claims"] = [c for c in raw.get("claims", []) if (c.get("where") or {}).get("env", envs[0]) in envs]
+    raw.pop("quick", None)
+    return raw
+
+
+def _raw_yaml(spec_name: str) -> dict[str, Any]:
+    import yaml
+
+    from symgym.learn.evidence.sweep import resolve_spec_path
+
+    return yaml.safe_load(resolve_spec_path(spec_name).read_text())
+
+
+def throughput_main(out_dir: Path = Path("results"), quick: bool = False) -> dict[str, Any]:
+    """``results/sac-throughput.json`` + PNG (quick: 2 short rounds, for tests)."""
+    from symgym.learn.io import run_and_record
+
+    def measure(out_dir: Path, quick: bool, seed: int) -> dict[str, Any]:
+        res = throughput(rounds=2, steps=50, warmup=1050) if quick else throughput()
+        res["plot"] = str(plot_throughput(res, Path(out_dir) / "sac-throughput.png"))
+        res["parameter_counts"] = parameter_table(SPEC)
+        return res
+
+    return run_and_record("bench", "sac-throughput", measure, out_dir, quick, 0)
+
+
+if __name__ == "__main__":
+    # python -m symgym.learn.bench.sac throughput [--quick] [OUT_DIR]
+    # python -m symgym.learn.bench.sac filter-spec SPEC --envs ENV [ENV ...]   (YAML on stdout)
+    if len(sys.argv) >= 2 and sys.argv[1] == "throughput":
+        rest = [a for a in sys.argv[2:] if a != "--quick"]
+        throughput_main(Path(rest[0]) if rest else Path("results"), quick="--quick" in sys.argv)
+    elif len(sys.argv) >= 5 and sys.argv[1] == "filter-spec" and sys.argv[3] == "--envs":
+        import yaml
+
+        sys.stdout.write(yaml.safe_dump(filtered_spec(sys.argv[2], sys.argv[4:]), sort_keys=False))
+    else:
+        sys.exit("usage: python -m symgym.learn.bench.sac throughput [--quick] [OUT_DIR]\n"
+                 "       python -m symgym.learn.bench.sac filter-spec SPEC --envs ENV [ENV ...]")

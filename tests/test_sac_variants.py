@@ -1,0 +1,165 @@
+"""The five SAC agents of the approx-sac study (issue #29): augmentation, frozen relaxation, drift, early stop,
+matched capacity, and the expansion cache that keeps the equivariant ones cheap (issue #28.3)."""
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import symgym.envs  # noqa: F401
+from symgym.agents import EnvInfo, agent_class
+from symgym.agents.sac import EarlyStop, SACConfig, SymmetryAugmentedReplayBuffer
+from symgym.equivariance import DihedralGroup, Symmetry, equivariance_error
+from symgym.equivariance.layers import EquivariantMLP, rep_from_names, restrict_rep
+from symgym.equivariance.relaxed import RelaxedMLP, relaxation_drift
+
+torch.set_num_threads(1)
+D4 = DihedralGroup(4)
+FIVE = ("sac", "sac-aug", "equi-sac", "approx-sac", "approx-sac-frozen")
+SMALL = {"sac": {"net_arch": [8, 8]}, "sac-aug": {"net_arch": [8, 8]}, "equi-sac": {"hidden": [2, 2]},
+         "approx-sac": {"hidden": [1, 1]}, "approx-sac-frozen": {"hidden": [1, 1]}}
+
+
+def _info(env_id="SymPush-v0"):
+    return EnvInfo.of(gym.make(env_id))
+
+
+def _trained(name, env_id="SymPushWind-v0", steps=160, **kw):
+    env = gym.make(env_id)
+    agent = agent_class(name).build(EnvInfo.of(env), {**SMALL[name], "learning_starts": 100, "batch_size": 16, **kw})
+    agent.learn(env, steps)
+    return agent, env
+
+
+@pytest.mark.parametrize("name", FIVE)
+def test_every_agent_trains_saves_reloads_and_reports_its_metrics(name, tmp_path):
+    agent, env = _trained(name, steps=130)
+    agent.save(tmp_path)
+    loaded = agent_class(name).load(tmp_path)
+    obs = env.reset(seed=3)[0]
+    assert np.allclose(agent.act(obs), loaded.act(obs), atol=1e-6)
+    metrics = loaded.extra_metrics()
+    assert metrics["stopped_at"] == 130 and metrics["stopped_early"] == 0.0
+    assert ("actor_drift" in metrics) == name.startswith("approx")
+
+
+def test_frozen_relaxation_stays_exactly_equivariant_while_approx_sac_drifts():
+    from symgym.agents.equi_sac import policy_symmetry_errors
+
+    drift, errors = {}, {}
+    for name in ("approx-sac", "approx-sac-frozen"):
+        agent, env = _trained(name, penalty=0.0)
+        drift[name] = agent.extra_metrics()
+        sym = env.unwrapped.symmetry
+        d4 = Symmetry(D4, restrict_rep(sym.obs, D4), restrict_rep(sym.action, D4))
+        obs = [env.reset(seed=100 + i)[0] for i in range(4)]
+        errors[name] = policy_symmetry_errors(agent.model, d4, obs, [D4.sample(np.random.default_rng(i))
+                                                                     for i in range(6)])
+    assert drift["approx-sac-frozen"]["actor_drift"] < 1e-6 and drift["approx-sac-frozen"]["critic_drift"] < 1e-6
+    assert drift["approx-sac"]["actor_drift"] > 1e-4 and drift["approx-sac"]["critic_drift"] > 1e-4
+    assert errors["approx-sac-frozen"]["actor_equivariance_error"] < 1e-5
+    assert errors["approx-sac-frozen"]["critic_invariance_error"] < 1e-5
+    assert errors["approx-sac"]["critic_invariance_error"] > 1e-5
+
+
+def test_relaxation_drift_is_the_non_equivariant_share_of_the_weights():
+    rep = rep_from_names(["standard"], D4)
+    net = RelaxedMLP(rep, rep, hidden=[2], num_kernels=2)
+    assert relaxation_drift(net) < 1e-6
+    with torch.no_grad():
+        for layer in net.relaxed_layers():
+            layer.alpha.add_(torch.randn_like(layer.alpha))
+    d = relaxation_drift(net)
+    assert 1e-3 < d < 1.0
+    assert relaxation_drift(torch.nn.Linear(2, 2)) == 0.0  # no relaxed layers
+
+
+def test_augmented_batches_are_group_images_of_stored_transitions():
+    env = gym.make("SymPush-v0")
+    info = EnvInfo.of(env)
+    agent = agent_class("sac-aug").build(info, SMALL["sac-aug"])
+    obs_m, act_m = agent.augmentation_matrices(info)
+    assert obs_m.shape == (8, 14, 14) and act_m.shape == (8, 2, 2)
+    buf = SymmetryAugmentedReplayBuffer(50, env.observation_space, env.action_space, device="cpu",
+                                        obs_matrices=obs_m, action_matrices=act_m)
+    o = env.reset(seed=0)[0]
+    a = np.array([0.3, -0.7], dtype=np.float32)
+    o2, r, term, trunc, _ = env.step(a)
+    buf.add(o, o2, a, np.array([r]), np.array([term]), [{}])
+    np.random.seed(0)
+    batch = buf.sample(64)
+    obs, act, nxt = batch.observations.numpy(), batch.actions.numpy(), batch.next_observations.numpy()
+    seen = set()
+    for i in range(64):  # each sample is (g.o, g.a, g.o2) for one element g, reward untouched
+        g = [k for k in range(8) if np.allclose(obs_m[k] @ o, obs[i], atol=1e-5)
+             and np.allclose(act_m[k] @ a, act[i], atol=1e-6) and np.allclose(obs_m[k] @ o2, nxt[i], atol=1e-5)]
+        assert g, i
+        seen.add(g[0])
+    assert len(seen) > 4 and np.allclose(batch.rewards.numpy(), r)
+    # the matrices are the env's declared symmetry: transform_obs of a D4 element agrees
+    sym = env.unwrapped.symmetry
+    d4 = Symmetry(D4, restrict_rep(sym.obs, D4), restrict_rep(sym.action, D4))
+    g = D4.elements()[3]
+    assert np.allclose(d4.transform_obs(g, o), obs_m[3] @ o, atol=1e-5)
+
+
+def test_augmentation_refuses_groups_that_leave_the_action_box():
+    with pytest.raises(ValueError, match="augment_group"):
+        agent_class("sac-aug").build(_info(), {"augment_group": "C8"})
+
+
+def test_early_stop_needs_the_threshold_held_over_consecutive_blocks():
+    cfg = SACConfig(early_stop_success=0.9, early_stop_evals=3, early_stop_block=10)
+    stop = EarlyStop(cfg, start=0, budget=100)
+
+    def block(successes):  # 10 steps with one episode ending per successes entry
+        keep = True
+        for i in range(10):
+            stop.num_timesteps += 1
+            done = i < len(successes)
+            stop.locals = {"dones": [done], "infos": [{"is_success": successes[i] if done else False}]}
+            keep = stop._on_step()
+        return keep
+
+    stop.num_timesteps = 0
+    assert block([1] * 6) and block([1] * 6) and block([1, 1, 1, 1, 1, 0])  # 5/6 < 0.9
+    assert block([1] * 6) and block([1] * 4)  # too few episodes: not an evaluation
+    assert block([1] * 6) and block([1] * 6) and not block([1] * 6)
+    rec = stop.record(80)
+    assert rec["stopped_early"] == 1.0 and rec["stopped_at"] == 80
+    # 8 evaluated blocks (one unevaluated, counted as 0), then 2 blocks carried at the certified level 1.0
+    expected = (1 + 1 + 5 / 6 + 1 + 0 + 1 + 1 + 1 + 1 + 1) / 10
+    assert rec["success_auc"] == pytest.approx(expected)
+
+
+def test_parameter_counts_of_the_sweep_are_matched_within_1_25x():
+    from symgym.learn.bench.sac import parameter_table
+
+    table = parameter_table("approx-sac")
+    for env_id, rows in table.items():
+        for part in ("actor", "critic"):
+            counts = [r[part] for r in rows.values()]
+            assert max(counts) / min(counts) <= 1.25, (env_id, part, rows)
+        assert set(rows) == set(FIVE)
+
+
+def test_cached_expansions_match_fresh_ones_and_survive_repeated_backward():
+    """One expansion per parameter update, shared by forwards; a backward or an update re-expands."""
+    in_rep, out_rep = rep_from_names(["standard"] * 2, D4), rep_from_names(["standard", "trivial"], D4)
+    for net in (EquivariantMLP(in_rep, out_rep, [3]), RelaxedMLP(in_rep, out_rep, [2])):
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        x = torch.randn(5, 4)
+        for _ in range(3):  # forward twice, backward twice without an update: must not reuse a freed graph
+            y1, y2 = net(x), net(x)
+            (y1.sum() + y2.sum()).backward()
+            net(x).sum().backward()
+            opt.step()
+            opt.zero_grad()
+        with torch.no_grad():
+            cached = net(x)
+        fresh = net.export()(x) if hasattr(net, "export") else None
+        assert torch.allclose(cached, fresh, atol=1e-5)
+        err = equivariance_error(lambda v: net(torch.as_tensor(v, dtype=torch.float32)[None])[0].detach().numpy(),
+                                 Symmetry(D4, in_rep, out_rep), [x[i].numpy() for i in range(3)], D4.elements())
+        assert err < 1e-5 or isinstance(net, RelaxedMLP)
