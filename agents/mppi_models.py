@@ -282,9 +282,10 @@ class ModelRolloutBackend:
         pass
 
 
-def collect(env, n: int, policy, seed: int, episode_len: int) -> dict[str, np.ndarray]:
-    """``n`` transitions ``(obs, act, cost, next_obs, done)`` from fixed-length episodes of ``policy(obs)``."""
-    u = env.unwrapped
+def collect(env, n: int, policy, seed: int, episode_len: int, view=None) -> dict[str, np.ndarray]:
+    """``n`` transitions ``(obs, act, cost, next_obs, done)`` from episodes of ``policy(obs)`` (cut at
+    ``episode_len`` steps or when the env ends them); ``view`` supplies ``project_actions`` (default the env)."""
+    u = view or env.unwrapped
     rows: dict[str, list] = {k: [] for k in ("obs", "act", "cost", "nxt", "done")}
     ep = 0
     while len(rows["obs"]) < n:
@@ -305,19 +306,20 @@ def collect(env, n: int, policy, seed: int, episode_len: int) -> dict[str, np.nd
 
 
 def learn_world_model(env, kind: str, transitions: int, seed: int = 0, rounds: int = 3, episode_len: int = 50,
-                      planner_kwargs: dict | None = None, epochs: int = 30, **model_kwargs):
+                      planner_kwargs: dict | None = None, epochs: int = 30, view=None, **model_kwargs):
     """TD-MPC-style loop: a fifth of the budget from random actions in the feasible set, the rest collected by
     the naive MPPI planner with the current model in ``rounds`` batches, refitting after each batch (the model
-    learns from the planner's own data). Returns ``(model, info)``."""
+    learns from the planner's own data). ``view`` is the env's planner side when it is not the env itself
+    (``symgym.envs.panda_planner``). Returns ``(model, info)``."""
     from symgym.agents.mppi import MPPIConfig, MPPIPlanner
 
     torch.manual_seed(seed)
-    u = env.unwrapped
+    u = view or env.unwrapped
     rng = np.random.default_rng(seed)
     model = WorldModel(u.symmetry, kind=kind, **model_kwargs)
     first = max(1, transitions // 5)
     data = collect(env, first, lambda _o: rng.uniform(-1, 1, u.action_space.shape), 10_000 * seed + 500_000,
-                   episode_len)
+                   episode_len, view=u)
     info = model.fit(**data, epochs=epochs, seed=seed)
     per_round = (transitions - first) // max(1, rounds)
     for r in range(rounds):
@@ -326,7 +328,7 @@ def learn_world_model(env, kind: str, transitions: int, seed: int = 0, rounds: i
             break
         planner = MPPIPlanner(u, MPPIConfig(**{"samples": 32, "seed": 7919 * seed + r, **(planner_kwargs or {})}),
                               rollout=ModelRolloutBackend(model))
-        more = collect(env, n, lambda o: planner.act(o), 10_000 * seed + 600_000 + 1000 * r, episode_len)
+        more = collect(env, n, lambda o: planner.act(o), 10_000 * seed + 600_000 + 1000 * r, episode_len, view=u)
         data = {k: np.concatenate([data[k], more[k]]) for k in data}
         info = model.fit(**data, epochs=epochs, seed=seed + r + 1)
     info.update(transitions=int(len(data["obs"])), parameters=model.parameter_counts())

@@ -12,6 +12,7 @@ temporary file, then renamed), so the naive and symmetric cells plan with the *s
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import time
 from pathlib import Path
@@ -42,27 +43,38 @@ def _check(params: dict[str, Any]) -> None:
 def cached_model(cache: Path, params: dict[str, Any], noise_seed: int):
     """The world model for (env, kind, data, noise seed): loaded from ``cache`` or fit and saved atomically."""
     import gymnasium as gym
-    import torch
-
-    from symgym.agents.mppi_models import WorldModel, learn_world_model
 
     env = gym.make(params["env"], **params["env_kwargs"])
     name = (f"{params['env']}-{params['model']}-n{int(params['data'])}-s{noise_seed}-D{int(params['group_order'])}"
             f"-e{int(params['model_epochs'])}-r{int(params['model_rounds'])}")
     path = cache / "mppi-models" / f"{name}.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # the naive and symmetric cells of one seed run side by side: the second waits for the first's fit
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _load_or_fit(path, env, params, noise_seed)
+
+
+def _load_or_fit(path: Path, env, params: dict[str, Any], noise_seed: int):
+    import torch
+
+    from symgym.agents.mppi_models import WorldModel, learn_world_model
+
     if path.is_file():
         model = WorldModel(env.unwrapped.symmetry, kind=params["model"], group_order=int(params["group_order"]))
         blob = torch.load(path, map_location="cpu", weights_only=False)
         model.load_state_dict(blob["state_dict"])
         model.freeze_for_planning()
         return model, blob["info"]
+    from symgym.envs.panda_planner import planner_env
+
     start = time.perf_counter()
     model, info = learn_world_model(env, params["model"], int(params["data"]), seed=noise_seed,
+                                    view=planner_env(env),
                                     rounds=int(params["model_rounds"]), episode_len=int(params["episode_steps"]),
                                     epochs=int(params["model_epochs"]), group_order=int(params["group_order"]),
                                     planner_kwargs={"samples": int(params["samples"])})
     info["fit_seconds"] = time.perf_counter() - start
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save({"state_dict": model.state_dict(), "info": info}, tmp)
     os.replace(tmp, path)
@@ -84,8 +96,13 @@ def episode_trial(params: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     n_states, seed = int(params["n_states"]), int(params["seed"])
     state_index, noise_seed = seed % n_states, seed // n_states
+    from symgym.envs.panda_planner import PandaPlannerView, planner_env
+
     env = gym.make(params["env"], **params["env_kwargs"])
-    u = env.unwrapped
+    u = planner_env(env)
+    if isinstance(u, PandaPlannerView) and params["model"] == "simulator":
+        raise ValueError(f"model 'simulator' cannot run on {params['env']}: the Panda's simulator rollouts are not "
+                         f"replayable yet (symgym.envs.panda_planner); use model: plain or equivariant")
     rollout, model_info = None, {}
     if params["model"] != "simulator":
         model, model_info = cached_model(Path(params["cache"]), params, noise_seed)
