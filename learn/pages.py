@@ -399,11 +399,13 @@ def on_config(config, **kwargs):
 
 
 def on_files(files, config, **kwargs):
-    """Serve ``results/**/*.png`` at ``results/...`` in the site (figures stay where the benches wrote them)."""
+    """Serve ``results/**/*.png`` and the env clips (``results/frames/*.mp4``) at ``results/...`` in the site
+    (figures stay where the benches wrote them)."""
     from mkdocs.structure.files import File
 
     root = Path(config["config_file_path"]).parent
-    for png in sorted((root / "results").rglob("*.png")):
+    media = [*(root / "results").rglob("*.png"), *(root / "results" / "frames").glob("*.mp4")]
+    for png in sorted(media):
         rel = png.relative_to(root).as_posix()
         if rel.startswith("results/trials/") or files.get_file_from_path(rel) is not None:
             continue

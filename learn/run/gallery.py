@@ -81,46 +81,76 @@ def _dress(spec, floor_z: float | None) -> None:
     spec.stat.extent = 1.0
 
 
+class DressedScene:
+    """``() -> (H, W, 3) uint8``: the env's current state drawn in a dressed copy of its scene (built once; each
+    call copies the state over). Only for MuJoCo envs built from their XML asset: :meth:`of` returns None for
+    others and when no headless GL backend works."""
+
+    def __init__(self, env, width: int = 480, height: int = 360):
+        import mujoco
+
+        from symgym.envs.mujoco_base import ASSETS
+        from symgym.learn.run.video import default_camera
+
+        self.u = u = env.unwrapped
+        spec = mujoco.MjSpec.from_file(str(ASSETS / u.xml_file))
+        u._edit_spec(spec)   # the env's own load-time edits (an obstacle, tilted gravity) come along
+        types = np.asarray(u.model.geom_type)
+        solid = types != int(mujoco.mjtGeom.mjGEOM_PLANE)
+        # lowest point of every solid geom: its local bounding box's half extents projected on world z
+        half = np.asarray(u.model.geom_aabb)[solid, 3:]
+        rz = np.abs(np.asarray(u.data.geom_xmat)[solid].reshape(-1, 3, 3)[:, 2, :])
+        lowest = float(np.min(u.data.geom_xpos[solid, 2] - (rz * half).sum(axis=1))) if solid.any() else 0.0
+        _dress(spec, None if (~solid).any() else lowest - 0.002)
+        self.model = spec.compile()
+        self.data = mujoco.MjData(self.model)
+        view = {**default_camera(u.model, u.data), **(getattr(u, "video_camera", None) or {})}
+        self.camera = mujoco.MjvCamera()
+        self.camera.type = mujoco.mjtCamera.mjCAMERA_FREE
+        self.camera.lookat[:] = view["lookat"]
+        self.camera.distance, self.camera.azimuth = float(view["distance"]), float(view["azimuth"])
+        self.camera.elevation = max(float(view["elevation"]), -24.0)   # low enough to see the horizon and the sky
+        self.option = mujoco.MjvOption()
+        self.option.flags[mujoco.mjtVisFlag.mjVIS_TENDON] = False     # rim constraints are bookkeeping
+        self.option.sitegroup[:] = 0
+        self.renderer = mujoco.Renderer(self.model, int(height), int(width))
+        self.kind = f"3-D mujoco.Renderer, dressed scene ({os.environ.get('MUJOCO_GL', 'default GL')})"
+
+    @classmethod
+    def of(cls, env, width: int = 480, height: int = 360) -> "DressedScene | None":
+        from symgym.envs.mujoco_base import PlanarMujocoEnv
+        from symgym.learn.run.video import configure_headless_gl
+
+        u = env.unwrapped
+        built_from_xml = isinstance(u, PlanarMujocoEnv) and type(u)._build_model is PlanarMujocoEnv._build_model
+        if not built_from_xml or configure_headless_gl() is None:
+            return None
+        return cls(env, width, height)
+
+    def __call__(self) -> np.ndarray:
+        import mujoco
+
+        u, d = self.u, self.data
+        # the dressing adds no joints or mocap bodies, so the env's state vectors fit the dressed model as they are
+        d.qpos[:], d.qvel[:] = u.data.qpos, u.data.qvel
+        d.mocap_pos[:], d.mocap_quat[:] = u.data.mocap_pos, u.data.mocap_quat
+        mujoco.mj_forward(self.model, d)
+        self.renderer.update_scene(d, camera=self.camera, scene_option=self.option)
+        return self.renderer.render().copy()
+
+    def close(self) -> None:
+        self.renderer.close()
+
+
 def dressed_frame(env, width: int = 480, height: int = 360) -> tuple[np.ndarray, str] | None:
-    """(frame, how) of a MuJoCo env built from its XML asset, rendered in a dressed copy of the scene with the env's
-    current state; None for other envs or when no headless GL backend works."""
-    from symgym.envs.mujoco_base import ASSETS, PlanarMujocoEnv
-    from symgym.learn.run.video import configure_headless_gl, default_camera
-
-    u = env.unwrapped
-    built_from_xml = isinstance(u, PlanarMujocoEnv) and type(u)._build_model is PlanarMujocoEnv._build_model
-    if not built_from_xml or configure_headless_gl() is None:
+    """(frame, how) of a MuJoCo env built from its XML asset in a dressed scene (:class:`DressedScene`), or None."""
+    scene = DressedScene.of(env, width, height)
+    if scene is None:
         return None
-    import mujoco
-
-    spec = mujoco.MjSpec.from_file(str(ASSETS / u.xml_file))
-    u._edit_spec(spec)   # the env's own load-time edits (an obstacle, tilted gravity) come along
-    has_plane = bool(np.any(np.asarray(u.model.geom_type) == int(mujoco.mjtGeom.mjGEOM_PLANE)))
-    solid = np.asarray(u.model.geom_type) != int(mujoco.mjtGeom.mjGEOM_PLANE)
-    # lowest point of every solid geom: its local bounding box's half extents projected on world z
-    half = np.asarray(u.model.geom_aabb)[solid, 3:]
-    rz = np.abs(np.asarray(u.data.geom_xmat)[solid].reshape(-1, 3, 3)[:, 2, :])
-    lowest = float(np.min(u.data.geom_xpos[solid, 2] - (rz * half).sum(axis=1))) if solid.any() else 0.0
-    _dress(spec, None if has_plane else lowest - 0.002)
-    model = spec.compile()
-    data = mujoco.MjData(model)
-    # the dressing adds no joints or mocap bodies, so the env's state vectors fit the dressed model as they are
-    data.qpos[:], data.qvel[:] = u.data.qpos, u.data.qvel
-    data.mocap_pos[:], data.mocap_quat[:] = u.data.mocap_pos, u.data.mocap_quat
-    mujoco.mj_forward(model, data)
-    view = {**default_camera(u.model, u.data), **(getattr(u, "video_camera", None) or {})}
-    camera = mujoco.MjvCamera()
-    camera.type = mujoco.mjtCamera.mjCAMERA_FREE
-    camera.lookat[:] = view["lookat"]
-    camera.distance, camera.azimuth = float(view["distance"]), float(view["azimuth"])
-    camera.elevation = max(float(view["elevation"]), -24.0)   # low enough to see the horizon and the sky
-    option = mujoco.MjvOption()
-    option.flags[mujoco.mjtVisFlag.mjVIS_TENDON] = False     # rim constraints are bookkeeping, not scenery
-    option.sitegroup[:] = 0
-    with mujoco.Renderer(model, height, width) as renderer:
-        renderer.update_scene(data, camera=camera, scene_option=option)
-        frame = renderer.render().copy()
-    return frame, f"3-D mujoco.Renderer, dressed scene ({os.environ.get('MUJOCO_GL', 'default GL')})"
+    try:
+        return scene(), scene.kind
+    finally:
+        scene.close()
 
 
 def tabletop_frame(env, width: int = 480, height: int = 360) -> tuple[np.ndarray, str] | None:
@@ -166,3 +196,63 @@ def write_gallery(out_dir: str | Path, env_ids: tuple[str, ...] = FAMILIES) -> d
     fig.tight_layout()
     save_figure(fig, out_dir / "gallery.png")
     return kinds
+
+
+#: the families with a clip on the docs pages (the Panda's camera is set up with the Panda env)
+CLIP_FAMILIES = ("SymPush-v0", "SymReach-v0", "SymCartPole-v0", "HepPickPlace-v0", "TabletopPlaceRedInGreen-v0")
+
+
+def episode_clip(env_id: str, steps: int = 60, seed: int = 0, width: int = 320, height: int = 240
+                 ) -> tuple[list[np.ndarray], float, str]:
+    """(frames, fps, what acted) of one episode from ``seed``: the env's scripted oracle where it has one, else
+    smoothed random actions (seeded), drawn like :func:`env_frame` draws its frame."""
+    env = make_env(env_id, render_mode="rgb_array")
+    try:
+        env.reset(seed=seed)
+        env.action_space.seed(seed)
+        u = env.unwrapped
+        grab = DressedScene.of(env, width, height)
+        if grab is not None:
+            fps = 1.0 / (u.model.opt.timestep * u.frame_skip)
+        else:
+            tabletop = tabletop_frame(env, width, height) is not None
+            grab = (lambda: tabletop_frame(env, width, height)[0]) if tabletop else frame_source(env, width, height)
+            fps = 1.0 if tabletop else getattr(grab, "fps", 10.0)
+        actor = "scripted oracle" if hasattr(u, "oracle_action") else "smoothed random actions"
+        frames, action = [grab()], np.zeros(env.action_space.shape)
+        for _ in range(steps):
+            if hasattr(u, "oracle_action"):
+                action = u.oracle_action()
+                if action is None:
+                    break
+            else:   # random but smooth, so the clip shows motion rather than jitter
+                action = 0.8 * action + 0.4 * env.action_space.sample()
+            _, _, terminated, truncated, _ = env.step(np.asarray(action, dtype=env.action_space.dtype))
+            frames.append(grab())
+            if terminated or truncated:
+                break
+        if hasattr(grab, "close"):
+            grab.close()
+    finally:
+        env.close()
+    return frames, float(fps), actor
+
+
+def write_clips(out_dir: str | Path, env_ids: tuple[str, ...] = CLIP_FAMILIES) -> dict[str, str]:
+    """Write ``out_dir/ID.mp4`` (a GIF without the ``video`` extra) per env; returns ``{env_id: path}``."""
+    from symgym.learn.run.video import write_video
+
+    out = {}
+    for env_id in env_ids:
+        frames, fps, _ = episode_clip(env_id)
+        out[env_id] = str(write_video(frames, Path(out_dir) / f"{env_id}.mp4", fps=fps))
+    return out
+
+
+if __name__ == "__main__":  # python -m symgym.learn.run.gallery --clips results/frames
+    import argparse
+
+    ap = argparse.ArgumentParser(description="frames (symgym envs --frames) and short episode clips for the docs")
+    ap.add_argument("--clips", metavar="DIR", required=True, help="write one short MP4 per env family into DIR")
+    for env_id, path in write_clips(ap.parse_args().clips).items():
+        print(f"{env_id}: {path}")
