@@ -45,7 +45,7 @@ def test_trial_summary_records_provenance_and_a_rerun_reproduces_its_metrics(tmp
     trial = expand(load_spec(QUICK), tmp_path)[0].as_dict()
     first = run_trial(trial)
     prov = first["provenance"]
-    assert prov["fingerprint"] == provenance.compute_fingerprint() and len(prov["fingerprint"]) == 16
+    assert prov == provenance.current() and len(prov["fingerprint"]) == 16  # computed once per process
     assert set(prov["versions"]) == {"python", "torch", "mujoco", "stable_baselines3", "gymnasium", "numpy"}
     assert prov["versions"]["torch"] and prov["versions"]["mujoco"]
     assert (prov["commit"] is None) == (prov["dirty"] is None)

@@ -54,6 +54,31 @@ def test_four_trial_sweep_writes_four_summaries(ray_session, tmp_path):
     # running the same spec again runs nothing
     again = run_sweep(spec, out=tmp_path, log=lambda *_: None)
     assert again["ran"] == 0 and again["skipped"] == 4
+    # every summary names the code it ran; --rerun-stale re-runs exactly the stale ones (an older fingerprint,
+    # or none: recorded before provenance existed) and leaves the current ones alone
+    from symgym.learn.evidence.provenance import current
+
+    now = current()["fingerprint"]
+    summaries = {f: json.loads(f.read_text()) for f in files}
+    assert {s["provenance"]["fingerprint"] for s in summaries.values()} == {now}
+    old, unrecorded, *kept = files
+    summaries[old]["provenance"]["fingerprint"] = "0123456789abcdef"
+    del summaries[unrecorded]["provenance"]
+    for f in (old, unrecorded):
+        f.write_text(json.dumps(summaries[f]))
+    assert sweep_mod.stale_keys(tmp_path, spec) == {old.stem: "0123456789abcdef", unrecorded.stem: None}
+    kept_text = {f: f.read_text() for f in kept}
+    rerun = run_sweep(spec, out=tmp_path, rerun_stale=True, log=lambda *_: None)
+    assert rerun["ran"] == 2 and rerun["skipped"] == 2 and rerun["stale_rerun"] == sorted([old.stem, unrecorded.stem])
+    for f in (old, unrecorded):
+        s = json.loads(f.read_text())
+        # the fresh worker's code: ``now`` unless someone edited the tree meanwhile (a shared checkout)
+        assert s["provenance"]["fingerprint"] not in (None, "0123456789abcdef")
+        # the same key and code reproduce the metrics (timings aside)
+        assert {k: v for k, v in s["metrics"].items() if "seconds" not in k} == \
+            {k: v for k, v in summaries[f]["metrics"].items() if "seconds" not in k}
+    assert {f: f.read_text() for f in kept} == kept_text
+    assert set(sweep_mod.stale_keys(tmp_path, spec, now)) <= {old.stem, unrecorded.stem}
 
 
 def test_killed_sweep_resumes_only_the_unfinished_trials(ray_session, tmp_path):
@@ -102,6 +127,8 @@ def _bad(tmp_path, **change):
     ({"metrics": ["success_rate", "no_such_metric"]}, "no_such_metric"),
     ({"claims__0__metric": "success_rate_typo"}, "success_rate_typo"),
     ({"claims__0__baseline": "sac"}, "'sac'"),
+    ({"bounds": {"no_such_metric": [0, 1]}}, "no_such_metric"),
+    ({"bounds": {"success_rate": [0]}}, "[0]"),
 ])
 def test_bad_spec_is_rejected_before_ray_starts_with_one_line(tmp_path, monkeypatch, capsys, change, needle):
     def no_ray(*a, **k):
