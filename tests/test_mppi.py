@@ -23,6 +23,7 @@ CASES = {
     "SymReach-v0": (None, lambda: DihedralGroup(8).elements() + sample_elements(O2(), 4, rng=1)),
     "SymPush-v0": ("D4", lambda: DihedralGroup(4).elements()),
     "SymCartPole-v0": (None, lambda: ReflectionGroup().elements()),
+    "SymPointMass-v0": ("D4", lambda: DihedralGroup(4).elements()),
 }
 
 
@@ -61,7 +62,7 @@ def test_rollout_backend_matches_env_steps():
 
 
 @pytest.mark.parametrize("env_id, group, size", [("SymPush-v0", "D4", 8), ("SymReach-v0", None, 2),
-                                                 ("SymCartPole-v0", None, 2)])
+                                                 ("SymCartPole-v0", None, 2), ("SymPointMass-v0", "D8", 16)])
 def test_orbit_matrices_are_distinct_action_matrices(env_id, group, size):
     env = make(env_id)
     planner = MPPIPlanner(env, MPPIConfig(samples=16, symmetric=True, group=group))

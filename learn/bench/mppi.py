@@ -253,7 +253,7 @@ def run(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0) -> 
         "simulator": [simulator_speed(env_id, ks, nthread=2, rounds=rounds)
                       for env_id in (("SymReach-v0",) if quick else ("SymReach-v0", "SymPointMass-v0"))],
         "model": model_speed(models["equivariant"], ks=ks, rounds=rounds)}
-    results["fixed_point"] = swing_up_from_fixed_point(seeds=(0,) if quick else (0, 1, 2),
+    results["fixed_point"] = swing_up_from_fixed_point(seeds=(0,) if quick else (0, 1, 2, 3, 4),
                                                        steps=30 if quick else 200)
     results["coordinate_regression"] = coordinate_regression_toy((8, 32, 128), 100 if quick else 400, seed)
     try:
