@@ -14,6 +14,17 @@ sees the same costs on a permuted set of samples and the weighted mean comes out
 noise exactly zero-mean and isotropic at any ``K`` (antithetic sampling for a reflection), which is where
 the sample-efficiency gain at small ``K`` comes from.
 
+**Fixed points.** At a state that a group element ``h`` fixes (SymCartPole hanging at rest at ``x = 0``: the mirror
+maps it to itself), equivariance forces ``plan(s) = rho(h) plan(s)``: the plan lies in ``h``'s fixed subspace, zero
+force for the mirror, and the planner waits for float rounding to break the tie. ``tie_break=True`` detects this
+on the orbit's costs (they are invariant under the sample permutation ``h`` induces; no state comparison needed)
+and plans from one random coset of the orbit instead, which keeps the planner equivariant in distribution.
+``symgym bench mppi`` measures the swing-up time with and without it.
+
+**Learned models.** A rollout backend with ``trajectory_costs(obs, actions)`` (``symgym.agents.mppi_models``:
+dynamics, stage cost and terminal value nets, plain or escnn-equivariant) replaces the simulator and the analytic
+cost; the planner then plans from observations (``act(obs)``).
+
 The env supplies (vectorised over leading batch axes): ``get_state``/``set_state`` (full MuJoCo state),
 ``project_actions`` (feasible set, equivariant), ``actions_to_ctrl``, ``cost(states (K,H,nstate),
 actions (K,H,na)) -> (K,)``, ``frame_skip``, ``symmetry`` and optional ``planner_defaults``.
