@@ -79,11 +79,14 @@ def missing_extra_message(error: ImportError) -> str:
 
 
 def require(module: str) -> Any:
-    """Import an optional dependency or raise ``ImportError`` whose message names the extra to install."""
+    """Import an optional dependency or raise ``MissingExtraError`` whose one-line message names the extra.
+
+    The error keeps the missing module's ``name``, so a caller that re-wraps it still finds the extra.
+    """
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        raise MissingExtraError(missing_extra_message(e)) from e
+        raise MissingExtraError(missing_extra_message(e), name=e.name) from e
 
 
 class MissingExtraError(ImportError):
