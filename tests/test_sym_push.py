@@ -94,9 +94,10 @@ def test_time_limit_success_and_state_round_trip():
         gym.make("SymPush-v0", obs_mode="bad")
 
 
-def test_make_with_module_prefix_needs_no_prior_import():
-    code = "import gymnasium as g; e = g.make('envs:SymPush-v0'); print(e.unwrapped.symmetry.group.name)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+def test_make_with_module_prefix_needs_no_prior_import(tmp_path):
+    # the installed name, from a directory where the repository's top-level envs/ folder is not importable
+    code = "import gymnasium as g; e = g.make('symgym.envs:SymPush-v0'); print(e.unwrapped.symmetry.group.name)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
     assert out.stdout.strip() == "O(2)"
 
 
