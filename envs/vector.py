@@ -114,6 +114,8 @@ class MujocoVectorEnv(VectorEnv):
         self.nthread = DEFAULT_THREADS if nthread is None else int(nthread)
         if self.nthread < 1:
             raise ValueError(f"nthread must be >= 1, got {nthread!r}")
+        # not persistent (one MjData per thread): persistent=True measured no faster (1.18-1.26x vs 1.22-1.26x the
+        # whole-horizon rollout, load 18 on 2 cores)
         self.batch = mj_batch.Batch(self.model, num_envs, nthread=self.nthread)
         # live (num_envs, ...) views of the state rows: what the helpers read and vector_ctrl writes
         self._qpos, self._qvel = self.batch.bind("qpos"), self.batch.bind("qvel")

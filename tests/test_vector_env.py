@@ -184,6 +184,8 @@ def test_interleaved_timing_helper():
     assert t["threads"]["pool"] == 2 and t["threads"]["cpus_available"] >= 1
     assert len(t["load_average"]["before"]) == 3
     assert ratio(t, "fast", "slow")["median"] == pytest.approx(1 / r["median"], rel=0.5)
+    assert len(t["contenders"]["fast"]["cpu_seconds"]) == 5 and t["cpu_ratios"]["slow"]["clock"] == "cpu"
+    assert t["contenders"]["slow"]["cpu_median_s"] < t["contenders"]["slow"]["median_s"]   # a nap uses no CPU
     with pytest.raises(ValueError, match="rounds"):
         interleaved({"a": lambda: None, "b": lambda: None}, baseline="a", rounds=3)
     with pytest.raises(ValueError, match="'c'"):

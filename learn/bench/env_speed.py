@@ -92,8 +92,7 @@ def _single(env_id: str, n_steps: int, rounds: int, seed: int) -> dict[str, Any]
     env.close()
     return {"env": env_id, "env_steps_per_round": n_steps, "mj_steps_per_round": substeps,
             "mj_step_calls_per_env_step": sum(op[0] == "step" for op in ops) / n_steps,
-            "replay_bit_identical": exact, "timing": timing,
-            "ratio_env_over_raw": timing["ratios"]["env.step"]["median"]}
+            "replay_bit_identical": exact, "timing": timing}
 
 
 def _vector(env_id: str, n: int, horizon: int, repeats: int, rounds: int, seed: int) -> dict[str, Any]:
@@ -147,11 +146,18 @@ def _vector(env_id: str, n: int, horizon: int, repeats: int, rounds: int, seed: 
                          units=repeats * horizon * n, unit="env steps (all envs)",
                          threads={"vector_env_batch": nthread, "vector_env_batch_2": 2, "rollout_pool": nthread})
     vec.close(), vec2.close(), sync.close(), pool.close()
-    v = "vector env (mujoco.batch)"
+    v, sync_name = "vector env (mujoco.batch)", "SyncVectorEnv"
+    pairs = {  # name -> (numerator, denominator) of a time ratio
+        "sync_over_vector": (sync_name, v),      # the vector env's speed-up
+        "vector_over_rollout_per_step": (v, "raw rollout, one call per env step"),
+        "vector_over_rollout_whole": (v, "raw rollout, one call per horizon"),
+        # the most any vector env could gain over SyncVectorEnv here: Sync's time over the bare physics'
+        "ceiling_sync_over_rollout_whole": (sync_name, "raw rollout, one call per horizon"),
+        "two_threads_over_one": ("vector env, 2 threads", v),
+    }
     return {"env": env_id, "num_envs": n, "horizon": horizon, "repeats_per_round": repeats, "timing": timing,
-            "speedup_vector_over_sync": ratio(timing, "SyncVectorEnv", v),
-            "vector_over_rollout_per_step": ratio(timing, v, "raw rollout, one call per env step"),
-            "vector_over_rollout_whole": ratio(timing, v, "raw rollout, one call per horizon")}
+            "ratios": {clock: {k: ratio(timing, a, b, clock) for k, (a, b) in pairs.items()}
+                       for clock in ("wall", "cpu")}}
 
 
 def run(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0) -> dict:
@@ -161,16 +167,20 @@ def run(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0) -> 
         "pandapush": _single("PandaPush-v0", 300 if quick else 1_500, rounds, seed),
         "vector_n16": _vector("SymPush-v0", N_VECTOR, 50, 1 if quick else 4, rounds, seed),
     }
-    v = results["vector_n16"]
-    results["summary"] = {
-        "sympush_env_over_raw": results["sympush"]["ratio_env_over_raw"],
-        "pandapush_env_over_raw": results["pandapush"]["ratio_env_over_raw"],
-        "vector_speedup_over_sync_n16": v["speedup_vector_over_sync"]["median"],
-        "vector_over_rollout_per_step_n16": v["vector_over_rollout_per_step"]["median"],
-        "vector_over_rollout_whole_n16": v["vector_over_rollout_whole"]["median"],
-    }
+    results["summary"] = {clock: _summary(results, clock) for clock in ("wall", "cpu")}
+    results["summary"]["load_average_1min"] = [results[k]["timing"]["load_average"]["before"][0]
+                                               for k in ("sympush", "pandapush", "vector_n16")]
     _plot(results, out_dir / "env-speed.png")
     return results
+
+
+def _summary(results: dict, clock: str) -> dict[str, float]:
+    """Median time ratios on one clock ("wall" or "cpu", see symgym.learn.bench.timing)."""
+    key = "ratios" if clock == "wall" else "cpu_ratios"
+    out = {f"{name}_env_over_raw": results[name]["timing"][key]["env.step"]["median"]
+           for name in ("sympush", "pandapush")}
+    out.update({f"{k}_n{N_VECTOR}": r["median"] for k, r in results["vector_n16"]["ratios"][clock].items()})
+    return out
 
 
 def _plot(results: dict, path: Path) -> None:
@@ -180,24 +190,29 @@ def _plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     v = results["vector_n16"]
-    rows = [("SymPush-v0 env.step / raw mj_step", results["sympush"]["timing"]["ratios"]["env.step"]),
-            ("PandaPush-v0 env.step / raw mj_step", results["pandapush"]["timing"]["ratios"]["env.step"]),
-            (f"SyncVectorEnv / vector env (N={v['num_envs']})", v["speedup_vector_over_sync"]),
-            ("vector env / rollout per env step", v["vector_over_rollout_per_step"]),
-            ("vector env / rollout per horizon", v["vector_over_rollout_whole"])]
-    fig, ax = plt.subplots(figsize=(7, 3.4))
-    y = np.arange(len(rows))[::-1]
-    med = np.array([r["median"] for _, r in rows])
-    lo = med - np.array([r["iqr"][0] for _, r in rows])
-    hi = np.array([r["iqr"][1] for _, r in rows]) - med
-    ax.barh(y, med, xerr=[lo, hi], color=["C0", "C1", "C2", "C3", "C3"], capsize=3)
-    for yi, m_ in zip(y, med):
-        ax.text(m_, yi, f" {m_:.2f}x", va="center")
-    ax.set_yticks(y, [r[0] for r in rows])
-    ax.axvline(1.0, color="k", lw=0.8)
-    ax.set_xscale("log")
-    ax.set_xlabel("time ratio, median of interleaved rounds (bars: IQR)")
-    load = results["sympush"]["timing"]["load_average"]["before"][0]
-    ax.set_title(f"env-speed ({v['timing']['threads']['cpus_available']} CPUs, load {load:.1f})", fontsize=10)
+    n = v["num_envs"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
+    for ax, clock in zip(axes, ("wall", "cpu")):
+        key = "ratios" if clock == "wall" else "cpu_ratios"
+        r = v["ratios"][clock]
+        rows = [("SymPush-v0 env.step / raw mj_step", results["sympush"]["timing"][key]["env.step"]),
+                ("PandaPush-v0 env.step / raw mj_step", results["pandapush"]["timing"][key]["env.step"]),
+                (f"SyncVectorEnv / vector env (N={n})", r["sync_over_vector"]),
+                ("SyncVectorEnv / raw rollout (ceiling)", r["ceiling_sync_over_rollout_whole"]),
+                ("vector env / rollout per env step", r["vector_over_rollout_per_step"]),
+                ("vector env / rollout per horizon", r["vector_over_rollout_whole"])]
+        y = np.arange(len(rows))[::-1]
+        med = np.array([x["median"] for _, x in rows])
+        lo = med - np.array([x["iqr"][0] for _, x in rows])
+        hi = np.array([x["iqr"][1] for _, x in rows]) - med
+        ax.barh(y, med, xerr=[lo, hi], color=["C0", "C1", "C2", "C7", "C3", "C3"], capsize=3)
+        for yi, m_ in zip(y, med):
+            ax.text(m_, yi + 0.25, f"{m_:.2f}x", va="center", fontsize=8)
+        ax.set_yticks(y, [x[0] for x in rows])
+        ax.axvline(1.0, color="k", lw=0.8)
+        ax.set_xlabel(f"time ratio on the {clock} clock (median, bars: IQR)")
+    load = results["summary"]["load_average_1min"]
+    fig.suptitle(f"env-speed: interleaved rounds, {v['timing']['threads']['cpus_available']} CPUs, "
+                 f"1-min load {min(load):.1f}-{max(load):.1f}", fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)

@@ -5,12 +5,17 @@ rounds*: each round runs every contender once (in a rotating order, so neither a
 other's cache traffic), warm-up rounds are discarded, and the result is the median and spread of the per-round
 times and of the per-round ratios to the baseline. The record also says how many threads each side had and what
 the load average was, because a ratio measured at load 6 on 2 cores is not the same number as one at load 0.2.
+Each call is timed on two clocks: wall time (``seconds``, ``ratios``) and this process's CPU time (``cpu_seconds``,
+``cpu_ratios``). On an oversubscribed machine the wall clock also counts the time the scheduler gave to others,
+which swings from round to round; CPU time counts the work done (all of the process's threads summed, so for a
+multi-threaded contender it measures work, not latency).
 
     from symgym.learn.bench.timing import interleaved
 
     timing = interleaved({"env.step": run_env, "raw mj_step": run_raw}, baseline="raw mj_step",
                          rounds=7, warmup=1, units=10_000, unit="env steps", threads={"mujoco": 1})
     timing["ratios"]["env.step"]["median"]      # time(env.step) / time(raw mj_step), median over rounds
+    timing["cpu_ratios"]["env.step"]["median"]  # the same on CPU time
 
 Each contender is a zero-argument callable doing one round of work (``units`` units of it); its return value is
 ignored. The returned dict is JSON-serialisable; put it in the bench's results as it is.
@@ -58,8 +63,9 @@ def interleaved(contenders: Mapping[str, Callable[[], Any]], baseline: str, *, r
 
     Returns:
         ``{"rounds", "warmup", "units_per_round", "unit", "baseline", "order", "contenders": {name: {"seconds":
-        [...], "median_s", "iqr_s", "min_s", "max_s", "units_per_s"}}, "ratios": {name: {"per_round": [...],
-        "median", "iqr", "min", "max"}}, "threads", "load_average": {"before", "after"}}``.
+        [...], "median_s", "iqr_s", "min_s", "max_s", "units_per_s", "cpu_seconds": [...], "cpu_median_s",
+        "cpu_iqr_s", "units_per_cpu_s"}}, "ratios": {name: {"over", "per_round": [...], "median", "iqr", "min",
+        "max"}}, "cpu_ratios": {the same on CPU time}, "threads", "load_average": {"before", "after"}}``.
     """
     names = list(contenders)
     if baseline not in contenders:
@@ -72,34 +78,41 @@ def interleaved(contenders: Mapping[str, Callable[[], Any]], baseline: str, *, r
         raise ValueError(f"warmup must be >= 0 and units > 0, got warmup={warmup}, units={units}")
     load_before = list(os.getloadavg())
     seconds: dict[str, list[float]] = {n: [] for n in names}
+    cpu_seconds: dict[str, list[float]] = {n: [] for n in names}
     for r in range(warmup + rounds):
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:  # rotate who goes first
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             contenders[name]()
-            elapsed = time.perf_counter() - start
+            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
             if r >= warmup:
                 seconds[name].append(elapsed)
-    base = np.asarray(seconds[baseline])
+                cpu_seconds[name].append(cpu)
     result: dict[str, Any] = {
         "rounds": rounds, "warmup": warmup, "units_per_round": units, "unit": unit, "baseline": baseline,
-        "order": "interleaved, rotating start", "contenders": {}, "ratios": {},
+        "order": "interleaved, rotating start", "contenders": {}, "ratios": {}, "cpu_ratios": {},
     }
     for name in names:
-        s = spread(seconds[name])
+        s, c = spread(seconds[name]), spread(cpu_seconds[name])
         result["contenders"][name] = {"seconds": seconds[name], "median_s": s["median"], "iqr_s": s["iqr"],
-                                      "min_s": s["min"], "max_s": s["max"], "units_per_s": units / s["median"]}
+                                      "min_s": s["min"], "max_s": s["max"], "units_per_s": units / s["median"],
+                                      "cpu_seconds": cpu_seconds[name], "cpu_median_s": c["median"],
+                                      "cpu_iqr_s": c["iqr"], "units_per_cpu_s": units / c["median"]}
+    for name in names:
         if name != baseline:
-            per_round = (np.asarray(seconds[name]) / base).tolist()
-            result["ratios"][name] = {"over": baseline, "per_round": per_round, **spread(per_round)}
+            result["ratios"][name] = ratio(result, name, baseline)
+            result["cpu_ratios"][name] = ratio(result, name, baseline, clock="cpu")
     result["threads"] = thread_counts(threads)
     result["load_average"] = {"before": load_before, "after": list(os.getloadavg())}
     return result
 
 
-def ratio(timing: Mapping[str, Any], numerator: str, denominator: str) -> dict[str, Any]:
+def ratio(timing: Mapping[str, Any], numerator: str, denominator: str, clock: str = "wall") -> dict[str, Any]:
     """Per-round ratio ``time(numerator) / time(denominator)`` of two contenders of one :func:`interleaved` record
-    (rounds pair up because they ran interleaved), with its median and spread."""
+    (rounds pair up because they ran interleaved), with its median and spread; ``clock``: "wall" or "cpu"."""
+    if clock not in ("wall", "cpu"):
+        raise ValueError(f"clock must be 'wall' or 'cpu', got {clock!r}")
+    key = "seconds" if clock == "wall" else "cpu_seconds"
     c = timing["contenders"]
-    per_round = (np.asarray(c[numerator]["seconds"]) / np.asarray(c[denominator]["seconds"])).tolist()
-    return {"over": denominator, "per_round": per_round, **spread(per_round)}
+    per_round = (np.asarray(c[numerator][key]) / np.asarray(c[denominator][key])).tolist()
+    return {"over": denominator, "clock": clock, "per_round": per_round, **spread(per_round)}
