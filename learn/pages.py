@@ -393,6 +393,11 @@ def source_tree(root: Path = ROOT) -> Path:
     return tree
 
 
+def on_startup(command, dirty, **kwargs):
+    # before any plugin reads its config: mkdocstrings drops search paths that do not exist when it starts
+    source_tree(ROOT)
+
+
 def on_config(config, **kwargs):
     source_tree(Path(config["config_file_path"]).parent)
     return config
