@@ -27,6 +27,9 @@ PHYSICS_SPEC = int(mujoco.mjtState.mjSTATE_FULLPHYSICS)
 STATE_SPEC = (PHYSICS_SPEC | int(mujoco.mjtState.mjSTATE_WARMSTART) | int(mujoco.mjtState.mjSTATE_MOCAP_POS)
               | int(mujoco.mjtState.mjSTATE_MOCAP_QUAT))
 
+#: everything MuJoCo integrates plus the controls and warm start: what a pickled env carries
+_FULL_STATE = int(mujoco.mjtState.mjSTATE_INTEGRATION)
+
 
 def state_layout(model: mujoco.MjModel, spec: int = STATE_SPEC) -> dict[str, slice]:
     """Offsets of each component (``"QPOS"``, ``"QVEL"``, ...) inside a state vector of ``spec``."""
@@ -66,6 +69,33 @@ class PlanarMujocoEnv(gym.Env):
     #: optional 3-D video camera for ``symgym.learn.run.video`` (``lookat``, ``distance``, ``azimuth``,
     #: ``elevation``); None: a view of every non-plane geom from above
     video_camera: Mapping[str, Any] | None = None
+
+    def __new__(cls, *args, **kwargs):
+        # remember the constructor call: pickling rebuilds the model and the symmetry (whose representations are
+        # closures and do not pickle) by calling __init__ again, then restores the simulator and Python state
+        self = super().__new__(cls)
+        self._init_call = (args, dict(kwargs))
+        return self
+
+    def __getstate__(self) -> dict:
+        saved = {k: v for k, v in self.__dict__.items()
+                 if k not in self._REBUILT and not isinstance(v, (mujoco.MjModel, mujoco.MjData))}
+        full = np.empty(mujoco.mj_stateSize(self.model, _FULL_STATE))
+        mujoco.mj_getState(self.model, self.data, full, _FULL_STATE)
+        saved["_mj_full_state"] = full
+        return saved
+
+    def __setstate__(self, saved: dict) -> None:
+        saved = dict(saved)
+        args, kwargs = saved["_init_call"]
+        self.__init__(*args, **kwargs)
+        full = saved.pop("_mj_full_state")
+        self.__dict__.update(saved)
+        mujoco.mj_setState(self.model, self.data, full, _FULL_STATE)
+        mujoco.mj_forward(self.model, self.data)
+
+    #: attributes that __init__ rebuilds rather than pickling (see __new__)
+    _REBUILT = frozenset({"symmetry", "model", "data"})
 
     def __init__(self, render_mode: str | None = None):
         if render_mode not in (None, "rgb_array"):
@@ -173,6 +203,10 @@ class PlanarMujocoEnv(gym.Env):
     def _simulate(self, ctrl: np.ndarray) -> None:
         self.data.ctrl[:] = ctrl
         mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
+        # after mj_step, positions (xpos, site_xpos, geom_xpos) describe the state before the last substep, while
+        # set_state's mj_forward describes the current one: recompute them, so observations and renders read the
+        # current state and set_state(get_state()) reproduces a trajectory (mj_kinematics: ~1 us)
+        mujoco.mj_kinematics(self.model, self.data)
 
     # -- gym -----------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):

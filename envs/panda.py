@@ -2,20 +2,17 @@
 
 The arm stands beside SymPush's round table (base at ``(base_x, 0)``, 0.55 m from the workspace centre by
 default) with a pusher sphere on a rod below its hand. An action is SymPush's: a planar end-effector velocity
-in units of ``max_speed``, projected onto the unit disc; at the workspace edge its outward part is removed
-(both commute with rotations about the centre). A Cartesian velocity controller
+in units of ``max_speed``, projected onto the unit disc, and kept inside the workspace disc (both commute with
+rotations about the centre). A Cartesian velocity controller
 (:class:`~symgym.envs.panda_model.CartesianVelocityController`: damped least-squares IK, height and
-orientation hold, nullspace posture, joint limits) turns it into joint velocities at every physics step.
+orientation hold, nullspace posture, joint limits) turns it into joint velocity targets once per action, which
+MuJoCo's velocity servos hold through the 10 physics substeps (see :meth:`PandaPushEnv.control` for batched
+rollouts). Arm, table and puck collide.
 
-The observation has SymPush's 14-float layout (pusher = the tip), so a SymPush policy runs unchanged. The tip's
-velocity is its finite difference over the last control period: what a deployment can compute from ``/tf``
-poses, and what the Panda twin's clients compute (``envs.ros``), so sim and twin observe the same thing.
-
-Symmetry: O(2) about the workspace centre, declared ``exact=False``. The puck, goal and table are symmetric;
-the arm is not: its base sits on one side, so reach (near the base and at the far rim) and joint limits depend
-on where the tip is. ``transform_state`` maps a state by rotating the scene and re-solving IK for the rotated
-tip (``last_transform_residual`` says how far the rotated tip is out of reach);
-``symgym bench equivariance`` measures the break per group element.
+The observation has SymPush's 14-float layout (pusher = the tip), read from the current kinematics after the
+last substep. The tip's velocity is its finite difference over the last control period: what a deployment can
+compute from ``/tf`` poses, and what the Panda twin's clients compute (``envs.ros``), so sim and twin observe the
+same thing.
 """
 from __future__ import annotations
 
@@ -36,6 +33,10 @@ from symgym.equivariance import O2, O2Element, Symmetry, standard
 REACH_TOLERANCE = 1e-4
 
 
+class UnreachableStateError(ValueError):
+    """A transformed state whose tip the arm cannot reach (``PandaPushEnv.transform_state``)."""
+
+
 def remove_outward(velocity: np.ndarray, position: np.ndarray, radius: float) -> np.ndarray:
     """At or beyond ``radius`` from the centre, drop the outward radial part of ``velocity`` (rotation-equivariant)."""
     r = math.hypot(position[0], position[1])
@@ -49,8 +50,73 @@ def remove_outward(velocity: np.ndarray, position: np.ndarray, radius: float) ->
 class PandaPushEnv(PlanarMujocoEnv):
     """Push the puck (red) to the goal (green) with the Panda's pusher tip (blue); see the module docstring.
 
-    Reward, success and episode length are SymPush's. ``info`` adds ``tip_height_error`` (m), a measure of how
-    well the arm realises the planar motion.
+    ## Action Space
+
+    ``Box(-1, 1, (2,), float32)``, projected onto the unit disc (not clipped per axis). One action lasts 0.1 s
+    (10 physics steps of 0.01 s); the tip's end-of-period target is kept inside the workspace disc.
+
+    | index | meaning | unit |
+    |---|---|---|
+    | 0 | desired tip velocity, x | ``max_speed`` (m/s) |
+    | 1 | desired tip velocity, y | ``max_speed`` (m/s) |
+
+    ## Observation Space
+
+    ``Box(-10, 10, (14,), float32)``, SymPush's layout with the pusher = the arm's tip; world frame, origin at the
+    table centre; positions divided by the table radius (0.35 m), velocities by ``max_speed``.
+
+    | index | meaning | unit |
+    |---|---|---|
+    | 0-1 | tip position | table radii |
+    | 2-3 | tip velocity (displacement over the last 0.1 s) | ``max_speed`` |
+    | 4-5 | puck position | table radii |
+    | 6-7 | puck velocity | ``max_speed`` |
+    | 8-9 | goal position | table radii |
+    | 10-11 | puck - tip | table radii |
+    | 12-13 | goal - puck | table radii |
+
+    ## Rewards
+
+    SymPush's: ``-10 |goal - puck| - 5 |puck - tip| + 10 * success`` per step (distances in metres). ``info``
+    adds ``tip_height_error`` (m), how well the arm holds the tip at table height.
+
+    ## Starting State
+
+    Puck uniform in a disc of 0.15 m, goal in a disc of 0.22 m at 0.08-0.2 m from the puck, the puck's yaw
+    uniform: SymPush's draws for the same seed. The tip is drawn as SymPush draws its pusher (0.28 m disc, clear of
+    the puck) and redrawn while it lies outside the workspace; the arm is placed there at rest by IK, hand down.
+
+    ## Episode End
+
+    Terminates on success (the puck within ``success_radius`` of the goal); truncated after 50 actions.
+
+    ## Arguments
+
+    | argument | default | meaning |
+    |---|---|---|
+    | ``render_mode`` | ``None`` | ``None`` or ``"rgb_array"`` (a 256x256 top-down drawing) |
+    | ``max_speed`` | 0.4 | tip speed (m/s) that an action of norm 1 commands |
+    | ``success_radius`` | 0.05 | goal tolerance (m) |
+    | ``workspace_radius`` | 0.25 | the tip stays within this disc (m); 0.25 is where the arm tracks (below) |
+    | ``base_x`` | -0.55 | the arm base's x (m), in [-0.9, -0.4] |
+
+    ## Symmetry
+
+    O(2) about the table centre, declared ``exact=False``: the puck, goal, table and workspace disc are
+    symmetric; the arm is not (its base sits on one side), so the tip's dynamics depend on where it is.
+    ``transform_state`` rotates the scene and re-solves the arm's IK for the rotated tip; it raises
+    :class:`UnreachableStateError` when the rotated tip is out of reach (or, with ``allow_unreachable=True``,
+    returns the closest state and sets ``last_transform_residual``). Inside the 0.25 m workspace every tip is
+    reachable hand-down. Measured by ``symgym bench equivariance`` (results/equivariance.json, task space,
+    60 steps, 4 start states): the first-step break and the whole-rollout break per group element are listed
+    there; ``symgym bench panda-ik`` measures tracking (results/panda-ik.json).
+
+    ## Version History
+
+    * v0 (current): the arm collides with the table and the puck; the controller is solved once per action and
+      held by joint velocity servos (before: re-solved at each substep); observations read the current
+      kinematics (before: the tip lagged one substep); the workspace shrank from 0.33 m to 0.25 m, where the
+      arm tracks a 0.4 m/s command (p95 error <= 0.15).
     """
 
     frame_skip = 10
@@ -62,7 +128,7 @@ class PandaPushEnv(PlanarMujocoEnv):
     video_camera = {"lookat": (-0.15, 0.0, 0.15), "distance": 1.7, "azimuth": 140.0, "elevation": -35.0}
 
     def __init__(self, render_mode: str | None = None, max_speed: float = 0.4, success_radius: float = 0.05,
-                 workspace_radius: float = 0.33, base_x: float = -0.55):
+                 workspace_radius: float = 0.25, base_x: float = -0.55):
         for name, value in (("max_speed", max_speed), ("success_radius", success_radius),
                             ("workspace_radius", workspace_radius)):
             if not (math.isfinite(value) and value > 0):
@@ -76,8 +142,8 @@ class PandaPushEnv(PlanarMujocoEnv):
         super().__init__(render_mode=render_mode)
         self.max_speed, self.success_radius = float(max_speed), float(success_radius)
         self.workspace_radius = float(workspace_radius)
-        self.controller = CartesianVelocityController(self.model)
         self.control_period = round(self.model.opt.timestep * self.frame_skip * 1e9) * 1e-9
+        self.controller = CartesianVelocityController(self.model, self.control_period)
         self._scratch = mujoco.MjData(self.model)
         self._prev_tip = np.zeros(2)
         self.last_transform_residual = 0.0
@@ -146,9 +212,11 @@ class PandaPushEnv(PlanarMujocoEnv):
         super().set_state(state[:-2])
         self._prev_tip = state[-2:].copy()
 
-    def transform_state(self, g: O2Element, state: np.ndarray) -> np.ndarray:
+    def transform_state(self, g: O2Element, state: np.ndarray, allow_unreachable: bool = False) -> np.ndarray:
         """Rotate/reflect the scene about the centre and move the arm (by IK, at the rotated tip velocity) so its
-        tip follows; ``last_transform_residual`` is the tip's distance from its rotated position (0 if reachable)."""
+        tip follows. ``last_transform_residual`` is the tip's distance (m) from its rotated position (0 when
+        reachable); above ``REACH_TOLERANCE`` this raises :class:`UnreachableStateError`, unless
+        ``allow_unreachable`` asks for the closest state the arm can take (what a break measurement wants)."""
         state = np.asarray(state, dtype=np.float64)
         if state.ndim != 1:
             raise ValueError(f"PandaPush transform_state takes one state vector, got shape {state.shape}")
@@ -160,6 +228,10 @@ class PandaPushEnv(PlanarMujocoEnv):
         tip, tip_velocity = ctrl.tip(d)[:2].copy(), self._site_velocity(d)
         mujoco.mj_setState(m, d, moved, STATE_SPEC)
         self.last_transform_residual = ctrl.solve_ik(d, R @ tip)
+        if self.last_transform_residual > REACH_TOLERANCE and not allow_unreachable:
+            raise UnreachableStateError(
+                f"{type(self).__name__}: the transformed tip {np.round(R @ tip, 4).tolist()} is out of the arm's reach "
+                f"(IK residual {self.last_transform_residual * 1e3:.1f} mm); pass allow_unreachable=True for the closest state")
         mujoco.mj_forward(m, d)
         task = np.concatenate([R @ tip_velocity[:2], [tip_velocity[2]], np.zeros(3)])
         d.qvel[ctrl.dof_idx] = np.linalg.lstsq(ctrl._task_jacobian(d), task, rcond=None)[0]
@@ -179,7 +251,8 @@ class PandaPushEnv(PlanarMujocoEnv):
         """Draw tip positions as SymPush draws its pusher; redraw those the arm cannot reach."""
         for _ in range(1000):
             tip = _uniform_disc(rng, radius)
-            while avoid is not None and np.linalg.norm(tip - avoid) < clearance:
+            while ((avoid is not None and np.linalg.norm(tip - avoid) < clearance)
+                   or np.linalg.norm(tip) > self.workspace_radius):
                 tip = _uniform_disc(rng, radius)
             if self.controller.solve_ik(self.data, tip) < REACH_TOLERANCE:
                 return tip
@@ -213,13 +286,45 @@ class PandaPushEnv(PlanarMujocoEnv):
         """One control period at a planar tip velocity in m/s (what ``step`` does after scaling the action; the
         Panda twin of ``symgym sim-robot`` calls it with the velocity a client commanded)."""
         self._prev_tip = self.tip_pos
-        m, d, ctrl = self.model, self.data, self.controller
-        for _ in range(self.frame_skip):
-            v = remove_outward(velocity, ctrl.tip(d)[:2], self.workspace_radius)
-            d.ctrl[:] = ctrl.joint_velocities(d, v)
-            mujoco.mj_step(m, d)
+        m, d = self.model, self.data
+        d.ctrl[:] = self._velocity_ctrl(d, velocity)
+        mujoco.mj_step(m, d, nstep=self.frame_skip)
+        # after mj_step, positions describe the state before the last substep: observe the current one
+        self.controller.forward_kinematics(d)
         reward, success, info = self._reward_info()
         return self._obs(), reward, success, False, info
+
+    def _velocity_ctrl(self, d: mujoco.MjData, velocity: np.ndarray) -> np.ndarray:
+        """The joint velocity servo targets that realise a planar tip velocity (m/s) from the state in ``d``
+        (current kinematics): inside the workspace, the tip's end-of-period target is projected onto the
+        workspace disc; at or beyond its edge, the outward part of the velocity is removed (both commute with
+        rotations about the centre)."""
+        tip = self.controller.tip(d)[:2]
+        R, T = self.workspace_radius, self.control_period
+        if math.hypot(tip[0], tip[1]) >= R:
+            velocity = remove_outward(velocity, tip, R)
+        else:
+            end = tip + T * np.asarray(velocity, dtype=np.float64)
+            r = math.hypot(end[0], end[1])
+            if r > R:
+                velocity = (end * (R / r) - tip) / T
+        return self.controller.joint_velocities(d, velocity)
+
+    def control(self, action: np.ndarray, state: np.ndarray | None = None) -> np.ndarray:
+        """The ``ctrl`` vector (nu,) that ``step(action)`` holds through all ``frame_skip`` substeps from ``state``
+        (a ``get_state()`` vector; default the current state). For batched rollouts: with
+        ``x = self.physics_state(state[:-2])`` and ``w = state[self.state_layout["WARMSTART"]]``,
+        ``mujoco.rollout.rollout(model, data, x, np.tile(ctrl, (frame_skip, 1)), initial_warmstart=w)`` reproduces
+        ``step`` bit for bit: its last state is the physics part of the next ``get_state()``, whose trailing two
+        entries (the previous tip, for the velocity estimate) are the tip before the step. The controller reads
+        the state, so a planner calls this once per control step and state, between rollouts of ``frame_skip``."""
+        a = np.asarray(action, dtype=np.float64)
+        if state is None:
+            return self._velocity_ctrl(self.data, self.max_speed * clip_to_disc(a)).copy()
+        d = self._scratch
+        mujoco.mj_setState(self.model, d, np.asarray(state, dtype=np.float64)[:-2], STATE_SPEC)
+        self.controller.forward_kinematics(d)
+        return self._velocity_ctrl(d, self.max_speed * clip_to_disc(a))
 
     def _reward_info(self) -> tuple[float, bool, dict]:
         tip, puck, goal = self.controller.tip(self.data)[:2], self.data.qpos[self._pair_qpos[0]], self.goal_pos
@@ -258,10 +363,61 @@ class PandaPushEnv(PlanarMujocoEnv):
 class PandaReachEnv(PandaPushEnv):
     """Bring the Panda's tip onto a goal on the table (no puck); the same arm, controller and action convention.
 
-    Observation (8 floats, four 2-D vectors: ``4 x standard`` of O(2)): tip position, tip velocity, goal
-    position, goal - tip; positions in table radii, velocity in units of ``max_speed``. Reward
-    ``-10 |goal - tip| + 10 * success``; success (which ends the episode) within ``success_radius`` (2 cm).
-    Tip and goal start anywhere within 0.25 m of the centre (all of it in the arm's reach), at least 5 cm apart.
+    ## Action Space
+
+    ``Box(-1, 1, (2,), float32)``: PandaPush-v0's (desired tip velocity in units of ``max_speed``, projected onto
+    the unit disc; 0.1 s per action; the tip kept inside the workspace disc).
+
+    | index | meaning | unit |
+    |---|---|---|
+    | 0 | desired tip velocity, x | ``max_speed`` (m/s) |
+    | 1 | desired tip velocity, y | ``max_speed`` (m/s) |
+
+    ## Observation Space
+
+    ``Box(-10, 10, (8,), float32)``, four 2-D vectors (``4 x standard`` of O(2)), world frame, origin at the table
+    centre, read from the current kinematics.
+
+    | index | meaning | unit |
+    |---|---|---|
+    | 0-1 | tip position | table radii (0.35 m) |
+    | 2-3 | tip velocity (displacement over the last 0.1 s) | ``max_speed`` |
+    | 4-5 | goal position | table radii |
+    | 6-7 | goal - tip | table radii |
+
+    ## Rewards
+
+    ``-10 |goal - tip| + 10 * success`` per step (distance in metres); ``info`` adds ``tip_height_error`` (m).
+
+    ## Starting State
+
+    Goal uniform in a disc of 0.25 m; the tip uniform in the same disc, at least 5 cm from the goal, the arm placed
+    there at rest by IK with the hand down (the whole disc is in the arm's reach).
+
+    ## Episode End
+
+    Terminates on success (the tip within ``success_radius`` of the goal); truncated after 50 actions.
+
+    ## Arguments
+
+    | argument | default | meaning |
+    |---|---|---|
+    | ``render_mode`` | ``None`` | ``None`` or ``"rgb_array"`` (a 256x256 top-down drawing) |
+    | ``max_speed`` | 0.4 | tip speed (m/s) that an action of norm 1 commands |
+    | ``success_radius`` | 0.02 | goal tolerance (m) |
+    | ``workspace_radius`` | 0.25 | the tip stays within this disc (m) |
+    | ``base_x`` | -0.55 | the arm base's x (m), in [-0.9, -0.4] |
+
+    ## Symmetry
+
+    O(2) about the table centre, declared ``exact=False``, broken by the arm as in PandaPush-v0 (same
+    ``transform_state`` contract, :class:`UnreachableStateError` included); measured per group element by
+    ``symgym bench equivariance`` (results/equivariance.json).
+
+    ## Version History
+
+    * v0 (current): as PandaPush-v0 (colliding arm, one controller solve per action, current kinematics, the
+      0.25 m workspace).
     """
 
     planar_pairs = ()

@@ -10,11 +10,17 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import symgym.envs  # noqa: F401
-from symgym.envs.panda import PandaPushEnv
-from symgym.envs.panda_model import ARM_JOINTS, TIP_HEIGHT, panda_spec
+import mujoco
+from mujoco import rollout
+
+from symgym.envs.mujoco_base import STATE_SPEC
+from symgym.envs.panda import PandaPushEnv, UnreachableStateError
+from symgym.envs.panda_model import ARM_JOINTS, TIP_HEIGHT, TIP_RADIUS, panda_spec
+from symgym.envs.sym_push import PUCK_RADIUS, TABLE_RADIUS
 from symgym.equivariance.groups import O2Element
 
 pytest.importorskip("pybullet_data")
+PUCK_HALF_HEIGHT = 0.02
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +87,6 @@ def test_scenes_are_sympush_scenes(push):
 def test_controller_realises_the_commanded_planar_velocity(push):
     push.reset(seed=0)
     push.controller.solve_ik(push.data, np.array([-0.1, 0.0]))
-    import mujoco
-
     mujoco.mj_forward(push.model, push.data)
     push._prev_tip = push.tip_pos
     for direction in (np.array([0.0, 1.0]), np.array([-0.6, -0.8])):
@@ -116,10 +120,106 @@ def test_symmetry_is_declared_approximate_and_the_break_is_measurable(push):
     assert push.last_transform_residual < 1e-4
     push.set_state(moved)
     np.testing.assert_allclose(push._obs(), sym.transform_obs(small, obs), atol=1e-5)
-    # a tip at the table's edge, rotated to the edge next to the base, is out of the arm's reach
+    # a tip at the table's edge, rotated to the edge next to the base, is out of the arm's reach: transform_state
+    # says so (an error naming the tip), or with allow_unreachable returns the closest state and the residual
+    push.controller.tip_height = TIP_HEIGHT
     assert push.controller.solve_ik(push.data, np.array([0.0, 0.32])) < 1e-4
-    import mujoco
-
     mujoco.mj_forward(push.model, push.data)
-    push.transform_state(O2Element(np.pi / 2, False), push.get_state())
+    with pytest.raises(UnreachableStateError, match="out of the arm's reach"):
+        push.transform_state(O2Element(np.pi / 2, False), push.get_state())
+    push.transform_state(O2Element(np.pi / 2, False), push.get_state(), allow_unreachable=True)
     assert push.last_transform_residual > 0.01
+
+
+def test_every_state_in_the_workspace_transforms_without_leaving_reach(push):
+    """The declared workspace (0.25 m) is in reach with the hand down: rotated start states never raise."""
+    rng = np.random.default_rng(0)
+    for seed in range(12):
+        push.reset(seed=seed)
+        for _ in range(3):
+            push.step(rng.uniform(-1, 1, 2))
+        for angle in rng.uniform(0, 2 * np.pi, 3):
+            push.transform_state(O2Element(angle, bool(rng.integers(2))), push.get_state())
+            assert push.last_transform_residual < 1e-4
+
+
+def test_observation_reads_the_current_kinematics(push):
+    """After a step the observed tip is where a fresh forward pass puts it (not one substep behind)."""
+    push.reset(seed=2)
+    obs = push.step(np.array([0.8, -0.3]))[0]
+    fresh = mujoco.MjData(push.model)
+    mujoco.mj_setState(push.model, fresh, push.get_state()[:-2], STATE_SPEC)
+    mujoco.mj_forward(push.model, fresh)
+    np.testing.assert_array_equal(push.data.site_xpos, fresh.site_xpos)
+    np.testing.assert_array_equal(obs[:2], (fresh.site_xpos[push.controller.site][:2] / TABLE_RADIUS).astype(np.float32))
+
+
+def test_control_and_mujoco_rollout_reproduce_env_step(push):
+    """What a batched rollout needs: control(action, state) held for frame_skip substeps is env.step."""
+    push.reset(seed=4)
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        push.step(rng.uniform(-1, 1, 2))
+    state, action = push.get_state(), np.array([-0.7, 0.5])
+    ctrl = push.control(action, state)
+    np.testing.assert_array_equal(ctrl, push.control(action))   # from the env's own data: the same
+    push.step(action)
+    warm = state[push.state_layout["WARMSTART"]]
+    states, _ = rollout.rollout(push.model, mujoco.MjData(push.model), push.physics_state(state[:-2]),
+                                np.tile(ctrl, (push.frame_skip, 1)), initial_warmstart=warm)
+    np.testing.assert_array_equal(states[0, -1], push.physics_state())
+
+
+@pytest.fixture()
+def fresh_push():
+    return PandaPushEnv()
+
+
+def _table_contacts(env) -> list[float]:
+    table = mujoco.mj_name2id(env.model, mujoco.mjtObj.mjOBJ_GEOM, "table")
+    return [c.dist for c in env.data.contact[:env.data.ncon] if table in (c.geom1, c.geom2)]
+
+
+def test_the_tip_cannot_be_driven_through_the_table_or_the_puck(fresh_push):
+    env = fresh_push
+    env.reset(seed=0)
+    ctrl = env.controller
+    # the table: the controller asked to hold the tip 5 cm below the table top
+    ctrl.solve_ik(env.data, np.array([0.0, -0.15]))
+    mujoco.mj_forward(env.model, env.data)
+    ctrl.tip_height = -0.05
+    for _ in range(10):
+        env.step_velocity(np.zeros(2))
+        assert ctrl.tip(env.data)[2] - TIP_RADIUS > -0.003
+    assert _table_contacts(env), "the tip is pressed onto the table, so there is a contact"
+    # the puck: the tip lowered at 0.1 m/s onto the puck's top and on, aiming 1.5 cm into it (the puck slides on
+    # joints and cannot sink; heavy damping keeps it from sliding away from under the tip)
+    env.model.dof_damping[env._pair_dof[0]] = 1e4
+    env.data.qpos[env._pair_qpos[0]] = [0.1, 0.1]
+    ctrl.tip_height = 0.08
+    ctrl.solve_ik(env.data, np.array([0.1, 0.1]))
+    mujoco.mj_forward(env.model, env.data)
+    pusher = mujoco.mj_name2id(env.model, mujoco.mjtObj.mjOBJ_GEOM, "pusher")
+    touched = False
+    for height in (0.07, 0.06, 0.05, 0.045, 0.045, 0.045):
+        ctrl.tip_height = height
+        env.step_velocity(np.zeros(2))
+        assert np.linalg.norm(ctrl.tip(env.data)[:2] - env.puck_pos) < PUCK_RADIUS   # still above the puck
+        assert ctrl.tip(env.data)[2] - TIP_RADIUS > 2 * PUCK_HALF_HEIGHT - 0.004
+        touched |= any(pusher in (c.geom1, c.geom2) for c in env.data.contact[:env.data.ncon])
+    assert touched
+
+
+def test_the_arm_links_collide_with_the_table(fresh_push):
+    """Joint velocity targets that swing the whole arm down: the links stop on the table (a few mm at most)."""
+    env = fresh_push
+    env.reset(seed=0)
+    deepest = 0.0
+    env.data.ctrl[:] = [0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0]   # shoulder and elbow forward and down
+    for _ in range(100):
+        mujoco.mj_step(env.model, env.data)
+        deepest = min([deepest] + _table_contacts(env))
+    assert deepest < 0.0, "the arm reached the table"
+    assert deepest > -0.005
+    arm = [g for g in range(env.model.ngeom) if env.model.body(env.model.geom_bodyid[g]).name.startswith("panda_")]
+    assert all(env.data.geom_xpos[g][2] > -0.005 for g in arm)
