@@ -208,7 +208,7 @@ _RESUME_CONFLICTS = ("agent", "env", "steps", "out", "demos", "hyperparams")
 
 
 def _validate_train(args: Any) -> None:
-    from symgym.learn.run.runs import RunDirError, _lock_holder, run_state
+    from symgym.learn.run.runs import RunDirError, _lock_holder, already_holds, not_resumable, run_state
 
     if args.resume is not None:
         from symgym.learn.run.runs import checkpoint_steps, read_config
@@ -220,7 +220,7 @@ def _validate_train(args: Any) -> None:
         run = Path(args.resume)
         state = run_state(run)
         if state != "incomplete":
-            raise RunDirError(f"cannot resume {run}: it is {'a complete run' if state == 'complete' else state}")
+            raise not_resumable(run, state)
         holder = _lock_holder(run)
         if holder:
             raise RunDirError(f"cannot resume {run}: it is being trained now (pid {holder})")
@@ -240,9 +240,7 @@ def _validate_train(args: Any) -> None:
         raise RunDirError(f"run directory {out} is in use by another symgym process (pid {holder})")
     state = run_state(out)
     if state not in ("absent", "empty") and not args.force:
-        hint = " or continue it with --resume" if state == "incomplete" else ""
-        raise RunDirError(f"{out} already holds a {state} run; pass --force to move it aside "
-                          f"(to {out.name}.old-<timestamp>){hint}")
+        raise already_holds(out, state)
 
 
 def _validate_eval(args: Any) -> None:

@@ -207,6 +207,21 @@ class RunDirError(ValueError):
     """A run directory cannot be used as asked (busy, already holds a run, incomplete); one line."""
 
 
+STATE_WORDS = {"absent": "does not exist", "empty": "empty", "complete": "a complete run",
+               "incomplete": "an incomplete run", "other": "files that are not a symgym run"}
+
+
+def not_resumable(run_dir: Path, state: str) -> RunDirError:
+    return RunDirError(f"cannot resume {run_dir}: it is {STATE_WORDS[state]}" if state != "absent"
+                       else f"cannot resume {run_dir}: it does not exist")
+
+
+def already_holds(run_dir: Path, state: str) -> RunDirError:
+    hint = " or continue it with --resume" if state == "incomplete" else ""
+    return RunDirError(f"{run_dir} already holds {STATE_WORDS[state]}; pass --force to move it aside "
+                       f"(to {run_dir.name}.old-<timestamp>){hint}")
+
+
 def run_state(run_dir: str | Path) -> str:
     """"absent", "empty", "complete", "incomplete" (a run that was interrupted or is being written) or "other".
 
@@ -269,6 +284,8 @@ def locked_run_dir(run_dir: str | Path, if_exists: str = "refuse", resume: bool 
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"run directory {run_dir} is a file, not a directory")
+    if resume and not run_dir.is_dir():
+        raise not_resumable(run_dir, "absent")
     handle = None
     try:
         if run_dir.is_dir():
@@ -276,11 +293,10 @@ def locked_run_dir(run_dir: str | Path, if_exists: str = "refuse", resume: bool 
             state = run_state(run_dir)
             if resume:
                 if state != "incomplete":
-                    raise RunDirError(f"cannot resume {run_dir}: it is {'a complete run' if state == 'complete' else state}")
+                    raise not_resumable(run_dir, state)
             elif state != "empty":
                 if if_exists != "move":
-                    raise RunDirError(f"{run_dir} already holds a {state} run; pass --force to move it aside "
-                                      f"(to {run_dir.name}.old-<timestamp>){' or --resume it' if state == 'incomplete' else ''}")
+                    raise already_holds(run_dir, state)
                 aside = moved_aside_name(run_dir)
                 os.rename(run_dir, aside)  # the old lock moves with it; nobody else can enter it meanwhile
                 handle.close()

@@ -32,7 +32,7 @@ from symgym.learn.run.demos import collect_demos
 from symgym.learn.io import atomic_path, write_json
 from symgym.learn.run.inputs import check_train_config
 from symgym.learn.run.runs import (CHECKPOINTS, MONITOR_FILE, RunDirError, checkpoint_files, checkpoint_steps,
-                                   locked_run_dir, make_env, plot_learning_curve, read_config, run_state,
+                                   locked_run_dir, make_env, not_resumable, plot_learning_curve, read_config, run_state,
                                    write_run_manifest)
 
 DEFAULT_N_DEMOS = 10
@@ -258,7 +258,7 @@ def resume(run_dir: str | Path, options: TrainOptions | None = None) -> Path:
     run_dir = Path(run_dir)
     state = run_state(run_dir)
     if state != "incomplete":
-        raise RunDirError(f"cannot resume {run_dir}: it is {'a complete run' if state == 'complete' else state}")
+        raise not_resumable(run_dir, state)
     config = read_config(run_dir)
     check_train_config(config, options)
     cls = agent_class(config.agent)
