@@ -163,3 +163,23 @@ def test_cached_expansions_match_fresh_ones_and_survive_repeated_backward():
         err = equivariance_error(lambda v: net(torch.as_tensor(v, dtype=torch.float32)[None])[0].detach().numpy(),
                                  Symmetry(D4, in_rep, out_rep), [x[i].numpy() for i in range(3)], D4.elements())
         assert err < 1e-5 or isinstance(net, RelaxedMLP)
+
+
+def test_tuning_choice_picks_the_best_auc_and_flags_unfinished_cells(tmp_path):
+    import json
+
+    from symgym.learn.bench.sac import tuning_choice
+    from symgym.learn.evidence.sweep import expand, load_spec
+
+    trials = [t for t in expand(load_spec("approx-sac-tune"), tmp_path) if t.params["agent"] in ("sac", "equi-sac")]
+    auc = {0.0003: 0.4, 0.001: 0.6}
+    (tmp_path / "trials" / "approx-sac-tune").mkdir(parents=True)
+    for t in trials:
+        if t.params["agent"] == "equi-sac" and t.params["agent_kwargs"]["learning_rate"] == 0.001:
+            continue  # not finished yet
+        metrics = {"success_auc": auc[t.params["agent_kwargs"]["learning_rate"]], "success_rate": 0.5}
+        (tmp_path / "trials" / "approx-sac-tune" / f"{t.key}.json").write_text(json.dumps({"metrics": metrics}))
+    out = tuning_choice(tmp_path)
+    assert out["sac"]["complete"] and out["sac"]["chosen"]["learning_rate"] == 0.001
+    assert not out["equi-sac"]["complete"] and out["equi-sac"]["chosen"]["learning_rate"] == 0.0003
+    assert "chosen" not in out["approx-sac"]

@@ -146,6 +146,7 @@ def run(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0) -> 
 
     results = sweep_and_report(SPEC, out_dir, quick=quick, seed=seed)
     results["parameter_counts"] = parameter_table(SPEC)
+    results["tuning"] = tuning_choice(out_dir)
     spec = load_spec(SPEC, quick=quick)
     first_seed = min(spec.raw["grid"]["seed"]) + seed
     errors = {}
@@ -157,6 +158,35 @@ def run(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0) -> 
         "group": "D4", "seed": first_seed, "runs": errors,
         "note": "runs of this machine only (run directories are not committed)"}
     return results
+
+
+def tuning_choice(out_dir: str | Path = "results", sweep: str = "approx-sac-tune") -> dict[str, Any]:
+    """The tuning grid's finished trials per agent and the chosen values: the best ``success_auc`` (ties: held-out
+    ``success_rate``, then the lower learning rate). Agents with unfinished cells are marked ``complete: False``."""
+    import json
+
+    from symgym.learn.evidence.sweep import expand, load_spec
+
+    spec = load_spec(sweep)
+    cells = expand(spec, Path(out_dir))
+    out: dict[str, Any] = {}
+    for t in cells:
+        agent = t.params["agent"]
+        path = Path(out_dir) / "trials" / sweep / f"{t.key}.json"
+        row = {"method": t.labels["method"], "learning_rate": t.params["agent_kwargs"]["learning_rate"],
+               "finished": path.is_file()}
+        if path.is_file():
+            m = json.loads(path.read_text())["metrics"]
+            row.update({k: m.get(k) for k in ("success_auc", "success_rate", "steps_to_success", "stopped_at",
+                                              "train_seconds")})
+        out.setdefault(agent, {"cells": []})["cells"].append(row)
+    for agent, entry in out.items():
+        done = [c for c in entry["cells"] if c["finished"]]
+        entry["complete"] = len(done) == len(entry["cells"])
+        if done:
+            best = max(done, key=lambda c: (c["success_auc"] or 0.0, c["success_rate"] or 0.0, -c["learning_rate"]))
+            entry["chosen"] = {"method": best["method"], "learning_rate": best["learning_rate"]}
+    return out
 
 
 def filtered_spec(spec_name: str, envs: list[str]) -> dict[str, Any]:
@@ -204,10 +234,15 @@ if __name__ == "__main__":
     if len(sys.argv) >= 2 and sys.argv[1] == "throughput":
         rest = [a for a in sys.argv[2:] if a != "--quick"]
         throughput_main(Path(rest[0]) if rest else Path("results"), quick="--quick" in sys.argv)
+    elif len(sys.argv) >= 2 and sys.argv[1] == "tuning":
+        import json
+
+        print(json.dumps(tuning_choice(), indent=1))
     elif len(sys.argv) >= 5 and sys.argv[1] == "filter-spec" and sys.argv[3] == "--envs":
         import yaml
 
         sys.stdout.write(yaml.safe_dump(filtered_spec(sys.argv[2], sys.argv[4:]), sort_keys=False))
     else:
         sys.exit("usage: python -m symgym.learn.bench.sac throughput [--quick] [OUT_DIR]\n"
+                 "       python -m symgym.learn.bench.sac tuning\n"
                  "       python -m symgym.learn.bench.sac filter-spec SPEC --envs ENV [ENV ...]")
