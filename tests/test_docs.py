@@ -141,3 +141,15 @@ def test_tabletop_frame_is_a_camera_view():
     assert frame.shape == (72, 96, 3) and "RGB camera" in how
     assert len(np.unique(frame.reshape(-1, 3), axis=0)) > 8   # shaded faces, not a flat colour map
     env.close()
+
+
+def test_sympush_clip_shows_the_task_being_done():
+    """The docs clip of SymPush is an episode that ends on success, one frame per step, at the env's real rate."""
+    from symgym.learn.run.gallery import episode_clip
+    from symgym.learn.run.video import configure_headless_gl
+
+    if configure_headless_gl() is None:
+        pytest.skip("no headless GL backend")
+    frames, fps, actor = episode_clip("SymPush-v0", steps=50, seed=0, width=64, height=48)
+    assert actor == "scripted" and fps == pytest.approx(10.0)
+    assert 2 <= len(frames) < 51 and all(f.shape == (48, 64, 3) for f in frames)   # stopped early: success

@@ -218,13 +218,16 @@ def episode_clip(env_id: str, steps: int = 60, seed: int = 0, width: int = 320, 
             tabletop = tabletop_frame(env, width, height) is not None
             grab = (lambda: tabletop_frame(env, width, height)[0]) if tabletop else frame_source(env, width, height)
             fps = 1.0 if tabletop else getattr(grab, "fps", 10.0)
-        actor = "scripted oracle" if hasattr(u, "oracle_action") else "smoothed random actions"
+        scripted = hasattr(u, "oracle_action") or _is_pushing(u)
+        actor = "scripted" if scripted else "smoothed random actions"
         frames, action = [grab()], np.zeros(env.action_space.shape)
         for _ in range(steps):
             if hasattr(u, "oracle_action"):
                 action = u.oracle_action()
                 if action is None:
                     break
+            elif _is_pushing(u):
+                action = _push_action(u)
             else:   # random but smooth, so the clip shows motion rather than jitter
                 action = 0.8 * action + 0.4 * env.action_space.sample()
             _, _, terminated, truncated, _ = env.step(np.asarray(action, dtype=env.action_space.dtype))
@@ -236,6 +239,27 @@ def episode_clip(env_id: str, steps: int = 60, seed: int = 0, width: int = 320, 
     finally:
         env.close()
     return frames, float(fps), actor
+
+
+def _is_pushing(u) -> bool:
+    return all(hasattr(u, a) for a in ("pusher_pos", "puck_pos", "goal_pos", "max_speed"))
+
+
+def _push_action(u) -> np.ndarray:
+    """A crude pusher for the SymPush clips: get behind the puck (going round it), then push it at the goal."""
+    pusher, puck, goal = u.pusher_pos, u.puck_pos, u.goal_pos
+    to_goal = (goal - puck) / max(np.linalg.norm(goal - puck), 1e-9)
+    behind = puck - 0.06 * to_goal
+    rel = pusher - puck
+    aligned = float(rel @ -to_goal) > 0.8 * np.linalg.norm(rel)
+    if aligned and np.linalg.norm(pusher - behind) < 0.03:
+        target = goal                                    # in place: push through the puck toward the goal
+    elif float(rel @ to_goal) > -0.02:                   # on the wrong side: step round the puck first
+        side = np.array([-to_goal[1], to_goal[0]])
+        target = puck + 0.07 * (side if float(rel @ side) >= 0 else -side) - 0.03 * to_goal
+    else:
+        target = behind
+    return np.clip((target - pusher) * 4.0 / u.max_speed, -1.0, 1.0).astype(np.float32)
 
 
 def write_clips(out_dir: str | Path, env_ids: tuple[str, ...] = CLIP_FAMILIES) -> dict[str, str]:
