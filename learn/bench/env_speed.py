@@ -26,6 +26,7 @@ from mujoco import rollout
 import symgym.envs  # noqa: F401
 from symgym.envs.mujoco_base import STATE_SPEC
 from symgym.learn.bench.timing import interleaved, ratio
+from symgym.learn.evidence import provenance
 from symgym.learn.io import save_figure
 
 N_VECTOR = 16
@@ -170,6 +171,8 @@ def run(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0) -> 
     results["summary"] = {clock: _summary(results, clock) for clock in ("wall", "cpu")}
     results["summary"]["load_average_1min"] = [results[k]["timing"]["load_average"]["before"][0]
                                                for k in ("sympush", "pandapush", "vector_n16")]
+    # which code ran: the Panda row times whatever controller the working tree holds
+    results["provenance"] = provenance.current()
     _plot(results, out_dir / "env-speed.png")
     return results
 
