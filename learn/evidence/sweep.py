@@ -383,6 +383,7 @@ def _tune_trainable(config: dict[str, Any]) -> None:
 
     torch.set_num_threads(1)
     summary = run_trial(config["trial"])
+    summary["pid"] = os.getpid()  # which worker process ran it (the sweep-overhead bench checks its warm-up)
     tune.report({"summary_json": json.dumps(summary, default=str), "trial_key": summary["key"]})
 
 
@@ -453,7 +454,7 @@ def run_sweep(spec: SweepSpec, out: str | Path = "results", address: str | None 
     log(f"sweep {spec.name}: {len(trials)} trials, {len(trials) - len(pending)} already finished, "
         f"{len(pending)} to run" + (f" ({len(stale)} of them stale)" if stale else ""))
     report = {"sweep": spec.name, "trials": len(trials), "skipped": len(trials) - len(pending), "ran": 0,
-              "errors": [], "ray_start_s": None, "wall_s": 0.0, "stale_rerun": sorted(stale)}
+              "errors": [], "ray_start_s": None, "wall_s": 0.0, "stale_rerun": sorted(stale), "arrivals_s": {}}
     if not pending:
         return report
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no experiment table; progress lines come from here
@@ -467,6 +468,7 @@ def run_sweep(spec: SweepSpec, out: str | Path = "results", address: str | None 
             if "summary_json" in result:
                 summary = json.loads(result["summary_json"])
                 write_json(done_dir / f"{summary['key']}.json", summary)
+                report["arrivals_s"][summary["key"]] = round(time.perf_counter() - t0, 3)  # since fit() began
                 report["ran"] += 1
                 shown = ", ".join(f"{m}={summary['metrics'].get(m)}" for m in spec.metrics[:3])
                 log(f"[{report['ran']}/{len(pending)}] {summary['key']}: {shown} ({summary['wall_s']:.1f} s)")
