@@ -124,13 +124,16 @@ class _RelaxedBase(nn.Module):
 
     def _combine(self, kernels: torch.Tensor) -> torch.Tensor:
         alpha = self._coefficients().to(kernels.dtype)
+        if self.fast and kernels.ndim == 3:
+            # Linear layers: the orbit of every kernel by one index_select through a precomputed flat index
+            # (the |G| signed permutations), then the coefficients contract it in one matmul: 3 ops, not |G|.
+            L, o, i = kernels.shape
+            G = len(self.elements)
+            orbit = kernels.reshape(L, o * i).index_select(1, self._flat_index(o, i).reshape(-1))
+            orbit = orbit * (self.signs.reshape(1, G * o * i) / G).to(kernels.dtype)
+            return (alpha.reshape(1, L * G) @ orbit.reshape(L * G, o * i)).view(o, i)
         # Mix the kernels per element first (cheap), then act with each element once: (G, out, in, ...).
         mixed = torch.einsum("lg,l...->g...", alpha, kernels)
-        if self.fast and kernels.ndim == 3:
-            # Linear layers: one gather through a precomputed flat index replaces the |G| signed permutations.
-            G, o, i = mixed.shape
-            moved = mixed.reshape(G, o * i).gather(1, self._flat_index(o, i)).view(G, o, i) * self.signs
-            return moved.sum(dim=0) / G
         orbit = self._orbit_per_element(mixed)
         return orbit.sum(dim=0) / len(self.elements)
 
