@@ -88,7 +88,7 @@ def test_welch_and_fieller_intervals_cover_at_five_seeds():
         lo, hi = ledger.claim("c", "x", "m", "b", x, y)["ci95"]  # no seeds given: unpaired
         welch += lo <= 2.0 <= hi
         lo, hi = ledger.claim("c", "x", "m", "b", x, y, effect="ratio")["ci95"]
-        fieller += lo <= 1.2 <= hi
+        fieller += (lo is None or lo <= 1.2) and (hi is None or 1.2 <= hi)  # None: unbounded
     assert welch / N_EXPERIMENTS >= 0.93 and fieller / N_EXPERIMENTS >= 0.93, (welch, fieller)
 
 
@@ -207,3 +207,10 @@ def _iqm(values) -> float:
     from scipy.stats import trim_mean
 
     return float(trim_mean(np.asarray(values, float), 0.25))
+
+
+def test_fieller_interval_is_unbounded_when_the_baseline_mean_is_indistinguishable_from_zero():
+    e = ledger.claim("c", "x", "m", "b", [1.0, 1.2, 0.9, 1.1, 1.0], [0.5, -0.4, 0.3, -0.6, 0.1], effect="ratio",
+                     method_seeds=range(5), baseline_seeds=range(5))
+    assert e["ci95"] == [None, None] and e["interval"] == "Fieller (paired), 95%"
+    assert e["holds"] in ("inconclusive", True, False) and e["reason"]

@@ -127,7 +127,8 @@ def _decide(e: dict[str, Any], alpha: float = ALPHA) -> tuple[bool | str, str]:
                               f"bound, so the data cannot separate them")
     p = e["p_adjusted"]
     null = 0.0 if e["effect"] == "difference" else 1.0
-    lo, hi = e["ci95"]
+    lo = -math.inf if e["ci95"][0] is None else e["ci95"][0]  # null: unbounded (Fieller) or no interval
+    hi = math.inf if e["ci95"][1] is None else e["ci95"][1]
     better_above = e["higher_is_better"]
     if p is None or not math.isfinite(p):
         return "inconclusive", "no test possible"
@@ -213,7 +214,8 @@ def claim(text: str, metric: str, method: str, baseline: str, method_values: Seq
             # the ratio is 1 exactly when the difference is 0: one test for both
             p = (paired_t(m - b) if paired else welch_t(m, b))[1]
             method_name = f"Fieller ({'paired' if paired else 'Welch df'}), {pct}"
-    entry.update({"interval": method_name, "ci95": [float(ci[0]), float(ci[1])],
+    # strict JSON: an unbounded (Fieller) or missing interval end is null, not Infinity/NaN
+    entry.update({"interval": method_name, "ci95": [float(x) if math.isfinite(x) else None for x in ci],
                   "test": ("paired t-test" if paired else "Welch t-test") + ", two-sided",
                   "p_value": p, "p_adjusted": p, "adjustment": "none (family of 1)",
                   "saturated_at": _saturated(m, b, bounds)})
