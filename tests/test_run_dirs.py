@@ -148,7 +148,7 @@ def test_restored_rng_states_continue_the_seed_stream():
     assert got[:3] == expected[:3] and np.array_equal(got[3], expected[3])
 
 
-def test_resume_is_deterministic_and_keeps_the_replay_buffer(tmp_path):
+def test_resume_is_deterministic_and_keeps_the_replay_buffer(tmp_path, monkeypatch):
     """Two resumes from one checkpoint end with the same weights; the buffer holds the pre-checkpoint steps."""
     import shutil
 
@@ -157,23 +157,34 @@ def test_resume_is_deterministic_and_keeps_the_replay_buffer(tmp_path):
 
     from symgym.agents import TrainConfig
     from symgym.learn.run.runs import checkpoint_files, load_run
+    import symgym.learn.run.training as training
     from symgym.learn.run.training import TrainOptions, resume, train
 
     run = tmp_path / "run"
     kwargs = json.loads(SAC_TINY)
-    train(TrainConfig(agent="sac", env="SymPush-v0", steps=400, seed=2, out=str(run), agent_kwargs=kwargs),
-          TrainOptions(progress=False, eval_freq=0, checkpoint_freq=200))
-    # as if killed after the step-200 checkpoint: drop what came later
-    checkpoint_files(run / "checkpoints", "sac", 400)["marker"].unlink()
-    (run / "run.json").write_text(json.dumps({"complete": False}))
+    finish = training._finish
+    monkeypatch.setattr(training, "_finish", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):  # interrupted after learning, before the run was saved
+        train(TrainConfig(agent="sac", env="SymPush-v0", steps=400, seed=2, out=str(run), agent_kwargs=kwargs),
+              TrainOptions(progress=False, eval_freq=0, checkpoint_freq=200))
+    monkeypatch.setattr(training, "_finish", finish)
+    assert run_state(run) == "incomplete"
+    checkpoint_files(run / "checkpoints", "sac", 400)["marker"].unlink()  # as if killed after step 200
+    buffer = load_from_pkl(checkpoint_files(run / "checkpoints", "sac", 200)["replay_buffer"])
+    assert buffer.size() == 199  # SB3 runs callbacks before storing the step's transition
+    sizes = []
+
+    def spy(agent, *args, **kwargs):
+        sizes.append(agent.model.replay_buffer.size())
+        return finish(agent, *args, **kwargs)
+
+    monkeypatch.setattr(training, "_finish", spy)
     copies = [tmp_path / "a", tmp_path / "b"]
     for copy in copies:
         shutil.copytree(run, copy)
         resume(copy, TrainOptions(progress=False, eval_freq=0, checkpoint_freq=200))
+    assert sizes == [399, 399]  # the 199 restored transitions + 200 new ones, not a fresh buffer
+    assert not list((copies[0] / "checkpoints").glob("*replay_buffer*"))  # complete: buffers dropped
     weights = [load_run(c)[0].model.policy.state_dict() for c in copies]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
-    buffer = load_from_pkl(checkpoint_files(copies[0] / "checkpoints", "sac", 400)["replay_buffer"])
-    # 199 restored + 199 new transitions, not a fresh buffer's 199: SB3 runs callbacks before it stores the
-    # step's transition, so each checkpoint's buffer lacks its own last step (one of 200 lost per resume)
-    assert buffer.size() == 398
     assert json.loads((copies[0] / "train.json").read_text())["env_steps"] == 400

@@ -48,7 +48,8 @@ class TrainOptions:
         eval_freq: env steps between EvalCallback evaluations (0: off; None: steps // 10).
         eval_episodes: episodes per EvalCallback evaluation.
         checkpoint_freq: env steps between step checkpoints (model + replay buffer + RNG states, the latest two
-            kept) that ``resume`` continues from (0: off; None: steps // 2).
+            kept; the buffers are deleted once the run completes) that ``resume`` continues from (0: off;
+            None: steps // 2).
         if_exists: a run directory that already holds something: "move" it aside to ``RUN.old-<timestamp>``
             (the Python default; sweeps re-run killed trials in place) or "refuse" (the CLI without --force).
     """
@@ -220,6 +221,10 @@ def _finish(agent: Agent, cls: type[Agent], config: TrainConfig, run_dir: Path, 
     write_json(run_dir / "train.json", {**metrics, "wall_time_s": round(wall_s, 2), "steps": config.steps, **extra})
     if cls.rl:
         plot_learning_curve(run_dir, title=f"{config.agent} on {config.env} (seed {config.seed})")
+    # a complete run is never resumed: drop the replay buffers (SB3 pickles the whole preallocated buffer,
+    # ~26 MB for SymPush at any step count), keep the small step models
+    for path in (run_dir / CHECKPOINTS).glob("*_replay_buffer_*_steps.pkl"):
+        path.unlink()
     write_run_manifest(run_dir, complete=True, steps=config.steps, **extra)  # last: the run is complete
 
 
@@ -252,7 +257,8 @@ def resume(run_dir: str | Path, options: TrainOptions | None = None) -> Path:
 
     The model, its replay buffer and the RNG states (Python, NumPy, torch, the env's and its action space's)
     come from the same checkpoint, so the run continues the seed streams it was on rather than restarting them.
-    Episodes in flight at the checkpoint are started afresh (the env itself is not saved).
+    Episodes in flight at the checkpoint are started afresh (the env itself is not saved), and the transition of
+    the checkpoint's own step is not in its buffer (SB3 runs callbacks before storing it).
     """
     options = options or TrainOptions()
     run_dir = Path(run_dir)
