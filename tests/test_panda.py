@@ -176,7 +176,7 @@ def fresh_push():
 
 
 def _table_contacts(env) -> list[float]:
-    table = mujoco.mj_name2id(env.model, mujoco.mjtObj.mjOBJ_GEOM, "table")
+    table = mujoco.mj_name2id(env.model, mujoco.mjtObj.mjOBJ_GEOM, "table_top")
     return [c.dist for c in env.data.contact[:env.data.ncon] if table in (c.geom1, c.geom2)]
 
 
