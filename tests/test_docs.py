@@ -82,6 +82,8 @@ def test_claims_table_reads_old_and_new_ledger_entries():
     # the README shows only decided claims with enough seeds
     readme = pages.readme_claims({"x": {"evidence": [old, new]}})
     assert "a beats b" in readme and "c beats d" not in readme
+    censored = {**old, "claim": "e reaches 0.8 sooner", "effect_value": None, "censored": {"method": 0.4}}
+    assert "difference (censored)" in pages.claims_table([censored])
     assert pages.verdict_counts([old, new]) == {"true": 1, "false": 0, "inconclusive": 0, "untestable": 0,
                                                 "underpowered": 1}
 
