@@ -44,7 +44,7 @@ import mujoco
 import numpy as np
 from gymnasium.envs.registration import load_env_creator
 from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
-from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
+from gymnasium.vector.utils import batch_space, create_empty_array
 
 #: the per-simulation state a Batch keeps, and what a single env's reset is copied in as
 INTEGRATION = int(mujoco.mjtState.mjSTATE_INTEGRATION)
@@ -63,7 +63,7 @@ def make_vector_env(entry_point: str, num_envs: int = 1, max_episode_steps: int 
     if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
         raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
     creator = load_env_creator(entry_point)
-    if batched(creator, env_kwargs):
+    if batched(creator, env_kwargs) and _have_batch():
         return MujocoVectorEnv(creator, num_envs, max_episode_steps=max_episode_steps, nthread=nthread,
                                **env_kwargs)
 
@@ -72,6 +72,15 @@ def make_vector_env(entry_point: str, num_envs: int = 1, max_episode_steps: int 
         return gym.wrappers.TimeLimit(env, max_episode_steps) if max_episode_steps else env
 
     return SyncVectorEnv([single] * num_envs)
+
+
+def _have_batch() -> bool:
+    """``mujoco.batch`` arrived in MuJoCo 4; with an older MuJoCo every id gets the SyncVectorEnv fallback."""
+    try:
+        from mujoco import batch  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _has(creator: Callable[..., gym.Env], *names: str) -> bool:
