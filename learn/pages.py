@@ -154,15 +154,16 @@ def _p(e: dict[str, Any]) -> str:
     return f"{fmt(e.get('p_value'))} / {fmt(e.get('p_adjusted'))}"
 
 
-def claims_table(entries: list[dict[str, Any]], source: str | None = None, reasons: bool = False) -> str:
-    """Markdown table of ledger entries; ``interval`` and p-value columns appear when some entry has them."""
+def claims_table(entries: list[dict[str, Any]], link_sources: bool = False, reasons: bool = False) -> str:
+    """Markdown table of ledger entries; ``interval`` and p-value columns appear when some entry has them.
+    ``link_sources``: a column linking each entry's results page (entries carry ``_source``)."""
     has_method = any("interval" in e for e in entries)
     has_p = any("p_adjusted" in e or "p_value" in e for e in entries)
     has_reason = reasons and any("reason" in e for e in entries)
     header = ["claim", "verdict", "method", "baseline", "effect", "95% interval"]
     header += ["interval method"] if has_method else []
     header += ["p (raw / adjusted)"] if has_p else []
-    header += ["seeds"] + (["results"] if source is not None else []) + (["reason"] if has_reason else [])
+    header += ["seeds"] + (["results"] if link_sources else []) + (["reason"] if has_reason else [])
     rows = []
     for e in entries:
         row = [e.get("claim", "-"), f"**{verdict(e)}**", e.get("method"), e.get("baseline"), _effect(e),
@@ -170,7 +171,7 @@ def claims_table(entries: list[dict[str, Any]], source: str | None = None, reaso
         row += [e.get("interval", "-")] if has_method else []
         row += [_p(e)] if has_p else []
         row += [e.get("n_seeds")]
-        row += [f"[{e['_source']}](docs/results/{e['_source']}.md)"] if source is not None else []
+        row += [f"[{e['_source']}](docs/results/{e['_source']}.md)"] if link_sources else []
         row += [e.get("reason", "-")] if has_reason else []
         rows.append(row)
     return table(header, rows)
@@ -202,7 +203,7 @@ def readme_claims(results: dict[str, dict[str, Any]]) -> str:
            table(["results", "claims", *VERDICT_ORDER, "seeds"], summary).rstrip("\n"),
            f"\nThe decided claims (true or false) with at least {MIN_SEEDS} seeds a side; the docs list every "
            "claim with its reason:\n",
-           claims_table(decided, source="docs") if decided else "(none yet)\n"]
+           claims_table(decided, link_sources=True) if decided else "(none yet)\n"]
     return "\n".join(out)
 
 
