@@ -41,15 +41,24 @@ def test_fingerprint_changes_when_a_fingerprinted_file_changes(monkeypatch, tmp_
     assert provenance.compute_fingerprint() != before
 
 
-def test_trial_summary_records_provenance_and_a_rerun_reproduces_its_metrics(tmp_path):
-    trial = expand(load_spec(QUICK), tmp_path)[0].as_dict()
+#: a trial that trains: 200 SAC steps (50 random first), a small network, 2 evaluation episodes (~7 s here)
+QUICK_SAC = {"name": "quick-sac", "params": {"steps": 200, "episodes": 2, "curve_points": 4,
+                                             "agent_kwargs": {"learning_starts": 50, "batch_size": 32,
+                                                              "buffer_size": 1000, "net_arch": [16, 16]}},
+             "grid": {"method": [{"name": "sac", "agent": "sac"}], "env": ["SymReach-v0"], "seed": [1]},
+             "metrics": ["success_rate", "mean_return"]}
+
+
+@pytest.mark.parametrize("spec", [QUICK, QUICK_SAC], ids=["mppi", "sac-200-steps"])
+def test_trial_summary_records_provenance_and_a_rerun_reproduces_its_metrics(tmp_path, spec):
+    trial = expand(load_spec(spec), tmp_path)[0].as_dict()
     first = run_trial(trial)
     prov = first["provenance"]
     assert prov == provenance.current() and len(prov["fingerprint"]) == 16  # computed once per process
     assert set(prov["versions"]) == {"python", "torch", "mujoco", "stable_baselines3", "gymnasium", "numpy"}
     assert prov["versions"]["torch"] and prov["versions"]["mujoco"]
     assert (prov["commit"] is None) == (prov["dirty"] is None)
-    again = run_trial(trial)  # the same key, the same code: the same numbers (timings aside)
+    again = run_trial({**trial, "run_dir": str(tmp_path / "again")})  # same key and code: same numbers
     timing = ("train_seconds", "eval_seconds")
     assert {k: v for k, v in again["metrics"].items() if k not in timing} == \
         {k: v for k, v in first["metrics"].items() if k not in timing}
