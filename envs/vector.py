@@ -213,6 +213,8 @@ class MujocoVectorEnv(VectorEnv):
         """Sub-env ``i``'s ``_simulate`` in the replayed mode: its row was already stepped by the batch."""
         env = self.envs[i]
         mujoco.mj_setState(env.model, env.data, self.batch.state[i], INTEGRATION)
+        # as PlanarMujocoEnv._simulate leaves it: positions (xpos, site_xpos) of the current state, not the last substep's
+        mujoco.mj_kinematics(env.model, env.data)
 
     def _batched_info(self, info: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, Any]:
         """Infos of the stepped rows as gymnasium batches them: each key a (num_envs,) array plus its ``_key`` mask."""
