@@ -11,9 +11,9 @@ import json
 import sys
 from pathlib import Path
 
+from symgym.learn.run.inputs import MAX_EPISODES, MAX_SEED, MAX_STEPS  # stdlib-only at import: --help stays fast
+
 EXIT_USER_ERROR = 2
-MAX_SEED = 2**32 - 1   # symgym.learn.run.inputs holds the bounds; repeated here so --help needs no imports
-MAX_STEPS = 10**8
 
 EPILOG = """examples:
   symgym envs
@@ -53,7 +53,7 @@ def _int_in(lo: int, hi: int):
 
 _seed = _int_in(0, MAX_SEED)
 _steps = _int_in(0, MAX_STEPS)
-_count = _int_in(1, 100_000)
+_count = _int_in(1, MAX_EPISODES)
 
 
 def _int_at_least(minimum: int):
