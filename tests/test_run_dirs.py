@@ -65,7 +65,7 @@ def test_eval_names_an_incomplete_run(tmp_path, capsys):
         assert f"pid {os.getpid()}" in one_line_error(capsys)
 
 
-def test_a_retrain_killed_midway_leaves_the_old_run_intact(tmp_path):
+def test_a_retrain_killed_midway_leaves_the_old_run_intact(tmp_path, capsys):
     """--force moves the good run aside before writing, so killing the new training loses nothing."""
     out = tmp_path / "run"
     assert planner_run(out) == 0
@@ -74,6 +74,12 @@ def test_a_retrain_killed_midway_leaves_the_old_run_intact(tmp_path):
                              "--agent-kwargs", SAC_TINY], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: (out / "run.json").is_file() and run_state(out) == "incomplete", proc)
+        # a second writer while the first trains: refused in one line, and eval will not read the half run
+        capsys.readouterr()
+        assert planner_run(out, "--force") == 2
+        assert f"in use by another symgym process (pid {proc.pid})" in one_line_error(capsys)
+        assert main(["eval", "--run", str(out)]) == 2
+        assert f"it is being trained now (pid {proc.pid})" in one_line_error(capsys)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
