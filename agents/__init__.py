@@ -18,6 +18,8 @@ AGENTS = Registry("agent", {
     "keyframe-transporter": "symgym.agents.keyframe_transporter:KeyframeTransporterAgent",
     "hep": "symgym.agents.hep:HEPAgent",
     "flat-bc": "symgym.agents.hep:FlatBCAgent",
+    "hep3d": "symgym.agents.hep3d:HEP3DAgent",
+    "flat-diffusion": "symgym.agents.hep3d:FlatDiffusionAgent",
 })
 
 def agent_class(name: str) -> type[Agent]:

@@ -26,6 +26,11 @@ ENV_SPECS: dict[str, tuple[str, int, dict]] = {
     "SymPointMass-v0": ("symgym.envs.point_mass:SymPointMassEnv", 60, {}),
     "HepPickPlace-v0": ("symgym.envs.closed_loop:PickPlaceEnv", 80, {}),
     "HepPushToTarget-v0": ("symgym.envs.closed_loop:PushToTargetEnv", 80, {}),
+    # rendered, unlabelled depth clouds in obs["points"] (symgym.envs.closed_loop_perception)
+    "HepPickPlaceDepth-v0": ("symgym.envs.closed_loop:PickPlaceEnv", 80, {"obs_mode": "depth_cloud"}),
+    "HepPushToTargetDepth-v0": ("symgym.envs.closed_loop:PushToTargetEnv", 80, {"obs_mode": "depth_cloud"}),
+    "HepPushAround-v0": ("symgym.envs.closed_loop_around:PushAroundEnv", 80, {}),
+    "HepPushAroundDepth-v0": ("symgym.envs.closed_loop_around:PushAroundEnv", 80, {"obs_mode": "depth_cloud"}),
     "SymPushWind-v0": ("symgym.envs.sym_push_broken:SymPushWindEnv", 100, {}),
     "SymPushObstacle-v0": ("symgym.envs.sym_push_broken:SymPushObstacleEnv", 100, {}),
     "RosArm-v0": ("symgym.envs.ros:RosArmEnv", None, {}),   # no TimeLimit: it truncates at its mirrored env's

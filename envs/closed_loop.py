@@ -15,10 +15,12 @@ Tasks (both multi-stage, both solved by a closed-loop scripted oracle, :func:`or
 Observation (a dict):
     * ``"vector"`` (16 floats): end-effector position (3) and velocity (3), attached flag (1), object position
       (3, bottom centre) and velocity (3), target position (3).
-    * ``"points"`` (96, 4): ``x, y, z, label`` with label 0 = end-effector, 1 = object, 2 = target marker. The
+    * ``"points"`` (96, 4) with ``obs_mode="points"`` (default): ``x, y, z, label`` with label 0 = end-effector, 1 = object, 2 = target marker. The
       points are a fixed set of surface samples per geom (seeded at construction) placed by the simulator's
       geom poses, not a rendered depth image. Because bodies do not yaw, rotating the scene rotates the
       *surfaces* but not the sample pattern on them; ``symmetry.transform_obs`` rotates the sampled points.
+      With ``obs_mode="depth_cloud"``: a rendered, unlabelled (256, 6) cloud instead
+      (:mod:`symgym.envs.closed_loop_perception`).
 
 Symmetry: SE(2) = rotations about the vertical axis through the world origin + planar translations. The
 dynamics are exactly equivariant (infinite floor, isotropic damping, elliptic cones, disc-clipped actions, a
@@ -39,6 +41,7 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
+from symgym.envs.closed_loop_perception import CLOUD_COLUMNS, DepthCloud, transform_cloud_obs
 from symgym.envs.mujoco_base import PlanarMujocoEnv
 from symgym.envs.render2d import TopDownCanvas, composite
 from symgym.equivariance.groups import SE2Element, SE2Group, as_se2
@@ -72,6 +75,21 @@ def transform_vector_obs(g, vec: np.ndarray) -> np.ndarray:
     return v.astype(np.asarray(vec).dtype)
 
 
+def keypose_label(vector: np.ndarray) -> np.ndarray:
+    """The 3-D keypose ``(x, y, z, yaw)`` of a vector observation (privileged: a training label from demos).
+
+    Where the current stage's interaction happens: the object's top before it is held, the top of the object
+    as placed on the target while it is held; yaw is the heading from object to target (the carrying or
+    pushing direction; the cylinder itself has no yaw). Rotating the scene adds the rotation to the yaw.
+    """
+    v = np.asarray(vector, dtype=np.float64)
+    obj, tgt, held = v[..., OBJ_POS], v[..., TARGET_POS], v[..., ATTACHED] > 0.5
+    site = np.where(held, tgt, obj)
+    d = tgt[..., :2] - obj[..., :2]
+    yaw = np.arctan2(d[..., 1], d[..., 0])
+    return np.concatenate([site[..., :2], site[..., 2:3] + OBJ_HEIGHT, yaw[..., None]], -1)
+
+
 def transform_point_obs(g, points: np.ndarray) -> np.ndarray:
     """Rotate and translate the x, y columns of an (N, 4) cloud; z and labels are invariant."""
     g = as_se2(g)
@@ -88,9 +106,10 @@ def transform_action(g, action: np.ndarray) -> np.ndarray:
     return a.astype(np.asarray(action).dtype)
 
 
-def closed_loop_symmetry() -> Symmetry:
+def closed_loop_symmetry(obs_mode: str = "points") -> Symmetry:
+    points = transform_cloud_obs if obs_mode == "depth_cloud" else transform_point_obs
     return Symmetry(group=SE2Group(translation_scale=0.05),
-                    obs={"vector": transform_vector_obs, "points": transform_point_obs},
+                    obs={"vector": transform_vector_obs, "points": points},
                     action=transform_action, exact=True)
 
 
@@ -131,21 +150,27 @@ class ClosedLoopEnv(PlanarMujocoEnv):
     video_camera = {"lookat": (0.0, 0.0, 0.03), "distance": 0.75, "azimuth": 90.0, "elevation": -50.0}
 
     def __init__(self, render_mode: str | None = None, max_step: float = 0.02, workspace: str = "demo",
-                 max_shift: float = 0.1):
+                 max_shift: float = 0.1, obs_mode: str = "points", cloud_kwargs: dict | None = None):
         if workspace not in ("demo", "transformed"):
             raise ValueError(f"workspace must be 'demo' or 'transformed', got {workspace!r}")
+        if obs_mode not in ("points", "depth_cloud"):
+            raise ValueError(f"obs_mode must be 'points' or 'depth_cloud', got {obs_mode!r}")
         if not max_step > 0:
             raise ValueError(f"max_step must be positive, got {max_step}")
         super().__init__(render_mode=render_mode)
         self.max_step, self.workspace, self.max_shift = float(max_step), workspace, float(max_shift)
         self.dt = self.model.opt.timestep * self.frame_skip
         self.action_space = spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)
+        self.obs_mode = obs_mode
+        # depth_cloud: rendered, unlabelled (n, 6) clouds in the "points" slot (demo files keep their format)
+        self._camera = DepthCloud(self.model, **(cloud_kwargs or {})) if obs_mode == "depth_cloud" else None
+        shape = ((self._camera.n_points, CLOUD_COLUMNS) if self._camera is not None
+                 else (N_EE_POINTS + N_OBJ_POINTS + N_TARGET_POINTS, 4))
         self.observation_space = spaces.Dict({
             "vector": spaces.Box(-np.inf, np.inf, shape=(VECTOR_DIM,), dtype=np.float32),
-            "points": spaces.Box(-np.inf, np.inf, shape=(N_EE_POINTS + N_OBJ_POINTS + N_TARGET_POINTS, 4),
-                                 dtype=np.float32),
+            "points": spaces.Box(-np.inf, np.inf, shape=shape, dtype=np.float32),
         })
-        self.symmetry = closed_loop_symmetry()
+        self.symmetry = closed_loop_symmetry(obs_mode)
         m = self.model
         self._qadr = {n: int(m.jnt_qposadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, n)])
                       for n in ("ee_x", "obj_x")}
@@ -254,7 +279,16 @@ class ClosedLoopEnv(PlanarMujocoEnv):
         return np.concatenate([np.concatenate(parts), self._labels[:, None]], 1).astype(np.float32)
 
     def _obs(self) -> dict[str, np.ndarray]:
+        if self._camera is not None:
+            # subsampling draws from the env's generator: a seeded reset reproduces the clouds
+            return {"vector": self.vector_obs(), "points": self._camera(self.data, self.np_random)}
         return {"vector": self.vector_obs(), "points": self.point_cloud()}
+
+    def close(self) -> None:
+        if self._camera is not None:
+            self._camera.close()
+            self._camera = None
+        super().close()
 
     def render(self):
         if self.render_mode != "rgb_array":
@@ -299,7 +333,9 @@ class PickPlaceEnv(ClosedLoopEnv):
 
     ``Dict`` with a 16-float ``"vector"`` and a (96, 4) ``"points"`` cloud (24 end-effector, 48 object, 24
     target surface samples placed by the simulator's geom poses; columns x, y, z in m and a label 0 = end
-    effector, 1 = object, 2 = target).
+    effector, 1 = object, 2 = target). With ``obs_mode="depth_cloud"`` (``*Depth-v0`` ids) ``"points"`` is instead
+    a rendered, unlabelled (256, 6) cloud: depth from three cameras, unprojected, cropped to the workspace above the
+    floor, open3d voxels and normals (columns x, y, z, nx, ny, nz).
 
     | index of ``"vector"`` | meaning | unit |
     |---|---|---|
@@ -332,6 +368,8 @@ class PickPlaceEnv(ClosedLoopEnv):
     | ``max_step`` | 0.02 | end-effector displacement (m) an action of 1 commands per step |
     | ``workspace`` | ``"demo"`` | ``"demo"`` or ``"transformed"`` (layouts the demonstrations never show) |
     | ``max_shift`` | 0.1 | largest planar shift (m) of a ``"transformed"`` layout |
+    | ``obs_mode`` | ``"points"`` | ``"points"`` (labelled samples) or ``"depth_cloud"`` (rendered cloud) |
+    | ``cloud_kwargs`` | ``None`` | options of ``symgym.envs.closed_loop_perception.DepthCloud`` |
 
     ## Symmetry
 
@@ -343,7 +381,7 @@ class PickPlaceEnv(ClosedLoopEnv):
 
     ## Version History
 
-    * v0: initial release.
+    * v0: initial release; ``obs_mode="depth_cloud"`` added later (the default observation is unchanged).
     """
 
     suction = True
@@ -390,7 +428,9 @@ class PushToTargetEnv(ClosedLoopEnv):
 
     ``Dict`` with a 16-float ``"vector"`` and a (96, 4) ``"points"`` cloud (24 end-effector, 48 object, 24
     target surface samples placed by the simulator's geom poses; columns x, y, z in m and a label 0 = end
-    effector, 1 = object, 2 = target).
+    effector, 1 = object, 2 = target). With ``obs_mode="depth_cloud"`` (``*Depth-v0`` ids) ``"points"`` is instead
+    a rendered, unlabelled (256, 6) cloud: depth from three cameras, unprojected, cropped to the workspace above the
+    floor, open3d voxels and normals (columns x, y, z, nx, ny, nz).
 
     | index of ``"vector"`` | meaning | unit |
     |---|---|---|
@@ -423,6 +463,8 @@ class PushToTargetEnv(ClosedLoopEnv):
     | ``max_step`` | 0.02 | end-effector displacement (m) an action of 1 commands per step |
     | ``workspace`` | ``"demo"`` | ``"demo"`` or ``"transformed"`` (layouts the demonstrations never show) |
     | ``max_shift`` | 0.1 | largest planar shift (m) of a ``"transformed"`` layout |
+    | ``obs_mode`` | ``"points"`` | ``"points"`` (labelled samples) or ``"depth_cloud"`` (rendered cloud) |
+    | ``cloud_kwargs`` | ``None`` | options of ``symgym.envs.closed_loop_perception.DepthCloud`` |
 
     ## Symmetry
 
@@ -434,7 +476,7 @@ class PushToTargetEnv(ClosedLoopEnv):
 
     ## Version History
 
-    * v0: initial release.
+    * v0: initial release; ``obs_mode="depth_cloud"`` added later (the default observation is unchanged).
     """
 
     suction = False

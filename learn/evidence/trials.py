@@ -34,7 +34,8 @@ REQUIRED = object()
 #: parameters whose values are dicts; a grid axis ``agent_kwargs.KEY`` sets one entry
 DICT_PARAMS = ("env_kwargs", "agent_kwargs", "eval_variants")
 #: imitation agents learn from oracle demonstrations (``demos: N`` collects N of them first)
-IMITATION_AGENTS = ("transporter", "equi-transporter", "keyframe-transporter", "hep", "flat-bc")
+IMITATION_AGENTS = ("transporter", "equi-transporter", "keyframe-transporter", "hep", "flat-bc",
+                    "hep3d", "flat-diffusion")
 
 
 def _curve(steps: np.ndarray, values: np.ndarray, grid: np.ndarray, window: int) -> np.ndarray:
