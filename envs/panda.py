@@ -124,8 +124,9 @@ class PandaPushEnv(PlanarMujocoEnv):
     yaw_hinges = ("puck_yaw",)
     mocap_bodies = ("goal",)
     has_puck = True
-    #: 3-D view for ``symgym.learn.run.video`` (the arm from the side, the table in front of it)
-    video_camera = {"lookat": (-0.15, 0.0, 0.15), "distance": 1.7, "azimuth": 140.0, "elevation": -35.0}
+    #: 3-D view for ``symgym.learn.run.video`` and the gallery: from beyond the table's far rim, looking back at
+    #: the arm, so the arm, the puck and the goal are all in view (from the base's side the hand hides them)
+    video_camera = {"lookat": (-0.12, 0.0, 0.2), "distance": 1.75, "azimuth": 160.0, "elevation": -38.0}
 
     def __init__(self, render_mode: str | None = None, max_speed: float = 0.4, success_radius: float = 0.05,
                  workspace_radius: float = 0.25, base_x: float = -0.55):

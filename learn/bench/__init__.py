@@ -30,6 +30,7 @@ BENCHES = Registry("benchmark", {
     "ros-latency": "symgym.learn.bench.ros_latency",
     "sweep-overhead": "symgym.learn.bench.sweep_overhead",
     "panda-transfer": "symgym.learn.bench.panda_transfer",
+    "panda-ik": "symgym.learn.bench.panda_ik",
 })
 
 
