@@ -208,7 +208,7 @@ _RESUME_CONFLICTS = ("agent", "env", "steps", "out", "demos", "hyperparams")
 
 
 def _validate_train(args: Any) -> None:
-    from symgym.learn.run.runs import RunDirError, _lock_holder, already_holds, not_resumable, run_state
+    from symgym.learn.run.runs import RunDirError, lock_holder, already_holds, not_resumable, run_state
 
     if args.resume is not None:
         from symgym.learn.run.runs import checkpoint_steps, read_config
@@ -221,7 +221,7 @@ def _validate_train(args: Any) -> None:
         state = run_state(run)
         if state != "incomplete":
             raise not_resumable(run, state)
-        holder = _lock_holder(run)
+        holder = lock_holder(run)
         if holder:
             raise RunDirError(f"cannot resume {run}: it is being trained now (pid {holder})")
         config = read_config(run)
@@ -235,7 +235,7 @@ def _validate_train(args: Any) -> None:
     config, options = train_request(args)
     check_train_config(config, SimpleNamespace(**options))
     out = Path(config.out)
-    holder = _lock_holder(out) if out.is_dir() else None
+    holder = lock_holder(out) if out.is_dir() else None
     if holder:
         raise RunDirError(f"run directory {out} is in use by another symgym process (pid {holder})")
     state = run_state(out)

@@ -92,7 +92,7 @@ def load_run(run_dir: str | Path) -> tuple[Agent, TrainConfig]:
     return agent, config
 
 
-def _lock_holder(run_dir: Path) -> str | None:
+def lock_holder(run_dir: Path) -> str | None:
     """The pid holding ``run_dir``'s lock (a run being written now), else None; takes no lock itself."""
     path = run_dir / LOCK_FILE
     if not path.is_file():
@@ -127,7 +127,7 @@ def check_run_dir(run_dir: str | Path) -> TrainConfig:
     if run_dir.exists() and not run_dir.is_dir():
         raise NotADirectoryError(f"{run_dir} is a file, not a run directory")
     if state == "incomplete":
-        holder = _lock_holder(run_dir)
+        holder = lock_holder(run_dir)
         if holder:
             raise RunDirError(f"run {run_dir} is incomplete: it is being trained now (pid {holder})")
         raise RunDirError(f"run {run_dir} is incomplete: its training was interrupted; "
