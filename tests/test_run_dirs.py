@@ -194,3 +194,17 @@ def test_resume_is_deterministic_and_keeps_the_replay_buffer(tmp_path, monkeypat
     weights = [load_run(c)[0].model.policy.state_dict() for c in copies]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     assert json.loads((copies[0] / "train.json").read_text())["env_steps"] == 400
+
+
+def test_force_never_moves_a_directory_that_is_not_a_run(tmp_path, capsys):
+    out = tmp_path / "notes"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    assert planner_run(out, "--force") == 2
+    assert "holds files that are not a symgym run; choose another --out" in one_line_error(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes"] and (out / "thesis.tex").read_text() == "precious"
+    with pytest.raises(RunDirError, match="not a symgym run"):
+        with locked_run_dir(out, if_exists="move"):
+            pass
+    assert [p.name for p in out.iterdir()] == ["thesis.tex"]  # not even a lock file left there
+

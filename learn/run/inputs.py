@@ -239,7 +239,7 @@ def _validate_train(args: Any) -> None:
     if holder:
         raise RunDirError(f"run directory {out} is in use by another symgym process (pid {holder})")
     state = run_state(out)
-    if state not in ("absent", "empty") and not args.force:
+    if state not in ("absent", "empty") and (not args.force or state == "other"):
         raise already_holds(out, state)
 
 

@@ -217,6 +217,8 @@ def not_resumable(run_dir: Path, state: str) -> RunDirError:
 
 
 def already_holds(run_dir: Path, state: str) -> RunDirError:
+    if state == "other":  # --force moves symgym runs aside, never someone's other directory
+        return RunDirError(f"{run_dir} holds {STATE_WORDS[state]}; choose another --out")
     hint = " or continue it with --resume" if state == "incomplete" else ""
     return RunDirError(f"{run_dir} already holds {STATE_WORDS[state]}; pass --force to move it aside "
                        f"(to {run_dir.name}.old-<timestamp>){hint}")
@@ -286,6 +288,8 @@ def locked_run_dir(run_dir: str | Path, if_exists: str = "refuse", resume: bool 
         raise RunDirError(f"run directory {run_dir} is a file, not a directory")
     if resume and not run_dir.is_dir():
         raise not_resumable(run_dir, "absent")
+    if run_state(run_dir) == "other":  # refused before a lock file is left in someone's directory
+        raise already_holds(run_dir, "other")
     handle = None
     try:
         if run_dir.is_dir():
@@ -295,7 +299,7 @@ def locked_run_dir(run_dir: str | Path, if_exists: str = "refuse", resume: bool 
                 if state != "incomplete":
                     raise not_resumable(run_dir, state)
             elif state != "empty":
-                if if_exists != "move":
+                if if_exists != "move" or state == "other":
                     raise already_holds(run_dir, state)
                 aside = moved_aside_name(run_dir)
                 os.rename(run_dir, aside)  # the old lock moves with it; nobody else can enter it meanwhile
