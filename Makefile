@@ -5,7 +5,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	$(VENV)/symgym demo
+	$(VENV)/symgym demo --force  # a second `make demo` moves the previous runs/demo aside (never deletes it)
 
 test: setup
 	$(VENV)/python -m pytest
