@@ -183,3 +183,33 @@ def test_tuning_choice_picks_the_best_auc_and_flags_unfinished_cells(tmp_path):
     assert out["sac"]["complete"] and out["sac"]["chosen"]["learning_rate"] == 0.001
     assert not out["equi-sac"]["complete"] and out["equi-sac"]["chosen"]["learning_rate"] == 0.0003
     assert "chosen" not in out["approx-sac"]
+
+
+def test_apply_tuning_writes_each_agents_chosen_rate_into_the_specs(tmp_path):
+    import json
+    import shutil
+
+    from symgym.learn.bench.sac import apply_tuning
+    from symgym.learn.evidence.sweep import SPEC_DIR, expand, load_spec
+
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    for name in ("approx-sac", "approx-sac-graded"):
+        shutil.copy(SPEC_DIR / f"{name}.yaml", specs)
+    done = tmp_path / "trials" / "approx-sac-tune"
+    done.mkdir(parents=True)
+    trials = expand(load_spec("approx-sac-tune"), tmp_path)
+    for t in trials[:-1]:
+        lr = t.params["agent_kwargs"]["learning_rate"]
+        auc = 0.7 if (t.params["agent"] == "equi-sac") == (lr == 0.001) else 0.2  # equi-sac prefers 1e-3
+        (done / f"{t.key}.json").write_text(json.dumps({"metrics": {"success_auc": auc, "success_rate": 0.5}}))
+    with pytest.raises(ValueError, match="unfinished"):
+        apply_tuning(tmp_path, spec_dir=specs)
+    t = trials[-1]
+    (done / f"{t.key}.json").write_text(json.dumps({"metrics": {"success_auc": 0.1, "success_rate": 0.5}}))
+    chosen = apply_tuning(tmp_path, spec_dir=specs)
+    assert chosen["equi-sac"] == 0.001 and chosen["sac"] == 0.0003 and chosen["approx-sac-frozen"] == 0.0003
+    for name in ("approx-sac", "approx-sac-graded"):
+        spec = load_spec(str(specs / f"{name}.yaml"))
+        rates = {m["agent"]: m["agent_kwargs"]["learning_rate"] for m in spec.raw["grid"]["method"]}
+        assert rates == chosen

@@ -189,6 +189,36 @@ def tuning_choice(out_dir: str | Path = "results", sweep: str = "approx-sac-tune
     return out
 
 
+def apply_tuning(out_dir: str | Path = "results", specs: tuple[str, ...] = (SPEC, "approx-sac-graded"),
+                 spec_dir: Path | None = None) -> dict[str, float]:
+    """Write the tuning grid's chosen learning rate of every agent into the method bundles of ``specs`` (comments and
+    layout kept). Refuses while any agent's tuning cells are unfinished. Returns ``{agent: learning_rate}``."""
+    import re
+
+    from symgym.learn.evidence.sweep import SPEC_DIR, load_spec
+    from symgym.learn.io import write_text
+
+    choice = tuning_choice(out_dir)
+    missing = sorted(a for a, e in choice.items() if not e["complete"])
+    if missing:
+        raise ValueError(f"tuning grid unfinished for {missing[0]!r} (and {len(missing) - 1} more): "
+                         f"run `symgym sweep approx-sac-tune` first")
+    chosen = {a: float(e["chosen"]["learning_rate"]) for a, e in choice.items()}
+    for name in specs:
+        path = Path(spec_dir or SPEC_DIR) / f"{name}.yaml"
+        text = path.read_text()
+        for agent, lr in chosen.items():
+            # the bundle "{name: AGENT, agent: AGENT, ...learning_rate: X...}" (possibly over two lines)
+            pattern = re.compile(r"(\{name: " + re.escape(agent) + r", agent: " + re.escape(agent)
+                                 + r",[^}]*?learning_rate: )([0-9.eE+-]+)", re.DOTALL)
+            text, n = pattern.subn(lambda m: m.group(1) + repr(lr), text)
+            if n != 1:
+                raise ValueError(f"spec {path}: found {n} bundles for agent {agent!r}, expected one")
+        write_text(path, text)
+        load_spec(str(path))  # still a valid spec
+    return chosen
+
+
 def filtered_spec(spec_name: str, envs: list[str]) -> dict[str, Any]:
     """The spec with its ``env`` axis cut to ``envs`` and the claims about other envs dropped. Same name, same trial
     keys (a key hashes a trial's labels and params, not the grid), so sweeping it runs a subset of the full sweep
@@ -215,6 +245,34 @@ def _raw_yaml(spec_name: str) -> dict[str, Any]:
     return yaml.safe_load(resolve_spec_path(spec_name).read_text())
 
 
+#: sweep stages of :func:`campaign`, in order: exact and wind first, then the obstacle (PandaPush-v0 held back)
+STAGES = (("SymPush-v0", "SymPushWind-v0"), ("SymPush-v0", "SymPushWind-v0", "SymPushObstacle-v0"))
+
+
+def campaign(out_dir: str | Path = "results") -> None:
+    """The whole study without PandaPush-v0, resumable (re-running skips finished trials): the tuning grid, the
+    tuned learning rates written into the specs (:func:`apply_tuning`), then :data:`STAGES` of the approx-sac
+    sweep and the graded-wind sweep. Each sweep is its own ``symgym sweep`` process (one Ray session each).
+    PandaPush-v0 later: ``symgym sweep approx-sac`` runs exactly the trials still missing."""
+    import subprocess
+
+    import yaml
+
+    out = Path(out_dir)
+
+    def sweep(spec: str) -> None:
+        subprocess.run([sys.executable, "-m", "symgym.learn.cli", "sweep", spec, "--out", str(out)], check=True)
+
+    sweep("approx-sac-tune")
+    print("tuned learning rates:", apply_tuning(out), flush=True)
+    for i, envs in enumerate(STAGES, 1):
+        path = out / "cache" / f"{SPEC}-stage{i}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(filtered_spec(SPEC, list(envs)), sort_keys=False))
+        sweep(str(path))
+    sweep("approx-sac-graded")
+
+
 def throughput_main(out_dir: Path = Path("results"), quick: bool = False) -> dict[str, Any]:
     """``results/sac-throughput.json`` + PNG (quick: 2 short rounds, for tests)."""
     from symgym.learn.io import run_and_record
@@ -238,11 +296,15 @@ if __name__ == "__main__":
         import json
 
         print(json.dumps(tuning_choice(), indent=1))
+    elif len(sys.argv) >= 2 and sys.argv[1] == "campaign":
+        campaign(sys.argv[2] if len(sys.argv) > 2 else "results")
+    elif len(sys.argv) >= 2 and sys.argv[1] == "apply-tuning":
+        print(apply_tuning())
     elif len(sys.argv) >= 5 and sys.argv[1] == "filter-spec" and sys.argv[3] == "--envs":
         import yaml
 
         sys.stdout.write(yaml.safe_dump(filtered_spec(sys.argv[2], sys.argv[4:]), sort_keys=False))
     else:
         sys.exit("usage: python -m symgym.learn.bench.sac throughput [--quick] [OUT_DIR]\n"
-                 "       python -m symgym.learn.bench.sac tuning\n"
+                 "       python -m symgym.learn.bench.sac tuning | apply-tuning | campaign [OUT_DIR]\n"
                  "       python -m symgym.learn.bench.sac filter-spec SPEC --envs ENV [ENV ...]")
