@@ -12,7 +12,12 @@ when that transform is a signed permutation of the axes. So the agents use a fin
 O(2) whose standard representation is a signed permutation: **D4 by default** (C4, D2, C2, D1, C1 also
 work). ``equi-sac`` uses exactly equivariant escnn layers (:mod:`equivariance.layers`); ``approx-sac``
 uses relaxed layers (:mod:`equivariance.relaxed`) that start equivariant and may learn a symmetry break,
-with a penalty pulling them back towards equivariance.
+with a penalty pulling them back towards equivariance; ``approx-sac-frozen`` is the same parametrisation with the
+relaxation coefficients frozen at their equivariant initialisation (exactly equivariant: the mechanism control), and
+approx-sac's ``extra_metrics()`` report how far the learned weights drifted from equivariance.
+
+Cost: both layer kinds expand their weights (escnn filters, relaxed mixtures) at most once per parameter update
+(:class:`equivariance.escnn_nets.ExpansionCache`), so acting between updates runs the current dense weights.
 
 Image observations (``obs="image"``) go through a steerable CNN (``equi-sac`` only) whose pooled regular
 fields feed the same heads.
