@@ -272,3 +272,39 @@ def test_quick_simulator_beats_the_area_baseline_and_the_per_shape_constant_orac
     model = result["direct"]["rmse_db_canonical"]
     assert model < result["area"]["rmse_db_canonical"] - 1.5, result
     assert model < result["shape_constant_oracle"]["rmse_db_canonical"] - 1.5, result
+
+
+def test_resolution_split_separates_retriangulation_from_resolution_change():
+    from symgym.learn.tasks.mesh.task import evaluate, resolution_split
+
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=(6, 16))
+    # predictions exact on every same-resolution mesh and 1 dB off on the coarse and fine ones
+    pred = {v: truth + (1.0 if v in ("coarse", "fine") else 0.0) for v in VARIANTS}
+    metrics = evaluate(pred, truth)
+    split = resolution_split(metrics)
+    assert split["same_resolution_gap_db"] == pytest.approx(0.0, abs=1e-12)
+    assert split["resolution_gap_db"] == pytest.approx(1.0)
+    assert metrics["sensitivity_db_same_resolution"] == pytest.approx(0.0, abs=1e-12)
+    assert metrics["sensitivity_db_resolution"] > 0.4
+
+
+def test_mesh_ledger_reports_the_split_and_holm_adjusts_the_family():
+    from symgym.learn.tasks.mesh.task import evidence
+
+    rng = np.random.default_rng(1)
+    per_seed = []
+    for _ in range(5):
+        run = {}
+        for m in ("graph", "graph+pretrain"):
+            base = 3.0 + rng.normal(0, 0.05)
+            run[m] = {"rmse_db_by_variant": {"canonical": base, "flipped": base + 0.3, "remeshed": base + 0.3,
+                                             "coarse": base + 3.0, "fine": base + 2.5},
+                      "rmse_db_other_triangulations": base + 1.5, "sensitivity_db": 2.0 + rng.normal(0, 0.1)}
+        for b in ("area", "shape_constant_oracle"):
+            run[b] = {"rmse_db_other_triangulations": 8.0 + rng.normal(0, 0.1)}
+        per_seed.append(run)
+    ev = evidence(per_seed, list(range(5)), ("graph", "graph+pretrain"))
+    split = [e for e in ev if "same-resolution re-triangulation" in e["claim"] and e["method"] == "same resolution"]
+    assert len(split) == 2 and all(e["holds"] is True for e in split)
+    assert all(e["adjustment"] == f"Holm over {len(ev)} claims" for e in ev)
