@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from e3nn import o3
@@ -289,3 +290,42 @@ def test_relaxed_recovers_field_directions():
     res = task.fields_problem(cfg, steps=300, seed=0)
     assert res["relaxed"]["test_rel_mse"] < 0.2 < res["strict"]["test_rel_mse"]
     assert res["E_from_1o"]["angle_deg"] < 15.0 and res["B_from_1e"]["angle_deg"] < 15.0
+
+
+def test_grown_cube_target_is_isotropic_and_the_stretch_adds_only_the_axis_part():
+    from dataclasses import replace
+
+    cfg = replace(task.RelaxedE3TaskConfig(), stretch=1.0, grow=1.2)
+    gen = torch.Generator().manual_seed(0)
+    orientation = o3.rand_matrix()
+    x, pos, batch, disp = task.deformation_data("prism", 3, orientation, cfg, gen)
+    centre = torch.stack([pos[batch == b].mean(0) for b in range(3)])[batch]
+    # at stretch 1 every vertex moves along its own radius by 20%: O_h-invariant, no axis to find
+    assert torch.allclose(disp, 0.2 * (pos - centre), atol=1e-10)
+    stretched = task.deformation_data("prism", 3, orientation, replace(cfg, stretch=1.5), gen)
+    centre = torch.stack([stretched[1][batch == b].mean(0) for b in range(3)])[batch]
+    extra = stretched[3] - 0.2 * (stretched[1] - centre)
+    axis = orientation[:, 2]
+    # the rest is along the stretch axis, 1.2 * 0.5 of each vertex's axial coordinate
+    assert torch.allclose(extra, 0.6 * ((stretched[1] - centre) @ axis)[:, None] * axis, atol=1e-10)
+
+
+def _fake_point(stretch, seed, l2):
+    return {"stretch": stretch, "seed": seed, "l2_norm": l2, "l1_norm": 1e-5, "l2_axis_angle_deg": 1.0,
+            "relaxed": {"test_rel_mse": 1e-3}, **({"strict": {"test_rel_mse": 0.3 + 0.01 * seed}} if stretch == 1.5 else {})}
+
+
+def test_sweep_ledger_reads_a_tracking_norm_as_holding_and_a_flat_one_as_not():
+    from symgym.learn.tasks.relaxed_e3 import sweep
+
+    rng = np.random.default_rng(0)
+    tracking = [_fake_point(s, k, 0.2 * (s - 1) + 0.005 * rng.random()) for k in range(5) for s in sweep.STRETCHES]
+    ev = sweep.evidence(tracking)
+    assert len(ev) == len(sweep.STRETCHES)  # 4 adjacent steps + relaxed vs strict
+    assert all(e["holds"] is True for e in ev), [e["reason"] for e in ev]
+    assert all(e["adjustment"].startswith("Holm") for e in ev)
+    summary = sweep.summarize(tracking)
+    assert min(summary["spearman_per_seed"]) == pytest.approx(1.0)
+    assert summary["cube_l2_over_max_stretch_l2"] < 0.05
+    flat = [_fake_point(s, k, 0.1 + 0.01 * rng.standard_normal()) for k in range(5) for s in sweep.STRETCHES]
+    assert all(e["holds"] != True for e in sweep.evidence(flat)[:-1])  # noqa: E712

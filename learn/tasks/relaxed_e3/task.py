@@ -60,6 +60,7 @@ class RelaxedE3TaskConfig:
     train_graphs: int = 16
     test_graphs: int = 16
     stretch: float = 1.5  # prism: length factor along the stretch axis
+    grow: float = 1.0  # prism: uniform scale applied too (>1 keeps the target non-zero at stretch 1, the cube)
     top_shrink: float = 0.5  # frustum: top face side factor
     particles_per_graph: int = 8
     field_graphs: int = 64
@@ -91,8 +92,9 @@ def deformation_data(kind: str, n: int, orientation: torch.Tensor, cfg: RelaxedE
     """
     pos, local, batch = random_cubes(n, orientation, gen)
     if kind == "prism":
-        disp_local = torch.zeros_like(local)
-        disp_local[:, 2] = (cfg.stretch - 1.0) * local[:, 2]
+        # to the cuboid with sides (g, g, g * stretch): an O_h-invariant part (g - 1) plus the l = 2 stretch
+        disp_local = (cfg.grow - 1.0) * local
+        disp_local[:, 2] += cfg.grow * (cfg.stretch - 1.0) * local[:, 2]
     elif kind == "frustum":
         top = (local[:, 2] > 0).to(local.dtype)
         disp_local = torch.zeros_like(local)
@@ -393,7 +395,8 @@ def plot_weights(model: RelaxedE3Net, true_axes: dict[str, torch.Tensor], title:
 
 
 def run(quick: bool = False, seed: int = 0, out_dir: Path = Path("results")) -> dict:
-    """Train strict and relaxed models on the three problems; write ``relaxed-e3*.png``."""
+    """Train strict and relaxed models on the three problems (one seed), then the multi-seed stretch sweep
+    (:mod:`learn.tasks.relaxed_e3.sweep`); write ``relaxed-e3*.png``."""
     torch.set_num_threads(1)
     cfg = RelaxedE3TaskConfig()
     steps = cfg.quick_steps if quick else cfg.steps
@@ -420,6 +423,9 @@ def run(quick: bool = False, seed: int = 0, out_dir: Path = Path("results")) -> 
         "fields_B_angle_deg": results["fields"]["B_from_1e"]["angle_deg"],
     }
     out_dir = Path(out_dir)
+    from symgym.learn.tasks.relaxed_e3.sweep import attach
+
+    attach(results, out_dir, quick)  # >= 5 seeds and the ledger live in the stretch sweep (cached, resumable)
     plot_curves({k: v[0] for k, v in private.items()}, out_dir / "relaxed-e3.png")
     for name, (fits, axes) in private.items():
         plot_weights(fits["relaxed"]["model"], axes, name, out_dir / f"relaxed-e3-{name}.png")
