@@ -59,18 +59,61 @@ def test_stacking_gives_partial_credit_per_block(made):
     assert r == pytest.approx(1 / 3) and not term and info["credit"] == pytest.approx(1 / 3)
 
 
-def test_a_missed_pick_changes_nothing(made):
+def _clear_point(scene, rng, clearance=0.03):
+    """A table point whose rays within ``clearance`` (beyond the tip's radius) hit no object."""
+    for xy in rng.uniform(-0.2, 0.2, size=(200, 2)):
+        ring = [xy + clearance * np.array([math.cos(a), math.sin(a)]) for a in np.linspace(0, 2 * math.pi, 9)]
+        if all(scene.ray_down(*q)[0] is None for q in [xy, *ring]):
+            return xy
+    raise AssertionError("no clear table point")
+
+
+def test_a_missed_pick_fails_the_episode_and_moves_nothing(made):
     env = made["TabletopBlockInsertion-v0"]
     env.reset(seed=0)
     before = env.unwrapped.get_state()["objects"]
-    # pick on bare table: find a pixel whose ray hits no object
-    for xy in np.random.default_rng(0).uniform(-0.2, 0.2, size=(50, 2)):
-        if env.unwrapped.scene.ray_down(*xy)[0] is None:
-            break
-    _, r, _, _, info = env.step(np.array([xy[0], xy[1], 0, 0, 0, 0.1, 0], np.float32))
+    xy = _clear_point(env.unwrapped.scene, np.random.default_rng(0))
+    _, r, term, _, info = env.step(np.array([xy[0], xy[1], 0, 0, 0, 0.1, 0], np.float32))
     after = env.unwrapped.get_state()["objects"]
-    assert info["picked"] is None and r == 0.0
+    assert info["picked"] is None and info["failure"] == "grasp" and term and not info["is_success"] and r == 0.0
     assert all(np.allclose(before[k][:3], after[k][:3], atol=1e-3) for k in before)
+    assert env.unwrapped.scene.arm.constraint is None
+
+
+def test_suction_holds_only_movable_bodies_it_touches(made):
+    """A pick on the static pad touches it but attaches nothing: the grasp fails."""
+    env = made["TabletopStacking-v0"]
+    env.reset(seed=2)
+    pad, _, _ = env.unwrapped.scene.pose("pad")
+    _, _, term, _, info = env.step(np.array([pad[0], pad[1], 0, 0, 0, 0.1, 0], np.float32))
+    assert info["failure"] == "grasp" and term and info["picked"] is None
+
+
+def test_the_arm_carries_the_object_by_physics(made):
+    """Released 10 cm up, the block falls to the table: the place is the arm's release, not a teleport."""
+    env = made["TabletopStacking-v0"]
+    env.reset(seed=4)
+    scene = env.unwrapped.scene
+    pos, yaw, _ = scene.pose("red")
+    target = _clear_point(scene, np.random.default_rng(1), clearance=0.05)
+    _, _, _, _, info = env.step(np.array([pos[0], pos[1], yaw, target[0], target[1], 0.14, yaw + 0.5], np.float32))
+    after, after_yaw, _ = scene.pose("red")
+    assert info["picked"] == "red" and info["failure"] is None
+    assert np.linalg.norm(after[:2] - target) < 0.02 and after[2] == pytest.approx(0.02, abs=3e-3)
+    assert scene.arm.constraint is None and scene.arm.steps > 200
+
+
+def test_an_arm_link_hitting_something_fails_the_episode(made):
+    env = made["TabletopStacking-v0"]
+    env.reset(seed=4)
+    scene = env.unwrapped.scene
+    pos, yaw, _ = scene.pose("red")
+    # four 20 cm pillars 7 cm around the cube: the tip fits between them, the 20 cm wide hand does not
+    for k, (dx, dy) in enumerate(((0.07, 0), (-0.07, 0), (0, 0.07), (0, -0.07))):
+        scene._multibody(f"pillar{k}", [((0.01, 0.01, 0.1), (0, 0, 0))], "grey", 0.0,
+                         (pos[0] + dx, pos[1] + dy, 0.1), 0.0, "pad", (0.01, 0.01, 0.1), 4)
+    _, _, term, _, info = env.step(np.array([pos[0], pos[1], yaw, 0, 0, 0.1, yaw], np.float32))
+    assert info["failure"] == "collision" and term and not info["is_success"]
 
 
 def test_heightmap_is_fused_from_cameras_and_sees_the_objects(made):

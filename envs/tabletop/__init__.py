@@ -1,4 +1,5 @@
-"""PyBullet tabletop pick-and-place tasks (DIRECT mode) with scripted oracles and a declared SE(2) symmetry.
+"""PyBullet tabletop pick-and-place tasks (DIRECT mode): a Franka Panda with a suction tip executes each
+pick-and-place primitive by physics; scripted oracles; a declared SE(2) symmetry.
 
     import symgym.envs, gymnasium
     env = gymnasium.make("TabletopStacking-v0")

@@ -3,7 +3,8 @@
 Observation: ``{"color": (S, S, 3) uint8, "height": (S, S, 1) float32}``, a top-down orthographic view
 fused from simulated RGB-D cameras (see ``camera.py``); ``env.unwrapped.point_cloud()`` gives the fused cloud.
 Action (7 floats): ``[pick_x, pick_y, pick_yaw, place_x, place_y, place_z, place_yaw]`` -- the suction
-gripper's pose at pick (on the object's top) and at release (``place_z`` is the suction point's height).
+gripper's pose at pick (on the object's top) and at release (``place_z`` is the suction point's height),
+executed by a Franka Panda with a suction tip (``arm.py``) or, with ``arm=False``, by a teleporting gripper.
 
 Symmetry: SE(2) acting on the workspace (centred on the world origin): rotating and translating the scene
 rotates/translates the observation images and the pick and place poses (x, y rotate and shift, yaws add
@@ -75,7 +76,8 @@ class TabletopEnv(gym.Env):
     #: how many pick-and-place steps the oracle needs at most (tasks override)
     oracle_steps = 1
 
-    def __init__(self, render_mode: str | None = None, image_size: int = 64, cameras=DEFAULT_CAMERAS):
+    def __init__(self, render_mode: str | None = None, image_size: int = 64, cameras=DEFAULT_CAMERAS,
+                 arm: bool = True):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         if image_size < 16:
@@ -93,7 +95,7 @@ class TabletopEnv(gym.Env):
             low=np.array([-h, -h, -math.pi, -h, -h, 0.0, -math.pi], np.float32),
             high=np.array([h, h, math.pi, h, h, MAX_PLACE_Z, math.pi], np.float32), dtype=np.float32)
         self.symmetry = tabletop_symmetry(self.grid)
-        self.scene = TabletopScene()
+        self.scene = TabletopScene(arm=arm)
         self._credit_now = 0.0
         self._last_cloud: np.ndarray | None = None
 
@@ -146,13 +148,16 @@ class TabletopEnv(gym.Env):
         lo, hi = self.action_space.low.astype(np.float64), self.action_space.high.astype(np.float64)
         a[[2, 6]] = wrap_angle(a[[2, 6]])
         a = np.clip(a, lo, hi)
-        moved = self.scene.pick_and_place(a[0:2], a[2], a[3:6], a[6])
+        moved, failure = self.scene.execute(a[0:2], a[2], a[3:6], a[6])
+        if failure is None and self.scene.arm is not None and moved is None:
+            failure = "grasp"
         credit = self._credit()
         reward = credit - self._credit_now
         self._credit_now = credit
         success = credit >= 1.0 - 1e-9
-        info = {"is_success": bool(success), "credit": float(credit), "picked": moved}
-        return self._obs(), float(reward), bool(success), False, info
+        info = {"is_success": bool(success), "credit": float(credit), "picked": moved, "failure": failure}
+        # with the arm, a failed grasp, a collision or an unreachable target ends the episode (as a failure)
+        return self._obs(), float(reward), bool(success or failure is not None), False, info
 
     def render(self):
         if self.render_mode != "rgb_array":

@@ -1,11 +1,12 @@
 """PyBullet tabletop scene: primitive-shape objects on a table and a suction pick-and-place primitive.
 
 The world frame has the table top at z = 0 and the square workspace centred on the origin, so an
-``SE2Element`` acts on world x, y directly. There is no arm: the suction gripper is a *teleporting*
-primitive (stated, as in Transporter Networks' simulated suction): a pick casts a ray straight down at the
-pick (x, y); if it hits a movable object, that object is attached with the rigid transform between the
-gripper frame (hit point, yaw ``pick_yaw``) and the object. A place moves the gripper frame to
-(x, y, z, ``place_yaw``), puts the object at ``gripper * grasp``, releases it and lets physics settle it.
+``SE2Element`` acts on world x, y directly. ``execute`` runs one pick-and-place primitive, by default with the
+Franka Panda and its suction tip (``arm.py``: contact, a suction constraint, objects carried by physics). With
+``arm=False`` the gripper is the older *teleporting* primitive, kept as a fast stand-in for tests: a pick casts
+a ray straight down at the pick (x, y); if it hits a movable object, that object is attached with the rigid
+transform between the gripper frame (hit point, yaw ``pick_yaw``) and the object. A place moves the gripper
+frame to (x, y, z, ``place_yaw``), puts the object at ``gripper * grasp``, releases it and lets physics settle it.
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ import numpy as np
 import pybullet as p
 import pybullet_data
 from pybullet_utils.bullet_client import BulletClient
+
+from symgym.envs.tabletop.arm import SuctionPanda
 
 #: workspace half-width (m); the workspace is [-W, W]^2 on the table top
 WORKSPACE_HALF = 0.25
@@ -81,11 +84,13 @@ class ObjectInfo:
 class TabletopScene:
     """One PyBullet DIRECT client holding a table and the task's objects."""
 
-    def __init__(self) -> None:
+    def __init__(self, arm: bool = True) -> None:
         with _quiet_stdout():   # the C library prints 'argv[0]=' on every DIRECT connect
             self.p = BulletClient(connection_mode=p.DIRECT)
         self.p.setAdditionalSearchPath(pybullet_data.getDataPath())
         self.objects: dict[str, ObjectInfo] = {}
+        self.use_arm = bool(arm)
+        self.arm: SuctionPanda | None = None
         self.reset()
 
     # -- building ---------------------------------------------------------------------
@@ -98,6 +103,8 @@ class TabletopScene:
         self.p.changeVisualShape(self.table, -1, textureUniqueId=-1, rgbaColor=COLORS["table"])
         self.p.changeDynamics(self.table, -1, lateralFriction=0.8)
         self.objects = {}
+        # reloaded with the world on every reset (~20 ms): a fresh simulation keeps episodes reproducible by seed
+        self.arm = SuctionPanda(self.p, self.table) if self.use_arm else None
 
     def _multibody(self, name: str, boxes: list[tuple], color: str, mass: float, pos, yaw: float,
                    kind: str, size: tuple, yaw_order: int) -> int:
@@ -177,6 +184,8 @@ class TabletopScene:
             body = self.objects[name].body
             self.p.resetBasePositionAndOrientation(body, v[:3], v[3:7])
             self.p.resetBaseVelocity(body, (0, 0, 0), (0, 0, 0))
+        if self.arm is not None:
+            self.arm.home()
 
     def settle(self, steps: int = SETTLE_STEPS) -> None:
         for _ in range(steps):
@@ -192,8 +201,25 @@ class TabletopScene:
                 return name, float(z)
         return None, float(max(z, 0.0))
 
+    def name_of(self, body: int | None) -> str | None:
+        return next((n for n, o in self.objects.items() if o.body == body), None)
+
+    def execute(self, pick_xy, pick_yaw: float, place_xyz, place_yaw: float) -> tuple[str | None, str | None]:
+        """One pick-and-place: (name of the grasped object or None, failure or None), then physics settles.
+
+        Failures (arm only): "grasp" (the tip touched nothing movable), "collision" (an arm link other than the
+        tip touched something), "unreachable" (the tip could not get within 1 cm of a target).
+        """
+        if self.arm is None:
+            name = self.pick_and_place(pick_xy, pick_yaw, place_xyz, place_yaw)
+            return name, None
+        movable = {o.body for o in self.objects.values() if o.movable}
+        res = self.arm.pick_and_place(pick_xy, pick_yaw, place_xyz, place_yaw, movable)
+        self.settle(SETTLE_STEPS // 2)
+        return self.name_of(res.grasped), res.failure
+
     def pick_and_place(self, pick_xy, pick_yaw: float, place_xyz, place_yaw: float) -> str | None:
-        """Run the suction primitive; returns the name of the moved object, or None when the pick missed."""
+        """The teleporting suction primitive; returns the name of the moved object, or None when the pick missed."""
         name, z = self.ray_down(float(pick_xy[0]), float(pick_xy[1]))
         if name is None or not self.objects[name].movable:
             return None

@@ -24,12 +24,15 @@ class BlockInsertionEnv(TabletopEnv):
 
     ## Action Space
 
-    ``Box((7,), float32)``: one suction pick-and-place primitive per step. Angles are wrapped to [-pi, pi),
-    then the action is clipped to the box.
+    ``Box((7,), float32)``: one suction pick-and-place primitive per step, executed by a Franka Panda with a
+    suction tip (``arm.py``): above the pick, descend until contact, suction on (only on a movable object),
+    lift, move while turning by place yaw - pick yaw, descend until the object touches something or the tip
+    reaches the place height, release, return home. Angles are wrapped to [-pi, pi), then the action is clipped
+    to the box.
 
     | index | meaning | unit |
     |---|---|---|
-    | 0-1 | pick point x, y (the suction ray is cast straight down) | m, in [-0.25, 0.25] |
+    | 0-1 | pick point x, y (the tip descends there until contact) | m, in [-0.25, 0.25] |
     | 2 | gripper yaw at pick | rad |
     | 3-4 | place point x, y | m, in [-0.25, 0.25] |
     | 5 | place height of the suction point | m, in [0, 0.3] |
@@ -58,7 +61,9 @@ class BlockInsertionEnv(TabletopEnv):
 
     ## Episode End
 
-    Terminates on success; truncated after 2 steps (the oracle needs 1).
+    Terminates on success or on a failed primitive (``info["failure"]``: a grasp that touched nothing
+    movable, an arm link other than the tip touching anything, an unreachable target); truncated after 2 steps
+    (the oracle needs 1).
 
     ## Arguments
 
@@ -67,19 +72,22 @@ class BlockInsertionEnv(TabletopEnv):
     | ``render_mode`` | ``None`` | ``None`` or ``"rgb_array"`` (the colour view, 4x upsampled) |
     | ``image_size`` | 64 | side S of the observation images (pixels, at least 16) |
     | ``cameras`` | three RGB-D cameras | ``CameraSpec`` tuple: one overhead, two oblique |
+    | ``arm`` | ``True`` | ``True``: the Panda executes the primitive; ``False``: a teleporting gripper (fast, no contact) |
 
     ## Symmetry
 
     Group: SE(2) of the workspace (rotations about its centre and planar translations, sampled at a 0.05 m
     scale). Representations: both images rotate and shift as pictures; pick and place x, y rotate and shift,
     yaws add the angle, the place height is invariant. Declared exact: the dynamics are equivariant while every
-    object stays in the workspace; image transforms are exact for multiples of 90 degrees and whole-pixel
-    shifts and interpolate otherwise. ``symgym bench equivariance`` does not simulate PyBullet states (no
+    object stays in the workspace and the arm (base at (0, -0.5), outside it) can reach the targets -- a
+    quarter-turned stacking step lands within 2 mm of the turned outcome (tested); image transforms are exact
+    for multiples of 90 degrees and whole-pixel shifts and interpolate otherwise. ``symgym bench equivariance`` does not simulate PyBullet states (no
     ``transform_state``), so no break is measured.
 
     ## Version History
 
-    * v0: initial release.
+    * v0: initial release (a teleporting gripper); the Panda arm now executes the primitive (``arm=False``
+      keeps the teleport).
     """
 
     oracle_steps = 1
@@ -108,12 +116,15 @@ class PlaceRedInGreenEnv(TabletopEnv):
 
     ## Action Space
 
-    ``Box((7,), float32)``: one suction pick-and-place primitive per step. Angles are wrapped to [-pi, pi),
-    then the action is clipped to the box.
+    ``Box((7,), float32)``: one suction pick-and-place primitive per step, executed by a Franka Panda with a
+    suction tip (``arm.py``): above the pick, descend until contact, suction on (only on a movable object),
+    lift, move while turning by place yaw - pick yaw, descend until the object touches something or the tip
+    reaches the place height, release, return home. Angles are wrapped to [-pi, pi), then the action is clipped
+    to the box.
 
     | index | meaning | unit |
     |---|---|---|
-    | 0-1 | pick point x, y (the suction ray is cast straight down) | m, in [-0.25, 0.25] |
+    | 0-1 | pick point x, y (the tip descends there until contact) | m, in [-0.25, 0.25] |
     | 2 | gripper yaw at pick | rad |
     | 3-4 | place point x, y | m, in [-0.25, 0.25] |
     | 5 | place height of the suction point | m, in [0, 0.3] |
@@ -142,7 +153,9 @@ class PlaceRedInGreenEnv(TabletopEnv):
 
     ## Episode End
 
-    Terminates when every red block is in a green bowl; truncated after 4 steps (the oracle needs 2).
+    Terminates when every red block is in a green bowl, or on a failed primitive (``info["failure"]``: a
+    grasp that touched nothing movable, an arm collision, an unreachable target); truncated after 4 steps (the
+    oracle needs 2).
 
     ## Arguments
 
@@ -151,19 +164,22 @@ class PlaceRedInGreenEnv(TabletopEnv):
     | ``render_mode`` | ``None`` | ``None`` or ``"rgb_array"`` (the colour view, 4x upsampled) |
     | ``image_size`` | 64 | side S of the observation images (pixels, at least 16) |
     | ``cameras`` | three RGB-D cameras | ``CameraSpec`` tuple: one overhead, two oblique |
+    | ``arm`` | ``True`` | ``True``: the Panda executes the primitive; ``False``: a teleporting gripper (fast, no contact) |
 
     ## Symmetry
 
     Group: SE(2) of the workspace (rotations about its centre and planar translations, sampled at a 0.05 m
     scale). Representations: both images rotate and shift as pictures; pick and place x, y rotate and shift,
     yaws add the angle, the place height is invariant. Declared exact: the dynamics are equivariant while every
-    object stays in the workspace; image transforms are exact for multiples of 90 degrees and whole-pixel
-    shifts and interpolate otherwise. ``symgym bench equivariance`` does not simulate PyBullet states (no
+    object stays in the workspace and the arm (base at (0, -0.5), outside it) can reach the targets -- a
+    quarter-turned stacking step lands within 2 mm of the turned outcome (tested); image transforms are exact
+    for multiples of 90 degrees and whole-pixel shifts and interpolate otherwise. ``symgym bench equivariance`` does not simulate PyBullet states (no
     ``transform_state``), so no break is measured.
 
     ## Version History
 
-    * v0: initial release.
+    * v0: initial release (a teleporting gripper); the Panda arm now executes the primitive (``arm=False``
+      keeps the teleport).
     """
 
     oracle_steps = 2
@@ -209,12 +225,15 @@ class StackingEnv(TabletopEnv):
 
     ## Action Space
 
-    ``Box((7,), float32)``: one suction pick-and-place primitive per step. Angles are wrapped to [-pi, pi),
-    then the action is clipped to the box.
+    ``Box((7,), float32)``: one suction pick-and-place primitive per step, executed by a Franka Panda with a
+    suction tip (``arm.py``): above the pick, descend until contact, suction on (only on a movable object),
+    lift, move while turning by place yaw - pick yaw, descend until the object touches something or the tip
+    reaches the place height, release, return home. Angles are wrapped to [-pi, pi), then the action is clipped
+    to the box.
 
     | index | meaning | unit |
     |---|---|---|
-    | 0-1 | pick point x, y (the suction ray is cast straight down) | m, in [-0.25, 0.25] |
+    | 0-1 | pick point x, y (the tip descends there until contact) | m, in [-0.25, 0.25] |
     | 2 | gripper yaw at pick | rad |
     | 3-4 | place point x, y | m, in [-0.25, 0.25] |
     | 5 | place height of the suction point | m, in [0, 0.3] |
@@ -243,7 +262,9 @@ class StackingEnv(TabletopEnv):
 
     ## Episode End
 
-    Terminates when the three cubes are stacked; truncated after 5 steps (the oracle needs 3).
+    Terminates when the three cubes are stacked, or on a failed primitive (``info["failure"]``: a grasp that
+    touched nothing movable, an arm collision, an unreachable target); truncated after 5 steps (the oracle
+    needs 3).
 
     ## Arguments
 
@@ -252,19 +273,22 @@ class StackingEnv(TabletopEnv):
     | ``render_mode`` | ``None`` | ``None`` or ``"rgb_array"`` (the colour view, 4x upsampled) |
     | ``image_size`` | 64 | side S of the observation images (pixels, at least 16) |
     | ``cameras`` | three RGB-D cameras | ``CameraSpec`` tuple: one overhead, two oblique |
+    | ``arm`` | ``True`` | ``True``: the Panda executes the primitive; ``False``: a teleporting gripper (fast, no contact) |
 
     ## Symmetry
 
     Group: SE(2) of the workspace (rotations about its centre and planar translations, sampled at a 0.05 m
     scale). Representations: both images rotate and shift as pictures; pick and place x, y rotate and shift,
     yaws add the angle, the place height is invariant. Declared exact: the dynamics are equivariant while every
-    object stays in the workspace; image transforms are exact for multiples of 90 degrees and whole-pixel
-    shifts and interpolate otherwise. ``symgym bench equivariance`` does not simulate PyBullet states (no
+    object stays in the workspace and the arm (base at (0, -0.5), outside it) can reach the targets -- a
+    quarter-turned stacking step lands within 2 mm of the turned outcome (tested); image transforms are exact
+    for multiples of 90 degrees and whole-pixel shifts and interpolate otherwise. ``symgym bench equivariance`` does not simulate PyBullet states (no
     ``transform_state``), so no break is measured.
 
     ## Version History
 
-    * v0: initial release.
+    * v0: initial release (a teleporting gripper); the Panda arm now executes the primitive (``arm=False``
+      keeps the teleport).
     """
 
     oracle_steps = 3
