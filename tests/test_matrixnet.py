@@ -573,3 +573,32 @@ def test_tuning_seed_must_differ_from_evaluation_seeds(tmp_path):
     cfg.tuning.seed = 1
     with pytest.raises(ValueError, match="tuning seed 1 is one of the evaluation seeds"):
         run(config=cfg, out_dir=tmp_path)
+
+
+def test_balanced_accuracy_gives_a_constant_predictor_one_over_the_classes():
+    from symgym.learn.tasks.matrixnet.pools import balanced_accuracy
+
+    target = np.array([0] * 80 + [1] * 15 + [2] * 5)
+    constant = np.zeros_like(target)
+    assert balanced_accuracy(constant, target) == pytest.approx(1 / 3)  # plain accuracy would be 0.8
+    assert balanced_accuracy(target, target) == 1.0
+
+
+def test_pool_ledger_pairs_seeds_per_pool_and_reports_the_majority_rate():
+    from symgym.learn.tasks.matrixnet import pools
+
+    rng = np.random.default_rng(0)
+    runs = []
+    for seed in range(5):
+        for n in pools.POOLS["braid-jh"]:
+            for m, base in ((pools.PAPER_MODEL, 0.9), ("lstm", 0.6)):
+                acc = {"accuracy": base + 0.01 * rng.standard_normal(), "majority_label_rate": 0.1}
+                runs.append({"problem": "braid-jh", "pool": n, "model": m, "seed": seed,
+                             "in_distribution": acc, "at_2L": dict(acc), "train": {"accuracy": 1.0}})
+    ev = pools.evidence(runs)
+    assert len(ev) == 2 * len(pools.POOLS["braid-jh"])  # per pool: in distribution and at 2L
+    assert all(e["holds"] is True and e["paired"] and e["n_seeds"] == 5 for e in ev)
+    assert all(e["majority_label_rate"] == pytest.approx(0.1) for e in ev)
+    assert all(e["adjustment"] == f"Holm over {len(ev)} claims" for e in ev)
+    summary = pools.table(runs)
+    assert set(summary["braid-jh"]) == {str(n) for n in pools.POOLS["braid-jh"]}

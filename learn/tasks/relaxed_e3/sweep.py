@@ -73,18 +73,25 @@ def _path(cache: Path, stretch: float, seed: int) -> Path:
 
 
 def sweep(stretches=STRETCHES, seeds=SEEDS, steps: int = STEPS, cache: Path = CACHE, part: tuple[int, int] = (0, 1),
-          log=print) -> list[dict[str, object]]:
-    """Train every missing point of this process's share (``part = (i, k)``: every k-th point from i); return all
-    cached points of the grid."""
+          log=print, reverse: bool = False) -> list[dict[str, object]]:
+    """Train every missing point of this process's share (``part = (i, k)``: every k-th point from i; ``reverse``
+    walks it from the end, so a second process can meet the first in the middle); return all cached points.
+
+    A point being trained is marked by a ``.claim`` file so that concurrent processes skip it."""
     cache = Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
     grid = [(s, seed) for seed in seeds for s in stretches]
-    for i, (s, seed) in enumerate(grid):
+    order = [i for i in range(len(grid)) if i % part[1] == part[0]]
+    for i in reversed(order) if reverse else order:
+        s, seed = grid[i]
         path = _path(cache, s, seed)
-        if i % part[1] != part[0] or path.exists():
+        claim_file = path.with_suffix(".claim")
+        if path.exists() or claim_file.exists():
             continue
+        claim_file.touch()
         res = point(s, seed, steps, strict=math.isclose(s, STRICT_AT))
         write_json(path, res)
+        claim_file.unlink(missing_ok=True)
         log(f"stretch {s} seed {seed}: l2 {res['l2_norm']:.4f} l1 {res['l1_norm']:.2e} "
             f"test {res['relaxed']['test_rel_mse']:.2e}")
     done = [json.loads(_path(cache, s, seed).read_text()) for s, seed in grid if _path(cache, s, seed).exists()]
@@ -207,6 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--part", default="0/1", help="i/k: train every k-th point starting at i")
     ap.add_argument("--steps", type=int, default=STEPS)
+    ap.add_argument("--reverse", action="store_true", help="walk this share from its end")
     ap.add_argument("--merge", action="store_true", help="attach the finished sweep to results/relaxed-e3.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -214,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
         merge()
         return
     i, k = (int(v) for v in args.part.split("/"))
-    sweep(steps=args.steps, part=(i, k), log=lambda m: print(m, flush=True))
+    sweep(steps=args.steps, part=(i, k), log=lambda m: print(m, flush=True), reverse=args.reverse)
 
 
 if __name__ == "__main__":
