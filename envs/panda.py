@@ -231,8 +231,9 @@ class PandaPushEnv(PlanarMujocoEnv):
         self.last_transform_residual = ctrl.solve_ik(d, R @ tip)
         if self.last_transform_residual > REACH_TOLERANCE and not allow_unreachable:
             raise UnreachableStateError(
-                f"{type(self).__name__}: the transformed tip {np.round(R @ tip, 4).tolist()} is out of the arm's reach "
-                f"(IK residual {self.last_transform_residual * 1e3:.1f} mm); pass allow_unreachable=True for the closest state")
+                f"{type(self).__name__}: the transformed tip {np.round(R @ tip, 4).tolist()} is out of the arm's "
+                f"reach (IK residual {self.last_transform_residual * 1e3:.1f} mm); pass allow_unreachable=True for "
+                f"the closest state")
         mujoco.mj_forward(m, d)
         task = np.concatenate([R @ tip_velocity[:2], [tip_velocity[2]], np.zeros(3)])
         d.qvel[ctrl.dof_idx] = np.linalg.lstsq(ctrl._task_jacobian(d), task, rcond=None)[0]
