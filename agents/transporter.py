@@ -122,8 +122,10 @@ class TransporterConfig:
         width: hidden channels of the plain FCNs.
         group_order, fields: C_n and regular fields per layer of the steerable FCNs.
         lr, batch: Adam learning rate and transitions per gradient step.
-        augment: random 90-degree rotations of the training data (off: the plain baseline learns from the
-            demonstrations as they are, so the comparison shows what built-in equivariance buys).
+        augment: Ravens-style random SE(2) augmentation of every training transition: a uniform rotation
+            about the workspace centre and a shift of up to ``augment_shift`` pixels, applied to both images
+            and to the pick and place poses (redrawn until both stay inside the image).
+        augment_shift: largest augmentation shift (pixels).
         yaw_refine: sub-bin yaw candidates tried at the chosen place pixel after the coarse (bin, pixel)
             argmax (1: none). Training rotates the object by the label's sub-bin residual first, so the
             demonstrated yaw falls exactly on a bin and the scores learn exact alignment, not rounding.
@@ -138,6 +140,7 @@ class TransporterConfig:
     lr: float = 1e-3
     batch: int = 1
     augment: bool = False
+    augment_shift: int = 8
     image_size: int = 64
     yaw_refine: int = 5
 
@@ -186,6 +189,7 @@ class TransporterAgent(Agent):
         self.query_net = make_fcn(IN_CHANNELS, c.feature_dim, self.equivariant, c.width, c.group_order, c.fields)
         self.extra_modules: dict[str, nn.Module] = {}
         self.train_time_s = 0.0
+        self.loss_curve: list[float] = []
 
     # -- the parts the Keyframe Transporter overrides -------------------------------------------
     def modules(self) -> dict[str, nn.Module]:
@@ -272,9 +276,29 @@ class TransporterAgent(Agent):
 
     # -- learning ---------------------------------------------------------------------------------
     def _augment(self, x: torch.Tensor, action: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
-        k = int(self.rng.integers(4))
-        g = SE2Element(k * math.pi / 2)
-        return torch.rot90(x, k, dims=(1, 2)), transform_action(g, action)
+        """A random SE(2) element acting on the observation tensor and the action (as Ravens augments)."""
+        lim = self.grid.half - 2 * self.grid.pixel
+        for _ in range(10):
+            angle = float(self.rng.uniform(0, 2 * math.pi))
+            dr, dc = (int(v) for v in self.rng.integers(-self.cfg.augment_shift, self.cfg.augment_shift + 1, 2))
+            g = SE2Element(angle, dc * self.grid.pixel, -dr * self.grid.pixel)
+            moved = transform_action(g, action)
+            if np.all(np.abs(moved[[0, 1, 3, 4]]) < lim):
+                break
+        else:
+            return x, action
+        out = rotate_images(x[None], torch.tensor([angle], dtype=torch.float32))[0]
+        out = torch.roll(out, (dr, dc), dims=(1, 2))
+        # zero what rolled in from the opposite edge (the world beyond the workspace is unseen)
+        if dr > 0:
+            out[:, :dr] = 0
+        elif dr < 0:
+            out[:, dr:] = 0
+        if dc > 0:
+            out[:, :, :dc] = 0
+        elif dc < 0:
+            out[:, :, dc:] = 0
+        return out, moved
 
     def loss(self, transitions: list[dict]) -> torch.Tensor:
         n = self.cfg.n_rotations
@@ -329,6 +353,8 @@ class TransporterAgent(Agent):
             if callback is not None and callback(step, losses[-1]) is False:
                 break
         self.train_time_s += time.perf_counter() - start
+        if losses:  # the training curve: mean loss over each tenth of the run (kept in the checkpoint)
+            self.loss_curve = [float(np.mean(c)) for c in np.array_split(np.array(losses), min(10, len(losses)))]
         return {"losses": losses, "final_loss": float(np.mean(losses[-20:])) if losses else None,
                 "train_time_s": self.train_time_s, "steps": len(losses), "transitions": len(source)}
 
@@ -341,7 +367,8 @@ class TransporterAgent(Agent):
         # weights only: the escnn builder never puts expanded filters in state_dict (equivariance.escnn_nets)
         weights = {k: m.state_dict() for k, m in self.modules().items()}
         write_checkpoint(run_dir, self.name, type(self).__name__,
-                         {"weights": (WEIGHTS_FILE, lambda p: torch.save(weights, p))}, config={"agent": asdict(self.cfg), "seed": self.seed, "train_time_s": self.train_time_s})
+                         {"weights": (WEIGHTS_FILE, lambda p: torch.save(weights, p))}, config={"agent": asdict(self.cfg), "seed": self.seed,
+                                 "train_time_s": self.train_time_s, "loss_curve": self.loss_curve})
 
     @classmethod
     def load(cls, run_dir: str | Path, env=None) -> "TransporterAgent":
@@ -357,7 +384,17 @@ class TransporterAgent(Agent):
 
         load_file(run_dir, manifest, "weights", restore)
         agent.train_time_s = float(saved.get("train_time_s", 0.0))
+        agent.loss_curve = [float(v) for v in saved.get("loss_curve", [])]
         return agent
+
+    def extra_metrics(self) -> dict[str, float]:
+        """The training curve as trial metrics: mean loss per tenth of training (``loss_t0`` ... ``loss_t9``)
+        and the last tenth over the middle one (near 1 when training has converged)."""
+        out = {f"loss_t{i}": v for i, v in enumerate(self.loss_curve)}
+        if len(self.loss_curve) >= 2:
+            mid = self.loss_curve[len(self.loss_curve) // 2]
+            out["loss_final_over_mid"] = self.loss_curve[-1] / mid if mid > 0 else float("nan")
+        return out
 
     @classmethod
     def build(cls, info: EnvInfo, agent_kwargs: dict[str, Any] | None = None, seed: int = 0) -> "TransporterAgent":
