@@ -181,7 +181,12 @@ def _close(a, b) -> bool:
     return a == b
 
 
-@pytest.mark.parametrize("name", ["sac", "mppi", "hep"])
+#: every committed sweep ledger (mppi-previous: the K = 8/32/128 MPPI design, whose trials moved aside when mppi
+#: became the power design; add "mppi" once that sweep is reported)
+LEDGERS = ["sac", "hep", "mppi-previous"]
+
+
+@pytest.mark.parametrize("name", LEDGERS)
 def test_committed_ledger_recomputes_from_its_trial_files(name):
     import json
 

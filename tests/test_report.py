@@ -113,6 +113,20 @@ def test_report_counts_missing_trials_and_writes_json_png_and_markdown(tmp_path,
     assert md.rstrip().splitlines()[4].endswith("| underpowered |")
 
 
+def test_a_results_json_re_reports_from_the_spec_it_embeds(tmp_path):
+    write_synthetic(tmp_path)
+    spec_file = tmp_path / "synthetic.yaml"
+    spec_file.write_text(json.dumps(SPEC))
+    assert report_main(_args(str(spec_file), tmp_path)) == 0
+    first = json.loads((tmp_path / "synthetic.json").read_text())
+    assert first["spec"]["grid"]["seed"] == [0, 1, 2, 3, 4]
+    spec_file.unlink()  # the spec moved on: the results JSON still knows what ran
+    assert report_main(_args(str(tmp_path / "synthetic.json"), tmp_path)) == 0
+    again = json.loads((tmp_path / "synthetic.json").read_text())
+    # rliable's bootstraps are seeded too (it ignores its random_state): the same report, interval for interval
+    assert again["evidence"] == first["evidence"] and again["groups"] == first["groups"]
+
+
 def _args(sweep, out, **kw):
     return type("A", (), {"sweep": sweep, "markdown": False, "out": str(out), "allow_mixed_code": False, **kw})
 

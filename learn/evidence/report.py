@@ -16,6 +16,7 @@ current code's); ``symgym sweep SPEC --rerun-stale`` re-runs exactly those.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -52,10 +53,30 @@ def _rliable():
     return rly, metrics
 
 
+@contextlib.contextmanager
+def _seeded(seed: int):
+    """rliable 1.2 resamples with ``np.random.choice`` (the global generator) and ignores the ``random_state``
+    it hands arch, so its intervals changed on every report: seed the global generator around each call (and
+    put it back as it was)."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
 def resolve_sweep(source: str, out: str | Path) -> SweepSpec:
-    """A spec file, the name of a sweep already run under ``OUT/trials/``, or a shipped spec name
-    (``NAME-quick`` for its quick grid)."""
+    """A spec file, a results JSON (its embedded spec as run), the name of a sweep already run under
+    ``OUT/trials/``, or a shipped spec name (``NAME-quick`` for its quick grid)."""
     if Path(source).is_file():
+        if Path(source).suffix == ".json":
+            data = json.loads(Path(source).read_text())
+            if isinstance(data, dict) and "evidence" in data:
+                if "spec" not in data:
+                    raise ValueError(f"{source} is a report from before reports embedded their spec; "
+                                     f"report the sweep by name or spec file")
+                return load_spec(data["spec"])
         return load_spec(source)
     saved = trials_dir(out, source) / "sweep.json"
     if saved.is_file():
@@ -84,8 +105,9 @@ def iqm_with_ci(values: np.ndarray, reps: int | None = None, seed: int = 0) -> t
     reps = reps or BOOTSTRAP_REPS
     scores = np.asarray(values, dtype=np.float64)
     scores = scores[:, None] if scores.ndim == 1 else scores
-    point, ci = rly.get_interval_estimates({"x": scores}, lambda x: np.array([metrics.aggregate_iqm(x)]),
-                                           reps=reps, random_state=np.random.RandomState(seed))
+    with _seeded(seed):
+        point, ci = rly.get_interval_estimates({"x": scores}, lambda x: np.array([metrics.aggregate_iqm(x)]),
+                                               reps=reps, random_state=np.random.RandomState(seed))
     return float(point["x"][0]), [float(ci["x"][0, 0]), float(ci["x"][1, 0])]
 
 
@@ -97,8 +119,9 @@ def probability_of_improvement(method: np.ndarray, baseline: np.ndarray, higher_
     sign = 1.0 if higher_is_better else -1.0
     x = sign * np.asarray(method, np.float64)[:, None]
     y = sign * np.asarray(baseline, np.float64)[:, None]
-    point, ci = rly.get_interval_estimates({"p": [x, y]}, metrics.probability_of_improvement, reps=reps,
-                                           random_state=np.random.RandomState(seed))
+    with _seeded(seed):
+        point, ci = rly.get_interval_estimates({"p": [x, y]}, metrics.probability_of_improvement, reps=reps,
+                                               random_state=np.random.RandomState(seed))
     return float(np.ravel(point["p"])[0]), [float(np.ravel(ci["p"])[0]), float(np.ravel(ci["p"])[1])]
 
 
@@ -239,7 +262,8 @@ def performance_profiles(spec: SweepSpec, summaries: list[dict[str, Any]], metri
     lo = min(float(x.min()) for x in scores.values())
     hi = max(float(x.max()) for x in scores.values())
     taus = np.linspace(lo, hi if hi > lo else lo + 1.0, points)
-    profiles, cis = rly.create_performance_profile(scores, taus, reps=PROFILE_REPS)
+    with _seeded(0):
+        profiles, cis = rly.create_performance_profile(scores, taus, reps=PROFILE_REPS)
     return {"metric": metric, "tau": taus.tolist(), "seeds_per_task": n, "tasks": tasks,
             "profiles": {m: np.asarray(p).tolist() for m, p in profiles.items()},
             "ci95": {m: np.asarray(c).tolist() for m, c in cis.items()}}
@@ -260,9 +284,10 @@ def curves(summaries: list[dict[str, Any]]) -> dict[str, Any]:
         if len(rows) < 2:
             out[label] = {"steps": steps, "iqm": rows[0].tolist(), "ci95": None, "n_seeds": len(rows)}
             continue
-        point, ci = rly.get_interval_estimates(
-            {"c": rows}, lambda x: np.array([metrics.aggregate_iqm(x[:, j]) for j in range(x.shape[1])]),
-            reps=PROFILE_REPS, random_state=np.random.RandomState(0))
+        with _seeded(0):
+            point, ci = rly.get_interval_estimates(
+                {"c": rows}, lambda x: np.array([metrics.aggregate_iqm(x[:, j]) for j in range(x.shape[1])]),
+                reps=PROFILE_REPS, random_state=np.random.RandomState(0))
         out[label] = {"steps": steps, "iqm": point["c"].tolist(), "ci95": ci["c"].tolist(), "n_seeds": len(rows)}
     return out
 
@@ -271,11 +296,11 @@ def statistics_block(n_claims: int) -> dict[str, Any]:
     """What the report computed, by name (the JSON's ``statistics``)."""
     return {
         "groups": {"aggregate": "IQM (rliable)", "ci": "percentile stratified bootstrap, 95% (rliable; "
-                   "descriptive: under-covers at 5 seeds)", "reps": BOOTSTRAP_REPS},
+                   "descriptive: under-covers at 5 seeds)", "reps": BOOTSTRAP_REPS, "seed": 0},
         "probability_of_improvement": {"ci": "percentile stratified bootstrap, 95% (rliable)",
-                                       "reps": BOOTSTRAP_REPS},
-        "performance_profile": {"ci": "percentile stratified bootstrap (rliable)", "reps": PROFILE_REPS},
-        "curves": {"aggregate": "IQM per point (rliable)", "reps": PROFILE_REPS},
+                                       "reps": BOOTSTRAP_REPS, "seed": 0},
+        "performance_profile": {"ci": "percentile stratified bootstrap (rliable)", "reps": PROFILE_REPS, "seed": 0},
+        "curves": {"aggregate": "IQM per point (rliable)", "reps": PROFILE_REPS, "seed": 0},
         "claims": {"function": "symgym.learn.evidence.ledger.claim",
                    "difference": "paired t interval on per-seed differences (df n-1); Welch t when unpaired",
                    "ratio": "Fieller interval (paired; Welch df when unpaired); p-value of the difference test",
