@@ -250,6 +250,33 @@ def test_train_and_bad_inputs(demos_file, tmp_path):
         load_demos(tmp_path / "missing.npz")
 
 
+def test_se2_augmentation_moves_images_and_actions_together(scene_obs):
+    """Ravens-style augmentation: the augmented pick pixel still lands on the (moved) red cube."""
+    obs, red = scene_obs
+    grid = TransporterAgent().grid
+    x = obs_to_tensor(obs)
+    action = np.array([*grid.pix_to_xy(red), 0.0, 0.0, 0.0, 0.05, 0.5])
+    agent = TransporterAgent(dataclasses.replace(SMALL, augment=True), seed=3)
+    angles = set()
+    for _ in range(10):
+        y, moved = agent._augment(x, action)
+        r, c = grid.xy_to_pix(moved[0:2])
+        assert y[0, r, c] > 0.2 and y[1, r, c] < -0.1, (moved, y[:3, r, c])  # red: high R, low G (centred)
+        assert y[3, r, c] * 0.1 == pytest.approx(0.04, abs=0.008)          # on top of a 4 cm cube
+        assert moved[5] == action[5] and np.all(np.abs(moved[[0, 1, 3, 4]]) < grid.half)
+        angles.add(round(float(moved[6] - action[6]), 3))
+    assert len(angles) > 5  # continuous rotations, not only quarter turns
+
+
+def test_the_training_curve_is_kept_and_reported(demos_file, tmp_path):
+    agent = TransporterAgent(dataclasses.replace(SMALL, lr=5e-3, augment=True), seed=0)
+    agent.learn(load_demos(demos_file), steps=30, progress=False)
+    assert len(agent.loss_curve) == 10 and agent.loss_curve[-1] < agent.loss_curve[0]
+    agent.save(tmp_path)
+    metrics = TransporterAgent.load(tmp_path).extra_metrics()
+    assert metrics["loss_t9"] == pytest.approx(agent.loss_curve[-1]) and "loss_final_over_mid" in metrics
+
+
 @pytest.mark.slow
 def test_equivariant_transporter_generalises_from_one_demo(tmp_path):
     """Training-length: one oracle demo of place-red-in-green, held-out seeds (the bench measures this fully)."""
