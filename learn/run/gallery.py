@@ -162,8 +162,9 @@ def tabletop_frame(env, width: int = 480, height: int = 360) -> tuple[np.ndarray
     import pybullet
 
     client = scene.p
-    view = client.computeViewMatrix((0.0, -0.5, 0.42), (0.0, 0.03, 0.0), (0.0, 0.0, 1.0))
-    proj = client.computeProjectionMatrixFOV(48.0, width / height, 0.1, 3.0)
+    # from the side opposite the Panda (its base stands at y = -0.5), so the arm is seen, not looked through
+    view = client.computeViewMatrix((0.0, 0.62, 0.5), (0.0, -0.08, 0.05), (0.0, 0.0, 1.0))
+    proj = client.computeProjectionMatrixFOV(55.0, width / height, 0.1, 3.0)
     _, _, rgba, _, _ = client.getCameraImage(width, height, view, proj, renderer=pybullet.ER_TINY_RENDERER,
                                              shadow=1, lightDirection=(0.4, -0.6, 1.0),
                                              flags=pybullet.ER_NO_SEGMENTATION_MASK)
