@@ -385,3 +385,36 @@ def test_merge_downstream_stacks_seed_and_model_parts():
     assert merged["seeds"] == [0, 1]
     assert merged["models"]["cnn"]["test_relative_mse"] == [[0.2, 0.1], [0.4, 0.2]]  # seed order, not arrival order
     np.testing.assert_allclose(merged["models"]["steerable_D4"]["test_relative_mse_mean"], [0.2, 0.1])
+
+
+class _ExactJetObservable(torch.nn.Module):
+    """The chart's true observable as a predictor (Minkowski products only: O(1,3)-invariant everywhere),
+    except that it is only trusted on positive-energy jets, as a predictor trained on real jets would be."""
+
+    def __init__(self, fam: JetFamily, chart: int):
+        super().__init__()
+        self.fam, self.chart = fam, chart
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, w, b, e = (float(v) for v in self.fam.params[self.chart])
+        eta = torch.tensor(self.fam.eta, dtype=x.dtype)
+        dot = lambda u, v: torch.einsum("ni,ij,nj->n", u, eta, v)  # noqa: E731
+        total = x.sum(1)
+        y = a * torch.sin(w * dot(x[:, 0], x[:, 1])) + b * dot(x[:, 0], x[:, 2]) + e * dot(total, total) / x.shape[1]
+        return torch.where(x[:, :, 0].min(1).values > 0, y, y + 10.0)  # off the domain: nothing like f
+
+
+def test_coset_search_finds_parity_and_not_time_reversal_on_positive_energy_jets():
+    from symgym.learn.tasks.atlasd.cosets import COSETS, CosetConfig, invariance_loss, search_coset
+
+    fam = JetFamily(1, 3, 3, seed=0)
+    probe = torch.tensor(fam.sample(0, 128, np.random.default_rng(0)), dtype=torch.float32)
+    f = _ExactJetObservable(fam, 0)
+    cfg = CosetConfig(restarts=1, steps=1)
+    losses = {name: search_coset(f, probe, torch.diag(torch.tensor(d, dtype=torch.float32)), cfg, 0)["loss"]
+              for name, d in COSETS.items()}
+    assert losses["I"] < 1e-10 and losses["P"] < 1e-8  # parity keeps every Minkowski product and E > 0
+    assert losses["T"] > 1.0 and losses["PT"] > 1.0  # time reversal leaves the positive-energy domain
+    assert invariance_loss([f], [probe], torch.eye(4)) == 0.0
+    exact = torch.tensor(fam.observable(0, probe.double().numpy()), dtype=torch.float32)
+    assert torch.allclose(f(probe), exact, atol=1e-4)  # the torch observable is the simulator's
