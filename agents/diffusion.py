@@ -62,13 +62,13 @@ class DiffusionHead(nn.Module):
     kind = "diffusion"
 
     def __init__(self, cond_dim: int, horizon: int, action_dim: int, hidden: int, train_steps: int = 100,
-                 sample_steps: int = 10, clip: float = 2.0, t_dim: int = 32):
+                 sample_steps: int = 10, clip: float = 2.0, t_dim: int = 32, prediction: str = "epsilon"):
         super().__init__()
         self.horizon, self.action_dim, self.sample_steps, self.t_dim = horizon, action_dim, sample_steps, t_dim
         n = horizon * action_dim
         self.net = mlp(n + t_dim + cond_dim, n, hidden, layers=4)
         kw = dict(num_train_timesteps=train_steps, beta_schedule="squaredcos_cap_v2", clip_sample=True,
-                  clip_sample_range=clip, prediction_type="epsilon")
+                  clip_sample_range=clip, prediction_type=prediction)
         self.train_scheduler = DDPMScheduler(**kw)
         self.sample_scheduler = DDIMScheduler(**kw)
 
@@ -80,7 +80,8 @@ class DiffusionHead(nn.Module):
         noise = torch.randn(chunk.shape, generator=gen, dtype=chunk.dtype)
         t = torch.randint(0, self.train_scheduler.config.num_train_timesteps, (B,), generator=gen)
         noisy = self.train_scheduler.add_noise(chunk, noise, t)
-        return ((self._eps(noisy, t, cond) - noise.flatten(1)) ** 2).mean()
+        target = noise if self.train_scheduler.config.prediction_type == "epsilon" else chunk
+        return ((self._eps(noisy, t, cond) - target.flatten(1)) ** 2).mean()
 
     @torch.no_grad()
     def sample(self, cond: torch.Tensor, noise_seed: int = 0) -> torch.Tensor:

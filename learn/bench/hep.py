@@ -1,73 +1,160 @@
-"""``symgym bench hep``: success rate vs number of demonstrations for HEP, its ablations and flat BC.
+"""``symgym bench hep``: HEP as the paper builds it (``symgym.agents.hep3d``) on rendered depth clouds.
 
-The sweep ``specs/hep.yaml`` trains, per closed-loop task, demo count (nested: the first n solved oracle
-episodes) and trial seed:
+Two sweeps (specs under ``specs/``), each reported with the claims ledger:
 
-    hep            C4-equivariant heatmap keypose + SO(2)-equivariant low level in the keypose frame
-    hep_no_ft      the same high level, low level in the world frame (keypose as an input)
-    hep_no_eq      plain CNN + plain MLP, with frame transfer
-    flat_bc        one MLP, vector observation -> action chunk (no hierarchy), similar parameter count
+    hep3d-modes   diffusion vs MSE low level on two-mode demos (HepPushAroundDepth-v0: around the puck either way)
+    hep3d         hep vs hep without frame transfer / without equivariance vs a flat diffusion policy
+                  (HepPickPlaceDepth-v0), every method trained with SE(2) augmentation
 
-and evaluates each on held-out seeds in the demonstrations' workspace (``success_rate``) and in randomly
-rotated and translated workspaces never seen in the demos (``success_rate.transformed``). The report (rliable
-IQMs, CIs, claims ledger) is ``hep.json``; this adds the policy equivariance error of the seed-0 hep and
-hep_no_eq runs with the most demos.
+and beside them:
+
+    perception            ms per observation of the rendered cloud vs the sampled labelled points, interleaved
+    policy_equivariance   per finished seed-0 run: the trained policy's error on random SE(2) elements (any angle,
+                          shifts up to 0.1 m) with the diffusion noise seed fixed, (a) on exactly transformed
+                          clouds and (b) end to end, re-rendering the transformed scene (sampling, pixels, occlusion)
+
+``python -m symgym.learn.bench.hep --report-only`` writes ``results/hep3d.json`` from the trials finished so far
+(no training; mixed code fingerprints are allowed and flagged, since the tree changes under a long sweep).
+The older heatmap-HEP sweep (spec ``hep``, ``results/hep.json``) is left as it is.
 """
 from __future__ import annotations
 
+import argparse
+import time
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from symgym.agents.hep import HEPAgent, plan_vector, transform_plan
-from symgym.equivariance import SE2Element, Symmetry, equivariance_error
-
-METHODS = ("hep", "hep_no_ft", "hep_no_eq", "flat_bc")
-WORKSPACES = ("demo", "transformed")
+SWEEPS = ("hep3d-modes", "hep3d")
 EVAL_SEED = 10_000
 
 
-def policy_equivariance_error(agent: HEPAgent, env_id: str, seed: int) -> float:
-    """Max relative error of plan(g.obs) vs g.plan(obs) over random C4 rotations + whole-pixel translations."""
-    env = gym.make(env_id)
-    sym = env.unwrapped.symmetry
-    out_sym = Symmetry(group=sym.group, obs=sym.obs, action=transform_plan)
+def _elements(seed: int, k: int = 4):
+    from symgym.equivariance import SE2Element
+
     rng = np.random.default_rng(seed)
-    pix = agent.cfg.pixel
-    elements = [SE2Element(np.pi / 2 * rng.integers(1, 4), pix * rng.integers(-3, 4), pix * rng.integers(-3, 4))
-                for _ in range(4)]
-    inputs = []
+    return [SE2Element(rng.uniform(0, 2 * np.pi), *rng.uniform(-0.1, 0.1, 2)) for _ in range(k)]
+
+
+def perception_timing(env_id: str = "HepPickPlace-v0", steps: int = 30) -> dict[str, Any]:
+    """Wall ms per env step with ``obs_mode="depth_cloud"`` and with the default sampled points, interleaved."""
+    import symgym.envs  # noqa: F401
+
+    envs = {m: gym.make(env_id, obs_mode=m) for m in ("depth_cloud", "points")}
+    times: dict[str, list[float]] = {m: [] for m in envs}
+    for m, e in envs.items():
+        e.reset(seed=0)
+    for _ in range(steps):
+        for m, e in envs.items():
+            t = time.perf_counter()
+            e.step(e.unwrapped.oracle_action())
+            times[m].append(time.perf_counter() - t)
+    for e in envs.values():
+        e.close()
+    med = {m: 1e3 * float(np.median(v)) for m, v in times.items()}
+    return {"env": env_id, "steps": steps, "ms_per_step_depth_cloud": med["depth_cloud"],
+            "ms_per_step_points": med["points"], "ratio": med["depth_cloud"] / med["points"],
+            "note": "median wall time of env.step (simulation + observation) on the shared, loaded CPU"}
+
+
+def trained_policy_equivariance(agent, env_id: str, seed: int = 0) -> dict[str, float]:
+    """(a) exact: plan(g.obs) vs g.plan(obs) on transformed clouds; (b) end to end: plan(render(g.s)) vs
+    g.plan(render(s)). Relative errors (max over 3 scenes x 4 elements)."""
+    from symgym.agents.hep3d import plan_vector, transform_plan
+    from symgym.equivariance import Symmetry, equivariance_error
+
+    env = gym.make(env_id)
+    u = env.unwrapped
+    hier = agent.cfg.hierarchical
+    out = Symmetry(group=u.symmetry.group, obs=u.symmetry.obs, action=lambda g, p: transform_plan(g, p, hier))
+    states, scenes = [], []
     for s in range(3):
         obs, _ = env.reset(seed=EVAL_SEED + 500 + s)
-        for _ in range(3 + 4 * s):
-            obs, *_ = env.step(env.unwrapped.oracle_action())
-        inputs.append(obs)
-    agent.reset()
-    return equivariance_error(lambda o: plan_vector(agent, o), out_sym, inputs, elements)
+        for _ in range(4 * s):
+            obs, *_ = env.step(u.oracle_action())
+        states.append(u.get_state())
+        scenes.append(obs)
+    elements = _elements(seed)
+    exact = equivariance_error(lambda o: plan_vector(agent, o), out, scenes, elements)
+    worst = 0.0
+    for st in states:
+        u.set_state(st)
+        base = plan_vector(agent, u._obs())
+        for g in elements:
+            u.set_state(u.transform_state(g, st))
+            moved = plan_vector(agent, u._obs())
+            want = transform_plan(g, base, hier)
+            worst = max(worst, float(np.linalg.norm(moved - want) / (np.linalg.norm(want) + 1e-12)))
+    env.close()
+    return {"exact_clouds": float(exact), "end_to_end_rendered": worst}
+
+
+def policy_equivariance(out_dir: Path, seed: int = 0) -> dict[str, Any]:
+    """Errors of every finished run of the first seed, per sweep and method."""
+    from symgym.learn.evidence.sweep import expand, load_spec
+    from symgym.learn.run.runs import load_run
+
+    res: dict[str, Any] = {}
+    for name in SWEEPS:
+        spec = load_spec(name)
+        first = min(spec.raw["grid"]["seed"])
+        for t in expand(spec, Path(out_dir)):
+            lab = t.labels
+            if lab["seed"] != first or not (Path(t.run_dir) / "config.json").is_file():
+                continue
+            try:
+                agent, _ = load_run(t.run_dir)
+            except ValueError as e:   # a checkpoint from an older agent version: no error to measure
+                res.setdefault(name, {})[lab["method"]] = f"skipped: {str(e).splitlines()[0][:160]}"
+                continue
+            res.setdefault(name, {})[lab["method"]] = trained_policy_equivariance(agent, lab["env"], seed)
+    return {"group": "SE(2): rotations by any angle, shifts up to 0.1 m; diffusion noise seed fixed",
+            "seed": seed, "runs": res}
+
+
+def report_only(out_dir: Path = Path("results"), seed: int = 0) -> dict[str, Any]:
+    """Ledgers of the trials finished so far (no training) + perception timing + trained-policy equivariance."""
+    from symgym.learn.evidence.report import build_report, plot_report
+    from symgym.learn.evidence.sweep import load_spec
+
+    out: dict[str, Any] = {"sweeps": {}, "evidence": []}
+    for name in SWEEPS:
+        spec = load_spec(name)
+        rep = build_report(spec, out_dir, allow_mixed_code=True)
+        rep["plots"] = [str(p) for p in plot_report(rep, Path(out_dir), name)]
+        out["sweeps"][name] = rep
+        out["evidence"] += rep.get("evidence", [])
+    out["perception"] = perception_timing()
+    out["policy_equivariance"] = policy_equivariance(Path(out_dir), seed)
+    return out
 
 
 def run(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0) -> dict[str, Any]:
     from symgym.learn.evidence.report import sweep_and_report
-    from symgym.learn.run.runs import load_run
-    from symgym.learn.evidence.sweep import expand, load_spec
 
-    results = sweep_and_report("hep", out_dir, quick=quick, seed=seed)
-    spec = load_spec("hep", quick=quick)
-    first_seed, most = min(spec.raw["grid"]["seed"]) + seed, max(spec.raw["grid"]["demos"])
-    errors: dict[str, Any] = {}
-    for t in expand(spec, Path(out_dir)):
-        lab = t.labels
-        if lab["method"] in ("hep", "hep_no_eq") and lab["seed"] == first_seed and lab["demos"] == most \
-                and (Path(t.run_dir) / "config.json").is_file():
-            try:
-                agent, _ = load_run(t.run_dir)
-            except ValueError as e:  # a checkpoint from an older agent version: its summary stands, no error
-                errors.setdefault(lab["env"], {})[lab["method"]] = f"skipped: {str(e).splitlines()[0][:160]}"
-                continue
-            errors.setdefault(lab["env"], {})[lab["method"]] = policy_equivariance_error(agent, lab["env"], seed)
-    results["policy_equivariance_error"] = {
-        "group": "rotations by multiples of 90 degrees x translations by whole pixels (0.02 m)",
-        "demos": most, "seed": first_seed, "runs": errors}
-    return results
+    out: dict[str, Any] = {"sweeps": {}, "evidence": []}
+    for name in SWEEPS:
+        rep = sweep_and_report(name, out_dir, quick=quick, seed=seed)
+        out["sweeps"][name] = rep
+        out["evidence"] += rep.get("evidence", [])
+    out["perception"] = perception_timing(steps=5 if quick else 30)
+    if not quick:
+        out["policy_equivariance"] = policy_equivariance(Path(out_dir), seed)
+    return out
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--report-only", action="store_true", help="no sweeps: report the finished trials")
+    ap.add_argument("--out", default="results")
+    args = ap.parse_args()
+    import torch
+
+    from symgym.learn.io import run_and_record
+
+    torch.set_num_threads(1)
+    fn = (lambda out_dir, quick, seed: report_only(out_dir, seed)) if args.report_only else run
+    run_and_record("bench", "hep3d", fn, args.out, False, 0)
+    print(f"wrote {Path(args.out) / 'hep3d.json'}")
