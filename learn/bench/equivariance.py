@@ -72,6 +72,9 @@ def observation_break(env, state: np.ndarray, actions: list, g) -> dict:
     radius = 0.35   # observation positions are in table radii
     out = {"obs_error": float(diff.max()), "obs_error_first_step": float(diff[0].max()),
            "obs_error_first_5_steps": float(diff[:5].max()), "tip_error_m": float(diff[:, 0:2].max() * radius),
+           # the first step split: where the tip is (m) and how fast it moves (units of max speed)
+           "tip_error_first_step_m": float(diff[0, 0:2].max() * radius),
+           "tip_velocity_error_first_step": float(diff[0, 2:4].max()),
            "start_reach_residual_m": residual}
     if diff.shape[1] == 14:
         out["puck_error_m"] = float(diff[:, 4:6].max() * radius)
