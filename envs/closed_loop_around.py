@@ -31,9 +31,16 @@ class PushAroundEnv(PushToTargetEnv):
 
     ## Observation Space
 
-    As ``HepPushToTarget-v0``: a 16-float ``"vector"`` (end-effector position and velocity, attached flag,
-    object position and velocity, target position) and ``"points"``: 96 labelled surface samples (``obs_mode=
+    As ``HepPushToTarget-v0``: a 16-float ``"vector"`` and ``"points"``: 96 labelled surface samples (``obs_mode=
     "points"``) or a rendered, unlabelled ``(256, 6)`` cloud of positions and normals (``"depth_cloud"``).
+
+    | key | meaning | unit |
+    |---|---|---|
+    | ``vector`` 0-2, 3-5 | end-effector position, velocity | m, m/s |
+    | ``vector`` 6 | attached flag (always 0: suction disabled) | 0 or 1 |
+    | ``vector`` 7-9, 10-12 | puck position (bottom centre), velocity | m, m/s |
+    | ``vector`` 13-15 | target position | m |
+    | ``points`` | (96, 4) x, y, z, label, or (256, 6) x, y, z, nx, ny, nz | m |
 
     ## Rewards
 
