@@ -381,3 +381,18 @@ def test_fused_ensemble_matches_member_by_member_prediction():
         torch.testing.assert_close(fused[key], ref[key], rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="heteroscedastic"):
         FusedEnsemble([IAEmulator(PARAM_LOW, PARAM_HIGH, heteroscedastic=False)])
+
+
+@pytest.mark.parametrize("n_realisations", [4, 16])
+def test_noise_floor_is_what_a_perfect_emulator_scores(n_realisations):
+    from symgym.learn.tasks.iaemu.eval import err_over_scatter_floor, scored_against_floor
+
+    rng = np.random.default_rng(n_realisations)
+    mu, sigma = 2.0, 0.3
+    draws = mu + sigma * rng.standard_normal((20000, n_realisations))
+    perfect = np.median(np.abs(mu - draws.mean(1)) / draws.std(1, ddof=1))  # the task's err/scatter, true mean
+    assert perfect == pytest.approx(err_over_scatter_floor(n_realisations), rel=0.03)
+    scored = scored_against_floor({"m": {"xi": 2 * err_over_scatter_floor(n_realisations)}}, n_realisations)
+    assert scored["ratio_to_floor"]["m"]["xi"] == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="n_realisations must be >= 2"):
+        err_over_scatter_floor(1)

@@ -9,6 +9,26 @@ from symgym.physics.galaxies import STAT_NAMES
 NOMINAL_1SIGMA, NOMINAL_2SIGMA = 0.683, 0.954
 
 
+def err_over_scatter_floor(n_realisations: int) -> float:
+    """What a *perfect* emulator (predicting the true mean) scores on median |pred - target| / scatter when each
+    target is the mean of ``n_realisations`` Gaussian realisations and scatter is their sample std (ddof 1):
+    (mean_R - mu) / (s_R / sqrt(R)) is Student t with R - 1 df, so the median is t_{0.75, R-1} / sqrt(R)
+    (0.383 at R = 4, 0.173 at 16, 0.121 at 32). No model can score below it; differences near it are noise."""
+    from scipy import stats
+
+    if n_realisations < 2:
+        raise ValueError(f"n_realisations must be >= 2 for a scatter, got {n_realisations}")
+    return float(stats.t.ppf(0.75, n_realisations - 1) / np.sqrt(n_realisations))
+
+
+def scored_against_floor(err_over_scatter: dict[str, dict[str, float]], n_realisations: int) -> dict[str, object]:
+    """Every model's err/scatter beside the floor: its ratio to the floor and its excess over it."""
+    floor = err_over_scatter_floor(n_realisations)
+    return {"n_realisations": n_realisations, "floor": floor,
+            "ratio_to_floor": {m: {s: v / floor for s, v in d.items()} for m, d in err_over_scatter.items()},
+            "excess_over_floor": {m: {s: v - floor for s, v in d.items()} for m, d in err_over_scatter.items()}}
+
+
 def relative_errors(pred: np.ndarray, truth: np.ndarray, sem: np.ndarray) -> dict[str, dict[str, float]]:
     """Median |pred - truth| / |truth| per statistic, over all bins and over bins where the
     truth differs from zero by more than two standard errors (omega and eta vanish at mu=0)."""
