@@ -139,3 +139,12 @@ def test_learn_save_load_and_bad_demos(demos, env, scenes, tmp_path):
         HEP3DAgent(low_steps=1).learn(labelled)
     with pytest.raises(ValueError, match="execute"):
         HEP3DAgent(execute=9)
+
+
+def test_bench_measures_exact_and_end_to_end_equivariance():
+    """The bench's trained-policy check: exact on transformed clouds; re-rendering adds sampling error only."""
+    from symgym.learn.bench.hep import trained_policy_equivariance
+
+    errs = trained_policy_equivariance(HEP3DAgent(seed=4), "HepPushAroundDepth-v0")
+    assert errs["exact_clouds"] < EXACT_TOL
+    assert EXACT_TOL < errs["end_to_end_rendered"] < 1.0, errs
