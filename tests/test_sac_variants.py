@@ -213,3 +213,25 @@ def test_apply_tuning_writes_each_agents_chosen_rate_into_the_specs(tmp_path):
         spec = load_spec(str(specs / f"{name}.yaml"))
         rates = {m["agent"]: m["agent_kwargs"]["learning_rate"] for m in spec.raw["grid"]["method"]}
         assert rates == chosen
+
+
+def test_drift_is_tabulated_per_cell_and_seed_beside_the_measured_break(tmp_path):
+    import json
+
+    from symgym.learn.bench.sac import drift_vs_break
+
+    (tmp_path / "equivariance.json").write_text(json.dumps({"envs": {"SymPushWind-v0": {"max_error": 5.3}}}))
+    trials = tmp_path / "trials" / "approx-sac"
+    trials.mkdir(parents=True)
+    for i, (agent, kwargs, drift) in enumerate([("approx-sac", {}, 0.2), ("approx-sac", {"wind": 0.5}, 0.3),
+                                                ("sac", {}, None), ("approx-sac-frozen", {}, 0.0)]):
+        summary = {"params": {"agent": agent, "env": "SymPushWind-v0", "env_kwargs": kwargs, "seed": i},
+                   "metrics": {"actor_drift": drift, "critic_drift": drift}}
+        (trials / f"t{i}.json").write_text(json.dumps(summary))
+    cells = drift_vs_break(tmp_path, sweeps=("approx-sac",))["cells"]
+    assert set(cells) == {"SymPushWind-v0", "SymPushWind-v0 wind=0.5"}
+    assert cells["SymPushWind-v0"]["dynamics_equivariance_error"] == 5.3
+    assert cells["SymPushWind-v0 wind=0.5"]["dynamics_equivariance_error"] is None
+    assert cells["SymPushWind-v0"]["seeds"]["approx-sac"]["0"]["actor_drift"] == 0.2
+    assert cells["SymPushWind-v0"]["seeds"]["approx-sac-frozen"]["3"]["critic_drift"] == 0.0
+    assert "sac" not in cells["SymPushWind-v0"]["seeds"]

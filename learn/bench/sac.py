@@ -147,6 +147,7 @@ def run(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0) -> 
     results = sweep_and_report(SPEC, out_dir, quick=quick, seed=seed)
     results["parameter_counts"] = parameter_table(SPEC)
     results["tuning"] = tuning_choice(out_dir)
+    results["drift_vs_break"] = drift_vs_break(out_dir)
     spec = load_spec(SPEC, quick=quick)
     first_seed = min(spec.raw["grid"]["seed"]) + seed
     errors = {}
@@ -187,6 +188,36 @@ def tuning_choice(out_dir: str | Path = "results", sweep: str = "approx-sac-tune
             best = max(done, key=lambda c: (c["success_auc"] or 0.0, c["success_rate"] or 0.0, -c["learning_rate"]))
             entry["chosen"] = {"method": best["method"], "learning_rate": best["learning_rate"]}
     return out
+
+
+def drift_vs_break(out_dir: str | Path = "results", sweeps: tuple[str, ...] = (SPEC, "approx-sac-graded"),
+                   agents: tuple[str, ...] = ("approx-sac", "approx-sac-frozen")) -> dict[str, Any]:
+    """Per env cell and seed, how far the relaxed agents' learned weights drifted from equivariance
+    (``actor_drift``/``critic_drift``), beside the env's measured dynamics-equivariance error from
+    ``results/equivariance.json`` (only for the env's default break: other wind levels are not measured there)."""
+    import json
+
+    out_dir = Path(out_dir)
+    bench = out_dir / "equivariance.json"
+    measured = json.loads(bench.read_text()).get("envs", {}) if bench.is_file() else {}
+    cells: dict[str, Any] = {}
+    for sweep in sweeps:
+        for path in sorted((out_dir / "trials" / sweep).glob("*.json")):
+            summary = json.loads(path.read_text())
+            params = summary.get("params", {})
+            if path.name == "sweep.json" or params.get("agent") not in agents:
+                continue
+            kwargs = params.get("env_kwargs") or {}
+            cell = params["env"] + "".join(f" {k}={v}" for k, v in sorted(kwargs.items()))
+            entry = cells.setdefault(cell, {"env": params["env"], "env_kwargs": kwargs, "seeds": {},
+                                            "dynamics_equivariance_error": None if kwargs else
+                                            measured.get(params["env"], {}).get("max_error")})
+            m = summary["metrics"]
+            entry["seeds"].setdefault(params["agent"], {})[str(params["seed"])] = {
+                "actor_drift": m.get("actor_drift"), "critic_drift": m.get("critic_drift")}
+    return {"metric": "|W - P(W)| / |W| over the relaxed layers (P: Reynolds projection onto equivariant maps)",
+            "break_metric": "results/equivariance.json: max |step(g.s, g.a) - g.step(s, a)| over 60 steps",
+            "cells": cells}
 
 
 def apply_tuning(out_dir: str | Path = "results", specs: tuple[str, ...] = (SPEC, "approx-sac-graded"),
