@@ -235,3 +235,21 @@ def test_drift_is_tabulated_per_cell_and_seed_beside_the_measured_break(tmp_path
     assert cells["SymPushWind-v0"]["seeds"]["approx-sac"]["0"]["actor_drift"] == 0.2
     assert cells["SymPushWind-v0"]["seeds"]["approx-sac-frozen"]["3"]["critic_drift"] == 0.0
     assert "sac" not in cells["SymPushWind-v0"]["seeds"]
+
+
+def test_solvable_gates_the_sweep_on_plain_sac_at_the_sweeps_width(tmp_path):
+    import json
+
+    from symgym.learn.bench.sac import solvable
+    from symgym.learn.evidence.sweep import expand, load_spec
+
+    done = tmp_path / "trials" / "approx-sac-solvable"
+    done.mkdir(parents=True)
+    assert not solvable(tmp_path)["ok"]  # nothing run yet
+    rates = {"[64, 64]": 0.3, "[128, 128]": 0.9, "[256, 256]": 0.95}
+    for t in expand(load_spec("approx-sac-solvable"), tmp_path):
+        rate = rates[str(t.params["agent_kwargs"]["net_arch"])]
+        (done / f"{t.key}.json").write_text(json.dumps({"metrics": {"success_rate": rate}}))
+    out = solvable(tmp_path)
+    assert not out["ok"] and out["width"] == [64, 64] and "[128, 128]" in out["message"]
+    assert solvable(tmp_path, threshold=0.25)["ok"]

@@ -148,6 +148,7 @@ def run(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0) -> 
     results["parameter_counts"] = parameter_table(SPEC)
     results["tuning"] = tuning_choice(out_dir)
     results["drift_vs_break"] = drift_vs_break(out_dir)
+    results["sac_solvable"] = solvable(out_dir)
     spec = load_spec(SPEC, quick=quick)
     first_seed = min(spec.raw["grid"]["seed"]) + seed
     errors = {}
@@ -218,6 +219,29 @@ def drift_vs_break(out_dir: str | Path = "results", sweeps: tuple[str, ...] = (S
     return {"metric": "|W - P(W)| / |W| over the relaxed layers (P: Reynolds projection onto equivariant maps)",
             "break_metric": "results/equivariance.json: max |step(g.s, g.a) - g.step(s, a)| over 60 steps",
             "cells": cells}
+
+
+def solvable(out_dir: str | Path = "results", threshold: float = 0.8) -> dict[str, Any]:
+    """Whether plain SAC at the approx-sac sweep's width reached ``threshold`` held-out success on the tuning seed
+    (``approx-sac-solvable`` sweep), with every width's result."""
+    import json
+
+    from symgym.learn.evidence.sweep import expand, load_spec
+
+    _, methods, _ = _methods(SPEC)
+    width = next(m["agent_kwargs"]["net_arch"] for m in methods if m["agent"] == "sac")
+    rows = {}
+    for t in expand(load_spec("approx-sac-solvable"), Path(out_dir)):
+        path = Path(out_dir) / "trials" / "approx-sac-solvable" / f"{t.key}.json"
+        m = json.loads(path.read_text())["metrics"] if path.is_file() else {}
+        rows[str(t.params["agent_kwargs"]["net_arch"])] = m.get("success_rate")
+    got = rows.get(str(width))
+    ok = got is not None and got >= threshold
+    solved_at = [w for w, v in rows.items() if v is not None and v >= threshold]
+    message = (f"sac {width} reached {got} held-out success on SymPush-v0 (tuning seed, {threshold} needed); "
+               f"widths that did: {solved_at or 'none'}; move the approx-sac specs to a level where sac solves "
+               f"(matched widths in specs/approx-sac-solvable.yaml) and re-run the campaign")
+    return {"ok": ok, "width": width, "success_rate": rows, "message": message}
 
 
 def apply_tuning(out_dir: str | Path = "results", specs: tuple[str, ...] = (SPEC, "approx-sac-graded"),
@@ -295,6 +319,10 @@ def campaign(out_dir: str | Path = "results") -> None:
         subprocess.run([sys.executable, "-m", "symgym.learn.cli", "sweep", spec, "--out", str(out)], check=True)
 
     sweep("approx-sac-tune")
+    sweep("approx-sac-solvable")
+    solved = solvable(out)
+    if not solved["ok"]:
+        sys.exit(f"stopping before the main sweep: {solved['message']}")
     print("tuned learning rates:", apply_tuning(out), flush=True)
     for i, envs in enumerate(STAGES, 1):
         path = out / "cache" / f"{SPEC}-stage{i}.yaml"
