@@ -66,7 +66,14 @@ def _saved_future(env_id: str):
     return env, state, actions, obs, rewards
 
 
-@pytest.mark.parametrize("env_id", _ids())
+#: tabletop (#34): with the Panda arm a random action's failed grasp ends the episode at once, and PyBullet does not
+#: replay a primitive bit for bit from a mid-episode state (even restoreState: 0.3 mm apart after one primitive)
+_REPLAY_XFAIL = {env_id: "tabletop: episodes end on a failed grasp; PyBullet replays are not bit-exact mid-episode"
+                 for env_id in ("TabletopBlockInsertion-v0", "TabletopPlaceRedInGreen-v0", "TabletopStacking-v0")}
+
+
+@pytest.mark.parametrize("env_id", [pytest.param(i, marks=pytest.mark.xfail(reason=_REPLAY_XFAIL[i], strict=True))
+                                    if i in _REPLAY_XFAIL else i for i in _ids()])
 def test_set_state_get_state_replays_the_next_steps_bit_for_bit(env_id):
     env, state, actions, obs, rewards = _saved_future(env_id)
     env.set_state(state)

@@ -106,6 +106,7 @@ class SuctionPanda:
         self.constraint: int | None = None
         self.held: int | None = None
         self.steps = 0
+        self.target = np.zeros(7)
         self._home_q = self._solve_home()
         self.home()
 
@@ -152,8 +153,26 @@ class SuctionPanda:
         self._set_q(self._home_q)
         for j in ARM_JOINTS:
             self.p.resetJointState(self.body, j, float(self._home_q[j]), 0.0)
-        self.p.setJointMotorControlArray(self.body, ARM_JOINTS, p.POSITION_CONTROL, targetPositions=self._home_q,
+        self._drive(self._home_q)
+
+    def _drive(self, target) -> None:
+        self.target = np.asarray(target, dtype=float)
+        self.p.setJointMotorControlArray(self.body, ARM_JOINTS, p.POSITION_CONTROL, targetPositions=self.target,
                                          forces=FORCES)
+
+    def get_state(self) -> list[float]:
+        """Joint positions, velocities and motor targets (7 each): between primitives nothing is held."""
+        states = self.p.getJointStates(self.body, ARM_JOINTS)
+        return [s[0] for s in states] + [s[1] for s in states] + list(self.target)
+
+    def set_state(self, state) -> None:
+        state = np.asarray(state, dtype=float)
+        if state.shape != (21,):
+            raise ValueError(f"arm state must be 21 floats (q, dq, motor targets), got shape {state.shape}")
+        self.release()
+        for j, q, dq in zip(ARM_JOINTS, state[:7], state[7:14]):
+            self.p.resetJointState(self.body, j, float(q), float(dq))
+        self._drive(state[14:21])
 
     # -- contacts and suction ------------------------------------------------------------------------
     def arm_collision(self, ignore: set[int] = frozenset()) -> bool:
@@ -230,8 +249,7 @@ class SuctionPanda:
             n = max(1, int(math.ceil(np.linalg.norm(pt - prev) / (speed / 240.0))))
             n = max(n, int(math.ceil(np.abs(q1 - q0).max() / (2.0 / 240.0))))  # joints turn at <= 2 rad/s
             for k in range(1, n + 1):
-                self.p.setJointMotorControlArray(self.body, ARM_JOINTS, p.POSITION_CONTROL,
-                                                 targetPositions=q0 + (k / n) * (q1 - q0), forces=FORCES)
+                self._drive(q0 + (k / n) * (q1 - q0))
                 if (err := self._step(until, ignore)) is not False:
                     return err
             q0, prev = q1, pt

@@ -172,10 +172,16 @@ class TabletopEnv(gym.Env):
         return self._last_cloud if voxel is None else downsample_cloud(self._last_cloud, voxel)
 
     def get_state(self) -> dict[str, Any]:
-        return {"objects": self.scene.get_state(), "credit": self._credit_now}
+        state = {"objects": self.scene.get_state(), "credit": self._credit_now}
+        if self.scene.arm is not None:
+            state["arm"] = self.scene.arm.get_state()
+        return state
 
     def set_state(self, state: dict[str, Any]) -> None:
+        """Restore objects (pose, and velocities when given) and the arm (its joints when given, else home)."""
         self.scene.set_state(state["objects"])
+        if self.scene.arm is not None and "arm" in state:
+            self.scene.arm.set_state(state["arm"])
         self._credit_now = float(state.get("credit", self._credit()))
 
     def close(self) -> None:

@@ -172,9 +172,13 @@ class TabletopScene:
         return np.array(pos), quat_yaw(quat), np.array(quat)
 
     def get_state(self) -> dict[str, list[float]]:
-        """Object name -> [x, y, z, qx, qy, qz, qw]."""
-        return {n: list(self.p.getBasePositionAndOrientation(o.body)[0]) + list(
-            self.p.getBasePositionAndOrientation(o.body)[1]) for n, o in self.objects.items()}
+        """Object name -> [x, y, z, qx, qy, qz, qw, vx, vy, vz, wx, wy, wz] (pose, then world velocities)."""
+        out = {}
+        for n, o in self.objects.items():
+            pos, quat = self.p.getBasePositionAndOrientation(o.body)
+            lin, ang = self.p.getBaseVelocity(o.body)
+            out[n] = [*pos, *quat, *lin, *ang]
+        return out
 
     def set_state(self, state: dict[str, list[float]]) -> None:
         unknown = set(state) - set(self.objects)
@@ -183,7 +187,8 @@ class TabletopScene:
         for name, v in state.items():
             body = self.objects[name].body
             self.p.resetBasePositionAndOrientation(body, v[:3], v[3:7])
-            self.p.resetBaseVelocity(body, (0, 0, 0), (0, 0, 0))
+            vel = list(v[7:13]) if len(v) >= 13 else [0.0] * 6  # a pose-only state is an object at rest
+            self.p.resetBaseVelocity(body, vel[:3], vel[3:6])
         if self.arm is not None:
             self.arm.home()
 

@@ -45,12 +45,13 @@ def oracle_success(env_id: str, episodes: int, seed: int = 0) -> dict:
 
     env = make_env(env_id)
     start = time.perf_counter()
-    successes, failures, credits = [], {}, []
+    successes, failures, credits, step_ok = [], {}, [], []
     for i in range(episodes):
         env.reset(seed=seed + i)
         done, info = False, {}
         while not done:
-            _, _, term, trunc, info = env.step(env.unwrapped.oracle_action())
+            _, reward, term, trunc, info = env.step(env.unwrapped.oracle_action())
+            step_ok.append(reward > 0)  # this primitive advanced the task (stacking: one more cube in order)
             done = term or trunc
         successes.append(bool(info.get("is_success")))
         credits.append(float(info.get("credit", 0.0)))
@@ -59,7 +60,7 @@ def oracle_success(env_id: str, episodes: int, seed: int = 0) -> dict:
             failures[why] = failures.get(why, 0) + 1
     env.close()
     return {"episodes": episodes, "success_rate": float(np.mean(successes)), "mean_credit": float(np.mean(credits)),
-            "failures": failures, "seconds_per_episode": (time.perf_counter() - start) / episodes}
+            "per_step_success": float(np.mean(step_ok)), "primitives": len(step_ok), "failures": failures, "seconds_per_episode": (time.perf_counter() - start) / episodes}
 
 
 def evaluate_agent(agent, env_id: str, episodes: int, seed: int = EVAL_SEED) -> dict:
