@@ -11,7 +11,7 @@ from gymnasium.utils.env_checker import check_env
 
 import symgym.envs  # noqa: F401  (registers ids)
 from symgym.envs.tabletop import TABLETOP_IDS, Grid, transform_action, transform_topdown
-from symgym.envs.tabletop.scene import quat_yaw, yaw_quat
+from symgym.envs.tabletop.scene import quat_yaw, yaw_error, yaw_quat
 from symgym.equivariance.groups import SE2Element, SE2Group
 
 torch.set_num_threads(1)
@@ -100,6 +100,7 @@ def test_the_arm_carries_the_object_by_physics(made):
     after, after_yaw, _ = scene.pose("red")
     assert info["picked"] == "red" and info["failure"] is None
     assert np.linalg.norm(after[:2] - target) < 0.02 and after[2] == pytest.approx(0.02, abs=3e-3)
+    assert yaw_error(after_yaw, yaw + 0.5, 4) < math.radians(4)  # turned by place yaw - pick yaw
     assert scene.arm.constraint is None and scene.arm.steps > 200
 
 

@@ -127,7 +127,36 @@ def measure(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0,
     path = Path(out_dir) / "transporter.json"
     previous = json.loads(path.read_text()) if path.is_file() else {}
     write_json(path, {**previous, **results})
+    plot_arm(results, Path(out_dir) / "transporter-arm.png")
     return results
+
+
+def plot_arm(results: dict, path: Path) -> Path:
+    """Oracle success per task with the arm, and an env step's time split into primitive and render."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from symgym.learn.io import save_figure
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
+    names = [t.replace("Tabletop", "").replace("-v0", "") for t in results["oracle"]]
+    ax1.bar(names, [v["success_rate"] for v in results["oracle"].values()], color="tab:green")
+    ax1.axhline(0.95, color="k", ls="--", lw=1)
+    ax1.set_ylim(0, 1.05)
+    ax1.set_title(f"oracle success with the Panda ({next(iter(results['oracle'].values()))['episodes']} episodes)")
+    speed = results["arm_speed"]
+    kinds = ["arm", "teleport"]
+    prim = [speed[k]["primitive_seconds"] for k in kinds]
+    rend = [speed[k]["render_ms_per_frame"] / 1000 for k in kinds]
+    ax2.bar(kinds, prim, label="primitive (physics + IK)")
+    ax2.bar(kinds, rend, bottom=prim, label="observation (3 cameras)")
+    ax2.set_ylabel("seconds per env step")
+    ax2.set_title(f"{speed['env']}: arm / teleport = {speed['arm_over_teleport_step_time']:.1f}x")
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
 
 
 def run(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0) -> dict:
