@@ -18,6 +18,10 @@ and scored by how evenly they then sit over the scene surface under them (a rigi
 face is parallel to its visible top face). A tilted grasp therefore gets the compensating tilt. The env's
 suction primitive is planar, so roll and pitch are reported in ``plan()`` but not part of the 7-d action;
 in these tasks (level objects on level surfaces) they come out within a few degrees of zero.
+
+Status against the paper (issue #34): what this agent is, is a *planar* keyframe Transporter -- SE(2) place
+plus a learned height, bi-equivariant in the grasped object. The paper's coarse-to-fine SE(3) evaluation is
+not here: roll and pitch are a geometric fit, never learned and never executed, and no task needs them yet.
 """
 from __future__ import annotations
 
