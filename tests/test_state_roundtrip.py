@@ -70,6 +70,11 @@ def _saved_future(env_id: str):
 #: replay a primitive bit for bit from a mid-episode state (even restoreState: 0.3 mm apart after one primitive)
 _REPLAY_XFAIL = {env_id: "tabletop: episodes end on a failed grasp; PyBullet replays are not bit-exact mid-episode"
                  for env_id in ("TabletopBlockInsertion-v0", "TabletopPlaceRedInGreen-v0", "TabletopStacking-v0")}
+#: HEP depth clouds (#33): each observation subsamples the rendered cloud with np_random, which get_state does not
+#: carry, so a restored state observes another subsample (the dynamics and the vector part do replay)
+_DEPTH = {env_id: "depth cloud subsampled with np_random, which get_state does not carry (envs/closed_loop_perception)"
+          for env_id in ("HepPickPlaceDepth-v0", "HepPushToTargetDepth-v0", "HepPushAroundDepth-v0")}
+_REPLAY_XFAIL.update(_DEPTH)
 
 
 @pytest.mark.parametrize("env_id", [pytest.param(i, marks=pytest.mark.xfail(reason=_REPLAY_XFAIL[i], strict=True))
@@ -85,6 +90,7 @@ def test_set_state_get_state_replays_the_next_steps_bit_for_bit(env_id):
 #: known defects owned elsewhere: strict, so the test fails (and asks for this entry to go) once they are fixed
 _PICKLE_XFAIL = {env_id: "the tabletop symmetry's image map is a closure and does not pickle (envs/tabletop)"
                  for env_id in ("TabletopBlockInsertion-v0", "TabletopPlaceRedInGreen-v0", "TabletopStacking-v0")}
+_PICKLE_XFAIL.update(_DEPTH)
 
 
 @pytest.mark.parametrize("env_id", [pytest.param(i, marks=pytest.mark.xfail(reason=_PICKLE_XFAIL[i], strict=True))
