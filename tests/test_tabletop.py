@@ -104,6 +104,27 @@ def test_the_arm_carries_the_object_by_physics(made):
     assert scene.arm.constraint is None and scene.arm.steps > 200
 
 
+@pytest.mark.parametrize("tilt", [(0.35, 0.0), (0.0, -0.3), (0.2, 0.25)])
+def test_the_arm_reaches_tilted_tip_poses_for_non_planar_places(made, tilt):
+    """Roll and pitch about the tip's own x and y axes are executed (the groundwork for SE(3) places)."""
+    from symgym.envs.tabletop.arm import YAW_CENTRE
+
+    env = made["TabletopStacking-v0"]
+    env.reset(seed=4)
+    arm = env.unwrapped.scene.arm
+    assert arm.move((0.05, 0.05, 0.15), YAW_CENTRE, tilt=tilt) is None
+    rot = np.array(env.unwrapped.scene.p.getMatrixFromQuaternion(
+        env.unwrapped.scene.p.getLinkState(arm.body, arm.tip, computeForwardKinematics=True)[5])).reshape(3, 3)
+    # the tip's axes after roll r about x then pitch q about y, starting from pointing straight down
+    r, q = tilt
+    expected = np.array(arm.p.getMatrixFromQuaternion(arm.down(YAW_CENTRE, tilt))).reshape(3, 3)
+    assert np.allclose(rot, expected, atol=0.02)
+    down_angle = math.acos(np.clip(-rot[2, 2], -1, 1))
+    assert down_angle == pytest.approx(math.acos(math.cos(r) * math.cos(q)), abs=0.02)
+    _, _, _, _, info = env.step(env.unwrapped.oracle_action())  # the next primitive starts from anywhere
+    assert info["failure"] is None
+
+
 def test_an_arm_link_hitting_something_fails_the_episode(made):
     env = made["TabletopStacking-v0"]
     env.reset(seed=4)

@@ -124,11 +124,16 @@ class SuctionPanda:
         return np.array(s[4]), float(math.atan2(x_axis[1], x_axis[0]))  # yaw of the tip's x axis
 
     @staticmethod
-    def down(yaw: float):
-        """Tip pointing down, turned by ``yaw`` about the world z axis."""
-        return p.getQuaternionFromEuler((math.pi, 0.0, float(yaw)))
+    def down(yaw: float, tilt=(0.0, 0.0)):
+        """Tip pointing down, turned by ``yaw`` about the world z axis, then tilted by ``tilt`` = (roll, pitch)
+        about the tip's own x and y axes (a non-planar place)."""
+        level = p.getQuaternionFromEuler((math.pi, 0.0, float(yaw)))
+        if not any(tilt):
+            return level
+        return p.multiplyTransforms((0, 0, 0), level, (0, 0, 0),
+                                    p.getQuaternionFromEuler((float(tilt[0]), float(tilt[1]), 0.0)))[1]
 
-    def ik(self, pos, yaw: float, iterations: int = IK_ITERATIONS) -> np.ndarray:
+    def ik(self, pos, yaw: float, iterations: int = IK_ITERATIONS, tilt=(0.0, 0.0)) -> np.ndarray:
         """Joint targets for a tip pose, from the arm's current joints (PyBullet's damped least squares).
 
         Without null-space terms: measured on 60 random workspace poses, passing joint limits and rest poses
@@ -136,7 +141,7 @@ class SuctionPanda:
         out-of-range joints are clipped. (PyBullet's ``currentPositions`` seed is not used: with it the solver
         stops refining and a chain of waypoints drifted by centimetres.)
         """
-        q = self.p.calculateInverseKinematics(self.body, self.tip, [float(v) for v in pos], self.down(yaw),
+        q = self.p.calculateInverseKinematics(self.body, self.tip, [float(v) for v in pos], self.down(yaw, tilt),
                                               jointDamping=[IK_DAMPING] * 7, maxNumIterations=iterations,
                                               residualThreshold=1e-6)
         return np.clip(np.array(q[:7]), LOWER, UPPER)
@@ -212,9 +217,11 @@ class SuctionPanda:
         return [c[2] for c in self.p.getContactPoints(bodyA=self.held) if c[2] != self.body]
 
     # -- motion ----------------------------------------------------------------------------------------
-    def plan(self, pos, yaw: float, spacing: float) -> tuple[np.ndarray, np.ndarray]:
-        """Joint waypoints along the straight tip path to ``pos`` (yaw interpolated), one per ``spacing`` metres,
-        each IK solve seeded with the previous one; and the Cartesian points they aim at."""
+    def plan(self, pos, yaw: float, spacing: float, tilt=(0.0, 0.0), start_tilt=(0.0, 0.0)
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """Joint waypoints along the straight tip path to ``pos`` (yaw and tilt interpolated), one per ``spacing``
+        metres, each IK solve seeded with the previous one; and the Cartesian points they aim at."""
+        tilt0, tilt1 = np.asarray(start_tilt, dtype=float), np.asarray(tilt, dtype=float)
         start, yaw0 = self.tip_pose()
         goal = np.asarray(pos, dtype=float)
         dyaw = float((yaw - yaw0 + math.pi) % (2 * math.pi) - math.pi)
@@ -226,24 +233,24 @@ class SuctionPanda:
         for i in range(1, n + 1):
             f = i / n
             pt = start + f * (goal - start)
-            qs.append(self.ik(pt, yaw0 + f * dyaw))
+            qs.append(self.ik(pt, yaw0 + f * dyaw, tilt=tuple(tilt0 + f * (tilt1 - tilt0))))
             pts.append(pt)
             self._set_q(qs[-1])
         for _ in range(2):  # refine the end: it is where the object is picked or released
-            qs[-1] = self.ik(goal, yaw, iterations=100)
+            qs[-1] = self.ik(goal, yaw, iterations=100, tilt=tuple(tilt1))
             self._set_q(qs[-1])
         for j, st in zip(ARM_JOINTS, states):
             self.p.resetJointState(self.body, j, st[0], st[1])
         return np.array(qs), np.array(pts)
 
     def move(self, pos, yaw: float, speed: float = MOVE_SPEED, until=None, ignore: set[int] = frozenset(),
-             spacing: float = 0.03, check_reach: bool = True) -> str | None:
+             spacing: float = 0.03, check_reach: bool = True, tilt=(0.0, 0.0), start_tilt=(0.0, 0.0)) -> str | None:
         """Move the tip to ``pos`` along joint-space segments between IK waypoints on the straight line (Ravens
         moves in joint space to IK targets too); stop early when ``until()`` is true.
 
         Returns None on arrival (or an ``until`` stop), "collision" or "unreachable".
         """
-        qs, pts = self.plan(pos, yaw, spacing)
+        qs, pts = self.plan(pos, yaw, spacing, tilt, start_tilt)
         q0, prev = self.q(), self.tip_pose()[0]
         for q1, pt in zip(qs, pts):
             n = max(1, int(math.ceil(np.linalg.norm(pt - prev) / (speed / 240.0))))
@@ -274,8 +281,10 @@ class SuctionPanda:
         return False
 
     def pick_and_place(self, pick_xy, pick_yaw: float, place_xyz, place_yaw: float,
-                       movable: set[int]) -> PrimitiveResult:
-        """Run the primitive; ``movable``: the bodies suction may hold."""
+                       movable: set[int], place_tilt=(0.0, 0.0)) -> PrimitiveResult:
+        """Run the primitive; ``movable``: the bodies suction may hold; ``place_tilt``: (roll, pitch) of the tip
+        at the place, about its own axes (the tip tilts on the way to the place and levels on the way home)."""
+        tilt = (float(place_tilt[0]), float(place_tilt[1]))
         self.steps = 0
         res = PrimitiveResult()
         # suction is symmetric about the tip axis: only the yaw change matters, so split it evenly about
@@ -304,21 +313,23 @@ class SuctionPanda:
             return stop("grasp")
         res.grasped = self.held
         ignore = {self.held}
-        for target, yaw in (((px, py, HOVER_Z), yaw_pick), ((tx, ty, HOVER_Z), yaw_place)):
-            if (err := self.move(target, yaw, ignore=ignore)) is not None:
-                return stop(err)
+        if (err := self.move((px, py, HOVER_Z), yaw_pick, ignore=ignore)) is not None:
+            return stop(err)
+        if (err := self.move((tx, ty, HOVER_Z), yaw_place, ignore=ignore, tilt=tilt)) is not None:
+            return stop(err)
         held = self.held
         err = self.move((tx, ty, tz), yaw_place, DESCEND_SPEED, until=lambda: bool(self.held_contacts()),
-                        ignore=ignore, spacing=0.01)
+                        ignore=ignore, spacing=0.01, tilt=tilt, start_tilt=tilt)
         self.release()
         if err == "collision":
             return stop(err)
-        if (err := self.move((tx, ty, HOVER_Z), yaw_place, ignore={held})) is not None:
+        if (err := self.move((tx, ty, HOVER_Z), yaw_place, ignore={held}, tilt=tilt, start_tilt=tilt)) is not None:
             return stop(err)
-        if (err := self._go_home()) is not None:
+        if (err := self._go_home(start_tilt=tilt)) is not None:
             return stop(err)
         res.steps = self.steps
         return res
 
-    def _go_home(self) -> str | None:
-        return self.move(HOME_TIP, YAW_CENTRE, check_reach=False)  # only needs to leave the cameras' view
+    def _go_home(self, start_tilt=(0.0, 0.0)) -> str | None:
+        # only needs to leave the cameras' view: no reach check
+        return self.move(HOME_TIP, YAW_CENTRE, check_reach=False, start_tilt=start_tilt)
