@@ -196,7 +196,12 @@ def test_readme_ledger_tables_agree_with_results_json(name):
     assert blocks[name].strip() == ledger_markdown(json.loads(path.read_text())).strip()
 
 
-def test_readme_quotes_no_ledger_of_a_sweep_without_trials():
-    """transporter has no finished trials (its report refuses): the README must not carry a table for it."""
-    assert not any(trials_dir(ROOT / "results", "transporter").glob("*-*.json"))
-    assert "transporter" not in _readme_blocks()
+def test_every_generated_ledger_block_is_its_results_json():
+    """No block is skipped: every ``<!-- ledger:NAME -->`` block on the README or the docs pages is the markdown
+    of results/NAME.json (a sweep without a report, like one without trials, has no block)."""
+    blocks = _readme_blocks()
+    assert blocks
+    for name, block in blocks.items():
+        path = ROOT / "results" / f"{name}.json"
+        assert path.is_file(), f"a ledger block quotes {name} but {path} does not exist"
+        assert block.strip() == ledger_markdown(json.loads(path.read_text())).strip(), name
