@@ -147,7 +147,7 @@ def run(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0) -> 
     results = sweep_and_report(SPEC, out_dir, quick=quick, seed=seed)
     results["parameter_counts"] = parameter_table(SPEC)
     results["tuning"] = tuning_choice(out_dir)
-    results["drift_vs_break"] = drift_vs_break(out_dir)
+    results["drift_vs_break"] = drift_vs_break(out_dir, sweeps=(results.get("sweep", SPEC), "approx-sac-graded"))
     results["sac_solvable"] = solvable(out_dir)
     spec = load_spec(SPEC, quick=quick)
     first_seed = min(spec.raw["grid"]["seed"]) + seed
