@@ -248,3 +248,24 @@ def test_the_tip_tracks_a_fast_command_across_the_workspace():
                     worst = max(worst, np.linalg.norm((env.tip_pos - prev) / T - speed * d) / speed)
                 prev = env.tip_pos
     assert worst < 0.10
+
+
+def test_the_arm_links_collide_with_each_other(fresh_push):
+    """Folding the elbow fully in a twisted posture drives the forearm into the upper arm: it stops there."""
+    env = fresh_push
+    env.reset(seed=0)
+    ctrl = env.controller
+    target = np.array([-0.17, 0.4, 1.7, -3.07, -1.72, 1.5, -0.42])
+    env.data.qpos[ctrl.qpos_idx] = target + np.array([0, 0, 0, 1.57, 0, 0, 0])   # elbow open
+    mujoco.mj_forward(env.model, env.data)
+    deepest, pairs = 0.0, set()
+    for _ in range(300):
+        env.data.ctrl[:] = np.clip(3.0 * (target - env.data.qpos[ctrl.qpos_idx]), -1, 1)
+        mujoco.mj_step(env.model, env.data)
+        for c in env.data.contact[:env.data.ncon]:
+            b1, b2 = (env.model.body(env.model.geom_bodyid[g]).name for g in (c.geom1, c.geom2))
+            if b1.startswith("panda_") and b2.startswith("panda_"):
+                deepest, pairs = min(deepest, c.dist), pairs | {(b1, b2)}
+    assert ("panda_link2", "panda_link5") in pairs
+    assert deepest > -0.005
+    assert env.data.qpos[ctrl.qpos_idx[3]] > target[3] + 0.1   # the elbow stopped short of its target
