@@ -40,6 +40,7 @@ from symgym.agents.base import EnvInfo
 from symgym.agents.sac import SACAgent, SACConfig
 from symgym.equivariance import (PlanarGroup, Representation, Symmetry, equivariance_error, group_from_name,
                                  invariance_error, regular, trivial)
+from symgym.equivariance.escnn_nets import IdentityModules
 from symgym.equivariance.layers import EquivariantMLP, SteerableImageEncoder, rep_from_names
 from symgym.equivariance.relaxed import RelaxedMLP, relaxation_drift, relaxed_modules
 
@@ -74,7 +75,7 @@ def _body(in_rep: Representation, out_rep: Representation, hidden: Sequence[int]
     return EquivariantMLP(in_rep, out_rep, hidden)
 
 
-class EquivariantActor(Actor):
+class EquivariantActor(IdentityModules, Actor):
     """SAC actor with an equivariant mean and an invariant, isotropic log-std."""
 
     def __init__(self, *args, feature_rep: Representation, action_rep: Representation, hidden: Sequence[int],
@@ -97,7 +98,7 @@ class EquivariantActor(Actor):
         return out[:, :d], log_std, {}
 
 
-class InvariantCritic(ContinuousCritic):
+class InvariantCritic(IdentityModules, ContinuousCritic):
     """SAC twin critics ``Q(s, a)`` invariant under the group acting on observations and actions together."""
 
     def __init__(self, *args, feature_rep: Representation, action_rep: Representation, hidden: Sequence[int],
