@@ -13,6 +13,11 @@ Three parts, all written to ``results/transporter.json``:
 
 plus ``published``: the papers' headline numbers as cited facts, beside ours (different tasks and robots:
 they are context, not a comparison).
+
+Throughput, measured on the shared 2-core machine at load ~30: one trial took 10-13 min (2000 steps of training
+~400-580 s, 100 evaluation episodes 40-70 s), so the 81-trial grid needs ~15 h of one core at that load. The
+ledger gives verdicts only from 5 seeds a side; with the 3 seeds asked for, every claim reads "underpowered" --
+``seed: [0, 1, 2, 3, 4]`` in the spec adds the missing two without touching finished trials.
 """
 from __future__ import annotations
 
