@@ -7,7 +7,7 @@ rotations about the centre). A Cartesian velocity controller
 (:class:`~symgym.envs.panda_model.CartesianVelocityController`: damped least-squares IK, height and
 orientation hold, nullspace posture, joint limits) turns it into joint velocity targets once per action, which
 MuJoCo's velocity servos hold through the 10 physics substeps (see :meth:`PandaPushEnv.control` for batched
-rollouts). Arm, table and puck collide.
+rollouts). The arm collides with the table, the puck and itself.
 
 The observation has SymPush's 14-float layout (pusher = the tip), read from the current kinematics after the
 last substep. The tip's velocity is its finite difference over the last control period: what a deployment can
@@ -116,7 +116,7 @@ class PandaPushEnv(PlanarMujocoEnv):
 
     ## Version History
 
-    * v0 (current): the arm collides with the table and the puck; the controller is solved once per action and
+    * v0 (current): the arm collides with the table, the puck and itself; the controller is solved once per action and
       held by joint velocity servos (before: re-solved at each substep); observations read the current
       kinematics (before: the tip lagged one substep); the workspace shrank from 0.33 m to 0.25 m, where the
       arm tracks a 0.4 m/s command (p95 error <= 0.15).

@@ -5,7 +5,7 @@
 two finger slides), the URDF's joint limits and its collision meshes. Nothing is downloaded or copied.
 ``panda_scene()`` adds SymPush's table, puck and goal to it, places the base beside the table, adds a pusher
 sphere on a rod below the hand, joint velocity servos with the Panda's torque limits, and gravity compensation.
-The arm collides with the table and the puck (see :func:`panda_scene` for the contact filter).
+The arm collides with the table, the puck and itself (see :func:`panda_scene` for the contact filter).
 
 :class:`CartesianVelocityController` realises a commanded planar end-effector velocity. It is solved *once per
 control period* (not per physics substep): the tip's target at the end of the period (the planar displacement,
