@@ -56,7 +56,7 @@ def parameter_table(spec_name: str = SPEC) -> dict[str, dict[str, dict[str, int]
     return out
 
 
-def throughput(spec_name: str = SPEC, env_id: str = "SymPush-v0", rounds: int = 5, steps: int = 300,
+def throughput(spec_name: str = SPEC, env_id: str = "SymPush-v0", rounds: int = 9, steps: int = 300,
                warmup: int = 1100) -> dict[str, Any]:
     """Wall time per 1k env steps (each step one gradient step, SAC's ``train_freq=1``) of every method of the
     spec at its widths, in ``rounds`` interleaved rounds after a warm-up that is not timed; ratios to sac per
