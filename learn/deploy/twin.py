@@ -253,6 +253,8 @@ class SimRobotServer:
         else:
             env.data.ctrl[:] = ctrl
             mujoco.mj_step(env.model, env.data, nstep=env.frame_skip)
+            # mj_step leaves xpos/xquat one substep behind; a real robot's /tf would not lag
+            mujoco.mj_kinematics(env.model, env.data)
         self.steps += 1
         self.stamp_ns += self.dt_ns
         await self._publish_state()
