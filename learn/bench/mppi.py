@@ -171,8 +171,9 @@ def plot(results: dict, path: Path) -> Path:
             for g in groups.values():
                 name = str(g["labels"].get("method", ""))
                 parts = name.split("-")
-                if len(parts) < 2 or parts[0] != sampler or parts[1] != model or "final_distance" not in g["metrics"]:
-                    continue
+                if (len(parts) < 2 or parts[0] != sampler or parts[1] != model or "panda" in parts
+                        or "final_distance" not in g["metrics"]):
+                    continue  # the Panda cells have their own env (and no simulator column)
                 data = {"1k": 1e3, "5k": 5e3, "20k": 2e4}.get(parts[2] if len(parts) > 2 else "", None)
                 pts.append((data, g["metrics"]["final_distance"]["iqm"]))
             for data, v in pts:
@@ -186,21 +187,24 @@ def plot(results: dict, path: Path) -> Path:
            title="SymPointMass-v0: 30 states x 3 noise seeds per cell")
     ax.legend(fontsize=7)
     ax = axes[0, 1]
+    # CPU-time ratios when recorded (robust to an overloaded box), else wall-clock ones
+    cpu = "cpu_plan_over_raw" in (results.get("speed", {}).get("simulator") or [{"rows": [{}]}])[0]["rows"][0]
+    pre = "cpu_" if cpu else ""
     for j, sp in enumerate(results.get("speed", {}).get("simulator", [])):
         ks = [r["K"] for r in sp["rows"]]
-        ax.plot(ks, [r["plan_over_raw"] for r in sp["rows"]], "o-", color=f"C{j}",
+        ax.plot(ks, [r[pre + "plan_over_raw"] for r in sp["rows"]], "o-", color=f"C{j}",
                 label=f"plan / raw rollout, {sp['env']}")
         if "peer_over_ours" in sp["rows"][0]:
-            ax.plot(ks, [r["peer_over_ours"] for r in sp["rows"]], "s--", color=f"C{j}",
+            ax.plot(ks, [r[pre + "peer_over_ours"] for r in sp["rows"]], "s--", color=f"C{j}",
                     label=f"pytorch-mppi / ours, {sp['env']}")
     model = results.get("speed", {}).get("model", {})
     if "rows" in model:
-        ax.plot([r["K"] for r in model["rows"]], [r["peer_over_ours"] for r in model["rows"]], "^:", color="C3",
-                label=f"pytorch-mppi / ours, learned {model['model']} model")
+        ax.plot([r["K"] for r in model["rows"]], [r[pre + "peer_over_ours"] for r in model["rows"]], "^:",
+                color="C3", label=f"pytorch-mppi / ours, learned {model['model']} model")
     ax.axhline(1.25, color="grey", lw=0.8)
     ax.axhline(2.0, color="grey", lw=0.8, ls=":")
     ax.set(xscale="log", xlabel="samples K", ylabel="time ratio (median of interleaved rounds)",
-           title="planner speed")
+           title="planner speed" + (" (CPU time)" if cpu else " (wall clock)"))
     ax.legend(fontsize=7)
     ax = axes[1, 0]
     fp = results.get("fixed_point", {}).get("planners", {})
