@@ -1,9 +1,10 @@
 """The planner side of PandaReach-v0 and PandaPush-v0: what :class:`~symgym.envs.protocols.PlannerEnv` asks of them.
 
-The Panda envs (``envs/panda.py``) are being reworked so that the Cartesian controller runs as MuJoCo actuators
-and ``mujoco.rollout`` can replay a control period; until then their ``step`` runs a Python controller at every
-substep, which batched open-loop rollouts cannot reproduce. So this module supplies, as a view over the env
-(:class:`PandaPlannerView`), the parts that need no simulator replay:
+The Panda's controller solves a differential IK per control step (``PandaPushEnv.control(action, state)`` gives the
+``ctrl`` that ``mujoco.rollout`` holds for one control period), so a simulator rollout of an action *sequence* is
+closed-loop: one IK solve per sample and step, in Python, between one-period rollouts. That backend is not written
+yet. This module supplies, as a view over the env (:class:`PandaPlannerView`), the parts that need no simulator
+replay:
 
 * ``project_actions``: the env's own action map (projection onto the unit disc, which commutes with O(2)),
   batched over leading axes;
@@ -24,8 +25,9 @@ import numpy as np
 
 from symgym.envs.protocols import PlannerEnv, missing_members
 
-SIMULATOR_GAP = ("the Panda's controller runs in Python at every substep, so batched simulator rollouts cannot "
-                 "replay a step yet; plan with a learned model (symgym.agents.mppi_models)")
+SIMULATOR_GAP = ("the Panda's actions map to actuator controls through an IK solve per state and step, so an "
+                 "open-loop batched rollout of an action sequence is not its dynamics and the closed-loop simulator "
+                 "backend is not written yet; plan with a learned model (symgym.agents.mppi_models)")
 
 
 def project_to_disc(actions: np.ndarray) -> np.ndarray:

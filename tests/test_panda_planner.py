@@ -49,7 +49,7 @@ def test_obs_cost_is_minus_the_reward(reach):
 
 def test_simulator_rollouts_name_the_gap(reach):
     view = planner_env(reach)
-    with pytest.raises(NotImplementedError, match="Python at every substep"):
+    with pytest.raises(NotImplementedError, match="IK solve per state and step"):
         view.cost(np.zeros((1, 1, 3)), np.zeros((1, 1, 2)))
     with pytest.raises(NotImplementedError, match="learned model"):
         view.actions_to_ctrl(np.zeros(2))
