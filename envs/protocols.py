@@ -9,8 +9,9 @@ a state. Both are ``runtime_checkable``: ``isinstance(env.unwrapped, PlannerEnv)
 
 SymPush (and its wind/obstacle variants), SymReach, SymCartPole and SymPointMass satisfy both; the closed-loop,
 tabletop and ROS envs do not (they have no vectorised cost). PandaReach/PandaPush satisfy :class:`PlannerEnv` through
-:class:`symgym.envs.panda_planner.PandaPlannerView` (``planner_env(env)``), whose simulator rollouts are not
-available yet (an IK solve per state and step makes them closed-loop): planners use learned models there.
+:class:`symgym.envs.panda_planner.PandaPlannerView` (``planner_env(env)``); their controller solves an IK per state
+and step, so they have no open-loop ``actions_to_ctrl`` and simulator rollouts go through the closed-loop
+:class:`symgym.envs.panda_planner.PandaRolloutBackend` (bit for bit ``env.step``).
 
 A backend that scores its own rollouts (a learned model, ``symgym.agents.mppi_models``) plans from observations:
 it needs only ``project_actions``, ``symmetry`` and ``action_space`` of the env; everything else here is what the

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import symgym.envs  # noqa: F401  (registers ids)
-from symgym.envs.panda_planner import PandaPlannerView, planner_env, project_to_disc
+from symgym.envs.panda_planner import PandaPlannerView, PandaRolloutBackend, planner_env, project_to_disc
 from symgym.envs.protocols import PlannerEnv
 from symgym.equivariance import O2, sample_elements
 
@@ -35,21 +35,61 @@ def test_projection_is_the_envs_and_commutes_with_o2():
         np.testing.assert_allclose(project_to_disc(a @ R.T), project_to_disc(a) @ R.T, atol=1e-12)
 
 
-def test_obs_cost_is_minus_the_reward(reach):
-    view = planner_env(reach)
-    obs, _ = reach.reset(seed=1)
+@pytest.mark.parametrize("env_id", ["PandaReach-v0", "PandaPush-v0"])
+def test_obs_cost_is_minus_the_reward(env_id):
+    env = gym.make(env_id)
+    view = planner_env(env)
+    obs, _ = env.reset(seed=1)
     rng = np.random.default_rng(1)
     for _ in range(15):
         a = rng.uniform(-1, 1, 2)
-        obs, reward, terminated, _, _ = reach.step(a)
+        obs, reward, terminated, _, _ = env.step(a)
         assert abs(view.obs_cost(obs, a) + reward) < 1e-4  # float32 observations
         if terminated:
             break
 
 
-def test_simulator_rollouts_name_the_gap(reach):
+@pytest.mark.parametrize("env_id", ["PandaReach-v0", "PandaPush-v0"])
+def test_closed_loop_rollout_is_env_step_bit_for_bit(env_id):
+    """Each sample of the backend's rollout equals ``env.step`` replayed with its actions: states bit for bit,
+    costs = -reward to 1e-12 (the env sums with math.hypot, the backend with numpy)."""
+    env = gym.make(env_id)
+    u = env.unwrapped
+    env.reset(seed=3)
+    for _ in range(2):  # a moving arm, with a previous-tip entry that differs from the tip
+        env.step(np.array([0.6, -0.3]))
+    start = u.get_state()
+    actions = np.random.default_rng(0).uniform(-1, 1, (3, 5, 2))
+    actions[0] *= 1.6  # beyond the disc: the env's projection must apply
+    backend = PandaRolloutBackend(env)
+    states, costs = backend.rollout(start, actions)
+    for k in range(3):
+        u.set_state(start)
+        for t in range(5):
+            _, reward, *_ = env.step(actions[k, t])
+            np.testing.assert_array_equal(states[k, t], u.get_state())
+            assert abs(costs[k, t] + reward) < 1e-12
+    np.testing.assert_allclose(planner_env(env).stage_cost(states, actions), costs, atol=1e-12)
+    np.testing.assert_allclose(backend.trajectory_costs(start, actions), costs.sum(axis=1), atol=1e-12)
+
+
+def test_simulator_mppi_plans_on_the_panda(reach):
+    """MPPI with the closed-loop backend moves the tip toward the goal (it would not with a wrong cost sign)."""
+    from symgym.agents.mppi import MPPIConfig, MPPIPlanner
+
     view = planner_env(reach)
-    with pytest.raises(NotImplementedError, match="IK solve per state and step"):
-        view.cost(np.zeros((1, 1, 3)), np.zeros((1, 1, 2)))
-    with pytest.raises(NotImplementedError, match="learned model"):
+    obs, info = reach.reset(seed=5)
+    start = info["goal_distance"]
+    planner = MPPIPlanner(view, MPPIConfig(samples=8, horizon=4, symmetric=True, seed=0),
+                          rollout=PandaRolloutBackend(view))
+    for _ in range(5):
+        obs, _, terminated, _, info = reach.step(planner.act(obs))
+        if terminated:
+            break
+    assert info["goal_distance"] < start - 0.03
+
+
+def test_no_open_loop_ctrl_map(reach):
+    view = planner_env(reach)
+    with pytest.raises(NotImplementedError, match="PandaRolloutBackend"):
         view.actions_to_ctrl(np.zeros(2))

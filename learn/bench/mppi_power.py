@@ -96,17 +96,16 @@ def episode_trial(params: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     n_states, seed = int(params["n_states"]), int(params["seed"])
     state_index, noise_seed = seed % n_states, seed // n_states
-    from symgym.envs.panda_planner import PandaPlannerView, planner_env
+    from symgym.envs.panda_planner import PandaPlannerView, PandaRolloutBackend, planner_env
 
     env = gym.make(params["env"], **params["env_kwargs"])
     u = planner_env(env)
-    if isinstance(u, PandaPlannerView) and params["model"] == "simulator":
-        raise ValueError(f"model 'simulator' cannot run on {params['env']}: the Panda's simulator rollouts are not "
-                         f"replayable yet (symgym.envs.panda_planner); use model: plain or equivariant")
     rollout, model_info = None, {}
     if params["model"] != "simulator":
         model, model_info = cached_model(Path(params["cache"]), params, noise_seed)
         rollout = ModelRolloutBackend(model)
+    elif isinstance(u, PandaPlannerView):  # closed-loop IK: the env's own controller per sample and step
+        rollout = PandaRolloutBackend(u)
     config = MPPIConfig(samples=int(params["samples"]), horizon=params["horizon"], group=params["group"],
                         symmetric=params["sampler"] == "symmetric", tie_break=bool(params["tie_break"]),
                         seed=noise_seed, nthread=1)
