@@ -16,6 +16,13 @@ no task logic of its own:
   ``_simulate(actions_to_ctrl(a))`` -> an outcome read from the state alone, no derived quantities): controls come
   from the batched planner protocol (``actions_to_ctrl(project_actions(actions))``), physics from the batch, and
   then each sub-env runs its own ``step`` with ``_simulate`` replaced by loading its already-simulated row.
+* *controlled step* (PandaPush/PandaReach: a closed-loop controller turns the action into one ``ctrl`` held through
+  all substeps, ``env.control(action)``): each sub-env computes its own command from its own state (the
+  controller's differential IK is per-env code that reads an ``MjData``, so it runs in a loop over the N envs),
+  the batch steps the physics, and each sub-env loads its row and finishes the step as its ``step_velocity`` does
+  after ``mj_step`` (current kinematics, the previous tip for the velocity estimate, ``_reward_info``, ``_obs``).
+  ``tests/test_vector_env.py`` holds this equal to N single envs bit for bit, so a change to the Panda's step that
+  this path does not follow fails there.
 
 Why ``mujoco.batch`` and not ``mujoco.rollout``: a rollout returns the *physics* state of each step but not the
 solver's warm start (``qacc_warmstart``), so the next env step would start the constraint solver from another
@@ -29,9 +36,8 @@ an episode ends resets that env, ignores its action and returns reward 0), ``res
 ``s + i``, ``options={"reset_mask": mask}`` resets only some envs, infos are batched with ``_key`` masks, the
 registered ``max_episode_steps`` truncates as ``TimeLimit`` does.
 
-Other envs (PandaPush/PandaReach, whose step runs its own controller and kinematics around ``mj_step``; the
-closed-loop HEP envs, whose suction rule switches an equality constraint inside ``step`` and whose point clouds
-read derived quantities) get gymnasium's ``SyncVectorEnv`` from the same entry point, so
+Other envs (the closed-loop HEP envs, whose suction rule switches an equality constraint inside ``step`` and
+whose point clouds read derived quantities) get gymnasium's ``SyncVectorEnv`` from the same entry point, so
 ``make_vec(..., vectorization_mode="vector_entry_point")`` works for every MuJoCo id.
 """
 from __future__ import annotations
@@ -93,7 +99,13 @@ def batched(creator: Callable[..., gym.Env], env_kwargs: dict[str, Any]) -> bool
     if env_kwargs.get("render_mode") is not None:
         return False
     replayable = getattr(creator, "vector_from_state", False) and _has(creator, "actions_to_ctrl", "project_actions")
-    return _has(creator, "vector_ctrl", "vector_outcome") or bool(replayable)
+    return _has(creator, "vector_ctrl", "vector_outcome") or bool(replayable) or controlled(creator)
+
+
+def controlled(creator: Callable[..., gym.Env]) -> bool:
+    """Envs whose ``control(action, state=None)`` returns the ``ctrl`` their ``step`` holds through all ``frame_skip``
+    substeps (the Panda envs' contract, ``envs/panda.py``), and whose step ends with ``_reward_info``/``_obs``."""
+    return _has(creator, "control", "_reward_info", "_obs") and hasattr(creator, "tip_pos")
 
 
 class MujocoVectorEnv(VectorEnv):
@@ -108,7 +120,8 @@ class MujocoVectorEnv(VectorEnv):
         self.envs = [creator(**env_kwargs) for _ in range(num_envs)]
         first = self.envs[0]
         self._helpers = _has(creator, "vector_ctrl", "vector_outcome")
-        if not self._helpers:  # replayed step: each sub-env's step loads its simulated row instead of simulating
+        self._controlled = not self._helpers and controlled(creator)
+        if not (self._helpers or self._controlled):  # replayed step: each sub-env's step loads its row instead
             for i, env in enumerate(self.envs):
                 env._simulate = functools.partial(self._load_row, i)
         self.num_envs = num_envs
@@ -165,7 +178,9 @@ class MujocoVectorEnv(VectorEnv):
         infos: dict[str, Any] = {}
         if len(active):
             first = self.envs[0]
-            if self._helpers:
+            if self._controlled:
+                prev_tips = self._control(actions, active)
+            elif self._helpers:
                 self._ctrl[active] = first.vector_ctrl(actions[active])
             else:  # what step() applies: float64 first, then the env's projection and scaling
                 a = np.asarray(actions[active], dtype=np.float64)
@@ -178,6 +193,10 @@ class MujocoVectorEnv(VectorEnv):
                 self._rewards[active] = reward
                 self._terminations[active] = terminated
                 infos = self._batched_info(info, active)
+            elif self._controlled:
+                for i, prev_tip in zip(active, prev_tips):
+                    self._obs[i], self._rewards[i], self._terminations[i], info = self._outcome(int(i), prev_tip)
+                    infos = self._add_info(infos, info, int(i))
             else:
                 for i in active:
                     self._obs[i], self._rewards[i], self._terminations[i], _, info = self.envs[i].step(actions[i])
@@ -208,6 +227,32 @@ class MujocoVectorEnv(VectorEnv):
         self._obs[i] = obs
         self._elapsed[i] = 0
         return self._add_info(infos, info, i)
+
+    def _control(self, actions: np.ndarray, active: np.ndarray) -> list[np.ndarray]:
+        """Controlled step, before the physics: each active env's servo command from its own state (written into its
+        batch row's ``ctrl``); returns the tips before the step (the velocity estimate's previous position)."""
+        a = np.asarray(actions[active], dtype=np.float64)   # what the single env's step() converts to
+        bad = ~np.isfinite(a).all(axis=1)
+        if bad.any():   # what the single env's step refuses, refused before any row changes
+            i = int(active[np.argmax(bad)])
+            raise ValueError(f"{type(self.envs[i]).__name__} action of env {i} must be finite, "
+                             f"got {a[np.argmax(bad)].tolist()}")
+        prev_tips = []
+        for i, a_i in zip(active, a):
+            env = self.envs[i]
+            prev_tips.append(env.tip_pos)
+            self._ctrl[i] = env.control(a_i)
+        return prev_tips
+
+    def _outcome(self, i: int, prev_tip: np.ndarray) -> tuple[Any, float, bool, dict[str, Any]]:
+        """Controlled step, after the physics: sub-env ``i`` takes its stepped row and ends the step as its own
+        ``step_velocity`` does after ``mj_step`` (current kinematics, then reward, success and observation)."""
+        env = self.envs[i]
+        mujoco.mj_setState(env.model, env.data, self.batch.state[i], INTEGRATION)
+        env._prev_tip = prev_tip
+        env.controller.forward_kinematics(env.data)
+        reward, success, info = env._reward_info()
+        return env._obs(), reward, success, info
 
     def _load_row(self, i: int, _ctrl: np.ndarray) -> None:
         """Sub-env ``i``'s ``_simulate`` in the replayed mode: its row was already stepped by the batch."""

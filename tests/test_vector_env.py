@@ -110,6 +110,65 @@ def test_replayed_step_envs_identical_to_sync(env_id, n_actions):
     assert truncated == n
 
 
+def _single_step_next_reset(env: gym.Env, action, done: bool):
+    """One step of a single env with gymnasium's NEXT_STEP autoreset, as SyncVectorEnv and the vector env do it."""
+    if done:
+        obs, info = env.reset()
+        return obs, 0.0, False, False, info
+    return env.step(action)
+
+
+@pytest.mark.parametrize("env_id,kwargs", [
+    ("PandaPush-v0", {"success_radius": 0.15}),     # wide goals: episodes terminate as well as truncate
+    ("PandaReach-v0", {"success_radius": 0.12}),
+])
+def test_panda_controlled_step_identical_to_single_envs_and_sync(env_id, kwargs):
+    """The Panda's controller runs per env (env.control), the physics in the batch: the same as N gymnasium.make
+    envs and as SyncVectorEnv, bit for bit, observations, rewards, flags, infos and full states, across autoresets."""
+    n = 3
+    fast, sync = _pair(env_id, n, **kwargs)
+    assert isinstance(fast, MujocoVectorEnv) and fast._controlled and not fast._helpers
+    singles = [gym.make(env_id, **kwargs) for _ in range(n)]
+    obs, _ = fast.reset(seed=21)
+    assert np.array_equal(obs, sync.reset(seed=21)[0])
+    assert np.array_equal(obs, np.stack([e.reset(seed=21 + i)[0] for i, e in enumerate(singles)]))
+    rng = np.random.default_rng(4)
+    done = np.zeros(n, dtype=bool)
+    terminated = truncated = 0
+    limit = gym.spec(env_id).max_episode_steps
+    for t in range(limit + 10):                      # past the time limit: every env autoresets at least once
+        actions = rng.uniform(-1.5, 1.5, (n, 2)).astype(np.float32)
+        if env_id == "PandaReach-v0":   # env 1 homes on its goal (obs[-2:] = goal - tip), so it also terminates
+            actions[1] = np.clip(4.0 * obs[1, -2:], -1, 1)
+        actions[t % n] = 0.0
+        a, b = fast.step(actions), sync.step(actions)
+        _assert_same_step(a, b, t)
+        obs = a[0]
+        steps = [_single_step_next_reset(e, x, d) for e, x, d in zip(singles, actions, done)]
+        assert np.array_equal(a[0], np.stack([s[0] for s in steps])), t
+        assert np.array_equal(a[1], np.array([s[1] for s in steps])), t
+        assert np.array_equal(a[2], [s[2] for s in steps]) and np.array_equal(a[3], [s[3] for s in steps]), t
+        for i, e in enumerate(singles):               # the sub-envs hold the whole state too (get_state, renders)
+            assert np.array_equal(fast.envs[i].get_state(), e.unwrapped.get_state()), (t, i)
+        done = a[2] | a[3]
+        terminated += a[2].sum()
+        truncated += a[3].sum()
+    assert terminated > 0 and truncated > 0
+    fast.close(), sync.close()
+
+
+def test_panda_rejects_non_finite_actions_before_stepping():
+    fast = gym.make_vec("PandaReach-v0", num_envs=2, vectorization_mode="vector_entry_point")
+    fast.reset(seed=0)
+    before = [e.get_state() for e in fast.envs]
+    rows = fast.batch.state.copy()
+    with pytest.raises(ValueError, match=r"env 1 must be finite, got \[0.5, nan\]"):
+        fast.step(np.array([[0.1, 0.2], [0.5, np.nan]], np.float32))
+    assert all(np.array_equal(b, e.get_state()) for b, e in zip(before, fast.envs))
+    assert np.array_equal(rows, fast.batch.state)
+    fast.close()
+
+
 def test_envs_that_simulate_inside_step_fall_back_to_sync():
     """HEP's suction rule switches a constraint inside step(): the entry point gives a SyncVectorEnv, time-limited."""
     env = gym.make_vec("HepPushToTarget-v0", num_envs=2, vectorization_mode="vector_entry_point")
