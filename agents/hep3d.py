@@ -217,7 +217,7 @@ class HEP3DAgent(_ChunkQueue):
     config_class = HEP3DConfig
 
     def __init__(self, **kwargs):
-        self.cfg = parse_config(HEP3DConfig, kwargs, self.name)
+        self.cfg = parse_config(self.config_class, kwargs, self.name)
         c = self.cfg
         if not 1 <= c.execute <= c.chunk:
             raise ValueError(f"execute must be in 1..chunk={c.chunk}, got {c.execute}")
@@ -378,14 +378,21 @@ class HEP3DAgent(_ChunkQueue):
         return agent
 
 
+@dataclass
+class FlatDiffusionConfig(HEP3DConfig):
+    """As :class:`HEP3DConfig`, without the hierarchy (the keypose switches have no effect)."""
+
+    hierarchical: bool = False
+
+
 class FlatDiffusionAgent(HEP3DAgent):
     """The flat diffusion policy: no keypose; the world-frame cloud and proprioception condition the chunk."""
 
     name = "flat-diffusion"
+    config_class = FlatDiffusionConfig
 
     def __init__(self, **kwargs):
-        kwargs.setdefault("hierarchical", False)
-        if kwargs["hierarchical"]:
+        if kwargs.get("hierarchical", False):
             raise ValueError("flat-diffusion is the non-hierarchical policy; use agent hep3d for a hierarchy")
         super().__init__(**kwargs)
 

@@ -75,6 +75,9 @@ def test_flat_diffusion_is_not_equivariant_and_has_no_keypose(env, scenes):
     assert plan_error(agent, env, scenes, se2_elements(2)) > 1e-3
     with pytest.raises(ValueError, match="non-hierarchical"):
         FlatDiffusionAgent(hierarchical=True)
+    # built the way training builds agents (config defaults filled in), and restored from its saved config
+    built = FlatDiffusionAgent.build(None, {"low_steps": 3}, seed=2)
+    assert not built.cfg.hierarchical and built.high is None
 
 
 def test_equivariant_keypose_net_moves_with_the_scene(env, scenes):
