@@ -12,9 +12,15 @@ rounds of one process, warm-up excluded, median and spread, threads and load ave
   and controls, chained one call per env step (what a policy in the loop needs) and as one call for the whole
   horizon (the physical limit: no Python between steps). The rollout pool has as many threads as the vector env
   (its default, 1); the vector env with a 2-thread pool is timed too.
+* ``pandapush_vector_n16``: the same for 16 PandaPush envs. The vector env's Panda path runs each env's own
+  controller (``env.control``: one differential-IK solve per env and action, a Python loop over the 16 envs) and
+  steps the physics in the batch; the raw rollouts replay the controls the vector env applied (recorded), so they
+  are the physics alone, with no controller. ``breakdown`` splits one untimed pass of the vector env into
+  controller, batched physics and the rest (observation, reward, info, bookkeeping), on the CPU clock.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +102,65 @@ def _single(env_id: str, n_steps: int, rounds: int, seed: int) -> dict[str, Any]
             "replay_bit_identical": exact, "timing": timing}
 
 
+def _recorded_controls(vec, actions: np.ndarray, seed: int) -> np.ndarray:
+    """The ``ctrl`` rows the vector env applies at each step of each repeat, ``(repeats, horizon, n, nu)``: read from
+    the batch after each step (a closed-loop controller's commands depend on the state, so they are recorded)."""
+    out = np.empty((*actions.shape[:3], vec.model.nu))
+    for r, rep in enumerate(actions):
+        vec.reset(seed=seed)
+        for t, a in enumerate(rep):
+            vec.step(a)
+            out[r, t] = vec._ctrl
+    return out
+
+
+class _TimedBatch:
+    """A stand-in for a vector env's ``mujoco.batch.Batch`` that adds the CPU time of its ``step`` calls."""
+
+    def __init__(self, batch):
+        self._batch, self.cpu = batch, 0.0
+
+    def step(self, *args, **kwargs):
+        start = time.process_time()
+        self._batch.step(*args, **kwargs)
+        self.cpu += time.process_time() - start
+
+    def __getattr__(self, name):
+        return getattr(self._batch, name)
+
+
+def _breakdown(vec, actions: np.ndarray, seed: int) -> dict[str, float]:
+    """Where the Panda vector env's CPU time goes, over one pass of ``actions``: the initial resets (each places
+    the arm by IK), the per-env controller (``_control``), the batched physics and the rest; fractions of the
+    pass's CPU time."""
+    real_batch, real_control = vec.batch, vec._control
+    timed, spent = _TimedBatch(real_batch), [0.0]
+
+    def control(*args):
+        start = time.process_time()
+        out = real_control(*args)
+        spent[0] += time.process_time() - start
+        return out
+
+    vec.batch, vec._control = timed, control
+    reset = 0.0
+    try:
+        start = time.process_time()
+        for rep in actions:
+            r0 = time.process_time()
+            vec.reset(seed=seed)
+            reset += time.process_time() - r0
+            for a in rep:
+                vec.step(a)
+        total = time.process_time() - start
+    finally:
+        vec.batch = real_batch
+        del vec._control
+    parts = {"reset": reset, "controller": spent[0], "batched_physics": timed.cpu}
+    # "rest": observation, reward, info, autoresets within the horizon (an IK placement each), bookkeeping
+    return {"cpu_seconds": total, **{k: v / total for k, v in parts.items()}, "rest": 1.0 - sum(parts.values()) / total}
+
+
 def _vector(env_id: str, n: int, horizon: int, repeats: int, rounds: int, seed: int) -> dict[str, Any]:
     vec = gym.make_vec(env_id, num_envs=n, vectorization_mode="vector_entry_point")
     vec2 = gym.make_vec(env_id, num_envs=n, vectorization_mode="vector_entry_point", nthread=2)
@@ -107,8 +172,8 @@ def _vector(env_id: str, n: int, horizon: int, repeats: int, rounds: int, seed: 
     m, fs = first.model, first.frame_skip
     # the raw rollouts start where the vector env's episodes start and apply the controls it applies
     vec.reset(seed=seed)
-    init = np.stack([e.physics_state() for e in vec.envs])
-    ctrl = np.stack([[np.repeat(first.vector_ctrl(a_t)[:, None, :], fs, axis=1) for a_t in rep] for rep in actions])
+    init = np.stack([e.physics_state() for e in vec.envs])   # (the layout's slices: Panda's extra tip ignored)
+    ctrl = np.repeat(_recorded_controls(vec, actions, seed)[:, :, :, None, :], fs, axis=3)
     ctrl_whole = np.ascontiguousarray(ctrl.transpose(0, 2, 1, 3, 4).reshape(repeats, n, horizon * fs, m.nu))
     pool = rollout.Rollout(nthread=nthread)
     datas = [mujoco.MjData(m) for _ in range(max(1, nthread))]
@@ -146,6 +211,7 @@ def _vector(env_id: str, n: int, horizon: int, repeats: int, rounds: int, seed: 
     timing = interleaved(names, baseline="raw rollout, one call per env step", rounds=rounds,
                          units=repeats * horizon * n, unit="env steps (all envs)",
                          threads={"vector_env_batch": nthread, "vector_env_batch_2": 2, "rollout_pool": nthread})
+    breakdown = _breakdown(vec, actions, seed) if vec._controlled else None
     vec.close(), vec2.close(), sync.close(), pool.close()
     v, sync_name = "vector env (mujoco.batch)", "SyncVectorEnv"
     pairs = {  # name -> (numerator, denominator) of a time ratio
@@ -157,6 +223,7 @@ def _vector(env_id: str, n: int, horizon: int, repeats: int, rounds: int, seed: 
         "two_threads_over_one": ("vector env, 2 threads", v),
     }
     return {"env": env_id, "num_envs": n, "horizon": horizon, "repeats_per_round": repeats, "timing": timing,
+            **({"breakdown_cpu_fractions": breakdown} if breakdown else {}),
             "ratios": {clock: {k: ratio(timing, a, b, clock) for k, (a, b) in pairs.items()}
                        for clock in ("wall", "cpu")}}
 
@@ -167,10 +234,12 @@ def run(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0) -> 
         "sympush": _single("SymPush-v0", 1_000 if quick else 5_000, rounds, seed),
         "pandapush": _single("PandaPush-v0", 300 if quick else 1_500, rounds, seed),
         "vector_n16": _vector("SymPush-v0", N_VECTOR, 50, 1 if quick else 4, rounds, seed),
+        "pandapush_vector_n16": _vector("PandaPush-v0", N_VECTOR, 10 if quick else 50, 1, rounds, seed),
     }
     results["summary"] = {clock: _summary(results, clock) for clock in ("wall", "cpu")}
     results["summary"]["load_average_1min"] = [results[k]["timing"]["load_average"]["before"][0]
-                                               for k in ("sympush", "pandapush", "vector_n16")]
+                                               for k in ("sympush", "pandapush", "vector_n16",
+                                                         "pandapush_vector_n16")]
     # which code ran: the Panda row times whatever controller the working tree holds
     results["provenance"] = provenance.current()
     _plot(results, out_dir / "env-speed.png")
@@ -183,6 +252,8 @@ def _summary(results: dict, clock: str) -> dict[str, float]:
     out = {f"{name}_env_over_raw": results[name]["timing"][key]["env.step"]["median"]
            for name in ("sympush", "pandapush")}
     out.update({f"{k}_n{N_VECTOR}": r["median"] for k, r in results["vector_n16"]["ratios"][clock].items()})
+    out.update({f"pandapush_{k}_n{N_VECTOR}": r["median"]
+                for k, r in results["pandapush_vector_n16"]["ratios"][clock].items()})
     return out
 
 
@@ -192,9 +263,9 @@ def _plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    v = results["vector_n16"]
+    v, pv = results["vector_n16"], results["pandapush_vector_n16"]
     n = v["num_envs"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
     for ax, clock in zip(axes, ("wall", "cpu")):
         key = "ratios" if clock == "wall" else "cpu_ratios"
         r = v["ratios"][clock]
@@ -204,11 +275,15 @@ def _plot(results: dict, path: Path) -> None:
                 ("SyncVectorEnv / raw rollout (ceiling)", r["ceiling_sync_over_rollout_whole"]),
                 ("vector env / rollout per env step", r["vector_over_rollout_per_step"]),
                 ("vector env / rollout per horizon", r["vector_over_rollout_whole"])]
+        p = pv["ratios"][clock]
+        rows += [(f"PandaPush: SyncVectorEnv / vector env (N={n})", p["sync_over_vector"]),
+                 ("PandaPush: SyncVectorEnv / raw rollout (ceiling)", p["ceiling_sync_over_rollout_whole"]),
+                 ("PandaPush: vector env / rollout per horizon", p["vector_over_rollout_whole"])]
         y = np.arange(len(rows))[::-1]
         med = np.array([x["median"] for _, x in rows])
         lo = med - np.array([x["iqr"][0] for _, x in rows])
         hi = np.array([x["iqr"][1] for _, x in rows]) - med
-        ax.barh(y, med, xerr=[lo, hi], color=["C0", "C1", "C2", "C7", "C3", "C3"], capsize=3)
+        ax.barh(y, med, xerr=[lo, hi], color=["C0", "C1", "C2", "C7", "C3", "C3", "C4", "C7", "C5"], capsize=3)
         for yi, m_ in zip(y, med):
             ax.text(m_, yi + 0.25, f"{m_:.2f}x", va="center", fontsize=8)
         ax.set_yticks(y, [x[0] for x in rows])
