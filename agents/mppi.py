@@ -44,6 +44,7 @@ from symgym.agents.base import Agent, EnvInfo, parse_config
 from symgym.agents.checkpoint import load_file, read_checkpoint, write_checkpoint
 
 DYNAMICS_FILE = "dynamics.pt"
+WORLD_MODEL_FILE = "world_model.pt"
 
 
 @dataclass
@@ -64,6 +65,11 @@ class MPPIConfig:
         tie_break: with symmetric sampling, detect states that a group element fixes (the orbit's costs are then
             invariant under that element, so the weighted mean lies in its fixed subspace: zero force for the
             mirror at the cart-pole's hanging rest) and plan from one random coset of the orbit instead.
+        model: ``None`` (plan in the simulator) or a TD-MPC-style world model (``symgym.agents.mppi_models``):
+            ``"plain"`` or ``"equivariant"``; ``learn`` fits it on ``data`` transitions of the planner's own data.
+        data: transitions the world model is fit on (a fifth random, the rest from the planner in ``model_rounds``).
+        model_rounds / model_epochs / group_order: the world model's collection rounds, epochs per fit and the
+            dihedral group ``D_n`` its equivariant nets use.
     """
 
     samples: int = 64
@@ -77,6 +83,11 @@ class MPPIConfig:
     nthread: int = 2
     seed: int = 0
     tie_break: bool = False
+    model: str | None = None
+    data: int = 5000
+    model_rounds: int = 3
+    model_epochs: int = 20
+    group_order: int = 4
 
     def __post_init__(self) -> None:
         if self.samples < 1:
@@ -89,6 +100,13 @@ class MPPIConfig:
             raise ValueError(f"noise_sigma must be > 0, got {self.noise_sigma}")
         if self.dynamics not in ("mujoco", "torch"):
             raise ValueError(f"dynamics must be 'mujoco' or 'torch', got {self.dynamics!r}")
+        if self.model not in (None, "plain", "equivariant"):
+            raise ValueError(f"model must be None, 'plain' or 'equivariant', got {self.model!r}")
+        if self.model is not None and self.dynamics == "torch":
+            raise ValueError("model= (a world model) and dynamics='torch' are two learned models; pick one")
+        for name in ("data", "model_rounds", "model_epochs", "group_order"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
     @classmethod
     def from_kwargs(cls, kwargs: dict[str, Any]) -> "MPPIConfig":
@@ -384,19 +402,44 @@ def fit_dynamics(env: gym.Env, transitions: int = 5000, epochs: int = 30, seed: 
     return model
 
 
+def learn_world_model(env: gym.Env, kind: str, transitions: int, seed: int = 0, rounds: int = 3,
+                      episode_len: int = 50, planner_kwargs: dict | None = None, epochs: int = 30, view=None,
+                      **model_kwargs):
+    """A world model (``symgym.agents.mppi_models``) fit on ``transitions`` of the planner's own data, collected by
+    naive MPPI on the current model (``planner_kwargs`` override its config). Returns ``(model, info)``."""
+    from symgym.agents.mppi_models import ModelRolloutBackend, fit_world_model
+
+    target = view or env.unwrapped
+
+    def make_planner(model, round_seed: int) -> MPPIPlanner:
+        config = MPPIConfig(**{"samples": 32, "seed": round_seed, **(planner_kwargs or {})})
+        return MPPIPlanner(target, config, rollout=ModelRolloutBackend(model))
+
+    return fit_world_model(env, kind, transitions, make_planner, seed=seed, rounds=rounds, episode_len=episode_len,
+                           epochs=epochs, view=view, **model_kwargs)
+
+
 # -- agents -----------------------------------------------------------------------------------------
 class MPPIAgent(Agent):
-    """MPPI with naive Gaussian sampling. Planners do not train: ``learn(env, steps)`` only fits a dynamics
-    model on ``steps`` random transitions when ``dynamics="torch"``; ``act`` plans online in the attached env."""
+    """MPPI with naive Gaussian sampling. Planners do not train in the simulator: ``learn(env, steps)`` fits a
+    model only when one is asked for: a world model (``model="plain" | "equivariant"``, on ``data`` transitions
+    collected by the planner itself, TD-MPC-style; ``steps`` is not used) or the residual dynamics MLP
+    (``dynamics="torch"``, on ``steps`` random transitions). ``act`` plans online in the attached env: with a world
+    model from the observation, else from the env's simulator state (the Panda through its closed-loop
+    :class:`~symgym.envs.panda_planner.PandaRolloutBackend`)."""
 
     name = "mppi"
     symmetric = False
     needs_simulator = True
     learns_from = "env"
 
-    def __init__(self, config: MPPIConfig | None = None, env: gym.Env | None = None, dynamics_model=None):
+    def __init__(self, config: MPPIConfig | None = None, env: gym.Env | None = None, dynamics_model=None,
+                 world_state: dict | None = None):
         self.config = config or MPPIConfig(symmetric=self.symmetric)
         self.dynamics_model = dynamics_model
+        self.world_model = None
+        self._world_state = world_state  # loaded weights; the model is built at attach (it needs the symmetry)
+        self.model_info: dict[str, Any] = {}
         self.planner: MPPIPlanner | None = None
         if env is not None:
             self.attach(env)
@@ -409,6 +452,18 @@ class MPPIAgent(Agent):
         return cls(parse_config(MPPIConfig, {**kwargs, "symmetric": cls.symmetric}, cls.name))
 
     def learn(self, source: gym.Env, steps: int, callback: Any = None, progress: bool = False) -> dict[str, Any]:
+        if self.config.model is not None:
+            from symgym.envs.panda_planner import planner_env
+
+            c = self.config
+            self.world_model, info = learn_world_model(
+                source, c.model, c.data, seed=c.seed, view=planner_env(source), rounds=c.model_rounds,
+                epochs=c.model_epochs, group_order=c.group_order, planner_kwargs={"samples": c.samples})
+            self.world_model.freeze_for_planning()
+            self._world_state = None
+            self.model_info = {k: v for k, v in info.items() if isinstance(v, (int, float, str))}
+            self.attach(source)
+            return {"world_model": c.model, **self.model_info}
         if self.config.dynamics != "torch":
             return {}
         if steps < 1:
@@ -419,12 +474,37 @@ class MPPIAgent(Agent):
     def attach(self, env: gym.Env) -> None:
         if self.planner is not None:
             self.planner.close()
-        rollout = None
-        if self.config.dynamics == "torch":
+        from symgym.envs.panda_planner import PandaPlannerView, PandaRolloutBackend, planner_env
+
+        rollout, target = None, planner_env(env)
+        if self.config.model is not None:
+            from symgym.agents.mppi_models import ModelRolloutBackend
+
+            if self.world_model is None:
+                self.world_model = self._build_world_model(target)
+            rollout = ModelRolloutBackend(self.world_model)
+        elif isinstance(target, PandaPlannerView):
+            rollout = PandaRolloutBackend(target)
+        elif self.config.dynamics == "torch":
             if self.dynamics_model is None:
                 raise ValueError("dynamics='torch' needs a learned model: train with --steps N > 0 first")
             rollout = TorchRolloutBackend(self.dynamics_model, env.unwrapped.state_layout)
-        self.planner = MPPIPlanner(env, self.config, rollout=rollout)
+        self.planner = MPPIPlanner(target, self.config, rollout=rollout)
+
+    def _build_world_model(self, target: Any):
+        from symgym.agents.mppi_models import WorldModel
+
+        if self._world_state is None:
+            raise ValueError(f"model={self.config.model!r} needs a learned world model: train it first "
+                             f"(learn fits it on data={self.config.data} transitions)")
+        model = WorldModel(target.symmetry, kind=self.config.model, group_order=self.config.group_order)
+        try:
+            model.load_state_dict(self._world_state)
+        except RuntimeError as err:
+            raise ValueError(f"the saved world model does not fit {type(target).__name__} "
+                             f"({str(err).splitlines()[0]})") from None
+        model.freeze_for_planning()
+        return model
 
     def reset(self) -> None:
         if self.planner is not None:
@@ -433,7 +513,7 @@ class MPPIAgent(Agent):
     def act(self, obs: Any, deterministic: bool = True) -> np.ndarray:
         if self.planner is None:
             raise RuntimeError(f"{self.name} plans in the simulator: call agent.attach(env) before act()")
-        return self.planner.act()
+        return self.planner.act(np.asarray(obs))
 
     def save(self, run_dir: str | Path) -> None:
         import torch
@@ -441,6 +521,9 @@ class MPPIAgent(Agent):
         files = {}
         if self.dynamics_model is not None:
             files["dynamics"] = (DYNAMICS_FILE, lambda p: torch.save(self.dynamics_model.state_dict(), p))
+        if self.world_model is not None or self._world_state is not None:
+            state = self.world_model.state_dict() if self.world_model is not None else self._world_state
+            files["world_model"] = (WORLD_MODEL_FILE, lambda p: torch.save(dict(state), p))
         write_checkpoint(run_dir, self.name, type(self).__name__, files, config=asdict(self.config))
 
     @classmethod
@@ -450,7 +533,11 @@ class MPPIAgent(Agent):
         model = None
         if config.dynamics == "torch":
             model = load_file(run_dir, manifest, "dynamics", _load_dynamics)
-        return cls(config, env=env, dynamics_model=model)
+        world = None
+        if config.model is not None:
+            world = load_file(run_dir, manifest, "world_model",
+                              lambda p: __import__("torch").load(p, map_location="cpu", weights_only=True))
+        return cls(config, env=env, dynamics_model=model, world_state=world)
 
 
 class SymMPPIAgent(MPPIAgent):

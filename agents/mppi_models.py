@@ -305,14 +305,13 @@ def collect(env, n: int, policy, seed: int, episode_len: int, view=None) -> dict
     return {k: np.asarray(v, dtype=np.float64) for k, v in rows.items()}
 
 
-def learn_world_model(env, kind: str, transitions: int, seed: int = 0, rounds: int = 3, episode_len: int = 50,
-                      planner_kwargs: dict | None = None, epochs: int = 30, view=None, **model_kwargs):
+def fit_world_model(env, kind: str, transitions: int, make_planner, seed: int = 0, rounds: int = 3,
+                    episode_len: int = 50, epochs: int = 30, view=None, **model_kwargs):
     """TD-MPC-style loop: a fifth of the budget from random actions in the feasible set, the rest collected by
-    the naive MPPI planner with the current model in ``rounds`` batches, refitting after each batch (the model
-    learns from the planner's own data). ``view`` is the env's planner side when it is not the env itself
-    (``symgym.envs.panda_planner``). Returns ``(model, info)``."""
-    from symgym.agents.mppi import MPPIConfig, MPPIPlanner
-
+    the planner ``make_planner(model, round_seed)`` (anything with ``act(obs)``; ``symgym.agents.mppi
+    .learn_world_model`` passes naive MPPI on the current model) in ``rounds`` batches, refitting after each batch
+    (the model learns from the planner's own data). ``view`` is the env's planner side when it is not the env
+    itself (``symgym.envs.panda_planner``). Returns ``(model, info)``."""
     torch.manual_seed(seed)
     u = view or env.unwrapped
     rng = np.random.default_rng(seed)
@@ -326,8 +325,7 @@ def learn_world_model(env, kind: str, transitions: int, seed: int = 0, rounds: i
         n = per_round if r < rounds - 1 else transitions - len(data["obs"])
         if n <= 0:
             break
-        planner = MPPIPlanner(u, MPPIConfig(**{"samples": 32, "seed": 7919 * seed + r, **(planner_kwargs or {})}),
-                              rollout=ModelRolloutBackend(model))
+        planner = make_planner(model, 7919 * seed + r)
         more = collect(env, n, lambda o: planner.act(o), 10_000 * seed + 600_000 + 1000 * r, episode_len, view=u)
         data = {k: np.concatenate([data[k], more[k]]) for k in data}
         info = model.fit(**data, epochs=epochs, seed=seed + r + 1)
@@ -335,4 +333,4 @@ def learn_world_model(env, kind: str, transitions: int, seed: int = 0, rounds: i
     return model, info
 
 
-__all__ = ["WorldModel", "learn_world_model", "collect", "ModelRolloutBackend", "matched_width", "part_scales", "KINDS"]
+__all__ = ["WorldModel", "fit_world_model", "collect", "ModelRolloutBackend", "matched_width", "part_scales", "KINDS"]

@@ -219,3 +219,39 @@ def test_coordinate_regression_toy_symmetric_estimator_is_equivariant():
                                              temperature=0.3) - g.matrix() @ est)
                 for g in DihedralGroup(4).elements()]
         assert (max(errs) < 1e-12) == equivariant, f"symmetric={symmetric}: max error {max(errs):.2e}"
+
+
+WORLD = {"model": "equivariant", "data": 60, "model_rounds": 1, "model_epochs": 2, "samples": 8, "horizon": 4}
+
+
+@pytest.mark.parametrize("agent_id", ["mppi", "sym-mppi"])
+def test_world_model_agent_learns_saves_loads_and_acts(tmp_path, agent_id):
+    """``--agent mppi`` with ``{"model": ..., "data": N}``: learn fits the world model on N transitions, save
+    writes its weights into the run dir, load + attach plans with the same weights (the same action)."""
+    config = TrainConfig(agent=agent_id, env="SymPointMass-v0", steps=1, seed=3, out=str(tmp_path),
+                         agent_kwargs=WORLD)
+    train(config, progress=False)
+    saved = json.loads((tmp_path / "checkpoint.json").read_text())
+    assert saved["files"] == {"world_model": "world_model.pt"} and saved["config"]["model"] == "equivariant"
+    env = gym.make("SymPointMass-v0")
+    obs, _ = env.reset(seed=1)
+    agent = agent_class(agent_id).load(tmp_path, env=env)
+    assert agent.planner.rollout.model is agent.world_model  # plans with the learned model, not the simulator
+    first = agent.act(obs)
+    again = agent_class(agent_id).load(tmp_path, env=env)
+    for (name, a), b in zip(agent.world_model.state_dict().items(), again.world_model.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+    np.testing.assert_array_equal(again.act(obs), first)
+    assert first.shape == (2,) and np.all(np.isfinite(first))
+    # a model that fits another env's symmetry is refused by name
+    with pytest.raises(ValueError, match="does not fit"):
+        agent_class(agent_id).load(tmp_path, env=gym.make("PandaPush-v0"))
+
+
+def test_world_model_agent_needs_a_fit_and_good_kwargs():
+    with pytest.raises(ValueError, match="needs a learned world model"):
+        agent_class("mppi")(MPPIConfig(model="plain"), env=gym.make("SymPointMass-v0"))
+    for kwargs, match in (({"model": "mlp"}, "'mlp'"), ({"model": "plain", "data": 0}, "data"),
+                          ({"model": "plain", "dynamics": "torch"}, "pick one")):
+        with pytest.raises(ValueError, match=match):
+            MPPIConfig(**kwargs)

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import symgym.envs  # noqa: F401  (registers ids)
-from symgym.agents.mppi import MPPIConfig, MPPIPlanner
-from symgym.agents.mppi_models import ModelRolloutBackend, WorldModel, learn_world_model
+from symgym.agents.mppi import MPPIConfig, MPPIPlanner, learn_world_model
+from symgym.agents.mppi_models import ModelRolloutBackend, WorldModel
 from symgym.equivariance import DihedralGroup, Symmetry, equivariance_error, sample_elements
 
 torch.set_num_threads(1)

@@ -7,7 +7,7 @@ paired t-interval then works on per-episode differences. Metrics are unsaturated
 steps to the goal (censored at the episode length when never reached) and the episode's summed cost.
 
 Learned models (``model: plain | equivariant``) are fit once per (env, kind, data size, noise seed) by
-:func:`symgym.agents.mppi_models.learn_world_model` and cached under the sweep's cache folder (written to a
+:func:`symgym.agents.mppi.learn_world_model` and cached under the sweep's cache folder (written to a
 temporary file, then renamed), so the naive and symmetric cells plan with the *same* model.
 """
 from __future__ import annotations
@@ -58,7 +58,8 @@ def cached_model(cache: Path, params: dict[str, Any], noise_seed: int):
 def _load_or_fit(path: Path, env, params: dict[str, Any], noise_seed: int):
     import torch
 
-    from symgym.agents.mppi_models import WorldModel, learn_world_model
+    from symgym.agents.mppi import learn_world_model
+    from symgym.agents.mppi_models import WorldModel
 
     if path.is_file():
         model = WorldModel(env.unwrapped.symmetry, kind=params["model"], group_order=int(params["group_order"]))
