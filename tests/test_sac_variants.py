@@ -253,3 +253,17 @@ def test_solvable_gates_the_sweep_on_plain_sac_at_the_sweeps_width(tmp_path):
     out = solvable(tmp_path)
     assert not out["ok"] and out["width"] == [64, 64] and "[128, 128]" in out["message"]
     assert solvable(tmp_path, threshold=0.25)["ok"]
+
+
+@pytest.mark.slow
+def test_quick_throughput_bench_times_every_agent_against_sac(tmp_path):
+    import json
+
+    from symgym.learn.bench.sac import throughput_main
+
+    throughput_main(tmp_path, quick=True)
+    out = json.loads((tmp_path / "sac-throughput.json").read_text())
+    assert set(out["agents"]) == set(FIVE) and out["torch_threads"] == 1
+    assert out["agents"]["sac"]["ratio_to_sac"] == [1.0, 1.0]
+    assert all(len(r["ms_per_1k_steps"]) == 2 and r["median_ms_per_1k_steps"] > 0 for r in out["agents"].values())
+    assert (tmp_path / "sac-throughput.png").is_file()

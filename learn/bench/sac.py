@@ -16,6 +16,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -332,17 +333,23 @@ def campaign(out_dir: str | Path = "results") -> None:
     sweep("approx-sac-graded")
 
 
+def throughput_run(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0) -> dict[str, Any]:
+    """A bench ``run``: :func:`throughput` (quick: 2 short rounds, for tests) + PNG + the parameter table."""
+    res = throughput(rounds=2, steps=50, warmup=1050) if quick else throughput()
+    res["plot"] = str(plot_throughput(res, Path(out_dir) / "sac-throughput.png"))
+    res["parameter_counts"] = parameter_table(SPEC)
+    return res
+
+
+#: what the bench registry needs for ``symgym bench sac-throughput`` ("symgym.learn.bench.sac:THROUGHPUT")
+THROUGHPUT = SimpleNamespace(run=throughput_run)
+
+
 def throughput_main(out_dir: Path = Path("results"), quick: bool = False) -> dict[str, Any]:
-    """``results/sac-throughput.json`` + PNG (quick: 2 short rounds, for tests)."""
+    """``OUT_DIR/sac-throughput.json`` + PNG, as ``symgym bench sac-throughput`` would write them."""
     from symgym.learn.io import run_and_record
 
-    def measure(out_dir: Path, quick: bool, seed: int) -> dict[str, Any]:
-        res = throughput(rounds=2, steps=50, warmup=1050) if quick else throughput()
-        res["plot"] = str(plot_throughput(res, Path(out_dir) / "sac-throughput.png"))
-        res["parameter_counts"] = parameter_table(SPEC)
-        return res
-
-    return run_and_record("bench", "sac-throughput", measure, out_dir, quick, 0)
+    return run_and_record("bench", "sac-throughput", throughput_run, out_dir, quick, 0)
 
 
 if __name__ == "__main__":
