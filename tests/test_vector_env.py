@@ -212,7 +212,8 @@ class _Chaser(Agent):
 
 
 @pytest.mark.parametrize("agent,env_id,episodes", [(None, "SymPush-v0", 50), (_Chaser(), "SymPush-v0", 50),
-                                                   (None, "SymReach-v0", 20)], ids=["random", "chaser", "reach"])
+                                                   (None, "SymReach-v0", 20), (None, "PandaReach-v0", 5)],
+                         ids=["random", "chaser", "reach", "panda"])
 def test_batched_evaluation_equals_sequential(agent, env_id, episodes):
     """Held-out episodes, up to 16 at a time, give exactly the sequential loop's numbers (same seeds)."""
     kwargs = {"success_radius": 0.08}
