@@ -73,7 +73,7 @@ def _path(cache: Path, stretch: float, seed: int) -> Path:
 
 
 def sweep(stretches=STRETCHES, seeds=SEEDS, steps: int = STEPS, cache: Path = CACHE, part: tuple[int, int] = (0, 1),
-          log=print, reverse: bool = False) -> list[dict[str, object]]:
+          log=print, reverse: bool = False, train: bool = True) -> list[dict[str, object]]:
     """Train every missing point of this process's share (``part = (i, k)``: every k-th point from i; ``reverse``
     walks it from the end, so a second process can meet the first in the middle); return all cached points.
 
@@ -81,7 +81,7 @@ def sweep(stretches=STRETCHES, seeds=SEEDS, steps: int = STEPS, cache: Path = CA
     cache = Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
     grid = [(s, seed) for seed in seeds for s in stretches]
-    order = [i for i in range(len(grid)) if i % part[1] == part[0]]
+    order = [i for i in range(len(grid)) if i % part[1] == part[0]] if train else []
     for i in reversed(order) if reverse else order:
         s, seed = grid[i]
         path = _path(cache, s, seed)
@@ -188,10 +188,10 @@ def plot(points: list[dict[str, object]], path: Path) -> None:
     save_figure(fig, path)
 
 
-def attach(results: dict[str, object], out_dir: Path, quick: bool = False) -> dict[str, object]:
-    """Add the stretch sweep (trained where missing, unless ``quick``), its summary, figure and the ledger to a
-    ``relaxed-e3`` results dict."""
-    points = [] if quick else sweep()
+def attach(results: dict[str, object], out_dir: Path, quick: bool = False, train: bool = True) -> dict[str, object]:
+    """Add the stretch sweep (trained where missing if ``train``; skipped if ``quick``), its summary, figure and the
+    ledger to a ``relaxed-e3`` results dict."""
+    points = [] if quick else sweep(train=train)
     if not points:
         results["stretch_sweep"] = {"note": "not run (quick)" if quick else "no points"}
         results["evidence"] = []
@@ -207,7 +207,10 @@ def attach(results: dict[str, object], out_dir: Path, quick: bool = False) -> di
 def merge(path: Path = Path("results/relaxed-e3.json")) -> dict[str, object]:
     """Attach the (cached) sweep to a stored ``relaxed-e3.json`` without re-running its single-seed problems."""
     results = json.loads(Path(path).read_text())
-    attach(results, Path(path).parent)
+    attach(results, Path(path).parent, train=False)
+    grid = {(round(s, 2), k) for s in STRETCHES for k in SEEDS}
+    done = {(round(p["stretch"], 2), p["seed"]) for p in results["stretch_sweep"].get("points", [])}
+    results["stretch_sweep"]["grid_points_missing"] = sorted(f"stretch {s:g} seed {k}" for s, k in grid - done)
     write_json(path, results)
     return results
 
