@@ -93,3 +93,12 @@ def test_no_open_loop_ctrl_map(reach):
     view = planner_env(reach)
     with pytest.raises(NotImplementedError, match="PandaRolloutBackend"):
         view.actions_to_ctrl(np.zeros(2))
+
+
+def test_orbit_sampling_makes_the_panda_planner_nearly_equivariant():
+    """The arm breaks O(2), so no planner is exactly equivariant on the Panda; orbit sampling still removes the
+    sampling's share of the error (measured in results/mppi-panda.json), naive sampling does not."""
+    from symgym.learn.bench.mppi_panda import panda_planner_equivariance
+
+    err = panda_planner_equivariance("PandaReach-v0", n_states=1, k=8, horizon=3)
+    assert err["symmetric"] < 0.3 < err["naive"]

@@ -4,7 +4,8 @@
   sampling x {true simulator, plain learned model, equivariant learned model} x model data on SymPointMass-v0,
   30 initial states x 3 noise seeds per cell, paired (``learn/bench/mppi_power.py``).
 * **Planner equivariance**: ``max |plan(g.s) - g.plan(s)|`` relative, same noise seed, for the simulator planner on
-  every MPPI env and for the learned-model planner (equivariant model: exact up to float32; plain: measured).
+  every MPPI env and for the learned-model planner (equivariant model: exact up to float32; plain: measured); on
+  PandaReach/PandaPush with the closed-loop simulator (``learn/bench/mppi_panda.py``; approximate, measured).
 * **Speed** (``learn/bench/mppi_speed.py``): plan time over the raw ``mujoco.rollout`` of the same K x H, and
   pytorch-mppi's plan time over ours, interleaved rounds, at every K in 8..256; the same with learned models.
 * **Fixed points**: SymCartPole-v0 from the mirror-fixed hanging rest: steps to swing up for the symmetric planner
@@ -173,7 +174,7 @@ def plot(results: dict, path: Path) -> Path:
                 parts = name.split("-")
                 if (len(parts) < 2 or parts[0] != sampler or parts[1] != model or "panda" in parts
                         or "final_distance" not in g["metrics"]):
-                    continue  # the Panda cells have their own env (and no simulator column)
+                    continue  # the Panda cells have their own env
                 data = {"1k": 1e3, "5k": 5e3, "20k": 2e4}.get(parts[2] if len(parts) > 2 else "", None)
                 pts.append((data, g["metrics"]["final_distance"]["iqm"]))
             for data, v in pts:
@@ -252,6 +253,11 @@ def run(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0) -> 
     results["planner_equivariance_error"] = {
         "simulator": {env_id: planner_equivariance(env_id, group) for env_id, group in envs.items()},
         "learned_model": model_planner_equivariance(models)}
+    from symgym.learn.bench.mppi_panda import run as panda_run
+
+    panda = panda_run(quick)  # the Panda with the closed-loop simulator: approximate symmetry, measured
+    results["planner_equivariance_error"]["panda_simulator"] = panda["planner_equivariance_error"]
+    results["panda_rollout_cost"] = panda["rollout_cost"]
     results["parameter_counts"] = {k: m.parameter_counts() for k, m in models.items()}
     results["speed"] = {
         "simulator": [simulator_speed(env_id, ks, nthread=2, rounds=rounds)
