@@ -194,7 +194,7 @@ def test_apply_tuning_writes_each_agents_chosen_rate_into_the_specs(tmp_path):
 
     specs = tmp_path / "specs"
     specs.mkdir()
-    for name in ("approx-sac", "approx-sac-graded"):
+    for name in ("approx-sac", "approx-sac-graded", "approx-sac-solvable"):
         shutil.copy(SPEC_DIR / f"{name}.yaml", specs)
     done = tmp_path / "trials" / "approx-sac-tune"
     done.mkdir(parents=True)
@@ -213,6 +213,8 @@ def test_apply_tuning_writes_each_agents_chosen_rate_into_the_specs(tmp_path):
         spec = load_spec(str(specs / f"{name}.yaml"))
         rates = {m["agent"]: m["agent_kwargs"]["learning_rate"] for m in spec.raw["grid"]["method"]}
         assert rates == chosen
+    solvable_spec = load_spec(str(specs / "approx-sac-solvable.yaml"))
+    assert solvable_spec.params["agent_kwargs"]["learning_rate"] == chosen["sac"]
 
 
 def test_drift_is_tabulated_per_cell_and_seed_beside_the_measured_break(tmp_path):

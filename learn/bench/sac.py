@@ -272,6 +272,13 @@ def apply_tuning(out_dir: str | Path = "results", specs: tuple[str, ...] = (SPEC
                 raise ValueError(f"spec {path}: found {n} bundles for agent {agent!r}, expected one")
         write_text(path, text)
         load_spec(str(path))  # still a valid spec
+    # the solvability check tests plain SAC at its tuned rate (one learning_rate, in the spec's params)
+    path = Path(spec_dir or SPEC_DIR) / "approx-sac-solvable.yaml"
+    text, n = re.subn(r"(learning_rate: )([0-9.eE+-]+)", lambda m: m.group(1) + repr(chosen["sac"]), path.read_text())
+    if n != 1:
+        raise ValueError(f"spec {path}: found {n} learning rates, expected one")
+    write_text(path, text)
+    load_spec(str(path))
     return chosen
 
 
@@ -307,7 +314,8 @@ STAGES = (("SymPush-v0", "SymPushWind-v0"), ("SymPush-v0", "SymPushWind-v0", "Sy
 
 def campaign(out_dir: str | Path = "results") -> None:
     """The whole study without PandaPush-v0, resumable (re-running skips finished trials): the tuning grid, the
-    tuned learning rates written into the specs (:func:`apply_tuning`), then :data:`STAGES` of the approx-sac
+    tuned learning rates written into the specs (:func:`apply_tuning`), the check that plain SAC solves SymPush-v0
+    at the sweep's width (:func:`solvable`; the campaign stops here if not), then :data:`STAGES` of the approx-sac
     sweep and the graded-wind sweep. Each sweep is its own ``symgym sweep`` process (one Ray session each).
     PandaPush-v0 later: ``symgym sweep approx-sac`` runs exactly the trials still missing."""
     import subprocess
@@ -320,11 +328,11 @@ def campaign(out_dir: str | Path = "results") -> None:
         subprocess.run([sys.executable, "-m", "symgym.learn.cli", "sweep", spec, "--out", str(out)], check=True)
 
     sweep("approx-sac-tune")
-    sweep("approx-sac-solvable")
+    print("tuned learning rates:", apply_tuning(out), flush=True)
+    sweep("approx-sac-solvable")  # plain SAC at its tuned rate
     solved = solvable(out)
     if not solved["ok"]:
         sys.exit(f"stopping before the main sweep: {solved['message']}")
-    print("tuned learning rates:", apply_tuning(out), flush=True)
     for i, envs in enumerate(STAGES, 1):
         path = out / "cache" / f"{SPEC}-stage{i}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
