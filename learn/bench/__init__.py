@@ -31,6 +31,7 @@ BENCHES = Registry("benchmark", {
     "sweep-overhead": "symgym.learn.bench.sweep_overhead",
     "panda-transfer": "symgym.learn.bench.panda_transfer",
     "panda-ik": "symgym.learn.bench.panda_ik",
+    "sac-throughput": "symgym.learn.bench.sac:THROUGHPUT",
 })
 
 
