@@ -172,7 +172,7 @@ def plot(results: dict, path: Path) -> Path:
             for g in groups.values():
                 name = str(g["labels"].get("method", ""))
                 parts = name.split("-")
-                if (len(parts) < 2 or parts[0] != sampler or parts[1] != model or "panda" in parts
+                if (len(parts) < 2 or parts[0] != sampler or parts[1] != model or {"panda", "push"} & set(parts)
                         or "final_distance" not in g["metrics"]):
                     continue  # the Panda cells have their own env
                 data = {"1k": 1e3, "5k": 5e3, "20k": 2e4}.get(parts[2] if len(parts) > 2 else "", None)
