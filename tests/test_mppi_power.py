@@ -60,3 +60,19 @@ def test_panda_simulator_cell_runs(tmp_path):
                          "cache": str(tmp_path)}, tmp_path / "run")
     m = out["metrics"]
     assert np.isfinite(m["cost"]) and 0.0 <= m["final_distance"] < 0.6 and m["plan_ms"] > 0
+
+
+def test_a_model_fit_by_other_code_is_refit(tmp_path):
+    """The cache key holds no code version: a model whose recorded fingerprint is not the current code's (an env's
+    dynamics changed since) is refit, not reused."""
+    from symgym.learn.evidence.provenance import current
+
+    params = {**TINY, "model": "plain", "data": 40}
+    _, info = cached_model(tmp_path, params, 0)
+    assert info["fingerprint"] == current()["fingerprint"]
+    path = next((tmp_path / "mppi-models").glob("*.pt"))
+    blob = torch.load(path, weights_only=False)
+    blob["info"]["fingerprint"], blob["info"]["fit_seconds"] = "old-code", -1.0
+    torch.save(blob, path)
+    _, again = cached_model(tmp_path, params, 0)
+    assert again["fingerprint"] == current()["fingerprint"] and again["fit_seconds"] >= 0

@@ -61,12 +61,17 @@ def _load_or_fit(path: Path, env, params: dict[str, Any], noise_seed: int):
     from symgym.agents.mppi import learn_world_model
     from symgym.agents.mppi_models import WorldModel
 
+    from symgym.learn.evidence.provenance import current
+
+    fingerprint = current()["fingerprint"]
     if path.is_file():
-        model = WorldModel(env.unwrapped.symmetry, kind=params["model"], group_order=int(params["group_order"]))
         blob = torch.load(path, map_location="cpu", weights_only=False)
-        model.load_state_dict(blob["state_dict"])
-        model.freeze_for_planning()
-        return model, blob["info"]
+        # a model fit by other code (an env's dynamics changed) is stale like a trial would be: refit it
+        if blob["info"].get("fingerprint") == fingerprint:
+            model = WorldModel(env.unwrapped.symmetry, kind=params["model"], group_order=int(params["group_order"]))
+            model.load_state_dict(blob["state_dict"])
+            model.freeze_for_planning()
+            return model, blob["info"]
     from symgym.envs.panda_planner import planner_env
 
     start = time.perf_counter()
@@ -76,6 +81,7 @@ def _load_or_fit(path: Path, env, params: dict[str, Any], noise_seed: int):
                                     epochs=int(params["model_epochs"]), group_order=int(params["group_order"]),
                                     planner_kwargs={"samples": int(params["samples"])})
     info["fit_seconds"] = time.perf_counter() - start
+    info["fingerprint"] = fingerprint
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save({"state_dict": model.state_dict(), "info": info}, tmp)
     os.replace(tmp, path)
