@@ -344,64 +344,6 @@ class MPPIPlanner:
         self.rollout.close()
 
 
-# -- learned dynamics -------------------------------------------------------------------------------
-def make_dynamics_model(nx: int, nu: int, hidden: int = 128):
-    """A residual MLP ``x' = x + f(x, u)`` with fixed input/output scales set by :func:`fit_dynamics`."""
-    import torch
-    from torch import nn
-
-    class ResidualDynamics(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.net = nn.Sequential(nn.Linear(nx + nu, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
-                                     nn.Linear(hidden, nx))
-            for name, size in (("x_mean", nx), ("x_std", nx), ("u_std", nu), ("d_std", nx)):
-                self.register_buffer(name, torch.zeros(size) if "mean" in name else torch.ones(size))
-
-        def forward(self, x, u):
-            z = torch.cat([(x - self.x_mean) / self.x_std, u / self.u_std], dim=-1)
-            return x + self.net(z) * self.d_std
-
-    return ResidualDynamics()
-
-
-def fit_dynamics(env: gym.Env, transitions: int = 5000, epochs: int = 30, seed: int = 0, episode_len: int = 50):
-    """Collect random-action transitions from ``env`` and fit :func:`make_dynamics_model` to them."""
-    import torch
-
-    torch.set_num_threads(1)
-    torch.manual_seed(seed)
-    u_env, rng = env.unwrapped, np.random.default_rng(seed)
-    layout = u_env.state_layout
-    xs, us, ys = [], [], []
-    ep = 0
-    while len(xs) < transitions:
-        env.reset(seed=seed + ep)
-        ep += 1
-        for _ in range(episode_len):
-            s = u_env.get_state()
-            a = u_env.project_actions(rng.uniform(-1, 1, u_env.action_space.shape))
-            env.step(a)
-            s2 = u_env.get_state()
-            xs.append(np.concatenate([s[layout["QPOS"]], s[layout["QVEL"]]]))
-            us.append(u_env.actions_to_ctrl(a))
-            ys.append(np.concatenate([s2[layout["QPOS"]], s2[layout["QVEL"]]]))
-    x, u, y = (torch.as_tensor(np.array(v), dtype=torch.float32) for v in (xs, us, ys))
-    model = make_dynamics_model(x.shape[1], u.shape[1])
-    model.x_mean.copy_(x.mean(0))
-    model.x_std.copy_(x.std(0) + 1e-6)
-    model.u_std.copy_(u.std(0) + 1e-6)
-    model.d_std.copy_((y - x).std(0) + 1e-6)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    for _ in range(epochs):
-        for idx in torch.randperm(len(x)).split(256):
-            loss = (((model(x[idx], u[idx]) - y[idx]) / model.d_std) ** 2).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return model
-
-
 def learn_world_model(env: gym.Env, kind: str, transitions: int, seed: int = 0, rounds: int = 3,
                       episode_len: int = 50, planner_kwargs: dict | None = None, epochs: int = 30, view=None,
                       **model_kwargs):
@@ -468,6 +410,8 @@ class MPPIAgent(Agent):
             return {}
         if steps < 1:
             raise ValueError(f"dynamics='torch' fits a model on --steps random transitions; got {steps}")
+        from symgym.agents.mppi_models import fit_dynamics
+
         self.dynamics_model = fit_dynamics(source, transitions=steps, seed=self.config.seed)
         return {"dynamics_transitions": steps}
 
@@ -532,7 +476,9 @@ class MPPIAgent(Agent):
         config = parse_config(MPPIConfig, dict(manifest["config"]), cls.name)
         model = None
         if config.dynamics == "torch":
-            model = load_file(run_dir, manifest, "dynamics", _load_dynamics)
+            from symgym.agents.mppi_models import load_dynamics
+
+            model = load_file(run_dir, manifest, "dynamics", load_dynamics)
         world = None
         if config.model is not None:
             world = load_file(run_dir, manifest, "world_model",
@@ -545,13 +491,3 @@ class SymMPPIAgent(MPPIAgent):
 
     name = "sym-mppi"
     symmetric = True
-
-
-def _load_dynamics(path: Path):
-    import torch
-
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    nx, nu = state["x_mean"].shape[0], state["u_std"].shape[0]
-    model = make_dynamics_model(nx, nu, hidden=state["net.0.weight"].shape[0])
-    model.load_state_dict(state)
-    return model

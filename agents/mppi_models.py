@@ -333,4 +333,72 @@ def fit_world_model(env, kind: str, transitions: int, make_planner, seed: int = 
     return model, info
 
 
-__all__ = ["WorldModel", "fit_world_model", "collect", "ModelRolloutBackend", "matched_width", "part_scales", "KINDS"]
+# -- the residual dynamics MLP of MPPIConfig(dynamics="torch") (predicts MuJoCo states from ctrl) -------------------------------------------------------------------------------
+def make_dynamics_model(nx: int, nu: int, hidden: int = 128):
+    """A residual MLP ``x' = x + f(x, u)`` with fixed input/output scales set by :func:`fit_dynamics`."""
+    import torch
+    from torch import nn
+
+    class ResidualDynamics(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(nx + nu, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+                                     nn.Linear(hidden, nx))
+            for name, size in (("x_mean", nx), ("x_std", nx), ("u_std", nu), ("d_std", nx)):
+                self.register_buffer(name, torch.zeros(size) if "mean" in name else torch.ones(size))
+
+        def forward(self, x, u):
+            z = torch.cat([(x - self.x_mean) / self.x_std, u / self.u_std], dim=-1)
+            return x + self.net(z) * self.d_std
+
+    return ResidualDynamics()
+
+
+def fit_dynamics(env: gym.Env, transitions: int = 5000, epochs: int = 30, seed: int = 0, episode_len: int = 50):
+    """Collect random-action transitions from ``env`` and fit :func:`make_dynamics_model` to them."""
+    import torch
+
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    u_env, rng = env.unwrapped, np.random.default_rng(seed)
+    layout = u_env.state_layout
+    xs, us, ys = [], [], []
+    ep = 0
+    while len(xs) < transitions:
+        env.reset(seed=seed + ep)
+        ep += 1
+        for _ in range(episode_len):
+            s = u_env.get_state()
+            a = u_env.project_actions(rng.uniform(-1, 1, u_env.action_space.shape))
+            env.step(a)
+            s2 = u_env.get_state()
+            xs.append(np.concatenate([s[layout["QPOS"]], s[layout["QVEL"]]]))
+            us.append(u_env.actions_to_ctrl(a))
+            ys.append(np.concatenate([s2[layout["QPOS"]], s2[layout["QVEL"]]]))
+    x, u, y = (torch.as_tensor(np.array(v), dtype=torch.float32) for v in (xs, us, ys))
+    model = make_dynamics_model(x.shape[1], u.shape[1])
+    model.x_mean.copy_(x.mean(0))
+    model.x_std.copy_(x.std(0) + 1e-6)
+    model.u_std.copy_(u.std(0) + 1e-6)
+    model.d_std.copy_((y - x).std(0) + 1e-6)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x)).split(256):
+            loss = (((model(x[idx], u[idx]) - y[idx]) / model.d_std) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model
+
+
+def load_dynamics(path):
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    nx, nu = state["x_mean"].shape[0], state["u_std"].shape[0]
+    model = make_dynamics_model(nx, nu, hidden=state["net.0.weight"].shape[0])
+    model.load_state_dict(state)
+    return model
+
+
+__all__ = ["WorldModel", "fit_world_model", "make_dynamics_model", "fit_dynamics", "load_dynamics", "collect", "ModelRolloutBackend", "matched_width", "part_scales", "KINDS"]

@@ -12,7 +12,8 @@ import symgym.envs  # noqa: F401  (registers ids)
 from symgym.agents import CheckpointError, EnvInfo, TrainConfig, agent_class
 from symgym.learn.run.training import train
 from symgym.agents.mppi import (MPPIConfig, MPPIPlanner, MujocoRolloutBackend, TorchRolloutBackend, action_orbit_matrices,
-                         fit_dynamics, orbit_noise)
+                         orbit_noise)
+from symgym.agents.mppi_models import fit_dynamics
 from symgym.equivariance import ReflectionGroup
 from symgym.equivariance import O2, DihedralGroup, Symmetry, equivariance_error, sample_elements
 
