@@ -412,6 +412,7 @@ class PandaReachEnv(PandaPushEnv):
     | ``success_radius`` | 0.02 | goal tolerance (m) |
     | ``workspace_radius`` | 0.25 | the tip stays within this disc (m) |
     | ``base_x`` | -0.55 | the arm base's x (m), in [-0.9, -0.4] |
+    | ``**kwargs`` | | the remaining PandaPush-v0 arguments (``workspace_radius``, ``base_x``) |
 
     ## Symmetry
 
