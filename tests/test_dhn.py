@@ -332,4 +332,6 @@ def test_quick_task_writes_all_metrics_ledger_and_figure(tmp_path):
             assert len(table[name][metric]["per_seed"]) == 2 and np.isfinite(table[name][metric]["mean"])
     assert len(result["evidence"]) == len(METRICS) * 3
     assert {e["baseline"] for e in result["evidence"]} == {"hnn", "plain", "dhn-midpoint"}
-    assert all(e["holds"] in ledger.VERDICTS for e in result["evidence"])
+    from symgym.learn.evidence.ledger import VERDICTS
+
+    assert all(e["holds"] in VERDICTS for e in result["evidence"])
