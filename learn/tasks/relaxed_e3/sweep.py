@@ -166,8 +166,9 @@ def plot(points: list[dict[str, object]], path: Path) -> None:
             pts = sorted((p for p in points if p["seed"] == seed), key=lambda p: p["stretch"])
             axes[0].plot([p["stretch"] for p in pts], [p[key] for p in pts], color=colour, alpha=0.3, lw=0.8)
         xs = sorted({p["stretch"] for p in points})
+        counts = ", ".join(str(sum(p["stretch"] == x for p in points)) for x in xs)
         axes[0].plot(xs, [np.mean([p[key] for p in points if p["stretch"] == x]) for x in xs], "o-", color=colour,
-                     lw=2, label=f"{label}, mean of {len(seeds)} seeds")
+                     lw=2, label=f"{label}, mean over seeds ({counts} per stretch)")
     axes[0].set_xlabel("stretch (1.0 = cube, symmetric)")
     axes[0].set_ylabel("learned relaxed weight norm (max over layers)")
     axes[0].legend(fontsize=8)
