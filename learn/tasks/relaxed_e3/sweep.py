@@ -26,7 +26,7 @@ from scipy import stats
 from symgym.equivariance.relaxed_e3 import RelaxedE3Config, RelaxedE3Net
 from symgym.learn.evidence.ledger import adjust, claim
 from symgym.learn.io import save_figure, write_json
-from symgym.learn.tasks.relaxed_e3.task import (
+from symgym.learn.tasks.relaxed_e3.core import (
     RelaxedE3TaskConfig,
     axis_report,
     deformation_data,
