@@ -360,18 +360,20 @@ def test_steerable_model_is_equivariant_on_random_group_elements():
 def test_downstream_claims_compare_matched_models_per_size():
     from symgym.learn.tasks.atlasd.downstream import downstream_claims
 
-    res = {
-        "n_train": [1, 4],
-        "seeds": [0, 1, 2],
-        "models": {
-            "steerable_D4": {"parameters": 100, "test_relative_mse": [[0.1, 0.01], [0.12, 0.011], [0.11, 0.012]]},
-            "cnn": {"parameters": 104, "test_relative_mse": [[0.3, 0.01], [0.32, 0.012], [0.31, 0.011]]},
-        },
-    }
-    claims = downstream_claims(res)
+    steerable = [[0.1, 0.01], [0.12, 0.011], [0.11, 0.012], [0.1, 0.013], [0.13, 0.01]]
+    cnn = [[0.3, 0.01], [0.32, 0.012], [0.31, 0.011], [0.29, 0.01], [0.33, 0.012]]
+
+    def result(n_seeds):
+        return {"n_train": [1, 4], "seeds": list(range(n_seeds)),
+                "models": {"steerable_D4": {"parameters": 100, "test_relative_mse": steerable[:n_seeds]},
+                           "cnn": {"parameters": 104, "test_relative_mse": cnn[:n_seeds]}}}
+
+    claims = downstream_claims(result(5))
     assert [c["n_train"] for c in claims] == [1, 4]
-    assert claims[0]["holds"] is True and claims[0]["n_seeds"] == 3
+    assert claims[0]["holds"] is True and claims[0]["n_seeds"] == 5
     assert claims[1]["holds"] == "inconclusive"
+    # the ledger gives no verdict from fewer than 5 seeds a side
+    assert downstream_claims(result(3))[0]["holds"] == "underpowered"
 
 
 def test_merge_downstream_stacks_seed_and_model_parts():
