@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from symgym.learn.tasks.atlasd.lorentz import JetMLP, fit_jet_predictor
+from symgym.learn.tasks.atlasd.lorentz import train_chart_predictors
 from symgym.physics.jets import JetFamily, lorentz_algebra_basis
 
 COSETS = {"I": (1, 1, 1, 1), "P": (1, -1, -1, -1), "T": (-1, 1, 1, 1), "PT": (-1, -1, -1, -1)}
@@ -86,15 +86,7 @@ def run_cosets(cfg: CosetConfig, seed: int) -> dict[str, object]:
     torch.manual_seed(seed)
     fam = JetFamily(cfg.n_charts, cfg.n_particles, 3, seed=seed)
     rng = np.random.default_rng(seed)
-    predictors, probes, fit = [], [], []
-    for c in range(cfg.n_charts):
-        jets = fam.sample(c, cfg.train_jets, rng, max_rapidity=cfg.train_rapidity)
-        x = torch.tensor(jets, dtype=torch.float32)
-        y = torch.tensor(fam.observable(c, jets), dtype=torch.float32)
-        model = JetMLP(cfg.n_particles, fam.dim, cfg.hidden)
-        fit.append(fit_jet_predictor(model, x, y, cfg.fit_steps, seed=seed * 100 + c))
-        predictors.append(model.eval().requires_grad_(False))
-        probes.append(torch.tensor(fam.sample(c, cfg.probe_jets, rng), dtype=torch.float32))
+    predictors, probes, fit = train_chart_predictors(fam, cfg, rng, seed)
     thresholds = [cfg.accept_factor * f for f in fit]
     out: dict[str, object] = {"seed": seed, "predictor_relative_mse": fit, "accept_thresholds": thresholds, "cosets": {}}
     for k, (name, diag) in enumerate(COSETS.items()):

@@ -86,10 +86,10 @@ def random_subspace_angles(dim: int, k: int, truth: np.ndarray, n: int, seed: in
     return [float(principal_angles(rng.normal(size=(k, dim, dim)), truth).max()) for _ in range(n)]
 
 
-def run_lorentz(cfg: LorentzConfig, seed: int) -> dict:
-    torch.manual_seed(seed)
-    fam = JetFamily(cfg.n_charts, cfg.n_particles, cfg.spatial_dims, seed=seed)
-    rng = np.random.default_rng(seed)
+def train_chart_predictors(fam: JetFamily, cfg, rng: np.random.Generator, seed: int):
+    """One frozen predictor per chart of ``fam`` fitted on its own jets, plus probe jets per chart; returns
+    ``(predictors, probes, fit_errors)``. ``cfg`` needs n_charts, n_particles, train_jets, train_rapidity,
+    probe_jets, hidden and fit_steps (the Lorentz discovery and the coset search share this stage)."""
     predictors, probes, fit_errors = [], [], []
     for c in range(cfg.n_charts):
         jets = fam.sample(c, cfg.train_jets, rng, max_rapidity=cfg.train_rapidity)
@@ -99,6 +99,14 @@ def run_lorentz(cfg: LorentzConfig, seed: int) -> dict:
         fit_errors.append(fit_jet_predictor(model, x, y, cfg.fit_steps, seed=seed * 100 + c))
         predictors.append(model.eval().requires_grad_(False))
         probes.append(torch.tensor(fam.sample(c, cfg.probe_jets, rng), dtype=torch.float32))
+    return predictors, probes, fit_errors
+
+
+def run_lorentz(cfg: LorentzConfig, seed: int) -> dict:
+    torch.manual_seed(seed)
+    fam = JetFamily(cfg.n_charts, cfg.n_particles, cfg.spatial_dims, seed=seed)
+    rng = np.random.default_rng(seed)
+    predictors, probes, fit_errors = train_chart_predictors(fam, cfg, rng, seed)
     action = PointSetAction(fam.dim, cfg.n_particles)
     lie = replace(cfg.lie, seed=seed)
     count = discover_generator_count(predictors, probes, action, lie, cfg.count)
