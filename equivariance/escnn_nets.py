@@ -20,10 +20,11 @@ on the mode the net was in when saved. symgym therefore never uses it:
    ``expand_parameters``, differentiable) at most once per parameter update and kept in an
    :class:`ExpansionCache` (a plain Python attribute: never a buffer, never pickled). With gradients on, the
    expansion keeps its graph, so the forwards of one gradient step share it; a backward through it or any
-   parameter change (optimizer steps, ``load_state_dict``, Polyak updates, ``.to()``: torch's version counters
-   and storage pointers reveal them) makes the next forward re-expand. Without gradients (acting, SB3's target
-   critic) the forward is the dense net of the current weights, refreshed after each update. Writes through
-   ``param.data`` bypass the version counters: call :meth:`EscnnNetwork.forget_dense_filters` after such a write.
+   parameter change makes the next forward re-expand. A change is detected by comparing the parameters with a
+   snapshot taken at the last expansion (exact, ``torch.equal``), not by torch's version counters alone: SB3's
+   ``polyak_update`` writes the target critic through ``param.data``, which leaves the version counter
+   untouched, and a cache trusting it kept the target critic at its initial weights for a whole run. Without
+   gradients (acting, SB3's target critic) the forward is the dense net of the current weights.
 3. **Export is a fresh copy.** :meth:`EscnnNetwork.export` builds a plain torch module (``nn.Linear``,
    ``nn.Conv2d`` with the layer's padding mode, activations, pooling) with the current dense filters copied
    in; it is a snapshot for deployment, not kept or saved by the wrapper.
@@ -76,9 +77,9 @@ class ExpansionCache:
     """Derived weights (dense filters expanded from a basis, relaxed weights mixed from coefficients),
     computed once and reused until the parameters they come from change.
 
-    * Valid while every source parameter keeps its storage and version counter: optimiser steps, Polyak
-      updates, ``load_state_dict`` and ``.to()`` all invalidate it (writes through ``.data`` do not: call
-      :meth:`clear`).
+    * Valid while every source parameter keeps its storage, its version counter *and its values* (compared
+      with a snapshot: writes through ``.data``, as SB3's Polyak update makes, do not bump the version counter).
+      The comparison costs one ``torch.equal`` per parameter tensor, far below an expansion.
     * With gradients on, the expansion keeps its autograd graph so that several forwards of one gradient step
       share one expansion; a backward pass through it also invalidates it (its graph is freed then), so a
       forward after a backward without a parameter change re-expands instead of failing.
@@ -91,7 +92,7 @@ class ExpansionCache:
         self.clear()
 
     def clear(self) -> None:
-        self._key, self._value, self._graph, self._consumed = None, None, False, False
+        self._key, self._value, self._graph, self._consumed, self._snapshot = None, None, False, False, ()
 
     def __getstate__(self) -> dict:
         return {}
@@ -107,7 +108,8 @@ class ExpansionCache:
         params = [p for p in params if p is not None]
         key = tuple((p.data_ptr(), p._version) for p in params)
         grad = torch.is_grad_enabled() and any(p.requires_grad for p in params)
-        if self._value is None or key != self._key or self._consumed or (grad and not self._graph):
+        if (self._value is None or key != self._key or self._consumed or (grad and not self._graph)
+                or not all(torch.equal(p, s) for p, s in zip(params, self._snapshot))):
             if grad:
                 value = compute()
                 for t in value:
@@ -117,6 +119,7 @@ class ExpansionCache:
                 with torch.no_grad():
                     value = compute()
             self._key, self._value, self._graph, self._consumed = key, value, grad, False
+            self._snapshot = tuple(p.detach().clone() for p in params)
         if grad:
             return self._value
         return [None if t is None else t.detach() for t in self._value]
@@ -162,7 +165,7 @@ class EscnnNetwork(IdentityModules, nn.Module):
         return self
 
     def forget_dense_filters(self) -> None:
-        """Drop the memoised dense filters (only needed after writing parameters through ``.data``)."""
+        """Drop the memoised dense filters (never needed for correctness: every forward checks the parameters)."""
         self._expansions.clear()
 
     # -- forward ------------------------------------------------------------------------------------

@@ -32,10 +32,11 @@ def _random_d4(k=6, seed=0):
     return [D4.sample(rng) for _ in range(k)]
 
 
-def _model(relaxed, seed=0, env_id="SymPush-v0", **kwargs):
+def _model(relaxed, seed=0, env_id="SymPush-v0", tau=0.005, **kwargs):
     env = gym.make(env_id)
     policy_kwargs = dict(obs_parts=["standard"] * 7, hidden=[4, 4], relaxed=relaxed, **kwargs)
-    return SAC(EquiSACPolicy, env, policy_kwargs=policy_kwargs, seed=seed, learning_starts=0, batch_size=32), env
+    return SAC(EquiSACPolicy, env, policy_kwargs=policy_kwargs, seed=seed, learning_starts=0, batch_size=32,
+               tau=tau), env
 
 
 @pytest.mark.parametrize("relaxed", [False, True])
@@ -65,6 +66,24 @@ def test_equivariance_survives_training_but_relaxation_drifts():
     assert out[False]["actor_equivariance_error"] < TOL and out[False]["critic_invariance_error"] < TOL
     assert weights["actor"] > 1e-4 and weights["critic"] > 1e-4, weights
     assert out[True]["critic_invariance_error"] > 1e-5, out[True]
+
+
+@pytest.mark.parametrize("relaxed", [False, True])
+def test_target_critic_follows_sb3_polyak_updates(relaxed):
+    """SB3 Polyak-averages the target critic through ``param.data`` (no version bump): its forward must still
+    use the current weights. A cache keyed on version counters alone froze the target at initialisation."""
+    model, env = _model(relaxed, tau=0.5)
+    obs = torch.as_tensor(np.stack(_observations(env)))
+    act = torch.full((len(obs), 2), 0.3)
+    with torch.no_grad():
+        initial = model.critic_target(obs, act)[0].clone()   # fills the target's expansion cache
+    model.learn(40)                                          # 40 gradient steps, each a Polyak update
+    fresh = model.policy.make_critic()
+    fresh.load_state_dict(model.critic_target.state_dict())
+    with torch.no_grad():
+        now = model.critic_target(obs, act)[0]
+        assert torch.allclose(now, fresh(obs, act)[0], atol=1e-6)
+        assert not torch.allclose(now, initial, atol=1e-5)   # the target did move
 
 
 def test_log_std_is_shared_and_actions_in_bounds():

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+from stable_baselines3.common.utils import polyak_update
 
 from symgym.equivariance import (CyclicGroup, DihedralGroup, O2, Symmetry, equivariance_error, invariance_error, regular,
                                  relative_error, standard, transform_image, trivial)
@@ -214,9 +215,7 @@ def test_escnn_inference_follows_every_weight_change(name):
     target = _escnn_nets()[name][0].eval()
     with torch.no_grad():
         target(x)                                      # memoised before the Polyak update
-        for p_t, p in zip(target.parameters(), net.parameters()):
-            torch.mul(p_t, 0.0, out=p_t)               # ... SB3's polyak_update writes with out=
-            torch.add(p_t, p, alpha=1.0, out=p_t)
+        polyak_update(net.parameters(), target.parameters(), 1.0)  # ... SB3's own, which writes via .data
         assert torch.equal(target(x), after_step)
     fresh = _escnn_nets()[name][0].eval()
     with torch.no_grad():
