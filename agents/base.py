@@ -6,6 +6,14 @@
     agent = AgentClass.load(run_dir)                                 # CheckpointError when damaged
     agent.attach(env); agent.reset(); action = agent.act(obs)
 
+One lifecycle in code, not only in name: every agent is ``AgentClass(config, seed, info)`` with ``config`` an
+instance of its ``config_class`` dataclass (the attribute is always ``self.config``) and ``seed`` the run's seed.
+``build``, ``save`` and ``load`` are written once, here; an agent adds its own files through two hooks,
+:meth:`Agent.checkpoint_files` and :meth:`Agent.restore_files` (plus :meth:`Agent.checkpoint_state` for small
+JSON extras). One seed rule: the run's seed wins, and ``seed`` inside agent kwargs is a one-line error; a config
+dataclass that carries a ``seed`` field (a planner seeded through its config) gets the run's seed filled in, and
+the manifest stores the seed once, beside the config.
+
 An agent never creates its env, seeds the process, plots or writes anything but its checkpoint: the run
 layer (``symgym.learn.run.training``) does that.
 """
@@ -18,11 +26,12 @@ import typing
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Callable, ClassVar, Literal
 
 import gymnasium as gym
 import numpy as np
 
+from symgym.agents.checkpoint import CheckpointFiles, read_checkpoint, write_checkpoint
 from symgym.equivariance import Symmetry
 
 
@@ -140,7 +149,8 @@ def _type_name(tp: Any) -> str:
 
 
 class Agent(ABC):
-    """Base class. Subclasses set ``name`` and ``learns_from`` and implement build/act/save/load."""
+    """Base class. Subclasses set ``name``, ``learns_from`` and ``config_class`` and implement ``act`` and the
+    checkpoint hooks; ``build``/``save``/``load`` are not overridden."""
 
     #: the CLI id, also recorded in the checkpoint manifest
     name: ClassVar[str] = ""
@@ -150,12 +160,40 @@ class Agent(ABC):
     rl: ClassVar[bool] = False
     #: planners read the simulator state of the env they are attached to
     needs_simulator: ClassVar[bool] = False
+    #: the dataclass of the agent's hyper-parameters (``agent_kwargs``); saved in the manifest
+    config_class: ClassVar[type]
+
+    def __init__(self, config: Any = None, seed: int = 0, info: EnvInfo | None = None):
+        self.config = self.config_class() if config is None else config
+        if not isinstance(self.config, self.config_class):
+            raise TypeError(f"{self.name} takes a {self.config_class.__name__}, got {type(self.config).__name__}")
+        self.seed, self.info = int(seed), info
+        if "seed" in _field_names(self.config_class):
+            self.config = dataclasses.replace(self.config, seed=self.seed)
+
+    # -- construction -------------------------------------------------------------------------------
+    @classmethod
+    def make_config(cls, agent_kwargs: dict[str, Any] | None = None) -> Any:
+        """``config_class(**agent_kwargs)`` with one-line errors; ``seed`` is never an agent kwarg."""
+        kwargs = dict(agent_kwargs or {})
+        if "seed" in kwargs:
+            raise ValueError(f"{cls.name}: seed={kwargs['seed']!r} in agent kwargs; the run's seed (--seed) is the "
+                             f"agent's only seed")
+        return parse_config(cls.config_class, kwargs, cls.name)
 
     @classmethod
-    @abstractmethod
-    def build(cls, info: EnvInfo, agent_kwargs: dict[str, Any] | None = None, seed: int = 0) -> "Agent":
-        """A fresh (untrained) agent for an env with these spaces and symmetry."""
+    def build(cls, info: EnvInfo | None, agent_kwargs: dict[str, Any] | None = None, seed: int = 0) -> "Agent":
+        """A fresh (untrained) agent for an env with these spaces and symmetry (``info=None``: agents that
+        need no env to be built, e.g. imitation learners in tests)."""
+        agent = cls(cls.make_config(agent_kwargs), seed, info)
+        if info is not None:
+            agent.check_env(info)
+        return agent
 
+    def check_env(self, info: EnvInfo) -> None:
+        """Fail at build time, before any env is created or stepped, when this agent cannot act in the env."""
+
+    # -- learning and acting ------------------------------------------------------------------------
     def learn(self, source: Any, steps: int, callback: Any = None, progress: bool = False) -> dict[str, Any]:
         """Train on ``source`` (an env or a demo set) for ``steps``; returns training metrics."""
         return {}
@@ -175,11 +213,36 @@ class Agent(ABC):
     def act(self, obs: Any, deterministic: bool = True) -> np.ndarray:
         ...
 
-    @abstractmethod
+    # -- persistence: written once ------------------------------------------------------------------
     def save(self, run_dir: str | Path) -> None:
-        """Write the checkpoint files and the manifest (``symgym.agents.checkpoint``)."""
+        """The agent's files (atomically), then the manifest: class, seed, config (without a seed), extras."""
+        config = asdict(self.config)
+        config.pop("seed", None)  # stored once, as the manifest's seed
+        write_checkpoint(run_dir, self.name, type(self).__name__, self.checkpoint_files(), config=config,
+                         seed=self.seed, state=self.checkpoint_state())
 
     @classmethod
-    @abstractmethod
     def load(cls, run_dir: str | Path, env: gym.Env | None = None) -> "Agent":
-        """Read a checkpoint written by ``save``; raises ``CheckpointError`` when missing/corrupt/mismatched."""
+        """Read a checkpoint written by ``save``; raises ``CheckpointError`` when missing/corrupt/mismatched.
+        With ``env`` the agent is attached to it."""
+        manifest = read_checkpoint(run_dir, cls.name, cls.__name__)
+        agent = cls(parse_config(cls.config_class, manifest["config"], cls.name), manifest["seed"])
+        agent.restore_files(CheckpointFiles(run_dir, manifest), manifest["state"])
+        if env is not None:
+            agent.attach(env)
+        return agent
+
+    def checkpoint_files(self) -> dict[str, tuple[str, Callable[[Path], Any]]]:
+        """Hook: ``{role: (file name, writer(path))}`` of what the agent learned (none for pure planners)."""
+        return {}
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Hook: small JSON-serialisable extras kept in the manifest (a training record, a loss curve)."""
+        return {}
+
+    def restore_files(self, files: CheckpointFiles, state: dict[str, Any]) -> None:
+        """Hook: load what :meth:`checkpoint_files` wrote into this freshly constructed agent."""
+
+
+def _field_names(config_class: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(config_class)}

@@ -24,7 +24,7 @@ vector observation to the action chunk, no hierarchy, similar parameter count.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from symgym.agents.base import Agent, EnvInfo, parse_config
-from symgym.agents.checkpoint import load_file, read_checkpoint, write_checkpoint
+from symgym.agents.base import Agent, EnvInfo
 from symgym.agents.hep_nets import (N_SCALARS, POS_SCALE, RASTER_CHANNELS, ChunkNet, HeatmapNet,  # noqa: F401
                                     _mlp, heatmap_target, keypose_from_heatmap, low_level_inputs,
                                     mask_to_support, pixel_centres, rasterize)
@@ -144,40 +143,22 @@ def _chunk_to_actions(planar: torch.Tensor, dz: torch.Tensor, grip: torch.Tensor
 class _ChunkQueue(Agent):
     """Shared act/reset: plan a chunk, execute its first ``execute`` actions, re-plan."""
 
-    cfg: Any
-
     def reset(self) -> None:
         self._queue: list[np.ndarray] = []
 
     def act(self, obs: Any, deterministic: bool = True) -> np.ndarray:
         if not getattr(self, "_queue", None):
-            self._queue = list(self.plan(obs)[1][: self.cfg.execute])
+            self._queue = list(self.plan(obs)[1][: self.config.execute])
         return self._queue.pop(0).astype(np.float32)
 
     def plan(self, obs: dict) -> tuple[np.ndarray | None, np.ndarray]:
         raise NotImplementedError
 
     learns_from = "demos"
-    config_class: Any = None
-
-    @classmethod
-    def build(cls, info: EnvInfo, agent_kwargs: dict[str, Any] | None = None, seed: int = 0) -> "_ChunkQueue":
-        kwargs = dict(agent_kwargs or {})
-        if "seed" in kwargs:
-            raise ValueError(f"{cls.name}: pass the seed with --seed, not in agent kwargs")
-        return cls(**{**vars(parse_config(cls.config_class, kwargs, cls.name)), "seed": seed})
 
     @classmethod
     def read_demos(cls, path: str | Path) -> dict[str, np.ndarray]:
         return load_demos(path)
-
-    def _checkpoint(self, run_dir: str | Path, files: dict[str, tuple[str, Any]]) -> None:
-        write_checkpoint(run_dir, self.name, type(self).__name__, files, config=asdict(self.cfg))
-
-    @classmethod
-    def _manifest(cls, run_dir: str | Path) -> tuple[dict[str, Any], "_ChunkQueue"]:
-        manifest = read_checkpoint(run_dir, cls.name, cls.__name__)
-        return manifest, cls(**vars(parse_config(cls.config_class, dict(manifest["config"]), cls.name)))
 
 
 class HEPAgent(_ChunkQueue):
@@ -189,14 +170,14 @@ class HEPAgent(_ChunkQueue):
     name = "hep"
     config_class = HEPConfig
 
-    def __init__(self, **kwargs):
-        self.cfg = parse_config(HEPConfig, kwargs, "hep")
-        if self.cfg.execute < 1 or self.cfg.execute > self.cfg.chunk:
-            raise ValueError(f"execute must be in 1..chunk={self.cfg.chunk}, got {self.cfg.execute}")
-        _seed(self.cfg.seed)
-        n_vectors = 3 if self.cfg.frame_transfer else 4
-        self.high = HeatmapNet(self.cfg.equivariant, self.cfg.fields)
-        self.low = ChunkNet(n_vectors, self.cfg.chunk, self.cfg.hidden, self.cfg.equivariant).double()
+    def __init__(self, config: HEPConfig | None = None, seed: int = 0, info: EnvInfo | None = None):
+        super().__init__(config, seed, info)
+        if self.config.execute < 1 or self.config.execute > self.config.chunk:
+            raise ValueError(f"execute must be in 1..chunk={self.config.chunk}, got {self.config.execute}")
+        _seed(self.config.seed)
+        n_vectors = 3 if self.config.frame_transfer else 4
+        self.high = HeatmapNet(self.config.equivariant, self.config.fields)
+        self.low = ChunkNet(n_vectors, self.config.chunk, self.config.hidden, self.config.equivariant).double()
         self.reset()
 
     def n_parameters(self) -> int:
@@ -207,8 +188,8 @@ class HEPAgent(_ChunkQueue):
     def predict_keypose(self, points: np.ndarray, attached: float) -> np.ndarray:
         self.high.eval()
         raster = rasterize(torch.as_tensor(points, dtype=torch.float32)[None], torch.tensor([float(attached)]),
-                           self.cfg.grid, self.cfg.pixel)
-        return keypose_from_heatmap(mask_to_support(self.high(raster), raster), self.cfg.pixel)[0].numpy()
+                           self.config.grid, self.config.pixel)
+        return keypose_from_heatmap(mask_to_support(self.high(raster), raster), self.config.pixel)[0].numpy()
 
     @torch.no_grad()
     def plan(self, obs: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -216,10 +197,10 @@ class HEPAgent(_ChunkQueue):
         vec = np.asarray(obs["vector"], np.float64)
         kp = self.predict_keypose(obs["points"], vec[ATTACHED.start])
         vectors, scalars = low_level_inputs(torch.as_tensor(vec)[None], torch.as_tensor(kp)[None],
-                                            self.cfg.frame_transfer)
+                                            self.config.frame_transfer)
         self.low.eval()
         planar, dz, grip = self.low(vectors, scalars)
-        return kp, _chunk_to_actions(planar[0], dz[0], grip[0], self.cfg.max_step)
+        return kp, _chunk_to_actions(planar[0], dz[0], grip[0], self.config.max_step)
 
     # -- training ----------------------------------------------------------------------------
     def learn(self, source: dict[str, np.ndarray], steps: int | None = None, callback: Any = None,
@@ -227,10 +208,10 @@ class HEPAgent(_ChunkQueue):
         """Behaviour-clone both levels from demos; ``high_from`` reuses a trained high level (same settings)."""
         torch.set_num_threads(1)
         if steps is not None:
-            self.cfg.low_steps = int(steps)
+            self.config.low_steps = int(steps)
         data = source
-        gen = _seed(self.cfg.seed)
-        cfg = self.cfg
+        gen = _seed(self.config.seed)
+        cfg = self.config
         points = torch.as_tensor(data["points"], dtype=torch.float32)
         vector = torch.as_tensor(data["vector"], dtype=torch.float64)
         keypose = torch.as_tensor(data["keypose"], dtype=torch.float64)
@@ -245,7 +226,7 @@ class HEPAgent(_ChunkQueue):
             return -(targets[i] * F.log_softmax(logits, 1)).sum(1).mean()
 
         if high_from is not None:
-            if high_from.cfg.equivariant != cfg.equivariant or high_from.cfg.grid != cfg.grid:
+            if high_from.config.equivariant != cfg.equivariant or high_from.config.grid != cfg.grid:
                 raise ValueError("high_from must have the same equivariant/grid settings")
             self.high.load_portable_state(high_from.high.portable_state())
             high_losses = [float("nan")]
@@ -272,22 +253,18 @@ class HEPAgent(_ChunkQueue):
         return {"high_loss": high_losses[-1], "low_loss": low_losses[-1], "frames": T,
                 "train_keypose_error_m": float((pred - keypose).norm(dim=1).mean())}
 
-    # -- persistence -------------------------------------------------------------------------
-    def save(self, run_dir: str | Path) -> None:
+    # -- persistence (the hooks of Agent.save / Agent.load) ----------------------------------------
+    def checkpoint_files(self) -> dict[str, tuple[str, Any]]:
         state = {"high": self.high.portable_state(), "low": self.low.state_dict()}
-        self._checkpoint(run_dir, {"weights": (WEIGHTS_FILE, lambda p: torch.save(state, p))})
+        return {"weights": (WEIGHTS_FILE, lambda p: torch.save(state, p))}
 
-    @classmethod
-    def load(cls, run_dir: str | Path, env=None) -> "HEPAgent":
-        manifest, agent = cls._manifest(run_dir)
-
+    def restore_files(self, files, state: dict[str, Any]) -> None:
         def restore(path: Path) -> None:
-            state = torch.load(path, weights_only=True)
-            agent.high.load_portable_state(state["high"])
-            agent.low.load_state_dict(state["low"])
+            weights = torch.load(path, weights_only=True)
+            self.high.load_portable_state(weights["high"])
+            self.low.load_state_dict(weights["low"])
 
-        load_file(run_dir, manifest, "weights", restore)
-        return agent
+        files.load("weights", restore)
 
 
 @dataclass
@@ -310,10 +287,10 @@ class FlatBCAgent(_ChunkQueue):
     name = "flat-bc"
     config_class = FlatBCConfig
 
-    def __init__(self, **kwargs):
-        self.cfg = parse_config(FlatBCConfig, kwargs, "flat-bc")
-        _seed(self.cfg.seed)
-        self.net = _mlp(10, self.cfg.chunk * 4, self.cfg.hidden, layers=4).double()
+    def __init__(self, config: FlatBCConfig | None = None, seed: int = 0, info: EnvInfo | None = None):
+        super().__init__(config, seed, info)
+        _seed(self.config.seed)
+        self.net = _mlp(10, self.config.chunk * 4, self.config.hidden, layers=4).double()
         self.reset()
 
     def n_parameters(self) -> int:
@@ -328,40 +305,36 @@ class FlatBCAgent(_ChunkQueue):
     @torch.no_grad()
     def plan(self, obs: dict) -> tuple[None, np.ndarray]:
         out = self.net(self._features(torch.as_tensor(np.asarray(obs["vector"], np.float64))[None]))
-        out = out.view(self.cfg.chunk, 4)
-        return None, _chunk_to_actions(out[:, :2], out[:, 2], out[:, 3], self.cfg.max_step)
+        out = out.view(self.config.chunk, 4)
+        return None, _chunk_to_actions(out[:, :2], out[:, 2], out[:, 3], self.config.max_step)
 
     def learn(self, source: dict[str, np.ndarray], steps: int | None = None, callback: Any = None,
               progress: bool = False) -> dict[str, Any]:
         torch.set_num_threads(1)
         if steps is not None:
-            self.cfg.low_steps = int(steps)
+            self.config.low_steps = int(steps)
         data = source
-        gen = _seed(self.cfg.seed)
+        gen = _seed(self.config.seed)
         x = self._features(torch.as_tensor(data["vector"], dtype=torch.float64))
-        offsets, grips = chunk_targets(data["action"], data["episode"], self.cfg.chunk, self.cfg.max_step)
+        offsets, grips = chunk_targets(data["action"], data["episode"], self.config.chunk, self.config.max_step)
         offsets = torch.as_tensor(offsets, dtype=torch.float64) * POS_SCALE
         grips = torch.as_tensor(grips, dtype=torch.float64)
         T = len(x)
 
         def loss_fn():
-            i = torch.randint(T, (min(self.cfg.batch, T),), generator=gen)
-            out = self.net(x[i]).view(len(i), self.cfg.chunk, 4)
+            i = torch.randint(T, (min(self.config.batch, T),), generator=gen)
+            out = self.net(x[i]).view(len(i), self.config.chunk, 4)
             return F.mse_loss(out[..., :3], offsets[i]) + 0.1 * F.binary_cross_entropy_with_logits(out[..., 3], grips[i])
 
-        losses = _train_loop(self.net.parameters(), loss_fn, self.cfg.low_steps, self.cfg.lr)
+        losses = _train_loop(self.net.parameters(), loss_fn, self.config.low_steps, self.config.lr)
         return {"loss": losses[-1], "frames": T}
 
-    def save(self, run_dir: str | Path) -> None:
+    def checkpoint_files(self) -> dict[str, tuple[str, Any]]:
         state = self.net.state_dict()
-        self._checkpoint(run_dir, {"weights": (FLAT_WEIGHTS_FILE, lambda p: torch.save(state, p))})
+        return {"weights": (FLAT_WEIGHTS_FILE, lambda p: torch.save(state, p))}
 
-    @classmethod
-    def load(cls, run_dir: str | Path, env=None) -> "FlatBCAgent":
-        manifest, agent = cls._manifest(run_dir)
-        load_file(run_dir, manifest, "weights",
-                  lambda p: agent.net.load_state_dict(torch.load(p, weights_only=True)))
-        return agent
+    def restore_files(self, files, state: dict[str, Any]) -> None:
+        files.load("weights", lambda p: self.net.load_state_dict(torch.load(p, weights_only=True)))
 
 
 def plan_vector(agent: HEPAgent, obs: dict) -> np.ndarray:

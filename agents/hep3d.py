@@ -32,8 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from symgym.agents.base import parse_config
-from symgym.agents.checkpoint import load_file
+from symgym.agents.base import EnvInfo
 from symgym.agents.diffusion import make_head, mlp
 from symgym.agents.hep import _ChunkQueue, _seed, _train_loop
 from symgym.envs.closed_loop import ATTACHED, EE_POS, keypose_label
@@ -216,9 +215,9 @@ class HEP3DAgent(_ChunkQueue):
     name = "hep3d"
     config_class = HEP3DConfig
 
-    def __init__(self, **kwargs):
-        self.cfg = parse_config(self.config_class, kwargs, self.name)
-        c = self.cfg
+    def __init__(self, config: HEP3DConfig | None = None, seed: int = 0, info: EnvInfo | None = None):
+        super().__init__(config, seed, info)
+        c = self.config
         if not 1 <= c.execute <= c.chunk:
             raise ValueError(f"execute must be in 1..chunk={c.chunk}, got {c.execute}")
         _seed(c.seed)
@@ -231,7 +230,7 @@ class HEP3DAgent(_ChunkQueue):
         self.reset()
 
     def _n_extra(self) -> int:
-        c = self.cfg
+        c = self.config
         if not c.hierarchical:
             return 0
         return (0 if c.frame_transfer else 3) + (0 if c.equivariant else 2)
@@ -245,7 +244,7 @@ class HEP3DAgent(_ChunkQueue):
     # -- the low level's condition -----------------------------------------------------------
     def condition(self, cloud, ee, attached, keypose):
         """Condition vector (B, C) and the frame yaw (B,) the chunk is expressed in."""
-        c, B = self.cfg, len(cloud)
+        c, B = self.config, len(cloud)
         origin, yaw = frame_of(keypose if c.hierarchical else None, c.frame_transfer, c.equivariant, B)
         local = cloud.clone()
         local[..., :3] = local[..., :3] - origin[:, None]
@@ -267,14 +266,14 @@ class HEP3DAgent(_ChunkQueue):
         for m in self.modules():
             m.eval()
         vec = torch.as_tensor(np.asarray(obs["vector"], np.float32))[None]
-        cloud = torch.as_tensor(np.asarray(obs["points"], np.float32))[None, :self.cfg.n_points]
+        cloud = torch.as_tensor(np.asarray(obs["points"], np.float32))[None, :self.config.n_points]
         if cloud.shape[-1] != 6:
             raise ValueError(f"{self.name} reads rendered clouds (N, 6); got points of shape {tuple(cloud.shape[1:])}"
                              " (make the env with obs_mode='depth_cloud', e.g. HepPickPlaceDepth-v0)")
         ee, held = vec[:, EE_POS], vec[:, ATTACHED.start]
         kp = self.high(cloud, ee, held) if self.high is not None else None
         cond, yaw = self.condition(cloud, ee, held, kp)
-        chunk = self.head.sample(cond, noise_seed=self.cfg.seed)
+        chunk = self.head.sample(cond, noise_seed=self.config.seed)
         chunk[..., :2] = rotate(chunk[..., :2], yaw)
         acts = chunk[0].double().numpy()
         acts[:, 2] = np.clip(acts[:, 2], -1, 1)   # dx, dy: the env's disc clip (rotation-equivariant) applies
@@ -283,11 +282,11 @@ class HEP3DAgent(_ChunkQueue):
 
     # -- training ----------------------------------------------------------------------------
     def _augment(self, gen, cloud, ee, keypose, actions):
-        if not self.cfg.augment:
+        if not self.config.augment:
             return cloud, ee, keypose, actions
         B = len(cloud)
         angle = torch.rand(B, generator=gen) * 2 * np.pi
-        r = self.cfg.aug_shift * torch.rand(B, generator=gen).sqrt()
+        r = self.config.aug_shift * torch.rand(B, generator=gen).sqrt()
         phi = torch.rand(B, generator=gen) * 2 * np.pi
         shift = torch.stack([r * torch.cos(phi), r * torch.sin(phi)], 1)
         return se2_apply(angle, shift, cloud, ee, keypose, actions)
@@ -295,7 +294,7 @@ class HEP3DAgent(_ChunkQueue):
     def learn(self, source: dict[str, np.ndarray], steps: int | None = None, callback: Any = None,
               progress: bool = False) -> dict[str, Any]:
         torch.set_num_threads(1)
-        c = self.cfg
+        c = self.config
         if steps is not None:
             c.low_steps = int(steps)
         cloud = torch.as_tensor(np.asarray(source["points"], np.float32))
@@ -357,25 +356,21 @@ class HEP3DAgent(_ChunkQueue):
         return float((pred[:, :3] - label[:, :3]).norm(dim=1).mean()), float(dyaw.abs().mean())
 
     # -- persistence -------------------------------------------------------------------------
-    def save(self, run_dir: str | Path) -> None:
+    def checkpoint_files(self) -> dict[str, tuple[str, Any]]:
         state = {"encoder": self.encoder.state_dict(), "head": self.head.state_dict()}
         if self.high is not None:
             state["high"] = self.high.state_dict()
-        self._checkpoint(run_dir, {"weights": (WEIGHTS_FILE, lambda p: torch.save(state, p))})
+        return {"weights": (WEIGHTS_FILE, lambda p: torch.save(state, p))}
 
-    @classmethod
-    def load(cls, run_dir: str | Path, env=None) -> "HEP3DAgent":
-        manifest, agent = cls._manifest(run_dir)
-
+    def restore_files(self, files, state: dict[str, Any]) -> None:
         def restore(path: Path) -> None:
-            state = torch.load(path, weights_only=True)
-            agent.encoder.load_state_dict(state["encoder"])
-            agent.head.load_state_dict(state["head"])
-            if agent.high is not None:
-                agent.high.load_state_dict(state["high"])
+            weights = torch.load(path, weights_only=True)
+            self.encoder.load_state_dict(weights["encoder"])
+            self.head.load_state_dict(weights["head"])
+            if self.high is not None:
+                self.high.load_state_dict(weights["high"])
 
-        load_file(run_dir, manifest, "weights", restore)
-        return agent
+        files.load("weights", restore)
 
 
 @dataclass
@@ -391,10 +386,10 @@ class FlatDiffusionAgent(HEP3DAgent):
     name = "flat-diffusion"
     config_class = FlatDiffusionConfig
 
-    def __init__(self, **kwargs):
-        if kwargs.get("hierarchical", False):
+    def __init__(self, config: FlatDiffusionConfig | None = None, seed: int = 0, info: EnvInfo | None = None):
+        if config is not None and config.hierarchical:
             raise ValueError("flat-diffusion is the non-hierarchical policy; use agent hep3d for a hierarchy")
-        super().__init__(**kwargs)
+        super().__init__(config, seed, info)
 
 
 def plan_vector(agent: HEP3DAgent, obs: dict) -> np.ndarray:

@@ -31,8 +31,8 @@ actions (K,H,na)) -> (K,)``, ``frame_skip``, ``symmetry`` and optional ``planner
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from pathlib import Path
+import dataclasses
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import gymnasium as gym
@@ -41,7 +41,6 @@ import mujoco.rollout
 import numpy as np
 
 from symgym.agents.base import Agent, EnvInfo, parse_config
-from symgym.agents.checkpoint import load_file, read_checkpoint, write_checkpoint
 
 DYNAMICS_FILE = "dynamics.pt"
 WORLD_MODEL_FILE = "world_model.pt"
@@ -375,23 +374,22 @@ class MPPIAgent(Agent):
     needs_simulator = True
     learns_from = "env"
 
-    def __init__(self, config: MPPIConfig | None = None, env: gym.Env | None = None, dynamics_model=None,
-                 world_state: dict | None = None):
-        self.config = config or MPPIConfig(symmetric=self.symmetric)
-        self.dynamics_model = dynamics_model
+    config_class = MPPIConfig
+
+    def __init__(self, config: MPPIConfig | None = None, seed: int = 0, info: EnvInfo | None = None):
+        # the agent id fixes the sampling: ``symmetric`` is never taken from the config
+        super().__init__(dataclasses.replace(config or MPPIConfig(), symmetric=self.symmetric), seed, info)
+        self.dynamics_model = None
         self.world_model = None
-        self._world_state = world_state  # loaded weights; the model is built at attach (it needs the symmetry)
+        self._world_state: dict | None = None  # loaded weights; the model is built at attach (it needs the symmetry)
         self.model_info: dict[str, Any] = {}
         self.planner: MPPIPlanner | None = None
-        if env is not None:
-            self.attach(env)
 
     @classmethod
-    def build(cls, info: EnvInfo, agent_kwargs: dict[str, Any] | None = None, seed: int = 0) -> "MPPIAgent":
-        kwargs = {"seed": seed, **(agent_kwargs or {})}
-        if "symmetric" in kwargs:
+    def make_config(cls, agent_kwargs: dict[str, Any] | None = None) -> MPPIConfig:
+        if "symmetric" in (agent_kwargs or {}):
             raise ValueError(f"{cls.name} fixes symmetric={cls.symmetric}; use the other agent id instead")
-        return cls(parse_config(MPPIConfig, {**kwargs, "symmetric": cls.symmetric}, cls.name))
+        return super().make_config(agent_kwargs)
 
     def learn(self, source: gym.Env, steps: int, callback: Any = None, progress: bool = False) -> dict[str, Any]:
         if self.config.model is not None:
@@ -459,7 +457,7 @@ class MPPIAgent(Agent):
             raise RuntimeError(f"{self.name} plans in the simulator: call agent.attach(env) before act()")
         return self.planner.act(np.asarray(obs))
 
-    def save(self, run_dir: str | Path) -> None:
+    def checkpoint_files(self) -> dict[str, tuple[str, Any]]:
         import torch
 
         files = {}
@@ -468,22 +466,16 @@ class MPPIAgent(Agent):
         if self.world_model is not None or self._world_state is not None:
             state = self.world_model.state_dict() if self.world_model is not None else self._world_state
             files["world_model"] = (WORLD_MODEL_FILE, lambda p: torch.save(dict(state), p))
-        write_checkpoint(run_dir, self.name, type(self).__name__, files, config=asdict(self.config))
+        return files
 
-    @classmethod
-    def load(cls, run_dir: str | Path, env: gym.Env | None = None) -> "MPPIAgent":
-        manifest = read_checkpoint(run_dir, cls.name, cls.__name__)
-        config = parse_config(MPPIConfig, dict(manifest["config"]), cls.name)
-        model = None
-        if config.dynamics == "torch":
+    def restore_files(self, files, state: dict[str, Any]) -> None:
+        if self.config.dynamics == "torch":
             from symgym.agents.mppi_models import load_dynamics
 
-            model = load_file(run_dir, manifest, "dynamics", load_dynamics)
-        world = None
-        if config.model is not None:
-            world = load_file(run_dir, manifest, "world_model",
-                              lambda p: __import__("torch").load(p, map_location="cpu", weights_only=True))
-        return cls(config, env=env, dynamics_model=model, world_state=world)
+            self.dynamics_model = files.load("dynamics", load_dynamics)
+        if self.config.model is not None:
+            self._world_state = files.load(
+                "world_model", lambda p: __import__("torch").load(p, map_location="cpu", weights_only=True))
 
 
 class SymMPPIAgent(MPPIAgent):

@@ -6,7 +6,6 @@ monitor logs and TensorBoard come from SB3 through the run layer.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -18,12 +17,9 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
-from symgym.agents.base import Agent, EnvInfo, parse_config
-from symgym.agents.checkpoint import load_file, read_checkpoint, write_checkpoint
-from symgym.agents.io import write_json
+from symgym.agents.base import Agent, EnvInfo
 
 MODEL_FILE = "model.zip"
-RECORD_FILE = "training_record.json"
 
 
 @dataclass
@@ -71,18 +67,14 @@ class SACAgent(Agent):
     rl = True
     config_class: ClassVar[type] = SACConfig
 
-    def __init__(self, config: SACConfig, info: EnvInfo | None = None, seed: int = 0, model: SAC | None = None,
-                 record: dict[str, Any] | None = None):
-        self.config, self.info, self.seed, self.model = config, info, seed, model
+    def __init__(self, config: SACConfig | None = None, seed: int = 0, info: EnvInfo | None = None):
+        super().__init__(config, seed, info)
+        self.model: SAC | None = None
         #: what training recorded (early stop, success per block); saved with the checkpoint
-        self.record: dict[str, Any] = dict(record or {})
+        self.record: dict[str, Any] = {}
 
-    @classmethod
-    def build(cls, info: EnvInfo, agent_kwargs: dict[str, Any] | None = None, seed: int = 0) -> "SACAgent":
-        config = parse_config(cls.config_class, dict(agent_kwargs or {}), cls.name)
-        agent = cls(config, info, seed)
-        agent.policy_spec(info)  # fail now, not after env creation, when the env cannot carry this policy
-        return agent
+    def check_env(self, info: EnvInfo) -> None:
+        self.policy_spec(info)  # fail now, not after env creation, when the env cannot carry this policy
 
     def policy_spec(self, info: EnvInfo) -> tuple[Any, dict[str, Any]]:
         """(policy class or SB3 name, policy_kwargs)."""
@@ -141,26 +133,19 @@ class SACAgent(Agent):
         action, _ = self.model.predict(obs, deterministic=deterministic)
         return action
 
-    def save(self, run_dir: str | Path) -> None:
+    def checkpoint_files(self) -> dict[str, tuple[str, Any]]:
         if self.model is None:
             raise RuntimeError(f"{self.name} has no model to save: call learn() first")
         # SB3 appends .zip when the name lacks it; the temp name already ends in .zip
-        write_checkpoint(run_dir, self.name, type(self).__name__,
-                         {"model": (MODEL_FILE, self.model.save),
-                          "record": (RECORD_FILE, lambda p: write_json(p, self.record))},
-                         config={**asdict(self.config), "seed": self.seed})
+        return {"model": (MODEL_FILE, self.model.save)}
 
-    @classmethod
-    def load(cls, run_dir: str | Path, env: gym.Env | None = None) -> "SACAgent":
-        manifest = read_checkpoint(run_dir, cls.name, cls.__name__)
-        saved = dict(manifest["config"])
-        seed = int(saved.pop("seed", 0))
-        config = parse_config(cls.config_class, saved, cls.name)
-        model = load_file(run_dir, manifest, "model",
-                          lambda p: SAC.load(p, env=None, device="cpu", custom_objects=cls.custom_objects()))
-        # runs saved before the record existed have none
-        record = load_file(run_dir, manifest, "record", lambda p: json.loads(p.read_text())) if "record" in manifest["files"] else {}
-        return cls(config, None, seed, model, record)
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {"record": self.record}
+
+    def restore_files(self, files, state: dict[str, Any]) -> None:
+        self.model = files.load("model", lambda p: SAC.load(p, env=None, device="cpu",
+                                                            custom_objects=self.custom_objects()))
+        self.record = dict(state.get("record", {}))
 
     @classmethod
     def custom_objects(cls) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,8 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from symgym.agents.base import Agent, EnvInfo, parse_config
-from symgym.agents.checkpoint import load_file, read_checkpoint, write_checkpoint
+from symgym.agents.base import Agent, EnvInfo
 from symgym.envs.tabletop.base import transform_action
 from symgym.envs.tabletop.camera import Grid
 from symgym.envs.tabletop.scene import WORKSPACE_HALF, wrap_angle
@@ -32,6 +31,9 @@ from symgym.equivariance.groups import CyclicGroup, SE2Element
 
 WEIGHTS_FILE = "transporter.pt"
 IN_CHANNELS = 4  # RGB + height
+#: pick heatmaps, one per primitive of an episode (the last serves every later step): the pick is conditioned
+#: on the step index, so stacking's colour order (red, then green, then blue) is learnable from the demos
+PICK_STEPS = 4
 HEIGHT_SCALE = 0.1  # metres per unit of the height channel
 #: receptive field 47 px; escnn's R2Conv measurably stops being 90-degree equivariant at dilations > 8
 DILATIONS = (1, 2, 4, 8, 8)
@@ -146,7 +148,8 @@ class TransporterConfig:
 
 
 def load_demos(path: str | Path) -> list[dict]:
-    """Transitions ``{"color", "height", "action"}`` from a ``learn.run.demos`` file."""
+    """Transitions ``{"color", "height", "action", "step"}`` from a ``learn.run.demos`` file (``step``: the
+    transition's index inside its episode, from the file's ``episode`` array; 0 when a file has none)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"demos file {path} does not exist")
@@ -157,7 +160,12 @@ def load_demos(path: str | Path) -> list[dict]:
         raise ValueError(f"{path} is not a symgym demos file (needs color/height/action arrays): {e}") from e
     if len(color) == 0:
         raise ValueError(f"demos file {path} holds no transitions")
-    return [{"color": c, "height": h, "action": a} for c, h, a in zip(color, height, action)]
+    episode = data["episode"] if "episode" in data.files else np.arange(len(action))
+    # index within the episode: steps of one episode are stored consecutively
+    starts = np.r_[True, episode[1:] != episode[:-1]]
+    first = np.maximum.accumulate(np.where(starts, np.arange(len(episode)), 0))
+    steps = np.arange(len(episode)) - first
+    return [{"color": c, "height": h, "action": a, "step": int(k)} for c, h, a, k in zip(color, height, action, steps)]
 
 
 class TransporterAgent(Agent):
@@ -173,18 +181,20 @@ class TransporterAgent(Agent):
     learns_from = "demos"
     equivariant = False
 
-    def __init__(self, config: TransporterConfig | None = None, seed: int = 0):
-        self.cfg = config or TransporterConfig()
-        self.seed = seed
-        if self.cfg.n_rotations < 1 or self.cfg.crop % 2 == 0:
-            raise ValueError(f"need n_rotations >= 1 and an odd crop, got {self.cfg.n_rotations}, {self.cfg.crop}")
-        if self.cfg.yaw_refine < 1:
-            raise ValueError(f"yaw_refine must be >= 1 candidate, got {self.cfg.yaw_refine}")
+    config_class = TransporterConfig
+
+    def __init__(self, config: TransporterConfig | None = None, seed: int = 0, info: EnvInfo | None = None):
+        super().__init__(config, seed, info)
+        if self.config.n_rotations < 1 or self.config.crop % 2 == 0:
+            raise ValueError(f"need n_rotations >= 1 and an odd crop, got {self.config.n_rotations}, {self.config.crop}")
+        if self.config.yaw_refine < 1:
+            raise ValueError(f"yaw_refine must be >= 1 candidate, got {self.config.yaw_refine}")
         torch.manual_seed(seed)
         self.rng = np.random.default_rng(seed)
-        self.grid = Grid(self.cfg.image_size, WORKSPACE_HALF)
-        c = self.cfg
-        self.pick_net = make_fcn(IN_CHANNELS, 1, self.equivariant, c.width, c.group_order, c.fields)
+        self.grid = Grid(self.config.image_size, WORKSPACE_HALF)
+        c = self.config
+        self.pick_net = make_fcn(IN_CHANNELS, PICK_STEPS, self.equivariant, c.width, c.group_order, c.fields)
+        self.episode_step = 0  # primitives this agent has chosen since the episode began (``reset``)
         self.key_net = make_fcn(IN_CHANNELS, c.feature_dim, self.equivariant, c.width, c.group_order, c.fields)
         self.query_net = make_fcn(IN_CHANNELS, c.feature_dim, self.equivariant, c.width, c.group_order, c.fields)
         self.extra_modules: dict[str, nn.Module] = {}
@@ -197,7 +207,7 @@ class TransporterAgent(Agent):
 
     def object_crop(self, x: torch.Tensor, pick_rc, pick_yaw: float) -> torch.Tensor:
         """What gets rotated and correlated: here the scene crop around the pick, in the world frame."""
-        return crop_at(x, pick_rc, self.cfg.crop)
+        return crop_at(x, pick_rc, self.config.crop)
 
     def place_yaw_label(self, action: np.ndarray) -> float:
         """The rotation the place head predicts: here the object's yaw change."""
@@ -218,46 +228,48 @@ class TransporterAgent(Agent):
                 m.eval()
 
     # -- forward passes ---------------------------------------------------------------------
-    def pick_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """(S, S) pick logits for a (4, S, S) observation tensor."""
-        return self.pick_net(x[None])[0, 0]
+    def pick_logits(self, x: torch.Tensor, step: int = 0) -> torch.Tensor:
+        """(S, S) pick logits for a (4, S, S) observation tensor at the episode's ``step`` (0: the first pick)."""
+        return self.pick_net(x[None])[0, min(int(step), PICK_STEPS - 1)]
 
     def place_logits(self, x: torch.Tensor, obj: torch.Tensor) -> torch.Tensor:
         """(R, S, S) place logits: object crop rotated by each bin angle, correlated with the scene features."""
-        n = self.cfg.n_rotations
+        n = self.config.n_rotations
         rotated = rotate_images(obj[None].expand(n, -1, -1, -1), rotation_angles(n))
         kernels = self.query_net(rotated)
         return correlate(self.key_net(x[None])[0], kernels) / math.sqrt(kernels[0].numel())
 
     def yaw_offsets(self) -> torch.Tensor:
         """Sub-bin yaw offsets tried by ``refine_yaw``: evenly spaced inside one bin, centred on 0."""
-        k, step = self.cfg.yaw_refine, 2 * math.pi / self.cfg.n_rotations
+        k, step = self.config.yaw_refine, 2 * math.pi / self.config.n_rotations
         return (torch.arange(k, dtype=torch.float32) - (k - 1) / 2) * (step / k)
 
     def refine_yaw_scores(self, x: torch.Tensor, obj: torch.Tensor, rot: int, place_rc) -> torch.Tensor:
         """Place scores at one pixel for the object turned by bin ``rot`` plus each of ``yaw_offsets()``."""
-        angles = rotation_angles(self.cfg.n_rotations)[rot] + self.yaw_offsets()
+        angles = rotation_angles(self.config.n_rotations)[rot] + self.yaw_offsets()
         kernels = self.query_net(rotate_images(obj[None].expand(len(angles), -1, -1, -1), angles))
         keys = crop_at(self.key_net(x[None])[0], place_rc, kernels.shape[-1])
         return (kernels * keys[None]).sum((1, 2, 3)) / math.sqrt(kernels[0].numel())
 
     def refine_yaw(self, x: torch.Tensor, obj: torch.Tensor, rot: int, place_rc) -> float:
         """Coarse-to-fine yaw: the best sub-bin angle around bin ``rot`` at the chosen place pixel."""
-        base = float(rotation_angles(self.cfg.n_rotations)[rot])
-        if self.cfg.yaw_refine == 1:
+        base = float(rotation_angles(self.config.n_rotations)[rot])
+        if self.config.yaw_refine == 1:
             return base
         scores = self.refine_yaw_scores(x, obj, rot, place_rc)
         return base + float(self.yaw_offsets()[int(scores.argmax())])
 
     # -- acting ---------------------------------------------------------------------------------
-    def plan(self, obs: dict) -> dict[str, Any]:
-        """Everything the agent decides for one observation (the action plus its heatmaps)."""
+    def plan(self, obs: dict, step: int | None = None) -> dict[str, Any]:
+        """Everything the agent decides for one observation (the action plus its heatmaps); ``step``: the
+        primitive's index in the episode (None: this agent's own count, ``episode_step``)."""
+        step = self.episode_step if step is None else int(step)
         self._eval_mode()
         with torch.no_grad():
             x = obs_to_tensor(obs)
             if x.shape[-1] != self.grid.size:
                 raise ValueError(f"agent expects {self.grid.size}x{self.grid.size} images, got {tuple(x.shape[1:])}")
-            pick = self.pick_logits(x)
+            pick = self.pick_logits(x, step)
             pick_rc = np.unravel_index(int(pick.argmax()), pick.shape)
             pick_yaw = 0.0  # suction: any gripper yaw works; the place yaw is relative to it
             obj = self.object_crop(x, pick_rc, pick_yaw)
@@ -271,8 +283,13 @@ class TransporterAgent(Agent):
         return {"action": action, "pick_logits": pick, "place_logits": place, "pick_rc": pick_rc,
                 "place_rc": (row, col), "rotation_bin": int(rot), "yaw": yaw, "object": obj}
 
+    def reset(self) -> None:
+        self.episode_step = 0
+
     def act(self, obs: Any, deterministic: bool = True) -> np.ndarray:
-        return self.plan(obs)["action"]
+        action = self.plan(obs)["action"]
+        self.episode_step += 1
+        return action
 
     # -- learning ---------------------------------------------------------------------------------
     def _augment(self, x: torch.Tensor, action: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
@@ -280,7 +297,7 @@ class TransporterAgent(Agent):
         lim = self.grid.half - 2 * self.grid.pixel
         for _ in range(10):
             angle = float(self.rng.uniform(0, 2 * math.pi))
-            dr, dc = (int(v) for v in self.rng.integers(-self.cfg.augment_shift, self.cfg.augment_shift + 1, 2))
+            dr, dc = (int(v) for v in self.rng.integers(-self.config.augment_shift, self.config.augment_shift + 1, 2))
             g = SE2Element(angle, dc * self.grid.pixel, -dr * self.grid.pixel)
             moved = transform_action(g, action)
             if np.all(np.abs(moved[[0, 1, 3, 4]]) < lim):
@@ -301,22 +318,22 @@ class TransporterAgent(Agent):
         return out, moved
 
     def loss(self, transitions: list[dict]) -> torch.Tensor:
-        n = self.cfg.n_rotations
+        n = self.config.n_rotations
         total = torch.zeros(())
         for t in transitions:
             x, action = obs_to_tensor(t), np.asarray(t["action"], np.float64)
-            if self.cfg.augment:
+            if self.config.augment:
                 x, action = self._augment(x, action)
             pick_rc = self.grid.xy_to_pix(action[0:2])
             place_rc = self.grid.xy_to_pix(action[3:5])
-            pick = self.pick_logits(x).reshape(1, -1)
+            pick = self.pick_logits(x, t.get("step", 0)).reshape(1, -1)
             total = total + F.cross_entropy(pick, torch.tensor([pick_rc[0] * self.grid.size + pick_rc[1]]))
             obj = self.object_crop(x, pick_rc, float(action[2]))
             label = self.place_yaw_label(action)
             rot = yaw_to_bin(label, n)
             residual = wrap_angle(label - rot * 2 * math.pi / n)
             turned = obj
-            if self.cfg.yaw_refine > 1 and abs(residual) > 1e-6:
+            if self.config.yaw_refine > 1 and abs(residual) > 1e-6:
                 # turn the object by the sub-bin residual so that bin ``rot`` is the exact demonstrated yaw
                 turned = rotate_images(obj[None], torch.tensor([residual], dtype=torch.float32))[0]
             place = self.place_logits(x, turned).reshape(1, -1)
@@ -339,12 +356,12 @@ class TransporterAgent(Agent):
             raise ValueError("no demonstrations to learn from")
         torch.set_num_threads(1)
         params = [p for m in self.modules().values() for p in m.parameters()]
-        opt = torch.optim.Adam(params, lr=self.cfg.lr)
+        opt = torch.optim.Adam(params, lr=self.config.lr)
         for m in self.modules().values():
             m.train()
         losses, start = [], time.perf_counter()
         for step in tqdm(range(steps), desc=f"train {self.name}", disable=not progress, unit="step"):
-            idx = self.rng.integers(len(source), size=min(self.cfg.batch, len(source)))
+            idx = self.rng.integers(len(source), size=min(self.config.batch, len(source)))
             loss = self.loss([source[i] for i in idx])
             opt.zero_grad()
             loss.backward()
@@ -362,30 +379,25 @@ class TransporterAgent(Agent):
     def read_demos(cls, path: str | Path) -> list[dict]:
         return load_demos(path)
 
-    # -- persistence --------------------------------------------------------------------------------
-    def save(self, run_dir: str | Path) -> None:
+    # -- persistence (the hooks of Agent.save / Agent.load) -------------------------------------------
+    def checkpoint_files(self) -> dict[str, tuple[str, Any]]:
         # weights only: the escnn builder never puts expanded filters in state_dict (equivariance.escnn_nets)
         weights = {k: m.state_dict() for k, m in self.modules().items()}
-        write_checkpoint(run_dir, self.name, type(self).__name__,
-                         {"weights": (WEIGHTS_FILE, lambda p: torch.save(weights, p))}, config={"agent": asdict(self.cfg), "seed": self.seed,
-                                 "train_time_s": self.train_time_s, "loss_curve": self.loss_curve})
+        return {"weights": (WEIGHTS_FILE, lambda p: torch.save(weights, p))}
 
-    @classmethod
-    def load(cls, run_dir: str | Path, env=None) -> "TransporterAgent":
-        manifest = read_checkpoint(run_dir, cls.name, cls.__name__)
-        saved = manifest["config"]
-        agent = cls(parse_config(TransporterConfig, dict(saved.get("agent", {})), cls.name), seed=saved.get("seed", 0))
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {"train_time_s": self.train_time_s, "loss_curve": self.loss_curve}
 
+    def restore_files(self, files, state: dict[str, Any]) -> None:
         def restore(path: Path) -> None:
             weights = torch.load(path, map_location="cpu", weights_only=True)
-            for k, m in agent.modules().items():
+            for k, m in self.modules().items():
                 m.eval()
                 m.load_state_dict(weights[k])
 
-        load_file(run_dir, manifest, "weights", restore)
-        agent.train_time_s = float(saved.get("train_time_s", 0.0))
-        agent.loss_curve = [float(v) for v in saved.get("loss_curve", [])]
-        return agent
+        files.load("weights", restore)
+        self.train_time_s = float(state.get("train_time_s", 0.0))
+        self.loss_curve = [float(v) for v in state.get("loss_curve", [])]
 
     def extra_metrics(self) -> dict[str, float]:
         """The training curve as trial metrics: mean loss per tenth of training (``loss_t0`` ... ``loss_t9``)
@@ -396,12 +408,10 @@ class TransporterAgent(Agent):
             out["loss_final_over_mid"] = self.loss_curve[-1] / mid if mid > 0 else float("nan")
         return out
 
-    @classmethod
-    def build(cls, info: EnvInfo, agent_kwargs: dict[str, Any] | None = None, seed: int = 0) -> "TransporterAgent":
+    def check_env(self, info: EnvInfo) -> None:
         if info.observation_space is not None and not isinstance(info.observation_space, gym.spaces.Dict):
-            raise ValueError(f"{cls.name} needs top-down colour/height observations (a Dict space), got "
+            raise ValueError(f"{self.name} needs top-down colour/height observations (a Dict space), got "
                              f"{info.observation_space}")
-        return cls(parse_config(TransporterConfig, dict(agent_kwargs or {}), cls.name), seed=seed)
 
 
 class EquiTransporterAgent(TransporterAgent):

@@ -48,7 +48,7 @@ def plan_error(agent, env, scenes, elements):
 
 @pytest.fixture(scope="module")
 def trained(demos):
-    agent = HEPAgent(high_steps=80, low_steps=150, seed=1)
+    agent = HEPAgent.build(None, dict(high_steps=80, low_steps=150), seed=1)
     metrics = agent.learn(demos)
     return agent, metrics
 
@@ -66,7 +66,7 @@ def test_full_hierarchical_policy_is_equivariant(trained, scenes):
 
 def test_untrained_policy_is_equivariant_too(scenes):
     env, obs = scenes
-    agent = HEPAgent(seed=5)
+    agent = HEPAgent.build(None, dict(), seed=5)
     assert plan_error(agent, env, obs, c4_pixel_elements(np.random.default_rng(1))) < EXACT_TOL
 
 
@@ -76,7 +76,7 @@ def test_untrained_policy_is_equivariant_too(scenes):
 ])
 def test_ablations_lose_their_symmetry(kwargs, elements, demos, scenes):
     env, obs = scenes
-    agent = HEPAgent(high_steps=10, low_steps=100, seed=2, **kwargs)
+    agent = HEPAgent.build(None, dict(high_steps=10, low_steps=100, **kwargs), seed=2)
     agent.learn(demos)
     assert plan_error(agent, env, obs, elements) > 1e-2
 
@@ -112,8 +112,8 @@ def test_keypose_argmax_recovers_a_sub_pixel_peak():
 
 
 def test_training_reduces_keypose_error(demos):
-    untrained = HEPAgent(high_steps=0, low_steps=0, seed=3).learn(demos)
-    agent = HEPAgent(high_steps=100, low_steps=0, seed=3)
+    untrained = HEPAgent.build(None, dict(high_steps=0, low_steps=0), seed=3).learn(demos)
+    agent = HEPAgent.build(None, dict(high_steps=100, low_steps=0), seed=3)
     m = agent.learn(demos)
     assert m["train_keypose_error_m"] < 0.5 * untrained["train_keypose_error_m"]
     assert m["train_keypose_error_m"] < 0.02  # one pixel
@@ -140,15 +140,15 @@ def test_save_load_roundtrip(trained, scenes, tmp_path):
 
 def test_bad_kwargs_raise(demos):
     with pytest.raises(ValueError, match="unknown hep agent kwarg"):
-        HEPAgent(frame_tranfer=False)
+        HEPAgent.build(None, dict(frame_tranfer=False), seed=0)
     with pytest.raises(ValueError, match="execute"):
-        HEPAgent(execute=9)
+        HEPAgent.build(None, dict(execute=9), seed=0)
     with pytest.raises(ValueError, match="unknown flat-bc agent kwarg"):
-        FlatBCAgent(equivariant=True)
+        FlatBCAgent.build(None, dict(equivariant=True), seed=0)
 
 
 def test_flat_bc_fits_and_acts(demos, scenes):
-    agent = FlatBCAgent(low_steps=300, seed=0)
+    agent = FlatBCAgent.build(None, dict(low_steps=300), seed=0)
     m = agent.learn(demos)
     assert m["loss"] < 0.05
     _, obs = scenes

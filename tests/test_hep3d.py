@@ -48,14 +48,14 @@ def se2_elements(seed, k=4):
 
 def plan_error(agent, env, scenes, elements):
     sym = env.unwrapped.symmetry
-    hier = agent.cfg.hierarchical
+    hier = agent.config.hierarchical
     out = Symmetry(group=sym.group, obs=sym.obs, action=lambda g, p: transform_plan(g, p, hier))
     return equivariance_error(lambda o: plan_vector(agent, o), out, scenes, elements)
 
 
 @pytest.mark.parametrize("head", ["diffusion", "mse"])
 def test_hep3d_policy_is_se2_equivariant_for_every_angle(head, env, scenes):
-    agent = HEP3DAgent(head=head, seed=3)
+    agent = HEP3DAgent.build(None, dict(head=head), seed=3)
     err = plan_error(agent, env, scenes, se2_elements(0))
     assert err < EXACT_TOL, err
     kp, actions = agent.plan(scenes[1])
@@ -64,20 +64,20 @@ def test_hep3d_policy_is_se2_equivariant_for_every_angle(head, env, scenes):
 
 @pytest.mark.parametrize("kwargs", [{"frame_transfer": False}, {"equivariant": False}])
 def test_ablations_lose_the_symmetry(kwargs, env, scenes):
-    agent = HEP3DAgent(seed=3, **kwargs)
+    agent = HEP3DAgent.build(None, dict(**kwargs), seed=3)
     # untrained nets depend weakly on absolute position; still four orders above the exact ~1e-7
     assert plan_error(agent, env, scenes, se2_elements(1)) > 1e-3
 
 
 def test_flat_diffusion_is_not_equivariant_and_has_no_keypose(env, scenes):
-    agent = FlatDiffusionAgent(seed=3)
+    agent = FlatDiffusionAgent.build(None, dict(), seed=3)
     assert agent.plan(scenes[0])[0] is None
     assert plan_error(agent, env, scenes, se2_elements(2)) > 1e-3
     with pytest.raises(ValueError, match="non-hierarchical"):
-        FlatDiffusionAgent(hierarchical=True)
+        FlatDiffusionAgent.build(None, dict(hierarchical=True), seed=0)
     # built the way training builds agents (config defaults filled in), and restored from its saved config
     built = FlatDiffusionAgent.build(None, {"low_steps": 3}, seed=2)
-    assert not built.cfg.hierarchical and built.high is None
+    assert not built.config.hierarchical and built.high is None
 
 
 def test_equivariant_keypose_net_moves_with_the_scene(env, scenes):
@@ -129,7 +129,7 @@ def test_chunk_actions_pad_with_stillness():
 
 
 def test_learn_save_load_and_bad_demos(demos, env, scenes, tmp_path):
-    agent = HEP3DAgent(high_steps=20, low_steps=20, seed=1)
+    agent = HEP3DAgent.build(None, dict(high_steps=20, low_steps=20), seed=1)
     metrics = agent.learn(demos)
     assert np.isfinite(metrics["low_loss"]) and metrics["train_keypose_error_m"] < 1.0
     # training keeps the policy exactly equivariant (augmentation or not, the architecture guarantees it)
@@ -139,15 +139,15 @@ def test_learn_save_load_and_bad_demos(demos, env, scenes, tmp_path):
     np.testing.assert_array_equal(plan_vector(agent, scenes[1]), plan_vector(again, scenes[1]))
     labelled = dict(demos, points=np.zeros((len(demos["points"]), 96, 4), np.float32))
     with pytest.raises(ValueError, match=r"\(N, 6\)"):
-        HEP3DAgent(low_steps=1).learn(labelled)
+        HEP3DAgent.build(None, dict(low_steps=1), seed=0).learn(labelled)
     with pytest.raises(ValueError, match="execute"):
-        HEP3DAgent(execute=9)
+        HEP3DAgent.build(None, dict(execute=9), seed=0)
 
 
 def test_bench_measures_exact_and_end_to_end_equivariance():
     """The bench's trained-policy check: exact on transformed clouds; re-rendering adds sampling error only."""
     from symgym.learn.bench.hep import trained_policy_equivariance
 
-    errs = trained_policy_equivariance(HEP3DAgent(seed=4), "HepPushAroundDepth-v0")
+    errs = trained_policy_equivariance(HEP3DAgent.build(None, dict(), seed=4), "HepPushAroundDepth-v0")
     assert errs["exact_clouds"] < EXACT_TOL
     assert EXACT_TOL < errs["end_to_end_rendered"] < 1.0, errs

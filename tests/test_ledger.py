@@ -41,6 +41,24 @@ def test_fingerprint_changes_when_a_fingerprinted_file_changes(monkeypatch, tmp_
     assert provenance.compute_fingerprint() != before
 
 
+def test_a_trial_is_stale_only_when_a_file_it_ran_changes_and_conflicts_name_the_file():
+    now = {"agents/sac.py": "1" * 16, "agents/hep.py": "2" * 16, "envs/a.xml": "3" * 16}
+    sac_trial = {"fingerprint": "f" * 16, "files": {"agents/sac.py": "1" * 16, "envs/a.xml": "3" * 16}}
+    assert provenance.is_current(sac_trial, now)
+    assert provenance.is_current(sac_trial, {**now, "agents/hep.py": "9" * 16})      # another agent edited
+    assert not provenance.is_current(sac_trial, {**now, "agents/sac.py": "9" * 16})  # its own code edited
+    assert not provenance.is_current(sac_trial, {k: v for k, v in now.items() if k != "envs/a.xml"})
+    assert not provenance.is_current(None, now) and not provenance.is_current({}, now)
+    other = {"fingerprint": "e" * 16, "files": {"agents/sac.py": "9" * 16, "agents/hep.py": "2" * 16}}
+    hep = {"fingerprint": "d" * 16, "files": {"agents/hep.py": "2" * 16}}
+    assert provenance.code_conflicts([sac_trial, other, None]) == ["agents/sac.py"]
+    assert provenance.code_conflicts([sac_trial, hep]) == []  # different files, no file with two versions
+    legacy = {"fingerprint": "a" * 16}
+    assert provenance.code_conflicts([legacy, {**hep, "tree_fingerprint": "a" * 16}]) == []
+    assert provenance.code_conflicts([legacy, {**hep, "tree_fingerprint": "b" * 16}]) == ["tree:" + "a" * 16,
+                                                                                          "tree:" + "b" * 16]
+
+
 #: a trial that trains: 200 SAC steps (50 random first), a small network, 2 evaluation episodes (~7 s here)
 QUICK_SAC = {"name": "quick-sac", "params": {"steps": 200, "episodes": 2, "curve_points": 4,
                                              "agent_kwargs": {"learning_starts": 50, "batch_size": 32,
@@ -54,7 +72,14 @@ def test_trial_summary_records_provenance_and_a_rerun_reproduces_its_metrics(tmp
     trial = expand(load_spec(spec), tmp_path)[0].as_dict()
     first = run_trial(trial)
     prov = first["provenance"]
-    assert prov == provenance.current() and len(prov["fingerprint"]) == 16  # computed once per process
+    whole = provenance.current()  # computed once per process
+    assert {k: prov[k] for k in ("commit", "dirty", "versions")} == {k: whole[k] for k in ("commit", "dirty", "versions")}
+    assert prov["tree_fingerprint"] == whole["fingerprint"] and len(prov["fingerprint"]) == 16
+    # the files this process ran (in a sweep worker: this trial's; here also what other tests imported)
+    used = {"sym-mppi": "agents/mppi.py", "sac": "agents/sac.py"}[trial["params"]["agent"]]
+    assert used in prov["files"] and "envs/sym_reach.py" in prov["files"]
+    assert any(n.endswith(".xml") for n in prov["files"]) and "learn/cli.py" not in prov["files"]
+    assert provenance.is_current(prov)
     assert set(prov["versions"]) == {"python", "torch", "mujoco", "stable_baselines3", "gymnasium", "numpy"}
     assert prov["versions"]["torch"] and prov["versions"]["mujoco"]
     assert (prov["commit"] is None) == (prov["dirty"] is None)

@@ -165,7 +165,8 @@ def test_agent_from_config_save_load_and_act(tmp_path, agent_id):
     train(config, progress=False)
     saved = json.loads((tmp_path / "checkpoint.json").read_text())
     assert saved["agent"] == agent_id and saved["files"] == {}
-    assert saved["config"]["symmetric"] == (agent_id == "sym-mppi") and saved["config"]["seed"] == 4
+    assert saved["config"]["symmetric"] == (agent_id == "sym-mppi") and saved["seed"] == 4
+    assert "seed" not in saved["config"]  # one seed, stored once
     agent = cls.load(tmp_path)
     with pytest.raises(RuntimeError, match="attach"):
         agent.act(None)
@@ -190,6 +191,8 @@ def test_load_reports_missing_and_corrupt_configs(tmp_path):
         agent_class("sym-mppi").load(tmp_path)
     with pytest.raises(ValueError, match="symmetric"):
         cls.build(EnvInfo.of(gym.make("SymReach-v0")), {"symmetric": True})
+    with pytest.raises(ValueError, match=r"seed=3 in agent kwargs.*--seed"):  # the run's seed is the only seed
+        cls.build(EnvInfo.of(gym.make("SymReach-v0")), {"seed": 3})
 
 
 def test_learned_dynamics_backend_predicts_the_simulator():
@@ -251,7 +254,7 @@ def test_world_model_agent_learns_saves_loads_and_acts(tmp_path, agent_id):
 
 def test_world_model_agent_needs_a_fit_and_good_kwargs():
     with pytest.raises(ValueError, match="needs a learned world model"):
-        agent_class("mppi")(MPPIConfig(model="plain"), env=gym.make("SymPointMass-v0"))
+        agent_class("mppi")(MPPIConfig(model="plain")).attach(gym.make("SymPointMass-v0"))
     for kwargs, match in (({"model": "mlp"}, "'mlp'"), ({"model": "plain", "data": 0}, "data"),
                           ({"model": "plain", "dynamics": "torch"}, "pick one")):
         with pytest.raises(ValueError, match=match):

@@ -145,15 +145,16 @@ def test_report_refuses_a_comparison_of_two_code_fingerprints(tmp_path, capsys):
     assert main(["report", str(spec_file), "--out", str(tmp_path), "--allow-mixed-code"]) == 0
     data = json.loads((tmp_path / "synthetic.json").read_text())
     beat = data["evidence"][0]
-    assert beat["provenance"] == {"fingerprints": ["aaaa", "bbbb"], "unrecorded": 0, "mixed": True}
+    assert beat["provenance"] == {"fingerprints": ["aaaa", "bbbb"], "unrecorded": 0, "mixed": True,
+                                  "differing": ["tree:aaaa", "tree:bbbb"]}
     assert "mixes code fingerprints" in beat["reason"]
     assert data["provenance"]["fingerprints"] == {"aaaa": 5, "bbbb": 5} and len(data["provenance"]["stale"]) == 10
 
 
 def test_unrecorded_trials_are_allowed_but_flagged_and_listed_stale(tmp_path):
-    from symgym.learn.evidence.provenance import current
+    from symgym.learn.evidence.provenance import compute_fingerprint
 
-    now = current()["fingerprint"]
+    now = compute_fingerprint()  # summaries without per-file records compare whole-tree fingerprints
     write_synthetic(tmp_path, fingerprints={("mppi", s): now for s in range(5)} | {("sym-mppi", 0): now})
     report = build_report(load_spec(SPEC), tmp_path)
     beat = report["evidence"][0]

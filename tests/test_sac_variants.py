@@ -172,7 +172,7 @@ def test_tuning_choice_picks_the_best_auc_and_flags_unfinished_cells(tmp_path):
     from symgym.learn.evidence.sweep import expand, load_spec
 
     trials = [t for t in expand(load_spec("approx-sac-tune"), tmp_path) if t.params["agent"] in ("sac", "equi-sac")]
-    auc = {0.0003: 0.4, 0.001: 0.6}
+    auc = {0.0003: 0.4, 0.001: 0.6, 0.003: 0.5}
     (tmp_path / "trials" / "approx-sac-tune").mkdir(parents=True)
     for t in trials:
         if t.params["agent"] == "equi-sac" and t.params["agent_kwargs"]["learning_rate"] == 0.001:
@@ -181,7 +181,7 @@ def test_tuning_choice_picks_the_best_auc_and_flags_unfinished_cells(tmp_path):
         (tmp_path / "trials" / "approx-sac-tune" / f"{t.key}.json").write_text(json.dumps({"metrics": metrics}))
     out = tuning_choice(tmp_path)
     assert out["sac"]["complete"] and out["sac"]["chosen"]["learning_rate"] == 0.001
-    assert not out["equi-sac"]["complete"] and out["equi-sac"]["chosen"]["learning_rate"] == 0.0003
+    assert not out["equi-sac"]["complete"] and out["equi-sac"]["chosen"]["learning_rate"] == 0.003
     assert "chosen" not in out["approx-sac"]
 
 

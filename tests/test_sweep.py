@@ -56,13 +56,14 @@ def test_four_trial_sweep_writes_four_summaries(ray_session, tmp_path):
     assert again["ran"] == 0 and again["skipped"] == 4
     # every summary names the code it ran; --rerun-stale re-runs exactly the stale ones (an older fingerprint,
     # or none: recorded before provenance existed) and leaves the current ones alone
-    from symgym.learn.evidence.provenance import current
+    from symgym.learn.evidence.provenance import current_file_hashes, is_current
 
-    now = current()["fingerprint"]
+    now = current_file_hashes()
     summaries = {f: json.loads(f.read_text()) for f in files}
-    assert {s["provenance"]["fingerprint"] for s in summaries.values()} == {now}
+    assert all(is_current(s["provenance"], now) and s["provenance"]["files"] for s in summaries.values())
     old, unrecorded, *kept = files
     summaries[old]["provenance"]["fingerprint"] = "0123456789abcdef"
+    summaries[old]["provenance"]["files"]["agents/mppi.py"] = "0" * 16  # ran an older agents/mppi.py
     del summaries[unrecorded]["provenance"]
     for f in (old, unrecorded):
         f.write_text(json.dumps(summaries[f]))

@@ -67,7 +67,7 @@ def trained_policy_equivariance(agent, env_id: str, seed: int = 0) -> dict[str, 
 
     env = gym.make(env_id)
     u = env.unwrapped
-    hier = agent.cfg.hierarchical
+    hier = agent.config.hierarchical
     out = Symmetry(group=u.symmetry.group, obs=u.symmetry.obs, action=lambda g, p: transform_plan(g, p, hier))
     states, scenes = [], []
     for s in range(3):

@@ -219,7 +219,9 @@ def write_linear_policy_run(run_dir: str | Path, to_puck: float = 40.0, to_goal:
                          agent_kwargs={"net_arch": []})
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", config.to_json())
-    SACAgent(SACConfig(net_arch=[]), None, seed, model).save(run_dir)
+    agent = SACAgent(SACConfig(net_arch=[]), seed)
+    agent.model = model
+    agent.save(run_dir)
     return run_dir
 
 

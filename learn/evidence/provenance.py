@@ -10,9 +10,17 @@ spec into parameters, and a summary records its parameters in full; its key hash
 every recorded trial stale), and tests, docs, results, README, benches,
 tasks, deployment and the CLI, which a trial never runs. Files hashed: ``*.py`` and the data files those packages
 load (``*.xml`` MuJoCo models, ``*.yaml``/``*.yml`` configs); ``__pycache__`` is skipped. The hash is over
-sorted (relative path, bytes) pairs, so it does not depend on the checkout location, file order or mtimes. It is
-coarse on purpose: an edit to any env changes the fingerprint of every trial, which at worst re-runs a trial
-that did not need it, never reports one that did as current.
+sorted (relative path, bytes) pairs, so it does not depend on the checkout location, file order or mtimes. The whole-tree
+hash is coarse: an edit to any env changes it for every trial.
+
+**Per trial, the files it ran.** A trial summary also records ``files``, ``{name: hash}`` of only the fingerprinted
+files this trial's process loaded (the modules in ``sys.modules`` plus every data file), with the hashes taken when
+the process first asked (about when it imported them; a Ray worker reuses its imports across trials, and so its
+hashes). Its ``fingerprint`` is then the hash over those entries, and ``tree_fingerprint`` the whole-tree one.
+A trial is **current** when every file it recorded still has the recorded hash (:func:`is_current`): editing
+``agents/hep.py`` leaves a SAC trial current, editing ``agents/sac.py`` makes it stale. Two trials ran **the same
+code** when no file recorded by both differs (:func:`code_conflicts`). Summaries written before ``files`` existed
+fall back to the whole-tree fingerprint (compared with a newer trial's ``tree_fingerprint``).
 
 ``dirty`` is whether ``git status`` shows changes in those same paths (other work in the tree does not count);
 ``commit`` is ``git rev-parse HEAD`` (``None`` outside a git checkout). All of it is computed once per process.
@@ -24,6 +32,7 @@ import hashlib
 import importlib.util
 import platform
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -59,13 +68,74 @@ def fingerprinted_files() -> list[tuple[str, Path]]:
 
 def compute_fingerprint() -> str:
     """SHA-256 (first 16 hex digits) of the fingerprinted files' names and contents."""
+    return _combine({name: _file_hash(path) for name, path in fingerprinted_files()})
+
+
+def _file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def _combine(hashes: dict[str, str]) -> str:
     h = hashlib.sha256()
-    for name, path in fingerprinted_files():
-        data = path.read_bytes()
-        # length-prefixed, so that no two different file sets can hash alike by shifting bytes between files
-        h.update(f"{name}\0{len(data)}\0".encode())
-        h.update(data)
+    for name in sorted(hashes):
+        # length-prefixed names, so that no two different file sets can hash alike
+        h.update(f"{len(name)}\0{name}\0{hashes[name]}\0".encode())
     return h.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=1)
+def _process_hashes() -> tuple[tuple[str, str, str], ...]:
+    """(name, path, hash) of every fingerprinted file, taken once per process."""
+    return tuple((name, str(path.resolve()), _file_hash(path)) for name, path in fingerprinted_files())
+
+
+def current_file_hashes() -> dict[str, str]:
+    """``{name: hash}`` of every fingerprinted file as it is on disk now (not cached: reports and reruns ask)."""
+    return {name: _file_hash(path) for name, path in fingerprinted_files()}
+
+
+def loaded_files() -> dict[str, str]:
+    """``{name: hash}`` of the fingerprinted files this process ran: loaded modules and all data files."""
+    loaded = {str(Path(f).resolve()) for m in list(sys.modules.values())
+              if (f := getattr(m, "__file__", None)) and f.endswith(".py")}
+    return {name: h for name, path, h in _process_hashes() if not name.endswith(".py") or path in loaded}
+
+
+def snapshot() -> None:
+    """Take this process's file hashes and provenance now (a trial calls it before it runs, near its imports)."""
+    _process_hashes()
+    current()
+
+
+def trial_provenance() -> dict[str, Any]:
+    """What a trial summary records, at the end of the trial: :func:`current` plus the files it ran."""
+    files = loaded_files()
+    base = current()
+    return {**base, "fingerprint": _combine(files), "tree_fingerprint": base["fingerprint"], "files": files}
+
+
+def is_current(prov: dict[str, Any] | None, now: dict[str, str] | None = None) -> bool:
+    """Whether a recorded provenance matches the code on disk (``now``: :func:`current_file_hashes`)."""
+    if not prov or not prov.get("fingerprint"):
+        return False
+    now = current_file_hashes() if now is None else now
+    if "files" in prov:
+        return all(now.get(name) == h for name, h in prov["files"].items())
+    return prov["fingerprint"] == _combine(now)
+
+
+def code_conflicts(provs: list[dict[str, Any] | None]) -> list[str]:
+    """What makes these trials' code differ: file names recorded with different hashes (when every trial recorded
+    its files), else the distinct whole-tree fingerprints (``tree:...``). Unrecorded trials are skipped."""
+    recorded = [p for p in provs if p and p.get("fingerprint")]
+    if all("files" in p for p in recorded):
+        seen: dict[str, set[str]] = {}
+        for p in recorded:
+            for name, h in p["files"].items():
+                seen.setdefault(name, set()).add(h)
+        return sorted(name for name, hs in seen.items() if len(hs) > 1)
+    trees = sorted({p.get("tree_fingerprint") or p["fingerprint"] for p in recorded})
+    return [f"tree:{t}" for t in trees] if len(trees) > 1 else []
 
 
 def _git(root: Path, *args: str) -> str | None:

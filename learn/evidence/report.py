@@ -9,10 +9,11 @@ JSON's ``evidence`` list (:func:`symgym.learn.evidence.ledger.claim`: t-interval
 Fieller for ratios, two-sided t-tests, Holm across the sweep's claims, saturated and censored metrics handled)
 and ``--markdown`` prints it as the README's tables.
 
-Provenance: each trial summary records the fingerprint of the code it ran. A claim whose two sides ran different
-fingerprints is refused (one-line error) unless ``allow_mixed_code``; trials recorded before provenance existed
-("unrecorded") are allowed but flagged. The report lists every stale trial (fingerprint missing or not the
-current code's); ``symgym sweep SPEC --rerun-stale`` re-runs exactly those.
+Provenance: each trial summary records the code it ran (the files and their hashes,
+:mod:`symgym.learn.evidence.provenance`). A claim whose trials ran different code (a file both recorded, with two
+hashes) is refused (one-line error) unless ``allow_mixed_code``; trials recorded before provenance existed
+("unrecorded") are allowed but flagged. The report lists every stale trial (code missing or no longer on disk);
+``symgym sweep SPEC --rerun-stale`` re-runs exactly those.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ import numpy as np
 from symgym.learn.io import save_figure, write_json
 from symgym.learn.evidence import ledger as ledger_mod
 from symgym.learn.evidence.ledger import adjust, claim, summarize
-from symgym.learn.evidence.provenance import fingerprint_of
+from symgym.learn.evidence.provenance import code_conflicts, fingerprint_of
 from symgym.learn.evidence.sweep import SweepSpec, expand, expand_claims, load_spec, select, stale_keys, trials_dir
 
 #: bootstrap repetitions (arch resamples in a Python loop: 2000 keep a sweep's report to about a minute here)
@@ -185,16 +186,19 @@ def _side(summaries: list[dict], metric: str) -> tuple[list[int], list[float], l
     rows = sorted((s["labels"]["seed"], s) for s in summaries)
     rows = [(sd, s) for sd, s in rows if s["metrics"].get(metric) is not None and math.isfinite(s["metrics"][metric])]
     return ([sd for sd, _ in rows], [float(s["metrics"][metric]) for _, s in rows],
-            [censoring_of(s, metric) for _, s in rows], [fingerprint_of(s) for _, s in rows])
+            [censoring_of(s, metric) for _, s in rows], [s.get("provenance") for _, s in rows])
 
 
-def _claim_provenance(text: str, fps: list[str | None], allow_mixed: bool) -> dict[str, Any]:
+def _claim_provenance(text: str, provs: list[dict | None], allow_mixed: bool) -> dict[str, Any]:
+    fps = [(p or {}).get("fingerprint") for p in provs]
     recorded = sorted({f for f in fps if f is not None})
-    if len(recorded) > 1 and not allow_mixed:
-        raise ValueError(f"claim {text!r} compares trials of {len(recorded)} code fingerprints "
-                         f"({', '.join(recorded)}); re-run the stale ones (symgym sweep SPEC --rerun-stale) "
-                         f"or pass --allow-mixed-code")
-    return {"fingerprints": recorded, "unrecorded": sum(f is None for f in fps), "mixed": len(recorded) > 1}
+    conflicts = code_conflicts(provs)
+    if conflicts and not allow_mixed:
+        raise ValueError(f"claim {text!r} compares trials that ran different code ({', '.join(conflicts[:3])}"
+                         f"{' ...' if len(conflicts) > 3 else ''}); re-run the stale ones (symgym sweep SPEC "
+                         f"--rerun-stale) or pass --allow-mixed-code")
+    return {"fingerprints": recorded, "unrecorded": sum(f is None for f in fps), "mixed": bool(conflicts),
+            **({"differing": conflicts} if conflicts else {})}
 
 
 def ledger(spec: SweepSpec, summaries: list[dict[str, Any]], allow_mixed_code: bool = False,
@@ -316,15 +320,15 @@ def statistics_block(n_claims: int) -> dict[str, Any]:
 
 def provenance_block(spec: SweepSpec, summaries: list[dict[str, Any]], out: str | Path,
                      allow_mixed_code: bool) -> dict[str, Any]:
-    from symgym.learn.evidence.provenance import current
+    from symgym.learn.evidence.provenance import compute_fingerprint, current_file_hashes
 
-    now = current()["fingerprint"]  # of the code this process imports, i.e. what a re-run would run
+    files = current_file_hashes()  # the code on disk, i.e. what a re-run would run
     counts: dict[str, int] = {}
     for s in summaries:
         key = fingerprint_of(s) or "unrecorded"
         counts[key] = counts.get(key, 0) + 1
-    stale = stale_keys(out, spec, now)
-    return {"current": now, "fingerprints": counts, "stale": sorted(stale),
+    stale = stale_keys(out, spec, files)
+    return {"current": compute_fingerprint(), "fingerprints": counts, "stale": sorted(stale),
             "unrecorded": sorted(k for k, fp in stale.items() if fp is None), "allow_mixed_code": allow_mixed_code,
             "rerun": f"symgym sweep {spec.name} --rerun-stale"}
 

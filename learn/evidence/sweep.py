@@ -358,19 +358,20 @@ def finished_keys(out: str | Path, sweep: str) -> set[str]:
     return {p.stem for p in d.glob("*.json") if p.name != "sweep.json"} if d.is_dir() else set()
 
 
-def stale_keys(out: str | Path, spec: SweepSpec, current: str | None = None) -> dict[str, str | None]:
-    """Finished trials of ``spec`` whose recorded code fingerprint is missing (``None``: recorded before
-    provenance existed) or differs from ``current`` (default: this process's code), key -> recorded fingerprint."""
-    from symgym.learn.evidence.provenance import current as current_provenance
+def stale_keys(out: str | Path, spec: SweepSpec, now: dict[str, str] | None = None) -> dict[str, str | None]:
+    """Finished trials of ``spec`` whose recorded code is missing (``None``: recorded before provenance existed) or
+    no longer on disk (:func:`~symgym.learn.evidence.provenance.is_current`; ``now``: the current file hashes),
+    key -> recorded fingerprint."""
+    from symgym.learn.evidence.provenance import current_file_hashes, is_current
 
-    current = current or current_provenance()["fingerprint"]
+    now = current_file_hashes() if now is None else now
     d, out_keys = trials_dir(out, spec.name), {}
     for t in expand(spec, Path(out)):
         path = d / f"{t.key}.json"
         if path.is_file():
-            fp = (json.loads(path.read_text()).get("provenance") or {}).get("fingerprint")
-            if fp != current:
-                out_keys[t.key] = fp
+            prov = json.loads(path.read_text()).get("provenance") or {}
+            if not is_current(prov, now):
+                out_keys[t.key] = prov.get("fingerprint")
     return out_keys
 
 

@@ -180,15 +180,16 @@ def run_trial(trial: dict[str, Any]) -> dict[str, Any]:
 
     kind = TRIAL_KINDS[trial["kind"]]
     run_dir = Path(trial["run_dir"])
-    # the code about to run (once per process): a report refuses to compare trials of different fingerprints
-    prov = provenance.current()
+    # the code about to run (hashed once per process); which of its files the trial used is known at the end
+    provenance.snapshot()
     start = time.perf_counter()
     out = kind.function(dict(trial["params"]), run_dir)
     metrics = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out["metrics"].items()}
     summary = {"sweep": trial["sweep"], "key": trial["key"], "kind": trial["kind"], "labels": trial["labels"],
                "params": {k: v for k, v in trial["params"].items() if k != "cache"}, "metrics": metrics,
                "wall_s": round(time.perf_counter() - start, 3), "run_dir": str(run_dir),
-               "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "provenance": prov}
+               "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "provenance": provenance.trial_provenance()}
     for extra in ("curve", "censoring"):
         if extra in out:
             summary[extra] = out[extra]
