@@ -21,6 +21,8 @@ ENV_SPECS: dict[str, tuple[str, int, dict]] = {
     "TabletopBlockInsertion-v0": ("symgym.envs.tabletop.tasks:BlockInsertionEnv", 2, {}),
     "TabletopPlaceRedInGreen-v0": ("symgym.envs.tabletop.tasks:PlaceRedInGreenEnv", 4, {}),
     "TabletopStacking-v0": ("symgym.envs.tabletop.tasks:StackingEnv", 5, {}),
+    "TabletopTiltedInsertion-v0": ("symgym.envs.tabletop.tasks_se3:TiltedInsertionEnv", 2, {}),
+    "TabletopRampLean-v0": ("symgym.envs.tabletop.tasks_se3:RampLeanEnv", 2, {}),
     "SymReach-v0": ("symgym.envs.sym_reach:SymReachEnv", 100, {}),
     "SymCartPole-v0": ("symgym.envs.sym_cartpole:SymCartPoleEnv", 200, {}),
     "SymPointMass-v0": ("symgym.envs.point_mass:SymPointMassEnv", 60, {}),

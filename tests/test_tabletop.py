@@ -223,7 +223,7 @@ def test_dynamics_and_observation_commute_with_quarter_turns(made):
 def test_bad_inputs_raise_clear_errors(made):
     env = made["TabletopBlockInsertion-v0"]
     env.reset(seed=0)
-    with pytest.raises(ValueError, match="7 finite floats"):
+    with pytest.raises(ValueError, match="7 finite floats.*9"):
         env.step(np.zeros(3))
     with pytest.raises(ValueError, match="image_size"):
         gym.make("TabletopStacking-v0", image_size=4)
@@ -243,3 +243,93 @@ def test_collect_demos_writes_successful_episodes(tmp_path):
         collect_demos("TabletopBlockInsertion-v0", n=0, out=tmp_path / "e")
     with pytest.raises(ValueError, match="oracle"):
         collect_demos("SymPush-v0", n=1, out=tmp_path / "f")
+
+
+# -- non-planar places (TabletopTiltedInsertion-v0, TabletopRampLean-v0) ----------------------------------------
+SE3_IDS = ["TabletopTiltedInsertion-v0", "TabletopRampLean-v0"]
+
+
+@pytest.mark.parametrize("env_id", SE3_IDS)
+def test_se3_tasks_need_the_place_roll_and_pitch(made, env_id):
+    """The oracle's tilted place seats the object; the same place made level (roll = pitch = 0) does not."""
+    env = made[env_id]
+    assert env.action_space.shape == (9,)
+    for seed in (0, 2):
+        env.reset(seed=seed)
+        level = env.unwrapped.oracle_action(level=True)
+        _, _, _, _, info = env.step(level)
+        assert info["picked"] == "object" and not info["is_success"], (seed, env.unwrapped.seat_errors())
+        env.reset(seed=seed)
+        action = env.unwrapped.oracle_action()
+        assert np.hypot(action[7], action[8]) > math.radians(10)
+        _, r, _, _, info = env.step(action)
+        pos_err, tilt, yaw = env.unwrapped.seat_errors()
+        assert info["is_success"] and r == 1.0 and pos_err < 0.01 and tilt < math.radians(3), (seed, pos_err, tilt)
+
+
+def test_seat_check_tests_orientation_and_position(made):
+    env = made["TabletopTiltedInsertion-v0"]
+    run_oracle(env, 3)
+    u, scene = env.unwrapped, env.unwrapped.scene
+    body = scene.objects["object"].body
+    pos, quat = scene.p.getBasePositionAndOrientation(body)
+    assert u._credit() == 1.0
+    spin = scene.p.multiplyTransforms((0, 0, 0), quat, (0, 0, 0), yaw_quat(math.pi / 2))[1]
+    for new_pos, new_quat, expected in ((pos, spin, 1.0),                                      # C4: same seat
+                                        (pos, scene.p.multiplyTransforms((0, 0, 0), quat, (0, 0, 0),
+                                                                         yaw_quat(0.5))[1], 0.0),  # misaligned
+                                        (pos, yaw_quat(0.0), 0.0),                             # level: tilt wrong
+                                        (np.add(pos, (0.0, 0.0, 0.03)), quat, 0.0)):            # not seated
+        scene.p.resetBasePositionAndOrientation(body, new_pos, new_quat)
+        assert u._credit() == expected
+    scene.p.resetBasePositionAndOrientation(body, pos, quat)
+
+
+@pytest.mark.parametrize("env_id", SE3_IDS)
+def test_se3_state_round_trips_and_a_7_float_action_is_a_level_place(made, env_id):
+    env = made[env_id]
+    obs, _ = env.reset(seed=5)
+    state = env.unwrapped.get_state()
+    env.step(env.unwrapped.oracle_action())
+    env.unwrapped.set_state(state)
+    again = env.unwrapped.get_state()
+    for name, v in state["objects"].items():
+        assert np.allclose(v, again["objects"][name], atol=1e-9), name
+    assert np.array_equal(env.unwrapped._obs()["height"], obs["height"])
+    level = env.unwrapped.oracle_action(level=True)
+    env.reset(seed=5)
+    _, _, _, _, info7 = env.step(level[:7])
+    s7 = env.unwrapped.get_state()["objects"]["object"]
+    env.reset(seed=5)
+    env.step(level)
+    assert np.allclose(s7, env.unwrapped.get_state()["objects"]["object"], atol=1e-9) and info7["picked"] == "object"
+
+
+def test_place_roll_and_pitch_are_invariant_under_the_planar_symmetry():
+    g = SE2Element(0.7, 0.03, -0.02)
+    a = np.array([0.1, -0.05, 0.3, -0.1, 0.2, 0.05, -2.0, 0.3, -0.2])
+    b = transform_action(g, a)
+    assert b[7] == a[7] and b[8] == a[8] and b[6] == pytest.approx(a[6] + 0.7)
+    np.testing.assert_allclose(b[:7], transform_action(g, a[:7]), atol=1e-12)
+
+
+def test_the_teleport_executes_the_full_place_orientation():
+    """Without the arm the held object is moved by exactly the gripper's change of frame (roll/pitch included)."""
+    env = gym.make("TabletopTiltedInsertion-v0", arm=False)
+    env.reset(seed=1)
+    u = env.unwrapped
+    action = u.oracle_action()
+    env.step(action)
+    pos_err, tilt, _ = u.seat_errors()
+    assert u._credit() == 1.0 and tilt < math.radians(2)
+    env.close()
+
+
+def test_stacking_reports_how_many_cubes_stand_in_order(made):
+    env = made["TabletopStacking-v0"]
+    env.reset(seed=5)
+    seen = []
+    for _ in range(3):
+        _, _, term, _, info = env.step(env.unwrapped.oracle_action())
+        seen.append(info["stacked"])
+    assert seen == [1, 2, 3] and info["is_success"]

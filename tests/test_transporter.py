@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import symgym.envs  # noqa: F401
-from symgym.agents.keyframe_transporter import (TILT_BINS, KeyframeTransporterAgent, refine_roll_pitch, segment_object,
-                                         tilt_rotations)
+from symgym.agents.keyframe_se3 import TiltHead, compose_place, place_rotation, rotate_vectors, swing_twist
+from symgym.agents.keyframe_transporter import KeyframeTransporterAgent, segment_object
 from symgym.agents.transporter import (EquiTransporterAgent, TransporterAgent, TransporterConfig, crop_at, load_demos,
                                 obs_to_tensor, rotate_images)
 from symgym.agents import CheckpointError, TrainConfig
@@ -158,123 +158,151 @@ def test_refined_yaw_is_bi_equivariant_and_consistent_with_the_coarse_scores(sce
             assert min(abs(diff - (-k * math.pi / 2) % (2 * math.pi)), 2 * math.pi - diff) < 1e-5
 
 
-def tilted_block(roll: float, pitch: float, size: int = 13, side: int = 5) -> torch.Tensor:
-    """A (4, size, size) grasped-object image: a square block whose top face is tilted by R_y(pitch) R_x(roll)."""
-    pixel = 0.5 / 64
-    n = tilt_rotations(torch.tensor(roll), torch.tensor(pitch)) @ torch.tensor([0.0, 0.0, 1.0])
-    c, r = size // 2, side // 2
-    obj = torch.zeros(4, size, size)
-    for row in range(c - r, c + r + 1):
-        for col in range(c - r, c + r + 1):
-            x, y = (col - c) * pixel, (c - row) * pixel
-            obj[:3, row, col] = 0.3
-            obj[3, row, col] = (0.04 - (n[0] * x + n[1] * y) / n[2]) / 0.1  # HEIGHT_SCALE
-    return obj
+def test_swing_twist_splits_a_place_orientation_and_composes_back():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        a = np.zeros(9)
+        a[6:9] = rng.uniform(-math.pi, math.pi), *rng.uniform(-0.6, 0.6, 2)
+        psi, w = swing_twist(place_rotation(a))
+        roll, pitch, yaw = compose_place(psi, w)
+        np.testing.assert_allclose(place_rotation([0, 0, 0, 0, 0, 0, yaw, roll, pitch]), place_rotation(a), atol=1e-9)
+        # the swing rotates as a planar vector when the twist turns: Rz(g) G has twist psi + g and the same w
+        g = rng.uniform(-math.pi, math.pi)
+        turned = np.array([[math.cos(g), -math.sin(g), 0], [math.sin(g), math.cos(g), 0], [0, 0, 1]])
+        psi_g, w_g = swing_twist(turned @ place_rotation(a))
+        assert (psi_g - psi - g) % (2 * math.pi) == pytest.approx(0, abs=1e-9) or \
+            (psi_g - psi - g) % (2 * math.pi) == pytest.approx(2 * math.pi, abs=1e-9)
+        np.testing.assert_allclose(w_g, w, atol=1e-9)
 
 
-@pytest.mark.parametrize("roll,pitch", [(10.0, 0.0), (0.0, -7.5), (12.5, 5.0), (-15.0, -10.0)])
-def test_a_tilted_grasp_gets_the_compensating_roll_and_pitch(roll, pitch):
-    flat_scene = torch.zeros(4, 13, 13)
-    flat_scene[3] = 0.02 / 0.1
-    got = refine_roll_pitch(tilted_block(math.radians(roll), math.radians(pitch)), flat_scene, 0.5 / 64)
-    step = float(TILT_BINS[1] - TILT_BINS[0])
-    assert got[0] == pytest.approx(-math.radians(roll), abs=step * 0.51)
-    assert got[1] == pytest.approx(-math.radians(pitch), abs=step * 0.51)
+def test_tilt_head_turns_its_output_with_its_inputs():
+    torch.manual_seed(0)
+    head = TiltHead(8)
+    for _ in range(3):
+        scene, obj = torch.randn(4, 13, 13), torch.randn(4, 13, 13)
+        w = head(scene, obj)
+        assert w.abs().max() > 1e-3
+        for k in (1, 2, 3):
+            got = head(torch.rot90(scene, k, (1, 2)), torch.rot90(obj, k, (1, 2)))
+            assert relative_error(got, rotate_vectors(w, k)) < 1e-5
+    # a plain (unaveraged) CNN would not: the check can fail
+    x = torch.cat([scene, obj])[None]
+    raw, raw_k = head.net(x)[0], head.net(torch.rot90(x, 1, (2, 3)))[0]
+    assert relative_error(raw_k, rotate_vectors(raw, 1)) > 0.05
 
 
-def test_a_level_grasp_over_a_sloped_surface_tilts_to_match_it():
-    """The refinement aligns the object with the scene, not with the table: a slope under the place tilts it."""
-    slope = math.radians(10.0)
-    scene = torch.zeros(4, 13, 13)
-    rows = torch.arange(13, dtype=torch.float32)[:, None].expand(13, 13)
-    scene[3] = (0.05 + math.tan(slope) * (6 - rows) * (0.5 / 64)) / 0.1  # rises towards +y (up the image)
-    roll, pitch = refine_roll_pitch(tilted_block(0.0, 0.0), scene, 0.5 / 64)
-    assert roll == pytest.approx(slope, abs=math.radians(1.3)) and pitch == pytest.approx(0.0, abs=1e-6)
+@pytest.fixture(scope="module")
+def tilted_obs():
+    env = gym.make("TabletopTiltedInsertion-v0")
+    obs, _ = env.reset(seed=4)
+    u = env.unwrapped
+    pick = u.grid.xy_to_pix(u.scene.pose("object")[0][:2])
+    action = u.oracle_action()
+    env.close()
+    return obs, tuple(int(v) for v in pick), action
 
 
-def test_keyframe_plan_reports_level_placements_in_the_planar_tasks(scene_obs):
-    obs, _ = scene_obs
-    plan = KeyframeTransporterAgent(SMALL, seed=0).plan(obs)
-    assert abs(plan["roll"]) <= math.radians(5.0) and abs(plan["pitch"]) <= math.radians(5.0)
-    assert plan["action"].shape == (7,)
-
-
-def test_segment_object_keeps_only_the_grasped_object():
-    crop = torch.zeros(4, 9, 9)
-    crop[3, 3:6, 3:6] = 0.4   # the picked block (4 cm) at the centre
-    crop[3, 0:2, 7:9] = 0.4   # a separate block in the corner
-    crop[:3] = 0.2
-    out = segment_object(crop)
-    assert out[3, 4, 4] == pytest.approx(0.4) and out[3, 0, 8] == 0 and out[0, 0, 0] == 0
-    empty = torch.zeros(4, 9, 9)
-    assert torch.equal(segment_object(empty), empty)
-
-
-@pytest.mark.parametrize("cls", [TransporterAgent, EquiTransporterAgent, KeyframeTransporterAgent])
-def test_learns_from_demos_saves_and_loads(cls, demos_file, tmp_path, scene_obs):
-    demos = load_demos(demos_file)
-    agent = cls(dataclasses.replace(SMALL, lr=5e-3), seed=0)
-    before = float(agent.loss(demos).detach())
-    losses = agent.learn(demos, steps=40, progress=False)["losses"]
-    after = float(agent.loss(demos).detach())
-    assert after < 0.7 * before, (before, after, losses[-5:])
-    action = agent.act(scene_obs[0])
-    assert action.shape == (7,) and np.all(np.abs(action[[0, 1, 3, 4]]) <= 0.25)
-    agent.save(tmp_path)
-    again = cls.load(tmp_path)
-    np.testing.assert_array_equal(again.act(scene_obs[0]), action)
-
-
-def test_train_and_bad_inputs(demos_file, tmp_path):
-    env = "TabletopBlockInsertion-v0"
-    cfg = TrainConfig(agent="transporter", env=env, steps=2, demos=str(demos_file), out=str(tmp_path),
-                      agent_kwargs={"n_rotations": 4, "crop": 9, "width": 4, "feature_dim": 2})
-    train(cfg, progress=False)
-    assert (tmp_path / "transporter.pt").is_file() and (tmp_path / "train.json").is_file()
-    assert json.loads((tmp_path / "checkpoint.json").read_text())["files"] == {"weights": "transporter.pt"}
-    with pytest.raises(FileNotFoundError, match="demos"):
-        train(TrainConfig(agent="transporter", env=env, steps=1, demos=str(tmp_path / "nope.npz"),
-                          out=str(tmp_path / "b")), progress=False)
-    with pytest.raises(ValueError, match="unknown transporter agent kwarg"):
-        train(TrainConfig(agent="transporter", env=env, demos=str(demos_file), agent_kwargs={"bogus": 1},
-                          out=str(tmp_path / "c")), progress=False)
-    assert not (tmp_path / "c").exists()  # rejected before the run directory is made
-    with pytest.raises(CheckpointError, match="for agent 'transporter', not 'equi-transporter'"):
-        EquiTransporterAgent.load(tmp_path)
-    (tmp_path / "transporter.pt").write_bytes(b"garbage")
-    with pytest.raises(CheckpointError, match="corrupt checkpoint file"):
-        TransporterAgent.load(tmp_path)
-    with pytest.raises(ValueError, match="odd"):
-        TransporterAgent(TransporterConfig(crop=10))
-    with pytest.raises(FileNotFoundError):
-        load_demos(tmp_path / "missing.npz")
-
-
-def test_se2_augmentation_moves_images_and_actions_together(scene_obs):
-    """Ravens-style augmentation: the augmented pick pixel still lands on the (moved) red cube."""
-    obs, red = scene_obs
-    grid = TransporterAgent().grid
+def _se3_place(agent, obs, obj):
+    """(place pixel, 3x3 gripper rotation at place) the way ``plan`` decides them, for a given object image."""
     x = obs_to_tensor(obs)
-    action = np.array([*grid.pix_to_xy(red), 0.0, 0.0, 0.0, 0.05, 0.5])
-    agent = TransporterAgent(dataclasses.replace(SMALL, augment=True), seed=3)
-    angles = set()
-    for _ in range(10):
-        y, moved = agent._augment(x, action)
-        r, c = grid.xy_to_pix(moved[0:2])
-        assert y[0, r, c] > 0.2 and y[1, r, c] < -0.1, (moved, y[:3, r, c])  # red: high R, low G (centred)
-        assert y[3, r, c] * 0.1 == pytest.approx(0.04, abs=0.008)          # on top of a 4 cm cube
-        assert moved[5] == action[5] and np.all(np.abs(moved[[0, 1, 3, 4]]) < grid.half)
-        angles.add(round(float(moved[6] - action[6]), 3))
-    assert len(angles) > 5  # continuous rotations, not only quarter turns
+    with torch.no_grad():
+        base = agent.place_for_object(obs, obj)
+        yaw = agent.refine_yaw(x, obj, base["rotation_bin"], base["place_rc"])
+        w = agent.tilt(x, base["place_rc"], obj, yaw).numpy()
+    roll, pitch, yaw_e = compose_place(yaw, w)
+    return base["place_rc"], place_rotation([0, 0, 0, 0, 0, 0, yaw_e, roll, pitch]), w
 
 
-def test_the_training_curve_is_kept_and_reported(demos_file, tmp_path):
-    agent = TransporterAgent(dataclasses.replace(SMALL, lr=5e-3, augment=True), seed=0)
-    agent.learn(load_demos(demos_file), steps=30, progress=False)
-    assert len(agent.loss_curve) == 10 and agent.loss_curve[-1] < agent.loss_curve[0]
-    agent.save(tmp_path)
-    metrics = TransporterAgent.load(tmp_path).extra_metrics()
-    assert metrics["loss_t9"] == pytest.approx(agent.loss_curve[-1]) and "loss_final_over_mid" in metrics
+def test_keyframe_se3_place_is_bi_equivariant(tilted_obs):
+    """Rotate the scene by g: the place pixel and the full place rotation turn by g. Turn the object in the
+    gripper by h: the place pixel stays and the place rotation changes by h^-1 (G -> G Rz(-h)), roll and pitch
+    included. Quarter turns (exact on the pixel grid; the 8 yaw bins contain them)."""
+    obs, pick, _ = tilted_obs
+    agent = KeyframeTransporterAgent(dataclasses.replace(SMALL, yaw_refine=3), seed=5)
+    agent.tilt_head.active.fill_(True)
+    with torch.no_grad():  # untrained, the C4-averaged head says ~0; scaled up, its tilts are tens of degrees
+        agent.tilt_head.net[-1].weight.mul_(300.0)
+    agent._eval_mode()
+    x = obs_to_tensor(obs)
+    obj = agent.object_crop(x, pick, 0.0)
+    rc, rot, w = _se3_place(agent, obs, obj)
+    assert np.linalg.norm(w) > math.radians(3)  # a non-trivial tilt, so the check sees roll and pitch
+    size = x.shape[-1]
+    for k in (1, 2, 3):
+        rz = np.round(np.array([[math.cos(k * math.pi / 2), -math.sin(k * math.pi / 2), 0],
+                                [math.sin(k * math.pi / 2), math.cos(k * math.pi / 2), 0], [0, 0, 1]]))
+        g_obs = {key: transform_topdown(SE2Element(k * math.pi / 2), v) for key, v in obs.items()}
+        gx = obs_to_tensor(g_obs)
+        g_rc, g_rot, _ = _se3_place(agent, g_obs, agent.object_crop(gx, rot_rc(pick, k, size), k * math.pi / 2))
+        assert g_rc == rot_rc(rc, k, size)
+        np.testing.assert_allclose(g_rot, rz @ rot, atol=1e-4)
+        h_rc, h_rot, _ = _se3_place(agent, obs, torch.rot90(obj, k, (1, 2)))
+        assert h_rc == rc
+        np.testing.assert_allclose(h_rot, rot @ rz.T, atol=1e-4)
+    plan = agent.plan(obs, step=0)  # the executed action carries the twist and the learned swing
+    assert plan["action"].shape == (9,)
+    psi, w = swing_twist(place_rotation(plan["action"]))
+    assert (psi - plan["yaw"]) % (2 * math.pi) == pytest.approx(0, abs=1e-5) or \
+        (psi - plan["yaw"]) % (2 * math.pi) == pytest.approx(2 * math.pi, abs=1e-5)
+    np.testing.assert_allclose(w, plan["swing"], atol=1e-5)
+
+
+def test_keyframe_learns_the_place_tilt_from_se3_demos(tmp_path, tilted_obs):
+    from symgym.learn.run.demos import collect_demos
+
+    demos = load_demos(collect_demos("TabletopTiltedInsertion-v0", n=2, out=tmp_path / "d.npz", seed=0,
+                                     progress=False))
+    assert all(len(t["action"]) == 9 for t in demos)
+    agent = KeyframeTransporterAgent(dataclasses.replace(SMALL, lr=5e-3), seed=0)
+    assert not bool(agent.tilt_head.active) and agent.act(tilted_obs[0]).shape == (7,)
+
+    def tilt_error():
+        errs = []
+        with torch.no_grad():
+            for t in demos:
+                x, a = obs_to_tensor(t), t["action"]
+                psi, w = swing_twist(place_rotation(a))
+                pred = agent.tilt(x, agent.grid.xy_to_pix(a[3:5]), agent.object_crop(x, agent.grid.xy_to_pix(a[0:2]),
+                                                                                      float(a[2])), psi)
+                errs.append(float(np.linalg.norm(pred.numpy() - w)) / float(np.linalg.norm(w)))
+        return max(errs)
+
+    before = tilt_error()
+    agent.learn(demos, steps=80, progress=False)
+    assert tilt_error() < min(0.3, 0.5 * before)
+    action = agent.act(tilted_obs[0])
+    assert action.shape == (9,) and np.hypot(action[7], action[8]) > math.radians(5)
+    agent.save(tmp_path / "run")
+    again = KeyframeTransporterAgent.load(tmp_path / "run")
+    np.testing.assert_array_equal(again.act(tilted_obs[0]), action)
+
+
+def test_the_pick_is_conditioned_on_the_step_of_the_episode(tmp_path):
+    """Stacking: demos carry each transition's step; trained on them, the agent picks the cube of its own step
+    (red, green, blue in turn) -- one heatmap per step, chosen by the agent's own count of primitives."""
+    from symgym.learn.run.demos import collect_demos
+
+    path = collect_demos("TabletopStacking-v0", n=2, out=tmp_path / "d.npz", seed=0, progress=False)
+    demos = load_demos(path)
+    assert [t["step"] for t in demos] == [0, 1, 2, 0, 1, 2]
+    agent = EquiTransporterAgent(dataclasses.replace(SMALL, lr=5e-3), seed=0)
+    agent.learn(demos, steps=150, progress=False)
+    for t in demos:   # each step's pick on its own image: the cube of that step's colour
+        got = np.unravel_index(int(agent.pick_logits(obs_to_tensor(t), t["step"]).detach().argmax()), (64, 64))
+        want = agent.grid.xy_to_pix(t["action"][0:2])
+        assert max(abs(got[0] - want[0]), abs(got[1] - want[1])) <= 2, (t["step"], got, want)
+    first = demos[0]
+    x = obs_to_tensor(first)
+    with torch.no_grad():
+        maps = [agent.pick_logits(x, k) for k in range(3)]
+    assert relative_error(maps[1], maps[0]) > 0.05 and relative_error(maps[2], maps[1]) > 0.05  # one map a step
+    agent.reset()
+    a0 = agent.act(first)
+    agent.act(first)
+    assert agent.episode_step == 2
+    np.testing.assert_array_equal(agent.act(demos[2]), agent.plan(demos[2], step=2)["action"])  # its own count
+    agent.reset()
+    np.testing.assert_array_equal(agent.act(first), a0)
 
 
 @pytest.mark.slow
@@ -287,3 +315,27 @@ def test_equivariant_transporter_generalises_from_one_demo(tmp_path):
     agent = EquiTransporterAgent(seed=0)
     agent.learn(demos, steps=250, progress=False)
     assert evaluate_agent(agent, "TabletopPlaceRedInGreen-v0", episodes=10)["success_rate"] >= 0.3
+
+
+def test_the_se3_sweep_spec_quick_mode_runs_in_process(tmp_path):
+    """``transporter-se3.yaml``'s quick grid, trial by trial without Ray: both agents train and evaluate on the
+    tilted socket; the Keyframe Transporter acts with 9 floats (roll and pitch), the planar baseline with 7."""
+    from symgym.learn.evidence.sweep import expand, load_spec
+    from symgym.learn.evidence.trials import run_trial
+    from symgym.learn.run.runs import load_run
+
+    full = load_spec("transporter-se3")
+    assert {c["claim"].split(" succeeds")[0] for c in full.claims} == {"keyframe-transporter"}
+    assert len(expand(full, tmp_path)) == 2 * 2 * 3 * 2   # tasks x demo counts x seeds x methods
+    trials = expand(load_spec("transporter-se3", quick=True), tmp_path)
+    assert [t.labels["method"] for t in trials] == ["equi-transporter", "keyframe-transporter"]
+    shapes = {}
+    for t in trials:
+        summary = run_trial(t.as_dict())
+        assert 0.0 <= summary["metrics"]["success_rate"] <= 1.0 and summary["metrics"]["train_seconds"] > 0
+        agent, _ = load_run(t.run_dir)
+        env = gym.make(t.params["env"])
+        obs, _ = env.reset(seed=0)
+        shapes[t.labels["method"]] = agent.act(obs).shape
+        env.close()
+    assert shapes == {"equi-transporter": (7,), "keyframe-transporter": (9,)}

@@ -16,13 +16,17 @@ except ImportError as e:
 from symgym.envs.tabletop.base import TabletopEnv, tabletop_symmetry, transform_action, transform_topdown
 from symgym.envs.tabletop.camera import Grid
 from symgym.envs.tabletop.tasks import BlockInsertionEnv, PlaceRedInGreenEnv, StackingEnv
+from symgym.envs.tabletop.tasks_se3 import RampLeanEnv, SeatedPlacementEnv, TiltedInsertionEnv
 
 #: Gymnasium id -> env class, for code that wants the task list
 TABLETOP_IDS = {
     "TabletopBlockInsertion-v0": BlockInsertionEnv,
     "TabletopPlaceRedInGreen-v0": PlaceRedInGreenEnv,
     "TabletopStacking-v0": StackingEnv,
+    "TabletopTiltedInsertion-v0": TiltedInsertionEnv,
+    "TabletopRampLean-v0": RampLeanEnv,
 }
 
-__all__ = ["TabletopEnv", "BlockInsertionEnv", "PlaceRedInGreenEnv", "StackingEnv", "Grid", "TABLETOP_IDS",
+__all__ = ["TabletopEnv", "BlockInsertionEnv", "PlaceRedInGreenEnv", "StackingEnv", "TiltedInsertionEnv",
+           "RampLeanEnv", "SeatedPlacementEnv", "Grid", "TABLETOP_IDS",
            "tabletop_symmetry", "transform_action", "transform_topdown"]

@@ -46,6 +46,7 @@ IK_DAMPING = 0.01       # PyBullet's default damping (0.1) left chained descent 
 #: joint inside its limits (yaws below about -0.3 rad drove it into its upper limit)
 YAW_CENTRE = math.pi / 2
 SETTLE_MOVE = 60        # at most this many steps for the motors to reach a move's end
+AXIAL_APPROACH = 0.08  # longest straight approach along a leaned tip axis (m)
 REACH_TOL = 0.01        # a target the tip cannot get within 1 cm of is unreachable
 
 
@@ -124,16 +125,21 @@ class SuctionPanda:
         return np.array(s[4]), float(math.atan2(x_axis[1], x_axis[0]))  # yaw of the tip's x axis
 
     @staticmethod
-    def down(yaw: float, tilt=(0.0, 0.0)):
+    def down(yaw: float, tilt=(0.0, 0.0), lean=None):
         """Tip pointing down, turned by ``yaw`` about the world z axis, then tilted by ``tilt`` = (roll, pitch)
-        about the tip's own x and y axes (a non-planar place)."""
-        level = p.getQuaternionFromEuler((math.pi, 0.0, float(yaw)))
-        if not any(tilt):
-            return level
-        return p.multiplyTransforms((0, 0, 0), level, (0, 0, 0),
-                                    p.getQuaternionFromEuler((float(tilt[0]), float(tilt[1]), 0.0)))[1]
+        about the tip's own x and y axes, then rotated by ``lean`` (a world-frame quaternion, None: identity).
 
-    def ik(self, pos, yaw: float, iterations: int = IK_ITERATIONS, tilt=(0.0, 0.0)) -> np.ndarray:
+        ``lean`` is how the env executes a full-orientation place: it turns the held object rigidly about
+        world axes through the tip, whatever yaw the arm chose for the tip (suction is symmetric about it)."""
+        level = p.getQuaternionFromEuler((math.pi, 0.0, float(yaw)))
+        if any(tilt):
+            level = p.multiplyTransforms((0, 0, 0), level, (0, 0, 0),
+                                         p.getQuaternionFromEuler((float(tilt[0]), float(tilt[1]), 0.0)))[1]
+        if lean is None:
+            return level
+        return p.multiplyTransforms((0, 0, 0), tuple(map(float, lean)), (0, 0, 0), level)[1]
+
+    def ik(self, pos, yaw: float, iterations: int = IK_ITERATIONS, tilt=(0.0, 0.0), lean=None) -> np.ndarray:
         """Joint targets for a tip pose, from the arm's current joints (PyBullet's damped least squares).
 
         Without null-space terms: measured on 60 random workspace poses, passing joint limits and rest poses
@@ -141,7 +147,7 @@ class SuctionPanda:
         out-of-range joints are clipped. (PyBullet's ``currentPositions`` seed is not used: with it the solver
         stops refining and a chain of waypoints drifted by centimetres.)
         """
-        q = self.p.calculateInverseKinematics(self.body, self.tip, [float(v) for v in pos], self.down(yaw, tilt),
+        q = self.p.calculateInverseKinematics(self.body, self.tip, [float(v) for v in pos], self.down(yaw, tilt, lean),
                                               jointDamping=[IK_DAMPING] * 7, maxNumIterations=iterations,
                                               residualThreshold=1e-6)
         return np.clip(np.array(q[:7]), LOWER, UPPER)
@@ -217,10 +223,13 @@ class SuctionPanda:
         return [c[2] for c in self.p.getContactPoints(bodyA=self.held) if c[2] != self.body]
 
     # -- motion ----------------------------------------------------------------------------------------
-    def plan(self, pos, yaw: float, spacing: float, tilt=(0.0, 0.0), start_tilt=(0.0, 0.0)
-             ) -> tuple[np.ndarray, np.ndarray]:
-        """Joint waypoints along the straight tip path to ``pos`` (yaw and tilt interpolated), one per ``spacing``
-        metres, each IK solve seeded with the previous one; and the Cartesian points they aim at."""
+    def plan(self, pos, yaw: float, spacing: float, tilt=(0.0, 0.0), start_tilt=(0.0, 0.0), lean=None,
+             start_lean=None) -> tuple[np.ndarray, np.ndarray]:
+        """Joint waypoints along the straight tip path to ``pos`` (yaw and tilt interpolated, lean slerped), one
+        per ``spacing`` metres, each IK solve seeded with the previous one; and the Cartesian points they aim at."""
+        ident = (0.0, 0.0, 0.0, 1.0)
+        lean0, lean1 = start_lean or ident, lean or ident
+        leaning = lean is not None or start_lean is not None
         tilt0, tilt1 = np.asarray(start_tilt, dtype=float), np.asarray(tilt, dtype=float)
         start, yaw0 = self.tip_pose()
         goal = np.asarray(pos, dtype=float)
@@ -233,24 +242,26 @@ class SuctionPanda:
         for i in range(1, n + 1):
             f = i / n
             pt = start + f * (goal - start)
-            qs.append(self.ik(pt, yaw0 + f * dyaw, tilt=tuple(tilt0 + f * (tilt1 - tilt0))))
+            lean_f = p.getQuaternionSlerp(lean0, lean1, f) if leaning else None
+            qs.append(self.ik(pt, yaw0 + f * dyaw, tilt=tuple(tilt0 + f * (tilt1 - tilt0)), lean=lean_f))
             pts.append(pt)
             self._set_q(qs[-1])
         for _ in range(2):  # refine the end: it is where the object is picked or released
-            qs[-1] = self.ik(goal, yaw, iterations=100, tilt=tuple(tilt1))
+            qs[-1] = self.ik(goal, yaw, iterations=100, tilt=tuple(tilt1), lean=lean1 if leaning else None)
             self._set_q(qs[-1])
         for j, st in zip(ARM_JOINTS, states):
             self.p.resetJointState(self.body, j, st[0], st[1])
         return np.array(qs), np.array(pts)
 
     def move(self, pos, yaw: float, speed: float = MOVE_SPEED, until=None, ignore: set[int] = frozenset(),
-             spacing: float = 0.03, check_reach: bool = True, tilt=(0.0, 0.0), start_tilt=(0.0, 0.0)) -> str | None:
+             spacing: float = 0.03, check_reach: bool = True, tilt=(0.0, 0.0), start_tilt=(0.0, 0.0),
+             lean=None, start_lean=None) -> str | None:
         """Move the tip to ``pos`` along joint-space segments between IK waypoints on the straight line (Ravens
         moves in joint space to IK targets too); stop early when ``until()`` is true.
 
         Returns None on arrival (or an ``until`` stop), "collision" or "unreachable".
         """
-        qs, pts = self.plan(pos, yaw, spacing, tilt, start_tilt)
+        qs, pts = self.plan(pos, yaw, spacing, tilt, start_tilt, lean, start_lean)
         q0, prev = self.q(), self.tip_pose()[0]
         for q1, pt in zip(qs, pts):
             n = max(1, int(math.ceil(np.linalg.norm(pt - prev) / (speed / 240.0))))
@@ -281,10 +292,15 @@ class SuctionPanda:
         return False
 
     def pick_and_place(self, pick_xy, pick_yaw: float, place_xyz, place_yaw: float,
-                       movable: set[int], place_tilt=(0.0, 0.0)) -> PrimitiveResult:
+                       movable: set[int], place_tilt=(0.0, 0.0), place_lean=None) -> PrimitiveResult:
         """Run the primitive; ``movable``: the bodies suction may hold; ``place_tilt``: (roll, pitch) of the tip
-        at the place, about its own axes (the tip tilts on the way to the place and levels on the way home)."""
+        at the place, about its own axes; ``place_lean``: a world-frame quaternion turning the tip (and the held
+        object) at the place (the tip tilts on the way to the place and levels on the way home).
+
+        With a lean the last approach and the retreat run along the leaned tip axis (Ravens' 6-DoF places
+        approach along the place pose's z axis too): a block meets a tilted socket square-on."""
         tilt = (float(place_tilt[0]), float(place_tilt[1]))
+        lean = None if place_lean is None else tuple(float(v) for v in place_lean)
         self.steps = 0
         res = PrimitiveResult()
         # suction is symmetric about the tip axis: only the yaw change matters, so split it evenly about
@@ -293,6 +309,14 @@ class SuctionPanda:
         yaw_pick, yaw_place = YAW_CENTRE - dyaw / 2, YAW_CENTRE + dyaw / 2
         px, py = float(pick_xy[0]), float(pick_xy[1])
         tx, ty, tz = (float(v) for v in place_xyz)
+        place = np.array([tx, ty, tz])
+        # the place approach point: straight above, or back along the leaned tip axis up to the hover height
+        if lean is None:
+            approach = np.array([tx, ty, HOVER_Z])
+        else:
+            axis = np.array(p.getMatrixFromQuaternion(lean))[[2, 5, 8]]  # the leaned world z axis
+            # at most 8 cm back: a hover-height point up to 30 degrees off vertical left the Panda's reach
+            approach = place + axis * min(max(HOVER_Z - tz, 0.0) / max(axis[2], 0.2), AXIAL_APPROACH)
 
         def stop(failure):
             res.failure, res.steps = failure, self.steps
@@ -315,21 +339,22 @@ class SuctionPanda:
         ignore = {self.held}
         if (err := self.move((px, py, HOVER_Z), yaw_pick, ignore=ignore)) is not None:
             return stop(err)
-        if (err := self.move((tx, ty, HOVER_Z), yaw_place, ignore=ignore, tilt=tilt)) is not None:
+        if (err := self.move(approach, yaw_place, ignore=ignore, tilt=tilt, lean=lean)) is not None:
             return stop(err)
         held = self.held
-        err = self.move((tx, ty, tz), yaw_place, DESCEND_SPEED, until=lambda: bool(self.held_contacts()),
-                        ignore=ignore, spacing=0.01, tilt=tilt, start_tilt=tilt)
+        err = self.move(place, yaw_place, DESCEND_SPEED, until=lambda: bool(self.held_contacts()),
+                        ignore=ignore, spacing=0.01, tilt=tilt, start_tilt=tilt, lean=lean, start_lean=lean)
         self.release()
         if err == "collision":
             return stop(err)
-        if (err := self.move((tx, ty, HOVER_Z), yaw_place, ignore={held}, tilt=tilt, start_tilt=tilt)) is not None:
+        if (err := self.move(approach, yaw_place, ignore={held}, tilt=tilt, start_tilt=tilt, lean=lean,
+                             start_lean=lean)) is not None:
             return stop(err)
-        if (err := self._go_home(start_tilt=tilt)) is not None:
+        if (err := self._go_home(start_tilt=tilt, start_lean=lean)) is not None:
             return stop(err)
         res.steps = self.steps
         return res
 
-    def _go_home(self, start_tilt=(0.0, 0.0)) -> str | None:
+    def _go_home(self, start_tilt=(0.0, 0.0), start_lean=None) -> str | None:
         # only needs to leave the cameras' view: no reach check
-        return self.move(HOME_TIP, YAW_CENTRE, check_reach=False, start_tilt=start_tilt)
+        return self.move(HOME_TIP, YAW_CENTRE, check_reach=False, start_tilt=start_tilt, start_lean=start_lean)

@@ -5,10 +5,14 @@ fused from simulated RGB-D cameras (see ``camera.py``); ``env.unwrapped.point_cl
 Action (7 floats): ``[pick_x, pick_y, pick_yaw, place_x, place_y, place_z, place_yaw]`` -- the suction
 gripper's pose at pick (on the object's top) and at release (``place_z`` is the suction point's height),
 executed by a Franka Panda with a suction tip (``arm.py``) or, with ``arm=False``, by a teleporting gripper.
+Tasks whose place is non-planar (``se3_place = True``) take 9 floats: the 7 above plus ``place_roll,
+place_pitch``; the gripper frame moves from ``Rz(pick_yaw)`` to ``Rz(place_yaw) Ry(place_pitch) Rx(place_roll)``
+(``scene.place_quat``) and the held object with it. Every env accepts both lengths: a 7-float action is a
+level place (roll = pitch = 0), so planar agents and demos work unchanged.
 
 Symmetry: SE(2) acting on the workspace (centred on the world origin): rotating and translating the scene
 rotates/translates the observation images and the pick and place poses (x, y rotate and shift, yaws add
-the angle, height is invariant). The dynamics are equivariant while every object stays in the workspace.
+the angle, height, roll and pitch -- measured in the yawed gripper frame -- are invariant). The dynamics are equivariant while every object stays in the workspace.
 """
 from __future__ import annotations
 
@@ -26,6 +30,8 @@ from symgym.equivariance.symmetry import Symmetry
 from symgym.equivariance.transforms import transform_image
 
 MAX_PLACE_Z = 0.3
+#: largest place roll/pitch magnitude (rad): 45 degrees, beyond every task's 30-degree tilts
+MAX_TILT = math.pi / 4
 
 
 def transform_topdown(g, image: np.ndarray, grid: Grid = Grid()) -> np.ndarray:
@@ -47,7 +53,8 @@ def transform_topdown(g, image: np.ndarray, grid: Grid = Grid()) -> np.ndarray:
 
 
 def transform_action(g, action: np.ndarray) -> np.ndarray:
-    """Pick and place poses move with the scene: x, y by ``g``, yaws by its angle, the place height not at all."""
+    """Pick and place poses move with the scene: x, y by ``g``, yaws by its angle; the place height and the
+    place roll/pitch (entries 7-8 of a 9-float action, in the yawed gripper frame) not at all."""
     g = as_se2(g)
     a = np.array(action, dtype=np.float64, copy=True)
     a[..., 0:2] = g.apply(a[..., 0:2])
@@ -65,6 +72,14 @@ def tabletop_symmetry(grid: Grid) -> Symmetry:
                     action=transform_action, exact=True)
 
 
+def action_box(se3: bool) -> spaces.Box:
+    """The 7-float planar action box, or with ``se3`` the 9-float one (place roll and pitch appended)."""
+    h, t = WORKSPACE_HALF, MAX_TILT
+    low = [-h, -h, -math.pi, -h, -h, 0.0, -math.pi] + ([-t, -t] if se3 else [])
+    high = [h, h, math.pi, h, h, MAX_PLACE_Z, math.pi] + ([t, t] if se3 else [])
+    return spaces.Box(low=np.array(low, np.float32), high=np.array(high, np.float32), dtype=np.float32)
+
+
 class TabletopEnv(gym.Env):
     """Base class; a task sets up objects in ``_build``, scores them in ``_credit`` and has an oracle.
 
@@ -75,6 +90,8 @@ class TabletopEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
     #: how many pick-and-place steps the oracle needs at most (tasks override)
     oracle_steps = 1
+    #: True: the action carries the place roll and pitch (9 floats), for tasks whose place is not level
+    se3_place = False
 
     def __init__(self, render_mode: str | None = None, image_size: int = 64, cameras=DEFAULT_CAMERAS,
                  arm: bool = True):
@@ -90,10 +107,7 @@ class TabletopEnv(gym.Env):
             "color": spaces.Box(0, 255, (s, s, 3), np.uint8),
             "height": spaces.Box(0.0, 1.0, (s, s, 1), np.float32),
         })
-        h = WORKSPACE_HALF
-        self.action_space = spaces.Box(
-            low=np.array([-h, -h, -math.pi, -h, -h, 0.0, -math.pi], np.float32),
-            high=np.array([h, h, math.pi, h, h, MAX_PLACE_Z, math.pi], np.float32), dtype=np.float32)
+        self.action_space = action_box(self.se3_place)
         self.symmetry = tabletop_symmetry(self.grid)
         self.scene = TabletopScene(arm=arm)
         self._credit_now = 0.0
@@ -110,6 +124,10 @@ class TabletopEnv(gym.Env):
     def oracle_action(self) -> np.ndarray | None:
         """The scripted expert's next action from privileged state (None when nothing is left to do)."""
         raise NotImplementedError
+
+    def _step_info(self) -> dict[str, Any]:
+        """Task-specific entries of a step's ``info`` (stacking: how many cubes stand in order)."""
+        return {}
 
     # -- helpers for tasks ---------------------------------------------------------------
     def _sample_poses(self, rng: np.random.Generator, radii: list[float], margin: float = 0.02,
@@ -143,19 +161,23 @@ class TabletopEnv(gym.Env):
 
     def step(self, action):
         a = np.asarray(action, dtype=np.float64).reshape(-1)
-        if a.shape != (7,) or not np.all(np.isfinite(a)):
-            raise ValueError(f"action must be 7 finite floats [pick x, y, yaw, place x, y, z, yaw], got {action!r}")
-        lo, hi = self.action_space.low.astype(np.float64), self.action_space.high.astype(np.float64)
+        if a.shape not in ((7,), (9,)) or not np.all(np.isfinite(a)):
+            raise ValueError(f"action must be 7 finite floats [pick x, y, yaw, place x, y, z, yaw] (+ place roll, "
+                             f"pitch: 9), got {action!r}")
+        if len(a) == 7:  # a level place
+            a = np.concatenate([a, [0.0, 0.0]])
+        box = action_box(True)
         a[[2, 6]] = wrap_angle(a[[2, 6]])
-        a = np.clip(a, lo, hi)
-        moved, failure = self.scene.execute(a[0:2], a[2], a[3:6], a[6])
+        a = np.clip(a, box.low.astype(np.float64), box.high.astype(np.float64))
+        moved, failure = self.scene.execute(a[0:2], a[2], a[3:6], a[6], a[7:9])
         if failure is None and self.scene.arm is not None and moved is None:
             failure = "grasp"
         credit = self._credit()
         reward = credit - self._credit_now
         self._credit_now = credit
         success = credit >= 1.0 - 1e-9
-        info = {"is_success": bool(success), "credit": float(credit), "picked": moved, "failure": failure}
+        info = {"is_success": bool(success), "credit": float(credit), "picked": moved, "failure": failure,
+                **self._step_info()}
         # with the arm, a failed grasp, a collision or an unreachable target ends the episode (as a failure)
         return self._obs(), float(reward), bool(success or failure is not None), False, info
 

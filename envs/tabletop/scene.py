@@ -37,6 +37,20 @@ def yaw_quat(yaw: float) -> tuple[float, float, float, float]:
     return p.getQuaternionFromEuler((0.0, 0.0, float(yaw)))
 
 
+def place_quat(yaw: float, roll: float = 0.0, pitch: float = 0.0) -> tuple[float, float, float, float]:
+    """The gripper orientation an action names at the place: ``Rz(yaw) Ry(pitch) Rx(roll)`` (PyBullet's Euler
+    convention); roll = pitch = 0 is the planar gripper turned by ``yaw``."""
+    return p.getQuaternionFromEuler((float(roll), float(pitch), float(yaw)))
+
+
+def place_lean(yaw: float, roll: float, pitch: float):
+    """World-frame rotation ``Rz(yaw) Ry(pitch) Rx(roll) Rz(-yaw)`` that tilts the yawed gripper to the place
+    orientation; None when there is no tilt (a planar place)."""
+    if roll == 0.0 and pitch == 0.0:
+        return None
+    return p.multiplyTransforms((0, 0, 0), place_quat(yaw, roll, pitch), (0, 0, 0), yaw_quat(-yaw))[1]
+
+
 def quat_yaw(quat) -> float:
     return float(p.getEulerFromQuaternion(quat)[2])
 
@@ -107,14 +121,15 @@ class TabletopScene:
         self.arm = SuctionPanda(self.p, self.table) if self.use_arm else None
 
     def _multibody(self, name: str, boxes: list[tuple], color: str, mass: float, pos, yaw: float,
-                   kind: str, size: tuple, yaw_order: int) -> int:
+                   kind: str, size: tuple, yaw_order: int, orn=None) -> int:
         """A rigid body made of boxes ``(half_extents, offset)`` (compound shapes for L blocks and bowls)."""
         half = [b[0] for b in boxes]
         offs = [b[1] for b in boxes]
         col = self.p.createCollisionShapeArray([p.GEOM_BOX] * len(boxes), halfExtents=half, collisionFramePositions=offs)
         vis = self.p.createVisualShapeArray([p.GEOM_BOX] * len(boxes), halfExtents=half, visualFramePositions=offs,
                                             rgbaColors=[COLORS[color]] * len(boxes))
-        body = self.p.createMultiBody(mass, col, vis, basePosition=pos, baseOrientation=yaw_quat(yaw))
+        body = self.p.createMultiBody(mass, col, vis, basePosition=pos,
+                                      baseOrientation=yaw_quat(yaw) if orn is None else orn)
         self.p.changeDynamics(body, -1, lateralFriction=0.8, spinningFriction=0.001, restitution=0.0)
         self.objects[name] = ObjectInfo(body, kind, color, mass > 0, size, yaw_order)
         return body
@@ -142,6 +157,19 @@ class TabletopScene:
         """The insertion fixture: a static L-shaped pad slightly larger than the L block."""
         return self._multibody(name, self.l_boxes(thick, grow=0.004), color, 0.0, (xy[0], xy[1], thick), yaw,
                                "lpad", (0.044, 0.069, thick), 1)
+
+    def add_block_box(self, name: str, color: str, xy, yaw: float, half: tuple, yaw_order: int,
+                      mass: float = 0.06) -> int:
+        """A movable box with half extents ``half`` resting on the table (a bar or tile; cubes: ``add_block``)."""
+        return self._multibody(name, [(tuple(half), (0, 0, 0))], color, mass, (xy[0], xy[1], half[2]), yaw,
+                               "block", tuple(half), yaw_order)
+
+    def add_fixture(self, name: str, color: str, pos, orn, boxes: list[tuple], kind: str, size: tuple,
+                    yaw_order: int) -> int:
+        """A static compound fixture at any orientation (a tilted socket, a ramp with rails). Its body frame's
+        origin is the centre of the seat surface and its z axis the seat normal; ``size``: the seat's inner
+        half extents and the wall height."""
+        return self._multibody(name, boxes, color, 0.0, pos, 0.0, kind, tuple(size), yaw_order, orn=orn)
 
     def add_bowl(self, name: str, color: str, xy, radius: float = 0.06, wall_height: float = 0.03,
                  n_walls: int = 14) -> int:
@@ -209,21 +237,28 @@ class TabletopScene:
     def name_of(self, body: int | None) -> str | None:
         return next((n for n, o in self.objects.items() if o.body == body), None)
 
-    def execute(self, pick_xy, pick_yaw: float, place_xyz, place_yaw: float) -> tuple[str | None, str | None]:
+    def execute(self, pick_xy, pick_yaw: float, place_xyz, place_yaw: float, place_tilt=(0.0, 0.0)
+                ) -> tuple[str | None, str | None]:
         """One pick-and-place: (name of the grasped object or None, failure or None), then physics settles.
+
+        ``place_tilt`` = (roll, pitch): the gripper frame moves from ``place_quat(pick_yaw)`` to
+        ``place_quat(place_yaw, roll, pitch)`` and the held object moves rigidly with it.
 
         Failures (arm only): "grasp" (the tip touched nothing movable), "collision" (an arm link other than the
         tip touched something), "unreachable" (the tip could not get within 1 cm of a target).
         """
+        roll, pitch = float(place_tilt[0]), float(place_tilt[1])
         if self.arm is None:
-            name = self.pick_and_place(pick_xy, pick_yaw, place_xyz, place_yaw)
+            name = self.pick_and_place(pick_xy, pick_yaw, place_xyz, place_yaw, (roll, pitch))
             return name, None
         movable = {o.body for o in self.objects.values() if o.movable}
-        res = self.arm.pick_and_place(pick_xy, pick_yaw, place_xyz, place_yaw, movable)
+        res = self.arm.pick_and_place(pick_xy, pick_yaw, place_xyz, place_yaw, movable,
+                                      place_lean=place_lean(float(place_yaw), roll, pitch))
         self.settle(SETTLE_STEPS // 2)
         return self.name_of(res.grasped), res.failure
 
-    def pick_and_place(self, pick_xy, pick_yaw: float, place_xyz, place_yaw: float) -> str | None:
+    def pick_and_place(self, pick_xy, pick_yaw: float, place_xyz, place_yaw: float, place_tilt=(0.0, 0.0)
+                       ) -> str | None:
         """The teleporting suction primitive; returns the name of the moved object, or None when the pick missed."""
         name, z = self.ray_down(float(pick_xy[0]), float(pick_xy[1]))
         if name is None or not self.objects[name].movable:
@@ -233,7 +268,8 @@ class TabletopScene:
         grip_pos, grip_quat = (float(pick_xy[0]), float(pick_xy[1]), z), yaw_quat(pick_yaw)
         inv_pos, inv_quat = self.p.invertTransform(grip_pos, grip_quat)
         grasp_pos, grasp_quat = self.p.multiplyTransforms(inv_pos, inv_quat, obj_pos, obj_quat)
-        new_pos, new_quat = self.p.multiplyTransforms(tuple(map(float, place_xyz)), yaw_quat(place_yaw),
+        new_pos, new_quat = self.p.multiplyTransforms(tuple(map(float, place_xyz)),
+                                                      place_quat(place_yaw, *place_tilt),
                                                       grasp_pos, grasp_quat)
         self.p.resetBasePositionAndOrientation(body, new_pos, new_quat)
         self.p.resetBaseVelocity(body, (0, 0, 0), (0, 0, 0))

@@ -254,6 +254,8 @@ class StackingEnv(TabletopEnv):
 
     The increment of the credit, a third for each cube of the longest correctly stacked prefix
     red -> green -> blue (within 2 cm, 15 degrees modulo 90, 1.2 cm in height); rewards sum to the final credit.
+    ``info["stacked"]``: how many cubes of that prefix stand (step k of the colour order succeeded when it is
+    at least k).
 
     ## Starting State
 
@@ -315,6 +317,10 @@ class StackingEnv(TabletopEnv):
 
     def _credit(self) -> float:
         return self.stacked() / len(self.ORDER)
+
+    def _step_info(self) -> dict:
+        # per-step success of an episode: step k succeeded when at least k cubes stand in order at its end
+        return {"stacked": self.stacked()}
 
     def oracle_action(self):
         return oracles.stacking(self)
