@@ -308,16 +308,18 @@ def _raw_yaml(spec_name: str) -> dict[str, Any]:
     return yaml.safe_load(resolve_spec_path(spec_name).read_text())
 
 
-#: sweep stages of :func:`campaign`, in order: exact and wind first, then the obstacle (PandaPush-v0 held back)
-STAGES = (("SymPush-v0", "SymPushWind-v0"), ("SymPush-v0", "SymPushWind-v0", "SymPushObstacle-v0"))
+#: sweep stages of :func:`campaign`, in the issue's priority: exact and wind, then the Panda arm, then the obstacle
+STAGES = (("SymPush-v0", "SymPushWind-v0"), ("SymPush-v0", "SymPushWind-v0", "PandaPush-v0"),
+          ("SymPush-v0", "SymPushWind-v0", "PandaPush-v0", "SymPushObstacle-v0"))
 
 
 def campaign(out_dir: str | Path = "results") -> None:
-    """The whole study without PandaPush-v0, resumable (re-running skips finished trials): the tuning grid, the
+    """The whole study, resumable (re-running skips finished trials): the tuning grid, the
     tuned learning rates written into the specs (:func:`apply_tuning`), the check that plain SAC solves SymPush-v0
     at the sweep's width (:func:`solvable`; the campaign stops here if not), then :data:`STAGES` of the approx-sac
     sweep and the graded-wind sweep. Each sweep is its own ``symgym sweep`` process (one Ray session each).
-    PandaPush-v0 later: ``symgym sweep approx-sac`` runs exactly the trials still missing."""
+    A stage is a subset of the full spec under the same name and keys, so ``symgym sweep approx-sac`` afterwards
+    runs exactly the trials still missing."""
     import subprocess
 
     import yaml
