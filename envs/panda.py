@@ -17,7 +17,9 @@ same thing.
 from __future__ import annotations
 
 import math
+from typing import Generator, Sequence
 
+import gymnasium as gym
 import mujoco
 import numpy as np
 from gymnasium import spaces
@@ -35,6 +37,33 @@ REACH_TOLERANCE = 1e-4
 
 class UnreachableStateError(ValueError):
     """A transformed state whose tip the arm cannot reach (``PandaPushEnv.transform_state``)."""
+
+
+def run_reset_plans(envs: Sequence["PandaPushEnv"], seeds: Sequence[int | None],
+                    options: Sequence[dict | None]) -> list[tuple[np.ndarray, dict]]:
+    """Reset Panda envs (of one model) together: each runs its own :meth:`~PandaPushEnv.reset_plan` (its own
+    RNG, draws in its own order), and the IK placements the plans ask for in the same round are solved as one
+    batch (``CartesianVelocityController.solve_ik_batch``, rows independent: each env ends where its own
+    ``reset`` would put it, bit for bit). Returns each env's ``(obs, info)``."""
+    plans = [env.reset_plan(seed, opts) for env, seed, opts in zip(envs, seeds, options)]
+    targets = {i: next(plan) for i, plan in enumerate(plans)}
+    out: list = [None] * len(envs)
+    controller = envs[0].controller
+    while targets:
+        ids = list(targets)
+        errors = controller.solve_ik_batch([envs[i].data for i in ids], np.array([targets[i] for i in ids]))
+        targets = {}
+        for i, err in zip(ids, errors):
+            try:
+                targets[i] = plans[i].send(float(err))
+            except StopIteration as done:
+                out[i] = done.value
+    return out
+
+
+def _hypot_rows(xy: np.ndarray) -> np.ndarray:
+    """``math.hypot`` of each row of ``xy`` (N, 2): what the scalar code computes (``np.hypot`` may round otherwise)."""
+    return np.fromiter(map(math.hypot, xy[:, 0], xy[:, 1]), np.float64, len(xy))
 
 
 def remove_outward(velocity: np.ndarray, position: np.ndarray, radius: float) -> np.ndarray:
@@ -252,29 +281,46 @@ class PandaPushEnv(PlanarMujocoEnv):
 
     # -- gym API ----------------------------------------------------------------------------------
     def _place_tip(self, rng: np.random.Generator, radius: float, avoid: np.ndarray | None, clearance: float,
-                   ) -> np.ndarray:
-        """Draw tip positions as SymPush draws its pusher; redraw those the arm cannot reach."""
+                   ) -> Generator[np.ndarray, float, np.ndarray]:
+        """Draw tip positions as SymPush draws its pusher; redraw those the arm cannot reach. A step of a reset plan
+        (see :meth:`reset`): yields each tip target and is sent the IK residual of placing the arm there."""
         for _ in range(1000):
             tip = _uniform_disc(rng, radius)
             while ((avoid is not None and np.linalg.norm(tip - avoid) < clearance)
                    or np.linalg.norm(tip) > self.workspace_radius):
                 tip = _uniform_disc(rng, radius)
-            if self.controller.solve_ik(self.data, tip) < REACH_TOLERANCE:
+            if (yield tip) < REACH_TOLERANCE:
                 return tip
         raise RuntimeError(f"{type(self).__name__}: no reachable tip position found (base_x={self.base_x})")
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
+        return run_reset_plans([self], [seed], [options])[0]
+
+    @staticmethod
+    def reset_many(envs: Sequence["PandaPushEnv"], seeds: Sequence[int | None],
+                   options: Sequence[dict | None]) -> list[tuple[np.ndarray, dict]]:
+        """Reset several envs together, each as its own :meth:`reset` would (:func:`run_reset_plans`)."""
+        return run_reset_plans(envs, seeds, options)
+
+    def reset_plan(self, seed: int | None = None, options: dict | None = None,
+                   ) -> Generator[np.ndarray, float, tuple[np.ndarray, dict]]:
+        """The reset as a plan: a generator that yields the tip targets at which the arm must be placed by IK (into
+        ``self.data``), is sent each placement's residual, and returns ``(obs, info)``. :meth:`reset` runs one plan;
+        the vector env runs N together and solves their placements in one batch (:func:`run_reset_plans`)."""
+        gym.Env.reset(self, seed=seed)
         mujoco.mj_resetData(self.model, self.data)
         rng = self.np_random
         puck = _uniform_disc(rng, 0.15)
         goal = _uniform_disc(rng, 0.22)
         while not 0.08 <= np.linalg.norm(goal - puck) <= 0.2:
             goal = _uniform_disc(rng, 0.22)
-        self._place_tip(rng, 0.28, puck, PUCK_RADIUS + PUSHER_RADIUS + 0.02)
+        yield from self._place_tip(rng, 0.28, puck, PUCK_RADIUS + PUSHER_RADIUS + 0.02)
         self.data.qpos[self._pair_qpos[0]] = puck
         self.data.qpos[self._yaw_qpos] = rng.uniform(-np.pi, np.pi)
         self.data.mocap_pos[self._mocap[0], :2] = goal
+        return self._finish_reset()
+
+    def _finish_reset(self) -> tuple[np.ndarray, dict]:
         mujoco.mj_forward(self.model, self.data)
         self._prev_tip = self.tip_pos
         return self._obs(), self._info()
@@ -330,6 +376,39 @@ class PandaPushEnv(PlanarMujocoEnv):
         mujoco.mj_setState(self.model, d, np.asarray(state, dtype=np.float64)[:-2], STATE_SPEC)
         self.controller.forward_kinematics(d)
         return self._velocity_ctrl(d, self.max_speed * clip_to_disc(a))
+
+    # -- batched twins of step(), for the vector env (envs/vector.py): the same arithmetic row by row ------------
+    def vector_velocity(self, actions: np.ndarray, tips: np.ndarray) -> np.ndarray:
+        """The planar tip velocities (N, 2; m/s) that ``step`` commands for ``actions`` (N, 2) from tips at ``tips``
+        (N, 2): the disc projection, ``max_speed`` and the workspace rule of :meth:`_velocity_ctrl`, batched with
+        the same operations (``math.hypot`` row by row, as the scalar code), so equal to it bit for bit."""
+        a = np.asarray(actions, dtype=np.float64)
+        n = _hypot_rows(a)
+        v = self.max_speed * (a * np.divide(1.0, n, out=np.ones_like(n), where=n > 1.0)[:, None])
+        R, T = self.workspace_radius, self.control_period
+        r = _hypot_rows(tips)
+        end = tips + T * v
+        r_end = _hypot_rows(end)
+        clip = (r < R) & (r_end > R)
+        if clip.any():
+            v[clip] = (end[clip] * (R / r_end[clip])[:, None] - tips[clip]) / T
+        for i in np.flatnonzero(r >= R):   # at the edge (rare): the scalar rule
+            v[i] = remove_outward(v[i], tips[i], R)
+        return v
+
+    def vector_outcome(self, tips: np.ndarray, prev_tips: np.ndarray, qpos: np.ndarray, qvel: np.ndarray,
+                       mocap_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+        """``(obs, reward, terminated, info)`` of N arms after a step, from their tips (N, 3; current kinematics),
+        the tips before it (N, 2) and their ``qpos``/``qvel``/``mocap_pos`` rows: :meth:`step`'s outcome, batched."""
+        tip, puck, goal = tips[:, :2], qpos[:, self._pair_qpos[0]], mocap_pos[:, self._mocap[0], :2]
+        d_goal = _hypot_rows(goal - puck)
+        d_push = _hypot_rows(puck - tip)
+        success = d_goal < self.success_radius
+        reward = -(d_goal + 0.5 * d_push) * 10.0 + 10.0 * success
+        obs = push_observation(tip, (tip - prev_tips) / self.control_period, puck, qvel[:, self._pair_dof[0]], goal,
+                               self.max_speed)
+        return obs, reward, success, {"is_success": success, "goal_distance": d_goal,
+                                      "tip_height_error": tips[:, 2] - TIP_HEIGHT}
 
     def _reward_info(self) -> tuple[float, bool, dict]:
         tip, puck, goal = self.controller.tip(self.data)[:2], self.data.qpos[self._pair_qpos[0]], self.goal_pos
@@ -437,16 +516,25 @@ class PandaReachEnv(PandaPushEnv):
                  **kwargs):
         super().__init__(render_mode=render_mode, max_speed=max_speed, success_radius=success_radius, **kwargs)
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        PlanarMujocoEnv.reset(self, seed=seed)
+    def reset_plan(self, seed: int | None = None, options: dict | None = None):
+        gym.Env.reset(self, seed=seed)
         mujoco.mj_resetData(self.model, self.data)
         rng = self.np_random
         goal = _uniform_disc(rng, 0.25)
-        self._place_tip(rng, 0.25, goal, 0.05)
+        yield from self._place_tip(rng, 0.25, goal, 0.05)
         self.data.mocap_pos[self._mocap[0], :2] = goal
-        mujoco.mj_forward(self.model, self.data)
-        self._prev_tip = self.tip_pos
-        return self._obs(), self._info()
+        return self._finish_reset()
+
+    def vector_outcome(self, tips: np.ndarray, prev_tips: np.ndarray, qpos: np.ndarray, qvel: np.ndarray,
+                       mocap_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+        tip, goal = tips[:, :2], mocap_pos[:, self._mocap[0], :2]
+        d_goal = _hypot_rows(goal - tip)
+        success = d_goal < self.success_radius
+        p = 1.0 / TABLE_RADIUS
+        obs = np.concatenate([tip * p, (tip - prev_tips) / self.control_period / self.max_speed, goal * p,
+                              (goal - tip) * p], axis=1).astype(np.float32)
+        return obs, -10.0 * d_goal + 10.0 * success, success, {
+            "is_success": success, "goal_distance": d_goal, "tip_height_error": tips[:, 2] - TIP_HEIGHT}
 
     def _reward_info(self) -> tuple[float, bool, dict]:
         tip, goal = self.controller.tip(self.data)[:2], self.goal_pos

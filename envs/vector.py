@@ -17,12 +17,13 @@ no task logic of its own:
   from the batched planner protocol (``actions_to_ctrl(project_actions(actions))``), physics from the batch, and
   then each sub-env runs its own ``step`` with ``_simulate`` replaced by loading its already-simulated row.
 * *controlled step* (PandaPush/PandaReach: a closed-loop controller turns the action into one ``ctrl`` held through
-  all substeps, ``env.control(action)``): each sub-env computes its own command from its own state (the
-  controller's differential IK is per-env code that reads an ``MjData``, so it runs in a loop over the N envs),
-  the batch steps the physics, and each sub-env loads its row and finishes the step as its ``step_velocity`` does
-  after ``mj_step`` (current kinematics, the previous tip for the velocity estimate, ``_reward_info``, ``_obs``).
-  ``tests/test_vector_env.py`` holds this equal to N single envs bit for bit, so a change to the Panda's step that
-  this path does not follow fails there.
+  all substeps): the whole step is batched over the N envs. The env's ``vector_velocity`` (the action's projection
+  and the workspace rule) and its controller's ``joint_velocities_batch`` (the differential IK, numpy over the
+  batch) give the servo targets; their kinematics (tips, hand orientations, Jacobians, at the current states and
+  at the predicted end of the period) come from a second batch, ``panda_model.BatchKinematics``; the env's
+  ``vector_outcome`` gives observation, reward and info. A single env's ``step`` runs the same controller code on
+  one row, so ``tests/test_vector_env.py`` holds this path equal to N single envs bit for bit; a change to the
+  Panda's step that it does not follow fails there. Resets use the sub-envs' own ``reset`` (their IK placement).
 
 Why ``mujoco.batch`` and not ``mujoco.rollout``: a rollout returns the *physics* state of each step but not the
 solver's warm start (``qacc_warmstart``), so the next env step would start the constraint solver from another
@@ -30,6 +31,10 @@ point and drift from a single env by 1e-18..3e-15 within 5-25 steps of SymPush (
 simulation's whole ``mjSTATE_INTEGRATION`` row (warm start, controls, mocap poses, equality flags) and is
 documented to be bit-identical to one ``MjData`` per simulation at any thread count, so the observations here
 equal N single envs' bit for bit (``tests/test_vector_env.py``).
+
+In the batched paths the sub-envs hold a row's state after its reset, not after each step (copying N states per
+step would cost what the batching saves); :meth:`MujocoVectorEnv.sync_envs` loads the rows into them (to render
+one, or to read its ``get_state()``).
 
 Semantics are gymnasium 1.x's defaults, as ``SyncVectorEnv`` has them: autoreset mode NEXT_STEP (the step after
 an episode ends resets that env, ignores its action and returns reward 0), ``reset(seed=s)`` seeds env ``i`` with
@@ -51,6 +56,8 @@ import numpy as np
 from gymnasium.envs.registration import load_env_creator
 from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
 from gymnasium.vector.utils import batch_space, create_empty_array
+
+from symgym.envs.panda_model import ArmKinematics, BatchKinematics
 
 #: the per-simulation state a Batch keeps, and what a single env's reset is copied in as
 INTEGRATION = int(mujoco.mjtState.mjSTATE_INTEGRATION)
@@ -103,9 +110,10 @@ def batched(creator: Callable[..., gym.Env], env_kwargs: dict[str, Any]) -> bool
 
 
 def controlled(creator: Callable[..., gym.Env]) -> bool:
-    """Envs whose ``control(action, state=None)`` returns the ``ctrl`` their ``step`` holds through all ``frame_skip``
-    substeps (the Panda envs' contract, ``envs/panda.py``), and whose step ends with ``_reward_info``/``_obs``."""
-    return _has(creator, "control", "_reward_info", "_obs") and hasattr(creator, "tip_pos")
+    """Envs whose ``step`` holds one ``ctrl`` from a Cartesian controller through all ``frame_skip`` substeps and
+    that carry its batched twins (the Panda envs' contract, ``envs/panda.py``): ``vector_velocity``,
+    ``vector_outcome`` (tip-based) and a ``controller`` with ``joint_velocities_batch``."""
+    return _has(creator, "control", "vector_velocity", "vector_outcome") and hasattr(creator, "tip_pos")
 
 
 class MujocoVectorEnv(VectorEnv):
@@ -119,8 +127,8 @@ class MujocoVectorEnv(VectorEnv):
 
         self.envs = [creator(**env_kwargs) for _ in range(num_envs)]
         first = self.envs[0]
-        self._helpers = _has(creator, "vector_ctrl", "vector_outcome")
-        self._controlled = not self._helpers and controlled(creator)
+        self._controlled = controlled(creator)
+        self._helpers = not self._controlled and _has(creator, "vector_ctrl", "vector_outcome")
         if not (self._helpers or self._controlled):  # replayed step: each sub-env's step loads its row instead
             for i, env in enumerate(self.envs):
                 env._simulate = functools.partial(self._load_row, i)
@@ -149,6 +157,11 @@ class MujocoVectorEnv(VectorEnv):
         self._truncations = np.zeros(num_envs, dtype=np.bool_)
         self._autoreset = np.zeros(num_envs, dtype=np.bool_)
         self._elapsed = np.zeros(num_envs, dtype=np.int64)
+        if self._controlled:   # the arms' kinematics at the current states, one row per env
+            self._kinematics = BatchKinematics(first.controller, num_envs)
+            self._arm = {"q": np.zeros((num_envs, 7)), "tip": np.zeros((num_envs, 3)),
+                         "hand": np.zeros((num_envs, 3, 3)), "jac": np.zeros((num_envs, 6, 7))}
+            self._prev_tips = np.zeros((num_envs, 2))
 
     # -- gymnasium API ---------------------------------------------------------------------------
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
@@ -164,8 +177,8 @@ class MujocoVectorEnv(VectorEnv):
         elif not (isinstance(mask, np.ndarray) and mask.dtype == np.bool_ and mask.shape == (n,) and mask.any()):
             raise ValueError(f"options['reset_mask'] must be a boolean array of shape ({n},) with a True, got {mask!r}")
         infos: dict[str, Any] = {}
-        for i in np.flatnonzero(mask):
-            infos = self._reset_one(int(i), infos, seed=seeds[i], options=options or None)
+        rows = np.flatnonzero(mask)
+        infos = self._reset_rows(rows, infos, [seeds[i] for i in rows], options or None)
         self._terminations[mask] = self._truncations[mask] = self._autoreset[mask] = False
         return self._obs.copy(), infos
 
@@ -179,7 +192,7 @@ class MujocoVectorEnv(VectorEnv):
         if len(active):
             first = self.envs[0]
             if self._controlled:
-                prev_tips = self._control(actions, active)
+                self._control(actions, active)
             elif self._helpers:
                 self._ctrl[active] = first.vector_ctrl(actions[active])
             else:  # what step() applies: float64 first, then the env's projection and scaling
@@ -194,9 +207,14 @@ class MujocoVectorEnv(VectorEnv):
                 self._terminations[active] = terminated
                 infos = self._batched_info(info, active)
             elif self._controlled:
-                for i, prev_tip in zip(active, prev_tips):
-                    self._obs[i], self._rewards[i], self._terminations[i], info = self._outcome(int(i), prev_tip)
-                    infos = self._add_info(infos, info, int(i))
+                arm = self._store_arm(active, self._kinematics(active, self._qpos[active]))
+                obs, reward, terminated, info = first.vector_outcome(arm.tip, self._prev_tips[active],
+                                                                    self._qpos[active], self._qvel[active],
+                                                                    self._mocap_pos[active])
+                self._obs[active] = obs
+                self._rewards[active] = reward
+                self._terminations[active] = terminated
+                infos = self._batched_info(info, active)
             else:
                 for i in active:
                     self._obs[i], self._rewards[i], self._terminations[i], _, info = self.envs[i].step(actions[i])
@@ -204,10 +222,11 @@ class MujocoVectorEnv(VectorEnv):
             self._elapsed[active] += 1
             limit = self.max_episode_steps
             self._truncations[active] = False if limit is None else self._elapsed[active] >= limit
-        for i in np.flatnonzero(resetting):
-            infos = self._reset_one(int(i), infos)
-            self._rewards[i] = 0.0
-            self._terminations[i] = self._truncations[i] = False
+        if resetting.any():
+            rows = np.flatnonzero(resetting)
+            infos = self._reset_rows(rows, infos, [None] * len(rows))
+            self._rewards[rows] = 0.0
+            self._terminations[rows] = self._truncations[rows] = False
         self._autoreset = self._terminations | self._truncations
         return (self._obs.copy(), self._rewards.copy(), self._terminations.copy(), self._truncations.copy(),
                 infos)
@@ -217,42 +236,64 @@ class MujocoVectorEnv(VectorEnv):
             env.close()
 
     # -- internals -------------------------------------------------------------------------------
-    def _reset_one(self, i: int, infos: dict[str, Any], seed: int | None = None,
-                   options: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Reset single env ``i`` (its own RNG stream, as SyncVectorEnv's would) and copy its state into row i."""
-        env = self.envs[i]
-        obs, info = env.reset(seed=seed, options=options)
-        mujoco.mj_getState(env.model, env.data, self._row, INTEGRATION)
-        self.batch.state[i] = self._row
-        self._obs[i] = obs
-        self._elapsed[i] = 0
-        return self._add_info(infos, info, i)
+    def _reset_rows(self, rows: np.ndarray, infos: dict[str, Any], seeds: list[int | None],
+                    options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Reset the sub-envs of ``rows`` (each its own RNG stream, as SyncVectorEnv's would) and copy their states
+        into the rows. Env classes with ``reset_many`` (the Panda's: the IK placements solved as one batch) reset
+        together, the others one by one."""
+        envs = [self.envs[i] for i in rows]
+        reset_many = getattr(type(envs[0]), "reset_many", None)
+        if reset_many is not None:
+            results = reset_many(envs, seeds, [options] * len(envs))
+        else:
+            results = [env.reset(seed=seed, options=options) for env, seed in zip(envs, seeds)]
+        for i, env, (obs, info) in zip(rows, envs, results):
+            mujoco.mj_getState(env.model, env.data, self._row, INTEGRATION)
+            self.batch.state[i] = self._row
+            self._obs[i] = obs
+            self._elapsed[i] = 0
+            infos = self._add_info(infos, info, int(i))
+        if self._controlled:   # the reset rows' arm kinematics and previous tips (the sub-envs' own)
+            self._store_arm(rows, self._kinematics(rows, self._qpos[rows]))
+            self._prev_tips[rows] = [env._prev_tip for env in envs]
+        return infos
 
-    def _control(self, actions: np.ndarray, active: np.ndarray) -> list[np.ndarray]:
-        """Controlled step, before the physics: each active env's servo command from its own state (written into its
-        batch row's ``ctrl``); returns the tips before the step (the velocity estimate's previous position)."""
+    def sync_envs(self, ids: Any = None) -> None:
+        """Load the rows' states into the sub-envs (all, or ``ids``), with current kinematics and, for the Panda, the
+        previous tip: afterwards ``envs[i].get_state()`` and ``envs[i].render()`` show env i as it is now."""
+        for i in range(self.num_envs) if ids is None else np.atleast_1d(ids):
+            env = self.envs[int(i)]
+            mujoco.mj_setState(env.model, env.data, self.batch.state[int(i)], INTEGRATION)
+            mujoco.mj_kinematics(env.model, env.data)
+            mujoco.mj_comPos(env.model, env.data)
+            if self._controlled:
+                env._prev_tip = self._prev_tips[int(i)].copy()
+
+    def _store_arm(self, rows: np.ndarray, arm: ArmKinematics) -> ArmKinematics:
+        for name, value in zip(arm._fields, arm):
+            self._arm[name][rows] = value
+        return arm
+
+    def _control(self, actions: np.ndarray, active: np.ndarray) -> None:
+        """Controlled step, before the physics: the servo targets of the active rows (written into their ``ctrl``),
+        from their current kinematics, as each env's ``step`` computes them; the tips before the step are kept for
+        the velocity estimate."""
         a = np.asarray(actions[active], dtype=np.float64)   # what the single env's step() converts to
         bad = ~np.isfinite(a).all(axis=1)
         if bad.any():   # what the single env's step refuses, refused before any row changes
             i = int(active[np.argmax(bad)])
             raise ValueError(f"{type(self.envs[i]).__name__} action of env {i} must be finite, "
                              f"got {a[np.argmax(bad)].tolist()}")
-        prev_tips = []
-        for i, a_i in zip(active, a):
-            env = self.envs[i]
-            prev_tips.append(env.tip_pos)
-            self._ctrl[i] = env.control(a_i)
-        return prev_tips
+        first = self.envs[0]
+        controller = first.controller
+        now = ArmKinematics(**{name: rows[active] for name, rows in self._arm.items()})
+        qpos = self._qpos[active]
 
-    def _outcome(self, i: int, prev_tip: np.ndarray) -> tuple[Any, float, bool, dict[str, Any]]:
-        """Controlled step, after the physics: sub-env ``i`` takes its stepped row and ends the step as its own
-        ``step_velocity`` does after ``mj_step`` (current kinematics, then reward, success and observation)."""
-        env = self.envs[i]
-        mujoco.mj_setState(env.model, env.data, self.batch.state[i], INTEGRATION)
-        env._prev_tip = prev_tip
-        env.controller.forward_kinematics(env.data)
-        reward, success, info = env._reward_info()
-        return env._obs(), reward, success, info
+        def predict(q: np.ndarray) -> ArmKinematics:   # as the single env's: its qpos with the arm at q
+            return self._kinematics(active, qpos, q)
+
+        self._ctrl[active] = controller.joint_velocities_batch(now, first.vector_velocity(a, now.tip[:, :2]), predict)
+        self._prev_tips[active] = now.tip[:, :2]
 
     def _load_row(self, i: int, _ctrl: np.ndarray) -> None:
         """Sub-env ``i``'s ``_simulate`` in the replayed mode: its row was already stepped by the batch."""

@@ -1,6 +1,7 @@
 """The batched vector env (symgym.envs.vector) behaves as N single envs, bit for bit, with Gymnasium's semantics."""
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import gymnasium as gym
@@ -148,7 +149,8 @@ def test_panda_controlled_step_identical_to_single_envs_and_sync(env_id, kwargs)
         assert np.array_equal(a[0], np.stack([s[0] for s in steps])), t
         assert np.array_equal(a[1], np.array([s[1] for s in steps])), t
         assert np.array_equal(a[2], [s[2] for s in steps]) and np.array_equal(a[3], [s[3] for s in steps]), t
-        for i, e in enumerate(singles):               # the sub-envs hold the whole state too (get_state, renders)
+        fast.sync_envs()                              # the rows are whole states (get_state, renders)
+        for i, e in enumerate(singles):
             assert np.array_equal(fast.envs[i].get_state(), e.unwrapped.get_state()), (t, i)
         done = a[2] | a[3]
         terminated += a[2].sum()
@@ -190,25 +192,20 @@ def test_image_observations_match():
         _assert_same_step(fast.step(actions), sync.step(actions), t)
 
 
+@dataclasses.dataclass
+class _NoConfig:
+    """The chaser has no hyper-parameters."""
+
+
 class _Chaser(Agent):
     """A deterministic observation-only policy: push the pusher towards the puck, then the puck to the goal."""
 
     name = "chaser-test"
-
-    @classmethod
-    def build(cls, info, agent_kwargs=None, seed=0):
-        return cls()
+    config_class = _NoConfig
 
     def act(self, obs, deterministic=True):
         to_puck, to_goal = obs[10:12], obs[12:14]
         return np.clip(3.0 * to_puck + 1.5 * to_goal, -1, 1).astype(np.float32)
-
-    def save(self, run_dir):
-        raise NotImplementedError
-
-    @classmethod
-    def load(cls, run_dir, env=None):
-        raise NotImplementedError
 
 
 @pytest.mark.parametrize("agent,env_id,episodes", [(None, "SymPush-v0", 50), (_Chaser(), "SymPush-v0", 50),
