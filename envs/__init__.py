@@ -33,6 +33,10 @@ ENV_SPECS: dict[str, tuple[str, int, dict]] = {
     "HepPushToTargetDepth-v0": ("symgym.envs.closed_loop:PushToTargetEnv", 80, {"obs_mode": "depth_cloud"}),
     "HepPushAround-v0": ("symgym.envs.closed_loop_around:PushAroundEnv", 80, {}),
     "HepPushAroundDepth-v0": ("symgym.envs.closed_loop_around:PushAroundEnv", 80, {"obs_mode": "depth_cloud"}),
+    # the HEP tasks driven by a Franka Panda with a suction cup (rendered depth clouds by default)
+    "HepPandaPickPlace-v0": ("symgym.envs.closed_loop_panda:PandaPickPlaceEnv", 80, {}),
+    "HepPandaPushToTarget-v0": ("symgym.envs.closed_loop_panda:PandaPushToTargetEnv", 80, {}),
+    "HepPandaTwoStagePlace-v0": ("symgym.envs.closed_loop_panda:PandaTwoStagePlaceEnv", 160, {}),
     "SymPushWind-v0": ("symgym.envs.sym_push_broken:SymPushWindEnv", 100, {}),
     "SymPushObstacle-v0": ("symgym.envs.sym_push_broken:SymPushObstacleEnv", 100, {}),
     "RosArm-v0": ("symgym.envs.ros:RosArmEnv", None, {}),   # no TimeLimit: it truncates at its mirrored env's
