@@ -269,3 +269,28 @@ def test_quick_throughput_bench_times_every_agent_against_sac(tmp_path):
     assert out["agents"]["sac"]["ratio_to_sac"] == [1.0, 1.0]
     assert all(len(r["ms_per_1k_steps"]) == 2 and r["median_ms_per_1k_steps"] > 0 for r in out["agents"].values())
     assert (tmp_path / "sac-throughput.png").is_file()
+
+
+def test_graded_effects_pair_seeds_and_the_breaks_grow_with_the_wind(tmp_path):
+    import json
+
+    from symgym.learn.bench.sac_graded import graded_effects, measured_breaks
+
+    breaks = measured_breaks(quick=True)
+    assert breaks["SymPush-v0"]["break"] < 1e-6                     # the exact env does not break O(2)
+    assert 0 < breaks["SymPushWind-v0 wind=0.1"]["break"] < breaks["SymPushWind-v0 wind=0.5"]["break"]
+    assert breaks["PandaPush-v0"]["break"] > 1e-3                   # the arm breaks it
+    trials = tmp_path / "trials" / "approx-sac-graded"
+    trials.mkdir(parents=True)
+    auc = {("approx-sac", 0): 0.9, ("approx-sac", 1): 0.7, ("approx-sac", 2): 0.8,
+           ("equi-sac", 0): 0.5, ("equi-sac", 1): 0.6}                # equi-sac seed 2 unfinished: not paired
+    for (method, seed), value in auc.items():
+        summary = {"params": {"env": "SymPushWind-v0", "env_kwargs": {"wind": 0.1}},
+                   "labels": {"method": method, "seed": seed}, "metrics": {"success_auc": value}}
+        (trials / f"{method}_{seed}.json").write_text(json.dumps(summary))
+    rows = graded_effects(tmp_path, breaks)
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["cell"] == "SymPushWind-v0 wind=0.1" and row["seeds"] == [0, 1] and row["baseline"] == "equi-sac"
+    assert abs(row["effect"] - 0.25) < 1e-12 and row["ci95"][0] < 0.25 < row["ci95"][1]
+    assert row["break"] == breaks["SymPushWind-v0 wind=0.1"]["break"]

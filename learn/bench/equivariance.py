@@ -81,9 +81,11 @@ def observation_break(env, state: np.ndarray, actions: list, g) -> dict:
     return out
 
 
-def check_task_space(env_id: str, seed: int, n_random: int, steps: int, n_starts: int) -> dict:
-    """Per-element task-space break over ``n_starts`` start states (seeds ``seed...``)."""
-    env = gym.make(env_id).unwrapped
+def check_task_space(env_id: str, seed: int, n_random: int, steps: int, n_starts: int,
+                     env_kwargs: dict | None = None) -> dict:
+    """Per-element task-space break over ``n_starts`` start states (seeds ``seed...``): the one metric that reads
+    the same on planar and arm envs (observation units), so breaks of different envs can share an axis."""
+    env = gym.make(env_id, **(env_kwargs or {})).unwrapped
     rng = np.random.default_rng(seed)
     named = _elements(env.symmetry.group, rng, n_random)
     per_element: dict[str, list[dict]] = {name: [] for name, _ in named}

@@ -150,6 +150,10 @@ def run(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0) -> 
     results["tuning"] = tuning_choice(out_dir)
     results["drift_vs_break"] = drift_vs_break(out_dir, sweeps=(results.get("sweep", SPEC), "approx-sac-graded"))
     results["sac_solvable"] = solvable(out_dir)
+    from symgym.learn.bench.sac_graded import run as graded_run
+
+    # effect against each env's measured break (x: one task-space metric for planar and arm envs)
+    results["graded_breaking"] = graded_run(Path(out_dir), quick=quick, seed=seed)
     spec = load_spec(SPEC, quick=quick)
     first_seed = min(spec.raw["grid"]["seed"]) + seed
     errors = {}
