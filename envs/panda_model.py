@@ -54,9 +54,22 @@ PUSHER_BIT, PUCK_BIT, ARM_BIT = 1, 2, 4
 #: the step (rad) below which it has converged
 IK_DAMPING, IK_STEP_TOL, IK_NEWTON_RADIUS = 1e-7, 1e-12, 1e-2
 # index helpers of the batched kinematics: cross products and rotation-matrix antisymmetric parts
-# entries of a flattened 3x3 matrix whose differences are (twice) its antisymmetric part; cross-product indices
-_ANTI_PLUS, _ANTI_MINUS = np.array([7, 2, 3]), np.array([5, 6, 1])
-_NEXT, _PREV = np.array([1, 2, 0]), np.array([2, 0, 1])
+
+
+def _hand_error_entries() -> tuple[np.ndarray, np.ndarray]:
+    """Where the entries of ``E = HAND_DOWN R^T`` that the orientation error needs sit in a flattened R, and their
+    signs (HAND_DOWN is a signed permutation, so each is one entry of R): E21, E02, E10, then E12, E20, E01 (v's
+    two terms), then E00, E11, E22 (the trace)."""
+    nz = np.argmax(np.abs(HAND_DOWN), axis=1)
+    assert np.array_equal(np.abs(HAND_DOWN)[np.arange(3), nz], np.ones(3)) and len(set(nz)) == 3, HAND_DOWN
+    pairs = ((2, 1), (0, 2), (1, 0), (1, 2), (2, 0), (0, 1), (0, 0), (1, 1), (2, 2))
+    # E_ij = sum_k HAND_DOWN_ik R_jk = HAND_DOWN_i,nz(i) R_j,nz(i)
+    return (np.array([3 * j + nz[i] for i, j in pairs]), np.array([HAND_DOWN[i, nz[i]] for i, _ in pairs]))
+
+
+_E_INDEX, _E_SIGN = _hand_error_entries()
+# axis and offset components of a cross product's terms (see CartesianVelocityController.arm_kinematics)
+_CROSS_A, _CROSS_B = np.array([1, 2, 0, 2, 0, 1]), np.array([2, 0, 1, 1, 2, 0])
 _EYE6 = np.eye(6)
 
 
@@ -167,6 +180,12 @@ def _add_table_puck_goal(spec: "mujoco.MjSpec", with_puck: bool = True) -> None:
     rim.wrap_site("puck_site")
 
 
+def _as_slice(index: np.ndarray) -> slice | np.ndarray:
+    """A slice where ``index`` is contiguous (the arm's joints are: the URDF lists them first): no fancy-index copy."""
+    start = int(index[0])
+    return slice(start, start + len(index)) if np.array_equal(index, np.arange(start, start + len(index))) else index
+
+
 class ArmKinematics(NamedTuple):
     """The arm's kinematics at N postures, batched on the first axis (what the controller reads)."""
 
@@ -201,10 +220,12 @@ class CartesianVelocityController:
         self.joint_ids = np.array(jids)
         self.qpos_idx = np.array([model.jnt_qposadr[j] for j in jids])
         self.dof_idx = np.array([model.jnt_dofadr[j] for j in jids])
-        # a slice where the arm's dofs are contiguous (they are: the URDF lists them first): no fancy-index copies
-        contiguous = np.array_equal(self.dof_idx, np.arange(self.dof_idx[0], self.dof_idx[0] + len(jids)))
-        self._dofs = slice(int(self.dof_idx[0]), int(self.dof_idx[0]) + len(jids)) if contiguous else self.dof_idx
+        self._qpos = _as_slice(self.qpos_idx)
+        self._joints = _as_slice(self.joint_ids)
         self.lower, self.upper = model.jnt_range[jids, 0].copy(), model.jnt_range[jids, 1].copy()
+        self._lo_bound, self._hi_bound = self.lower + limit_margin, self.upper - limit_margin
+        # the orientation error the task leaves for after the period, per unit of the task's rate (the residual's)
+        self._orientation_left = (1.0 - orientation_gain) * self.period / orientation_gain
         self.site = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, "pusher_tip")
         self.hand = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, "panda_hand")
         # mj_jac's reference point: the subtree com of the tip's kinematic tree root
@@ -229,18 +250,18 @@ class CartesianVelocityController:
         """:class:`ArmKinematics` of k postures from MuJoCo's kinematics: the arm's joint positions ``q`` (k, 7), the
         tip (k, 3), the hand's ``xmat`` (k, 9 or 3, 3) and the arm joints' ``xanchor``/``xaxis`` (k, 7, 3). The
         Jacobian of the tip over the hinges is ``axis x (tip - anchor)`` (translation) and ``axis`` (rotation)."""
-        off = tip[:, None, :] - xanchor
-        cross = xaxis.take(_NEXT, axis=2) * off.take(_PREV, axis=2) - xaxis.take(_PREV, axis=2) * off.take(_NEXT, axis=2)
+        # the cross product's two halves, (a1 o2, a2 o0, a0 o1) - (a2 o1, a0 o2, a1 o0), in one product
+        products = xaxis.take(_CROSS_A, axis=2) * (tip[:, None, :] - xanchor).take(_CROSS_B, axis=2)
         jac = np.empty((len(q), 6, xaxis.shape[1]))
-        jac[:, :3] = cross.transpose(0, 2, 1)
+        jac[:, :3] = (products[..., :3] - products[..., 3:]).transpose(0, 2, 1)
         jac[:, 3:] = xaxis.transpose(0, 2, 1)
         return ArmKinematics(q, tip, hand.reshape(-1, 3, 3), jac)
 
     def kinematics_of(self, data: mujoco.MjData) -> ArmKinematics:
         """One row of :class:`ArmKinematics` from ``data``, whose kinematics must be current (``mj_kinematics``)."""
-        return self.arm_kinematics(data.qpos[None, self.qpos_idx], data.site_xpos[None, self.site],
-                                   data.xmat[None, self.hand], data.xanchor[None, self.joint_ids],
-                                   data.xaxis[None, self.joint_ids])
+        j = self._joints
+        return self.arm_kinematics(data.qpos[None, self._qpos], data.site_xpos[None, self.site],
+                                   data.xmat[None, self.hand], data.xanchor[None, j], data.xaxis[None, j])
 
     def kinematics_at(self, datas: Sequence[mujoco.MjData], q: np.ndarray,
                       qpos: np.ndarray | None = None) -> ArmKinematics:
@@ -264,19 +285,18 @@ class CartesianVelocityController:
     def orientation_error(hand: np.ndarray) -> np.ndarray:
         """Rotation vectors (N, 3) taking hand orientations (N, 3, 3) to HAND_DOWN (world frame), the short way
         round (what ``mju_mat2Quat`` + ``mju_quat2Vel`` give), batched: with ``E = HAND_DOWN R^T``, the angle is
-        ``atan2(sin, cos)`` of ``|v| / 2`` and ``(tr E - 1) / 2``, ``v`` E's antisymmetric part (2 sin(angle)
-        axis). Rows past ~120 degrees (trace <= 0, where v loses the axis near 180 degrees) go through MuJoCo's
-        routines one by one."""
-        err = (HAND_DOWN @ hand.transpose(0, 2, 1)).reshape(-1, 9)
-        trace = err[:, 0] + err[:, 4] + err[:, 8]
-        v = err.take(_ANTI_PLUS, axis=1) - err.take(_ANTI_MINUS, axis=1)
+        ``atan2(|v|, tr E - 1)`` with ``v`` E's antisymmetric part (2 sin(angle) axis). Rows past ~120 degrees
+        (trace <= 0, where v loses the axis near 180 degrees) go through MuJoCo's routines one by one."""
+        g = hand.reshape(-1, 9).take(_E_INDEX, axis=1) * _E_SIGN   # E's entries: v's two terms, its diagonal
+        v = g[:, :3] - g[:, 3:6]
+        trace = g[:, 6:].sum(axis=1)
         two_sin = np.sqrt((v * v).sum(axis=1))
         # v = 0 (no rotation) gives 0 whatever it is divided by
-        out = v * (np.arctan2(0.5 * two_sin, 0.5 * (trace - 1.0)) / np.maximum(two_sin, 1e-300))[:, None]
+        out = v * (np.arctan2(two_sin, trace - 1.0) / np.maximum(two_sin, 1e-300))[:, None]
         if trace.min() <= 0:
             for i in np.flatnonzero(trace <= 0):
                 quat = np.empty(4)
-                mujoco.mju_mat2Quat(quat, err[i])
+                mujoco.mju_mat2Quat(quat, (HAND_DOWN @ hand[i].T).reshape(-1))
                 if quat[0] < 0:
                     quat = -quat
                 mujoco.mju_quat2Vel(out[i], quat, 1.0)
@@ -340,22 +360,19 @@ class CartesianVelocityController:
         task[:, 2] = self.height_gain * (self.tip_height - tip[:, 2]) / T
         task[:, 3:] = self.orientation_gain / T * self.orientation_error(now.hand)
         # joint limits: no joint ends the period inside its margin (one already there may only move out of it)
-        lo = np.minimum((self.lower + self.limit_margin - q) / T, 0.0)
-        hi = np.maximum((self.upper - self.limit_margin - q) / T, 0.0)
+        lo = np.minimum((self._lo_bound - q) / T, 0.0)
+        hi = np.maximum((self._hi_bound - q) / T, 0.0)
         qdot = self.solve_batch(now.jac, task, q, self.posture_gain, self.damping, lo, hi)
         # held joint velocities move the tip on a curve: one Newton correction at the predicted end of the
         # period puts the end point where the task wants it (the residual is second order in the step)
         end = predict(q + T * qdot)
         residual = np.empty_like(task)
-        residual[:, :2] = tip[:, :2] + T * planar_velocity - end.tip[:, :2]
-        residual[:, 2] = tip[:, 2] + T * task[:, 2] - end.tip[:, 2]
-        residual[:, 3:] = (self.orientation_error(end.hand)
-                           - (1.0 - self.orientation_gain) * task[:, 3:] * T / self.orientation_gain)
+        residual[:, :3] = tip + T * task[:, :3] - end.tip
+        residual[:, 3:] = self.orientation_error(end.hand) - self._orientation_left * task[:, 3:]
         qdot = qdot + self.solve_batch(end.jac, residual / T, q, 0.0, self.damping, lo - qdot, hi - qdot)
-        # the Panda's velocity limits: uniform scaling keeps the direction of the tip's motion
+        # the Panda's velocity limits: uniform scaling keeps the direction of the tip's motion (x / 1.0 == x)
         scale = np.max(np.abs(qdot) / VELOCITY_LIMITS, axis=1, keepdims=True)
-        qdot = np.where(scale > 1.0, qdot / scale, qdot)
-        return qdot * self._servo_scale
+        return qdot / np.maximum(scale, 1.0) * self._servo_scale
 
     def joint_velocities(self, data: mujoco.MjData, planar_velocity: np.ndarray) -> np.ndarray:
         """:meth:`joint_velocities_batch` for one arm whose current kinematics are in ``data`` (as
@@ -364,7 +381,11 @@ class CartesianVelocityController:
         return self.joint_velocities_batch(self.kinematics_of(data), v, functools.partial(self._predict_one, data))[0]
 
     def _predict_one(self, data: mujoco.MjData, q: np.ndarray) -> ArmKinematics:
-        return self.kinematics_at((self._predict,), q, data.qpos[None])
+        p = self._predict   # kinematics_at for one row, without its stacking
+        p.qpos[:] = data.qpos
+        p.qpos[self.qpos_idx] = q[0]
+        mujoco.mj_kinematics(self.model, p)
+        return self.kinematics_of(p)
 
     def solve_ik(self, data: mujoco.MjData, target_xy: np.ndarray, iterations: int = 200) -> float:
         """Put the arm (at rest) where the tip is at ``target_xy`` and the tip height, hand down, starting from the
