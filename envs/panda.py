@@ -148,7 +148,10 @@ class PandaPushEnv(PlanarMujocoEnv):
     * v0 (current): the arm collides with the table, the puck and itself; the controller is solved once per action and
       held by joint velocity servos (before: re-solved at each substep); observations read the current
       kinematics (before: the tip lagged one substep); the workspace shrank from 0.33 m to 0.25 m, where the
-      arm tracks a 0.4 m/s command (p95 error <= 0.15).
+      arm tracks a 0.4 m/s command (p95 error <= 0.15). Since then, unversioned (same dynamics): the controller is
+      written once over a batch of arms (the vector env steps N at once) and the reset's IK placement converges by
+      Gauss-Newton to the same posture (within 1.1e-10 rad; servo targets within 6e-13, float32 observations of
+      8 x 50-step episodes identical, float64 states within 1.2e-12).
     """
 
     frame_skip = 10

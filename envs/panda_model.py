@@ -14,6 +14,8 @@ differential IK (task-weighted, the redundant DoF pulled toward a home posture i
 limits as saturations that the remaining joints make up for, the Panda's velocity limits) turns it into joint
 velocities, and MuJoCo's velocity servos hold them through the substeps. The per-substep ``ctrl`` is thus one
 constant vector, so ``mujoco.rollout`` with that control repeated ``frame_skip`` times reproduces ``env.step``.
+The control law is numpy over a batch of arms (:meth:`CartesianVelocityController.joint_velocities_batch`): one
+env is a batch of one, the vector env (``envs/vector.py``) a batch of N, and each row is the same numbers.
 """
 from __future__ import annotations
 

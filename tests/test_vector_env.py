@@ -261,3 +261,31 @@ def test_two_physics_threads_give_the_same_numbers():
         _assert_same_step(one.step(actions), two.step(actions), t)
     with pytest.raises(ValueError, match="nthread"):
         gym.make_vec("SymPush-v0", num_envs=2, vectorization_mode="vector_entry_point", nthread=0)
+
+
+def test_panda_partial_reset_solves_placements_together_as_single_envs():
+    """A reset_mask reset of some Panda envs (their IK placements solved as one batch) leaves each exactly where
+    its own reset puts it; the next step then matches single envs too."""
+    n = 4
+    fast = gym.make_vec("PandaPush-v0", num_envs=n, vectorization_mode="vector_entry_point")
+    singles = [gym.make("PandaPush-v0") for _ in range(n)]
+    obs, _ = fast.reset(seed=50)
+    assert np.array_equal(obs, np.stack([e.reset(seed=50 + i)[0] for i, e in enumerate(singles)]))
+    rng = np.random.default_rng(6)
+    for _ in range(3):
+        actions = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
+        fast.step(actions)
+        for e, a in zip(singles, actions):
+            e.step(a)
+    mask = np.array([True, False, True, True])
+    obs, info = fast.reset(seed=[3, None, 4, 5], options={"reset_mask": mask})
+    for i, seed in ((0, 3), (2, 4), (3, 5)):
+        assert np.array_equal(obs[i], singles[i].reset(seed=seed)[0])
+    assert np.array_equal(info["_is_success"], mask)
+    actions = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
+    obs, reward, *_ = fast.step(actions)
+    steps = [e.step(a) for e, a in zip(singles, actions)]
+    assert np.array_equal(obs, np.stack([s[0] for s in steps])) and np.array_equal(reward, [s[1] for s in steps])
+    fast.sync_envs()
+    assert all(np.array_equal(f.get_state(), e.unwrapped.get_state()) for f, e in zip(fast.envs, singles))
+    fast.close()

@@ -12,11 +12,12 @@ rounds of one process, warm-up excluded, median and spread, threads and load ave
   and controls, chained one call per env step (what a policy in the loop needs) and as one call for the whole
   horizon (the physical limit: no Python between steps). The rollout pool has as many threads as the vector env
   (its default, 1); the vector env with a 2-thread pool is timed too.
-* ``pandapush_vector_n16``: the same for 16 PandaPush envs. The vector env's Panda path runs each env's own
-  controller (``env.control``: one differential-IK solve per env and action, a Python loop over the 16 envs) and
-  steps the physics in the batch; the raw rollouts replay the controls the vector env applied (recorded), so they
-  are the physics alone, with no controller. ``breakdown`` splits one untimed pass of the vector env into
-  controller, batched physics and the rest (observation, reward, info, bookkeeping), on the CPU clock.
+* ``pandapush_vector_n16``: the same for 16 PandaPush envs. The vector env's Panda path is batched over the 16 envs
+  (the controller's differential IK as numpy over the batch, its kinematics from one ``mujoco.batch`` call, the
+  physics in the batch; resets solve their IK placements together); the raw rollouts replay the controls the vector
+  env applied (recorded), so they are the physics alone, with no controller. ``breakdown`` splits one untimed pass
+  of the vector env into the resets (IK placements), the controller's arithmetic, the arm kinematics, the batched
+  physics and the rest (observation, reward, info, bookkeeping), on the CPU clock.
 """
 from __future__ import annotations
 
@@ -130,34 +131,46 @@ class _TimedBatch:
 
 
 def _breakdown(vec, actions: np.ndarray, seed: int) -> dict[str, float]:
-    """Where the Panda vector env's CPU time goes, over one pass of ``actions``: the initial resets (each places
-    the arm by IK), the per-env controller (``_control``), the batched physics and the rest; fractions of the
-    pass's CPU time."""
-    real_batch, real_control = vec.batch, vec._control
-    timed, spent = _TimedBatch(real_batch), [0.0]
+    """Where the Panda vector env's CPU time goes, over one pass of ``actions``: the resets (each places the arm by
+    IK), the controller's arithmetic (``_control`` less the kinematics it asks for), the arm kinematics of the
+    steps, the batched physics and the rest; fractions of the pass's CPU time."""
+    real_batch, real_control, real_kinematics = vec.batch, vec._control, vec._kinematics
+    timed = _TimedBatch(real_batch)
+    spent = {"control": 0.0, "kinematics": 0.0, "kinematics_in_control": 0.0, "reset": 0.0}
+    inside = {"control": False, "reset": False}
 
     def control(*args):
+        inside["control"], start = True, time.process_time()
+        try:
+            return real_control(*args)
+        finally:
+            spent["control"] += time.process_time() - start
+            inside["control"] = False
+
+    def kinematics(*args):
         start = time.process_time()
-        out = real_control(*args)
-        spent[0] += time.process_time() - start
+        out = real_kinematics(*args)
+        if not inside["reset"]:     # a reset's kinematics count as the reset's
+            spent["kinematics"] += time.process_time() - start
+            spent["kinematics_in_control"] += (time.process_time() - start) * inside["control"]
         return out
 
-    vec.batch, vec._control = timed, control
-    reset = 0.0
+    vec.batch, vec._control, vec._kinematics = timed, control, kinematics
     try:
         start = time.process_time()
         for rep in actions:
-            r0 = time.process_time()
+            inside["reset"], r0 = True, time.process_time()
             vec.reset(seed=seed)
-            reset += time.process_time() - r0
+            spent["reset"] += time.process_time() - r0
+            inside["reset"] = False
             for a in rep:
                 vec.step(a)
         total = time.process_time() - start
     finally:
-        vec.batch = real_batch
+        vec.batch, vec._kinematics = real_batch, real_kinematics
         del vec._control
-    parts = {"reset": reset, "controller": spent[0], "batched_physics": timed.cpu}
-    # "rest": observation, reward, info, autoresets within the horizon (an IK placement each), bookkeeping
+    parts = {"reset": spent["reset"], "controller": spent["control"] - spent["kinematics_in_control"],
+             "kinematics": spent["kinematics"], "batched_physics": timed.cpu}
     return {"cpu_seconds": total, **{k: v / total for k, v in parts.items()}, "rest": 1.0 - sum(parts.values()) / total}
 
 
