@@ -275,6 +275,8 @@ class CartesianVelocityController:
                 d.qpos[:] = qpos[j]
             d.qpos[self.qpos_idx] = q[j]
             mujoco.mj_kinematics(self.model, d)
+        if len(datas) == 1:   # the same values without stacking
+            return self.kinematics_of(datas[0])._replace(q=q)
         jids = self.joint_ids
         return self.arm_kinematics(q, np.stack([d.site_xpos[self.site] for d in datas]),
                                    np.stack([d.xmat[self.hand] for d in datas]),
@@ -426,11 +428,15 @@ class CartesianVelocityController:
                 gn = (e < IK_NEWTON_RADIUS) & (exits[rows] < 4)
                 exits[rows] += newton[rows] & ~gn
                 newton[rows] = gn
-                step = np.empty((len(rows), len(self.dof_idx)))
-                for mask, gain, damping in ((gn, 1.0, IK_DAMPING), (~gn & (e < 0.01), 0.1, 1e-6),
-                                            (~gn & ~(e < 0.01), 0.1, 1e-4)):
-                    if mask.any():
-                        step[mask] = self.solve_batch(kin.jac[mask], task[mask], kin.q[mask], gain, damping)
+                if len(rows) == 1:   # one arm (a single env's reset): its own mode, no grouping
+                    gain, damping = (1.0, IK_DAMPING) if gn[0] else (0.1, 1e-6 if e[0] < 0.01 else 1e-4)
+                    step = self.solve_batch(kin.jac, task, kin.q, gain, damping)
+                else:
+                    step = np.empty((len(rows), len(self.dof_idx)))
+                    for mask, gain, damping in ((gn, 1.0, IK_DAMPING), (~gn & (e < 0.01), 0.1, 1e-6),
+                                                (~gn & ~(e < 0.01), 0.1, 1e-4)):
+                        if mask.any():
+                            step[mask] = self.solve_batch(kin.jac[mask], task[mask], kin.q[mask], gain, damping)
                 done = gn & (np.abs(step).max(axis=1) < IK_STEP_TOL)
                 moving = rows[~done]
                 q[moving] = np.clip(q[moving] + step[~done], self.lower + 1e-3, self.upper - 1e-3)
