@@ -73,6 +73,15 @@ _E_INDEX, _E_SIGN = _hand_error_entries()
 # axis and offset components of a cross product's terms (see CartesianVelocityController.arm_kinematics)
 _CROSS_A, _CROSS_B = np.array([1, 2, 0, 2, 0, 1]), np.array([2, 0, 1, 1, 2, 0])
 _EYE6 = np.eye(6)
+try:
+    # the gufunc under np.linalg.solve, called without that wrapper's per-call checks and error-state setup (~3 us of
+    # a 6x6 solve, twice per control step); the same numbers. Its systems are damped, never singular.
+    from numpy.linalg import _umath_linalg
+
+    def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return _umath_linalg.solve(a, b, signature="dd->d")
+except ImportError:   # a numpy without it: the public function
+    _solve = np.linalg.solve
 
 
 def pybullet_panda_urdf() -> Path:
@@ -318,9 +327,9 @@ class CartesianVelocityController:
         rhs = (task * self.weights)[..., None]
         if posture_gain:
             posture = posture_gain * (HOME_POSTURE - q)
-            qdot = (JwT @ np.linalg.solve(A, rhs - Jw @ posture[..., None]))[..., 0] + posture
+            qdot = (JwT @ _solve(A, rhs - Jw @ posture[..., None]))[..., 0] + posture
         else:
-            qdot = (JwT @ np.linalg.solve(A, rhs))[..., 0]
+            qdot = (JwT @ _solve(A, rhs))[..., 0]
         if lo is not None and ((qdot < lo) | (qdot > hi)).any():
             for i in np.flatnonzero(((qdot < lo) | (qdot > hi)).any(axis=1)):
                 qdot[i] = self._solve_saturated(Jw[i], rhs[i, :, 0], q[i], posture_gain, damping, lo[i], hi[i])
