@@ -1,4 +1,7 @@
-"""DHN task: model shapes, masking, the Hamiltonian update, a short training run, bad input."""
+"""DHN task: model shapes, masking, the Hamiltonian update, a short training run, bad input; the full study."""
+import dataclasses
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -335,3 +338,153 @@ def test_quick_task_writes_all_metrics_ledger_and_figure(tmp_path):
     from symgym.learn.evidence.ledger import VERDICTS
 
     assert all(e["holds"] in VERDICTS for e in result["evidence"])
+
+
+# ----------------------------------------------------------------------------- the full-scale study (full.py)
+
+
+def _tiny_plan(root, **overrides):
+    from symgym.learn.tasks.dhn import full
+    from symgym.learn.tasks.dhn.training import CurveSettings
+
+    settings = dict(config=DHNConfig.quick(), systems=("pendulum",), lr_grid=(1e-3, 1e-2), eval_seeds=(0, 1),
+                    tuning_seed=100, curve=CurveSettings(checkpoint_every=2, eval_every=3, n_val=4, fit_iters=2),
+                    cache=root / "cache", results=root / "results", out_dir=root / "out")
+    settings.update(overrides)
+    return full.Plan(**settings)
+
+
+def test_reference_config_has_the_reference_scale_and_matched_parameter_counts():
+    cfg = DHNConfig.reference()
+    cfg.validate()
+    assert (cfg.dhn_width, cfg.latent_dim, cfg.n_train, cfg.lr) == (128, 128, 1000, 1e-4)
+    assert cfg.train_iters >= 6000 and cfg.n_test >= 64
+    for state_dim in (2, 4, 6):
+        sizes = {name: n_parameters(build_model(name, state_dim, cfg)) for name in ("dhn", "dhn-midpoint", "hnn", "plain")}
+        assert max(sizes.values()) / min(sizes.values()) < 1.02, sizes
+
+
+def test_training_resumed_after_a_kill_ends_where_an_uninterrupted_run_ends(tmp_path):
+    """Kill at iteration 7 (last checkpoint at 6), restart: same weights, codes, losses and curve, bit for bit."""
+    from symgym.learn.tasks.dhn.training import CurveSettings, Unit, load_data, train_unit
+
+    cfg = dataclasses.replace(DHNConfig.quick(), train_iters=10)
+    curve = CurveSettings(checkpoint_every=3, eval_every=4, n_val=4, fit_iters=2)
+    data = load_data(tmp_path / "cache", "pendulum", 5, cfg, curve.n_val, with_test=False)
+    for name in ("dhn", "hnn"):
+        whole = train_unit(Unit("pendulum", name, 5, 3e-3, tmp_path / f"{name}_whole"), data, cfg, curve)
+
+        def kill(iteration):
+            if iteration == 7:
+                raise KeyboardInterrupt
+
+        unit = Unit("pendulum", name, 5, 3e-3, tmp_path / f"{name}_killed")
+        with pytest.raises(KeyboardInterrupt):
+            train_unit(unit, data, cfg, curve, on_iteration=kill)
+        assert unit.progress()["iteration"] == 6 and not unit.progress()["done"]
+        resumed = train_unit(unit, data, cfg, curve)
+        assert unit.progress()["done"]
+        for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
+            assert torch.equal(a, b)
+        assert torch.equal(whole.codes.weight, resumed.codes.weight)
+        assert whole.losses == resumed.losses and len(whole.losses) == 10
+        assert whole.curve == resumed.curve and [p["iteration"] for p in whole.curve] == [4, 8, 10]
+        # a finished unit loads instead of training again
+        again = train_unit(unit, data, cfg, curve, on_iteration=kill)
+        assert again.losses == whole.losses
+    # a checkpoint from other settings is refused, not silently continued
+    with pytest.raises(ValueError, match="config key"):
+        train_unit(unit, data, dataclasses.replace(cfg, batch=8), curve)
+
+
+def test_cached_data_are_generated_once_and_reused(tmp_path, monkeypatch):
+    from symgym.learn.tasks.dhn import training
+
+    calls = []
+    real = training.make_dataset
+
+    def counting(*args, **kwargs):
+        calls.append(args[:3])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "make_dataset", counting)
+    cfg = DHNConfig.quick()
+    first = training.load_data(tmp_path, "pendulum", 3, cfg, n_val=4)
+    assert len(calls) == 3  # train, validation, test
+    files = sorted((tmp_path / "data").glob("*.npz"))
+    stamps = [f.stat().st_mtime_ns for f in files]
+    second = training.load_data(tmp_path, "pendulum", 3, cfg, n_val=4)
+    assert len(calls) == 3 and [f.stat().st_mtime_ns for f in files] == stamps
+    for a, b in ((first.train, second.train), (first.val, second.val), (first.test, second.test)):
+        np.testing.assert_array_equal(a.observations, b.observations)
+        np.testing.assert_array_equal(a.params, b.params)
+        assert a.param_names == b.param_names
+    # the same trajectories as the task's own generator; validation and test are other trajectories
+    np.testing.assert_array_equal(first.train.states, make_dataset("pendulum", cfg.n_train, cfg.train_length, seed=3).states)
+    assert not np.allclose(first.val.states[:, 0], first.test.states[: len(first.val), 0])
+    # other data settings are other files
+    training.load_data(tmp_path, "pendulum", 3, dataclasses.replace(cfg, n_train=6), n_val=4, with_test=False)
+    assert len(calls) == 4
+
+
+def test_tuning_picks_the_lowest_heldout_error_per_model_on_the_tuning_seed(tmp_path):
+    from symgym.learn.tasks.dhn import full
+    from symgym.learn.io import write_json
+
+    plan = _tiny_plan(tmp_path, models=("dhn", "hnn"), lr_grid=(1e-4, 1e-3, 1e-2))
+    errors = {"dhn": {1e-4: 0.5, 1e-3: 0.2, 1e-2: 0.9}, "hnn": {1e-4: 0.1, 1e-3: 0.3, 1e-2: float("inf")}}
+    for model, by_lr in errors.items():
+        for lr, value in by_lr.items():
+            if (model, lr) != ("hnn", 1e-2):
+                write_json(plan.tuning_result("pendulum", model, lr), {"config_key": plan.key, "final": {"val_rmse": value}})
+    assert full.chosen_lrs(plan, "pendulum") == {"dhn": 1e-3}  # hnn's grid is not finished yet
+    write_json(plan.tuning_result("pendulum", "hnn", 1e-2), {"config_key": "stale", "final": {"val_rmse": 0.0}})
+    assert "hnn" not in full.chosen_lrs(plan, "pendulum")  # a result from other settings does not count
+    write_json(plan.tuning_result("pendulum", "hnn", 1e-2), {"config_key": plan.key, "final": {"val_rmse": 2.0}})
+    assert full.chosen_lrs(plan, "pendulum") == {"dhn": 1e-3, "hnn": 1e-4}
+    report = full.status(plan)["systems"]["pendulum"]
+    assert report["lr_on_grid_edge"] == ["hnn"]
+
+
+def test_tiny_full_study_tunes_then_trains_seeds_and_writes_the_ledger(tmp_path):
+    """End to end at tiny scale: tuning on its own seed, per-(model, seed) results, ledger, figures, resumable."""
+    from symgym.learn.tasks.dhn import full
+    from symgym.learn.evidence.ledger import VERDICTS
+
+    plan = _tiny_plan(tmp_path)
+    with pytest.raises(ValueError, match="tuning seed 0 is also an evaluation seed"):
+        _tiny_plan(tmp_path, tuning_seed=0).validate()
+    # two parts: part 1/2 runs its units, the seed units of models tuned in the other part wait
+    assert not full.run_system(plan, "pendulum", part=(1, 2), log=lambda _: None)
+    results = full.run(plan, log=lambda _: None)
+    assert results is not None and full.system_done(plan, "pendulum")
+    tuning = json.loads((plan.results / "pendulum" / "tuning.json").read_text())
+    for model in plan.models:
+        curves = {lr: json.loads(plan.tuning_result("pendulum", model, lr).read_text()) for lr in plan.lr_grid}
+        best = min(plan.lr_grid, key=lambda lr: curves[lr]["final"]["val_rmse"])
+        assert tuning["chosen_lr"][model] == best and all(c["seed"] == 100 for c in curves.values())
+        for seed in plan.eval_seeds:
+            result = json.loads(plan.seed_result("pendulum", model, seed).read_text())
+            assert result["lr"] == best and result["seed"] == seed
+            assert [p["iteration"] for p in result["learning_curve"]] == [3, 6]
+            assert np.isfinite(result["metrics"][model]["vpt_steps"])
+    assert {(e["method"], e["baseline"]) for e in results["evidence"]} == {("dhn", "hnn"), ("dhn", "plain")}
+    assert all(e["holds"] in VERDICTS and e["n_method"] == 2 for e in results["evidence"])
+    assert all("Holm" in e["adjustment"] for e in results["evidence"])
+    assert (plan.out_dir / "dhn_learning_curves.png").stat().st_size > 10_000
+    assert json.loads((plan.out_dir / "dhn.json").read_text())["plan"]["chosen_lr"]["pendulum"] == tuning["chosen_lr"]
+    # a second run finds everything done and trains nothing
+    said = []
+    full.run(plan, log=said.append)
+    assert not any("tuning" in line or "seed" in line for line in said), said
+    # status: every unit finished, and a cost estimate once a timing file exists
+    timing = {"measured_at": "t", "machine": {"load_average_1min": 0.0},
+              "models": {m: {"train_iter_s": 1.0, "heldout_eval_s": 10.0, "fit_iter_s": 0.5, "heldout_rollout_s": 2.0}
+                         for m in plan.models}}
+    from symgym.learn.io import write_json
+
+    write_json(plan.results / "timing.json", timing)
+    report = full.status(plan)
+    assert report["systems"]["pendulum"]["units_finished"] == report["systems"]["pendulum"]["units"] == 12
+    assert report["cpu_hours_left"] == 0.0 and report["cpu_hours_total"] > 0
+    assert "CPU-hours" in full.format_status(report)

@@ -67,3 +67,47 @@ def plot_overview(per_system: dict[str, dict], summary: dict[str, Any], cfg, mod
         ax.set_ylim(bottom=max(ax.get_ylim()[0], -1.0), top=1.0)
     fig.tight_layout()
     return fig
+
+
+def plot_learning_curves(curves: dict[str, dict[str, dict[str, Any]]], chosen: dict[str, dict[str, float]]):
+    """Learning curves of the full-scale study: one row per system.
+
+    ``curves[system][model]`` holds ``"seeds"`` (a list of curves, one per evaluation seed) and ``"tuning"``
+    (learning rate -> curve on the tuning seed); a curve is a list of points with ``iteration``,
+    ``train_loss`` and ``val_rmse``. ``chosen[system][model]`` is the learning rate tuning picked.
+    Columns: training loss and held-out rollout error over iterations (evaluation seeds), and the tuning
+    seed's final held-out error against the learning rate (the chosen one ringed).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    systems = list(curves)
+    fig, axes = plt.subplots(len(systems), 3, figsize=(16, 3.8 * len(systems)), squeeze=False)
+    for row, system in enumerate(systems):
+        for name, entry in curves[system].items():
+            colour, label = COLOURS.get(name, "C7"), LABELS.get(name, name)
+            for i, curve in enumerate(entry.get("seeds", [])):
+                it = [p["iteration"] for p in curve]
+                axes[row, 0].semilogy(it, [p["train_loss"] for p in curve], color=colour, alpha=0.8,
+                                      label=label if i == 0 else None)
+                axes[row, 1].semilogy(it, [p["val_rmse"] for p in curve], color=colour, alpha=0.8,
+                                      label=label if i == 0 else None)
+            tuning = entry.get("tuning", {})
+            if tuning:
+                lrs = sorted(tuning)
+                finals = [tuning[lr][-1]["val_rmse"] if tuning[lr] else np.nan for lr in lrs]
+                axes[row, 2].loglog(lrs, finals, "o-", color=colour, label=label)
+                best = chosen.get(system, {}).get(name)
+                if best in tuning and tuning[best]:
+                    axes[row, 2].scatter([best], [tuning[best][-1]["val_rmse"]], s=160, facecolors="none",
+                                         edgecolors=colour, linewidths=2)
+        axes[row, 0].set(title=f"{system}: training loss (evaluation seeds)", xlabel="iteration")
+        axes[row, 1].set(title="held-out rollout RMS error (validation trajectories)", xlabel="iteration")
+        axes[row, 2].set(title="tuning seed: final held-out error vs learning rate", xlabel="learning rate")
+        for ax in axes[row]:
+            if ax.has_data():
+                ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -24,7 +24,9 @@ with physical parameters varied per trajectory. Metrics, chosen not to saturate:
   the rest; MSE on the filled states (linear interpolation as a reference).
 
 Ledger (``evidence``): per system and metric, DHN vs HNN and DHN vs plain (and DHN vs its
-midpoint ablation), over seeds, with bootstrap CIs (``symgym.learn.evidence.ledger.claim``).
+midpoint ablation), over seeds, with the ledger's intervals (``symgym.learn.evidence.ledger.claim``),
+Holm-adjusted across the family. The full-scale study (reference width and data, tuned learning rates,
+resumable) is ``full.py``.
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ import torch
 from torch import nn
 
 from symgym.learn.io import save_figure
-from symgym.learn.evidence.ledger import claim
+from symgym.learn.evidence.ledger import adjust, claim
 from symgym.learn.tasks.dhn.block import BlockDHN
 from symgym.learn.tasks.dhn.plots import plot_overview
 from symgym.learn.tasks.dhn.models import HNN, MidpointDHN, PlainMLP, initial_guess, interpolate, n_parameters, rollout
@@ -88,6 +90,25 @@ class DHNConfig:
     code_lr: float = 1e-2
     code_reg: float = 1e-3
     hidden: int = 128  # baselines' MLP width (parameter counts similar to the DHN's two transformers)
+    midpoint_width: int = 48  # dhn-midpoint: transformer width
+    midpoint_ff: int = 64  # dhn-midpoint: transformer feed-forward width
+    midpoint_local_hidden: int = 64  # dhn-midpoint: width of its per-midpoint (local) Hamiltonian MLP
+
+    @classmethod
+    def reference(cls) -> "DHNConfig":
+        """The reference implementation's scale (FlyingGiraffe/dhn, ``configs/sinpend_kernel4_stride2.py``).
+
+        There: transformers of width 128 (4 heads, 2 layers), 128-d codes for 1,000 trajectories, Adam at
+        lr 1e-4 for 200 epochs of 32 batches (6,400 iterations). Here the same width, code size, trajectory
+        count and iteration count; the learning rate is tuned per model by ``full.py`` (this 1e-4 is the
+        reference's own). The baselines' MLP width (500) and the midpoint ablation's widths are chosen so that
+        every model has 0.57M parameters (within 1%). A batch is 256 windows of ``block_size`` states (the
+        reference batches 32 whole 129-state trajectories, every block of each: ~8x more pairs per step);
+        64 test trajectories.
+        """
+        return cls(n_train=1000, n_test=64, dhn_width=128, latent_dim=128, train_iters=6400, lr=1e-4,
+                   batch=256, fit_iters=100, hidden=500, midpoint_width=128, midpoint_ff=256,
+                   midpoint_local_hidden=470)
 
     @classmethod
     def quick(cls) -> "DHNConfig":
@@ -155,16 +176,13 @@ def make_windows(trajectories: torch.Tensor, length: int, last: int | None = Non
 # ----------------------------------------------------------------------------- training
 
 
-
-# ----------------------------------------------------------------------------- training
-
-
 def build_model(name: str, state_dim: int, cfg: DHNConfig) -> nn.Module:
     if name == "dhn":
         return BlockDHN(state_dim, cfg.latent_dim, cfg.dhn_block, cfg.dhn_stride, width=cfg.dhn_width,
                         ff=2 * cfg.dhn_width, max_interp_stride=cfg.interp_stride, n_denoise=cfg.n_denoise)
     if name == "dhn-midpoint":
-        return MidpointDHN(state_dim, cfg.latent_dim, cfg.block_size)
+        return MidpointDHN(state_dim, cfg.latent_dim, cfg.block_size, width=cfg.midpoint_width, ff=cfg.midpoint_ff,
+                           local_hidden=cfg.midpoint_local_hidden)
     if name == "hnn":
         return HNN(state_dim, cfg.latent_dim, cfg.hidden)
     if name == "plain":
@@ -193,19 +211,23 @@ def optimise(
     model.requires_grad_(train_network)
     optimizer = torch.optim.Adam(groups)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(iters, 1))
-    history = []
-    for _ in range(iters):
-        batch = torch.randint(0, len(windows), (min(cfg.batch, len(windows)),), generator=generator)
-        z = codes(index[batch])
-        loss = model.training_loss(windows[batch], z, generator)
-        total = loss + cfg.code_reg * (z**2).sum(-1).mean()
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        optimizer.step()
-        schedule.step()
-        history.append(loss.item())
+    history = [train_step(model, codes, optimizer, schedule, windows, index, cfg, generator) for _ in range(iters)]
     model.requires_grad_(True)
     return history
+
+
+def train_step(model: nn.Module, codes: nn.Embedding, optimizer: torch.optim.Optimizer, schedule, windows: torch.Tensor,
+               index: torch.Tensor, cfg: DHNConfig, generator: torch.Generator) -> float:
+    """One optimiser step on a random batch of windows (all randomness from ``generator``); returns the loss."""
+    batch = torch.randint(0, len(windows), (min(cfg.batch, len(windows)),), generator=generator)
+    z = codes(index[batch])
+    loss = model.training_loss(windows[batch], z, generator)
+    total = loss + cfg.code_reg * (z**2).sum(-1).mean()
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    optimizer.step()
+    schedule.step()
+    return loss.item()
 
 
 def new_codes(n: int, dim: int) -> nn.Embedding:
@@ -238,8 +260,6 @@ def relative_energy_error(system_name: str, states: np.ndarray, params: np.ndarr
     energy = system.energy(states, params[:, None, :])
     return np.abs(energy - reference[:, None]) / np.abs(reference[:, None])
 
-
-# ----------------------------------------------------------------------------- evaluation
 
 # ----------------------------------------------------------------------------- evaluation
 
@@ -363,14 +383,14 @@ def run_system(system: str, seeds: list[int], cfg: DHNConfig) -> dict[str, Any]:
     return {"system": system, "seeds": list(seeds), "per_seed": per_seed, "curves": mean_curves}
 
 
-def summarise(per_system: dict[str, dict], cfg: DHNConfig) -> tuple[dict, list]:
-    """Seed means / stds per system, model and metric, and the ledger entries."""
+def summarise(per_system: dict[str, dict], cfg: DHNConfig, models: tuple[str, ...] = MODELS) -> tuple[dict, list]:
+    """Seed means / stds per system, model and metric, and the ledger entries (DHN vs every other model)."""
     summary, evidence = {}, []
     for system, result in per_system.items():
         seeds = result["seeds"]
         rows = [result["per_seed"][s] for s in seeds]
         table = {}
-        for name in MODELS:
+        for name in models:
             table[name] = {}
             for key in [*METRICS, "vpt_censored_fraction", "rmse_at_train_horizon", "train_seconds", "parameters"]:
                 values = [row[name][key] for row in rows]
@@ -379,26 +399,26 @@ def summarise(per_system: dict[str, dict], cfg: DHNConfig) -> tuple[dict, list]:
         table["random_codes_probe_r2"] = float(np.mean([row["random_codes_probe_r2"] for row in rows]))
         summary[system] = table
         for metric, (higher, effect) in METRICS.items():
-            for baseline in ("hnn", "plain", "dhn-midpoint"):
+            for baseline in [m for m in ("hnn", "plain", "dhn-midpoint") if m in models]:
                 evidence.append(claim(
                     f"{system}: DHN (H+/H- blocks) beats {baseline} on {metric}",
                     metric=f"{system}/{metric}", method="dhn", baseline=baseline,
                     method_values=table["dhn"][metric]["per_seed"], baseline_values=table[baseline][metric]["per_seed"],
                     higher_is_better=higher, effect=effect, method_seeds=seeds, baseline_seeds=seeds, system=system,
                 ))
-    return summary, evidence
+    return summary, adjust(evidence)  # one family: Holm across every system, metric and baseline
 
 
-def assemble(per_system: dict[str, dict], cfg: DHNConfig, out_dir: Path) -> dict:
+def assemble(per_system: dict[str, dict], cfg: DHNConfig, out_dir: Path, models: tuple[str, ...] = MODELS) -> dict:
     """The results dict (summary, ledger, per-seed numbers) and the figures."""
-    summary, evidence = summarise(per_system, cfg)
-    figure = plot_overview(per_system, summary, cfg, MODELS)
+    summary, evidence = summarise(per_system, cfg, models)
+    figure = plot_overview(per_system, summary, cfg, models)
     path = Path(out_dir) / "dhn.png"
     save_figure(figure, path)
     verdicts = {f"{e['metric']} dhn vs {e['baseline']}": e["holds"] for e in evidence}
     return {
         "systems": list(per_system),
-        "models": list(MODELS),
+        "models": list(models),
         "settings": {**dataclasses.asdict(cfg), "horizon": cfg.horizon},
         "budget": {
             "train_iters_per_model": cfg.train_iters, "batch": cfg.batch, "code_fit_iters": cfg.fit_iters,
