@@ -207,8 +207,8 @@ def _close(a, b) -> bool:
 
 
 #: every committed sweep ledger (mppi-previous: the K = 8/32/128 MPPI design, whose trials moved aside when mppi
-#: became the power design; mppi: the power design)
-LEDGERS = ["sac", "hep", "mppi-previous", "mppi"]
+#: became the power design; mppi: the power design; sac-previous: the three-agent SAC design; sac: approx-sac)
+LEDGERS = ["sac", "sac-previous", "hep", "mppi-previous", "mppi"]
 
 
 @pytest.mark.parametrize("name", LEDGERS)

@@ -141,11 +141,11 @@ def symmetry_errors(run_dir: str | Path) -> dict[str, float]:
     return {k: float(v) for k, v in out.items()}
 
 
-def run(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0) -> dict[str, Any]:
+def run(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0, sweep: bool = True) -> dict[str, Any]:
     from symgym.learn.evidence.report import sweep_and_report
     from symgym.learn.evidence.sweep import expand, load_spec
 
-    results = sweep_and_report(SPEC, out_dir, quick=quick, seed=seed)
+    results = sweep_and_report(SPEC, out_dir, quick=quick, seed=seed, sweep=sweep, plot_name="sac")
     results["parameter_counts"] = parameter_table(SPEC)
     results["tuning"] = tuning_choice(out_dir)
     results["drift_vs_break"] = drift_vs_break(out_dir, sweeps=(results.get("sweep", SPEC), "approx-sac-graded"))
@@ -158,7 +158,9 @@ def run(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0) -> 
     first_seed = min(spec.raw["grid"]["seed"]) + seed
     errors = {}
     for t in expand(spec, Path(out_dir)):
-        done = (Path(t.run_dir) / "checkpoint.json").is_file() or (Path(t.run_dir) / "config.json").is_file()
+        # a finished trial (its summary written), whose run dir is on this machine (run dirs are not committed)
+        done = (Path(out_dir) / "trials" / spec.name / f"{t.key}.json").is_file() and \
+            (Path(t.run_dir) / "checkpoint.json").is_file()
         if t.params["agent"] in SYMMETRIC_AGENTS and t.labels["seed"] == first_seed and done:
             errors[f"{t.labels['method']} {t.labels['env']}"] = symmetry_errors(t.run_dir)
     results["symmetry_errors_after_training"] = {
@@ -376,6 +378,13 @@ if __name__ == "__main__":
         import json
 
         print(json.dumps(tuning_choice(), indent=1))
+    elif len(sys.argv) >= 2 and sys.argv[1] == "report":
+        # results/sac.json from the trials finished so far (the campaign keeps running): what `symgym bench sac`
+        # writes, without running the missing trials
+        from symgym.learn.io import run_and_record
+
+        run_and_record("bench", "sac", lambda out_dir, quick, seed: run(out_dir, quick, seed, sweep=False),
+                       Path(sys.argv[2] if len(sys.argv) > 2 else "results"), False, 0)
     elif len(sys.argv) >= 2 and sys.argv[1] == "campaign":
         campaign(sys.argv[2] if len(sys.argv) > 2 else "results")
     elif len(sys.argv) >= 2 and sys.argv[1] == "apply-tuning":
@@ -386,5 +395,5 @@ if __name__ == "__main__":
         sys.stdout.write(yaml.safe_dump(filtered_spec(sys.argv[2], sys.argv[4:]), sort_keys=False))
     else:
         sys.exit("usage: python -m symgym.learn.bench.sac throughput [--quick] [OUT_DIR]\n"
-                 "       python -m symgym.learn.bench.sac tuning | apply-tuning | campaign [OUT_DIR]\n"
+                 "       python -m symgym.learn.bench.sac tuning | apply-tuning | campaign | report [OUT_DIR]\n"
                  "       python -m symgym.learn.bench.sac filter-spec SPEC --envs ENV [ENV ...]")

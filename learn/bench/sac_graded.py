@@ -117,7 +117,7 @@ def run(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0) -> 
     """Breaks of every cell, effects from the finished trials, the PNG; JSON written by the bench runner."""
     breaks = measured_breaks(seed, quick)
     rows = graded_effects(out_dir, breaks)
-    plot_graded(rows, Path(out_dir) / "approx-sac-graded.png")
+    plot_graded(rows, Path(out_dir) / "sac_graded.png")
     return {"metric": "success_auc difference, paired by seed (95% paired-t CI)",
             "break_metric": "mean over start states and random O(2) elements of max_t task-space obs error",
             "breaks": breaks, "effects": rows}

@@ -404,10 +404,12 @@ def plot_report(report: dict[str, Any], out_dir: Path, name: str) -> list[Path]:
 
 
 def sweep_and_report(name: str, out_dir: str | Path = "results", quick: bool = False, seed: int = 0,
-                     log=print, **sweep_kwargs) -> dict[str, Any]:
+                     log=print, sweep: bool = True, plot_name: str | None = None, **sweep_kwargs) -> dict[str, Any]:
     """What ``symgym bench NAME`` runs for a benchmark ported to a sweep spec: the sweep (resuming), then the
     report, whose PNGs go to ``out_dir``; the bench runner writes the returned dict to ``out_dir/NAME.json``.
-    ``seed`` shifts every seed of the grid."""
+    ``seed`` shifts every seed of the grid. ``sweep=False`` reports the trials finished so far (a sweep that runs
+    for many sittings) without running the missing ones. ``plot_name``: the PNGs' stem (default ``name``), e.g. the
+    bench's name when its JSON is not named after its spec."""
     from symgym.learn.evidence.sweep import run_sweep
 
     spec = load_spec(name, quick=quick)
@@ -416,9 +418,9 @@ def sweep_and_report(name: str, out_dir: str | Path = "results", quick: bool = F
         raw["grid"]["seed"] = [s + seed for s in raw["grid"].get("seed", [0])]
         raw["name"] = f"{spec.name}-seed{seed}"
         spec = load_spec(raw)
-    run = run_sweep(spec, out=out_dir, log=log, **sweep_kwargs)
+    run = run_sweep(spec, out=out_dir, log=log, **sweep_kwargs) if sweep else None
     report = build_report(spec, out_dir)
-    report["plots"] = [str(p) for p in plot_report(report, Path(out_dir), name)]
+    report["plots"] = [str(p) for p in plot_report(report, Path(out_dir), plot_name or name)]
     report["sweep_run"] = run
     return report
 
