@@ -397,6 +397,53 @@ def test_training_resumed_after_a_kill_ends_where_an_uninterrupted_run_ends(tmp_
         train_unit(unit, data, dataclasses.replace(cfg, batch=8), curve)
 
 
+_KILLED_RUN = """
+import dataclasses, os, signal, sys
+from pathlib import Path
+import torch
+from symgym.learn.tasks.dhn.task import DHNConfig
+from symgym.learn.tasks.dhn.training import CurveSettings, Unit, load_data, train_unit
+
+torch.set_num_threads(1)
+root = Path(sys.argv[1])
+cfg = dataclasses.replace(DHNConfig.quick(), train_iters=10)
+curve = CurveSettings(checkpoint_every=3, eval_every=4, n_val=4, fit_iters=2)
+data = load_data(root / "cache", "pendulum", 5, cfg, curve.n_val, with_test=False)
+
+
+def kill(iteration):
+    if iteration == 8:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+train_unit(Unit("pendulum", "dhn", 5, 3e-3, root / "killed"), data, cfg, curve, on_iteration=kill)
+"""
+
+
+def test_a_process_killed_with_sigkill_resumes_to_the_uninterrupted_result(tmp_path):
+    """A real kill (another process, SIGKILL mid-run) leaves a whole checkpoint; the restart matches a clean run."""
+    import signal
+    import subprocess
+    import sys
+
+    from symgym.learn.tasks.dhn.training import CurveSettings, Unit, load_data, train_unit
+
+    proc = subprocess.run([sys.executable, "-c", _KILLED_RUN, str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    unit = Unit("pendulum", "dhn", 5, 3e-3, tmp_path / "killed")
+    assert unit.progress()["iteration"] == 6
+    assert sorted(f.name for f in unit.folder.iterdir()) == ["checkpoint.pt", "progress.json"]  # no half-written file
+    cfg = dataclasses.replace(DHNConfig.quick(), train_iters=10)
+    curve = CurveSettings(checkpoint_every=3, eval_every=4, n_val=4, fit_iters=2)
+    data = load_data(tmp_path / "cache", "pendulum", 5, cfg, curve.n_val, with_test=False)
+    resumed = train_unit(unit, data, cfg, curve)
+    whole = train_unit(Unit("pendulum", "dhn", 5, 3e-3, tmp_path / "whole"), data, cfg, curve)
+    for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert torch.equal(whole.codes.weight, resumed.codes.weight)
+    assert whole.losses == resumed.losses and whole.curve == resumed.curve
+
+
 def test_cached_data_are_generated_once_and_reused(tmp_path, monkeypatch):
     from symgym.learn.tasks.dhn import training
 
@@ -478,7 +525,7 @@ def test_tiny_full_study_tunes_then_trains_seeds_and_writes_the_ledger(tmp_path)
     full.run(plan, log=said.append)
     assert not any("tuning" in line or "seed" in line for line in said), said
     # status: every unit finished, and a cost estimate once a timing file exists
-    timing = {"measured_at": "t", "machine": {"load_average_1min": 0.0},
+    timing = {"config_key": plan.key, "measured_at": "t", "machine": {"load_average_1min": 0.0},
               "models": {m: {"train_iter_s": 1.0, "heldout_eval_s": 10.0, "fit_iter_s": 0.5, "heldout_rollout_s": 2.0}
                          for m in plan.models}}
     from symgym.learn.io import write_json
@@ -487,4 +534,6 @@ def test_tiny_full_study_tunes_then_trains_seeds_and_writes_the_ledger(tmp_path)
     report = full.status(plan)
     assert report["systems"]["pendulum"]["units_finished"] == report["systems"]["pendulum"]["units"] == 12
     assert report["cpu_hours_left"] == 0.0 and report["cpu_hours_total"] > 0
-    assert "CPU-hours" in full.format_status(report)
+    assert "CPU-hours" in full.format_status(report) and "NOT THIS ONE" not in full.format_status(report)
+    write_json(plan.results / "timing.json", {**timing, "config_key": "other"})
+    assert "NOT THIS ONE" in full.format_status(full.status(plan))

@@ -304,6 +304,7 @@ def status(plan: Plan, timing_path: Path | None = None) -> dict[str, Any]:
     report: dict[str, Any] = {"config_key": plan.key, "systems": {}}
     total = left = 0.0
     for system in plan.systems:
+        system_total = system_left = 0.0
         chosen = chosen_lrs(plan, system)
         units = [(m, plan.tuning_seed, lr, plan.tuning_unit(system, m, lr), plan.tuning_result(system, m, lr), False)
                  for m in plan.models for lr in plan.lr_grid]
@@ -314,16 +315,22 @@ def status(plan: Plan, timing_path: Path | None = None) -> dict[str, Any]:
             finished = _read(result, plan.key) is not None
             progress = unit.progress() if unit is not None else {"iteration": 0}
             fraction = 1.0 if finished else progress["iteration"] / plan.config.train_iters
+            curve = progress.get("curve") or [{}]
             rows.append({"model": model, "seed": seed, "lr": lr, "finished": finished,
-                         "iteration": plan.config.train_iters if finished else progress["iteration"]})
+                         "iteration": plan.config.train_iters if finished else progress["iteration"],
+                         "val_rmse": curve[-1].get("val_rmse")})
             if timing is not None:
                 training, evaluation = unit_seconds(plan, timing, model, final)
-                total += training + evaluation
-                left += 0.0 if finished else training * (1 - fraction) + evaluation
+                system_total += training + evaluation
+                system_left += 0.0 if finished else training * (1 - fraction) + evaluation
+        total, left = total + system_total, left + system_left
         edge = [m for m, lr in chosen.items() if lr in (min(plan.lr_grid), max(plan.lr_grid)) and len(plan.lr_grid) > 1]
         report["systems"][system] = {"chosen_lr": chosen, "lr_on_grid_edge": edge, "done": system_done(plan, system),
                                      "units_finished": sum(r["finished"] for r in rows), "units": len(rows),
                                      "rows": rows}
+        if timing is not None:
+            report["systems"][system]["cpu_hours"] = {"total": round(system_total / 3600, 1),
+                                                      "left": round(system_left / 3600, 1)}
     if timing is not None:
         report["cpu_hours_total"] = round(total / 3600, 1)
         report["cpu_hours_left"] = round(left / 3600, 1)
@@ -336,17 +343,22 @@ def format_status(report: dict[str, Any]) -> str:
     for system, entry in report["systems"].items():
         lines.append(f"  {system}: {entry['units_finished']}/{entry['units']} units finished"
                      f"{' (ledger ready)' if entry['done'] else ''}; chosen lr {entry['chosen_lr'] or '-'}"
-                     + (f"; ON THE GRID EDGE: {entry['lr_on_grid_edge']}" if entry["lr_on_grid_edge"] else ""))
+                     + (f"; ON THE GRID EDGE: {entry['lr_on_grid_edge']}" if entry["lr_on_grid_edge"] else "")
+                     + (f"; {entry['cpu_hours']['left']} of {entry['cpu_hours']['total']} CPU-hours left"
+                        if "cpu_hours" in entry else ""))
         for row in entry["rows"]:
             if not row["finished"] and row["iteration"]:
+                held_out = "" if row["val_rmse"] is None else f", held-out rollout error {row['val_rmse']:.3g}"
                 lines.append(f"    running/paused: {row['model']} seed {row['seed']} lr {row['lr']:g} "
-                             f"at iteration {row['iteration']}")
+                             f"at iteration {row['iteration']}{held_out}")
     if "cpu_hours_total" in report:
         timing = report["timing"]
         per_iter = ", ".join(f"{m} {t['train_iter_s']:.3f} s" for m, t in timing["models"].items())
         lines.append(f"  cost (one thread, CPU time; per iteration {per_iter}; measured {timing['measured_at']} at load "
                      f"{timing['machine']['load_average_1min']}): {report['cpu_hours_total']} CPU-hours in all, "
-                     f"{report['cpu_hours_left']} left")
+                     f"{report['cpu_hours_left']} left"
+                     + ("" if timing["config_key"] == report["config_key"] else
+                        f" (TIMED FOR CONFIG {timing['config_key']}, NOT THIS ONE: rerun `time`)"))
     else:
         lines.append("  cost: not measured yet (run `python -m symgym.learn.tasks.dhn.full time`)")
     return "\n".join(lines)

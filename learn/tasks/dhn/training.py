@@ -171,9 +171,9 @@ class Unit:
         return self.folder / "progress.json"
 
     def progress(self) -> dict[str, Any]:
-        """``{"iteration", "train_iters", "done", "train_seconds", ...}`` as of the last checkpoint (or nothing yet)."""
+        """``{"iteration", "train_iters", "done", "train_seconds", "curve"}`` as of the last checkpoint (or zeros)."""
         if not self.progress_path.exists():
-            return {"iteration": 0, "done": False, "train_seconds": 0.0}
+            return {"iteration": 0, "done": False, "train_seconds": 0.0, "curve": []}
         return json.loads(self.progress_path.read_text())
 
 
@@ -233,7 +233,7 @@ def train_unit(unit: Unit, data: SeedData, cfg: DHNConfig, curve: CurveSettings,
                     "curve": points, "train_seconds": seconds}, unit.checkpoint)
         write_json(unit.progress_path, {"iteration": iteration, "train_iters": cfg.train_iters,
                                         "done": iteration >= cfg.train_iters, "train_seconds": round(seconds, 1),
-                                        "last_point": points[-1] if points else None, "config_key": key})
+                                        "curve": points, "config_key": key})
 
     norm = data.norm
     windows, index = make_windows(norm.encode(data.train.observations), cfg.block_size)
