@@ -68,8 +68,9 @@ def _saved_future(env_id: str):
 
 #: tabletop (#34): with the Panda arm a random action's failed grasp ends the episode at once, and PyBullet does not
 #: replay a primitive bit for bit from a mid-episode state (even restoreState: 0.3 mm apart after one primitive)
+_TABLETOP = tuple(i for i in _ids() if i.startswith("Tabletop"))
 _REPLAY_XFAIL = {env_id: "tabletop: episodes end on a failed grasp; PyBullet replays are not bit-exact mid-episode"
-                 for env_id in ("TabletopBlockInsertion-v0", "TabletopPlaceRedInGreen-v0", "TabletopStacking-v0")}
+                 for env_id in _TABLETOP}
 #: HEP depth clouds (#33): each observation subsamples the rendered cloud with np_random, which get_state does not
 #: carry, so a restored state observes another subsample (the dynamics and the vector part do replay)
 _DEPTH = {env_id: "depth cloud subsampled with np_random, which get_state does not carry (envs/closed_loop_perception)"
@@ -89,7 +90,7 @@ def test_set_state_get_state_replays_the_next_steps_bit_for_bit(env_id):
 
 #: known defects owned elsewhere: strict, so the test fails (and asks for this entry to go) once they are fixed
 _PICKLE_XFAIL = {env_id: "the tabletop symmetry's image map is a closure and does not pickle (envs/tabletop)"
-                 for env_id in ("TabletopBlockInsertion-v0", "TabletopPlaceRedInGreen-v0", "TabletopStacking-v0")}
+                 for env_id in _TABLETOP}
 _PICKLE_XFAIL.update(_DEPTH)
 
 

@@ -333,3 +333,16 @@ def test_stacking_reports_how_many_cubes_stand_in_order(made):
         _, _, term, _, info = env.step(env.unwrapped.oracle_action())
         seen.append(info["stacked"])
     assert seen == [1, 2, 3] and info["is_success"]
+
+
+def test_evaluation_reports_per_step_success_of_stacking():
+    from symgym.learn.run.evaluate import EvalResult, evaluate, stage_success
+
+    assert stage_success([0, 1, 3, 3]) == {"step1_success": 0.75, "step2_success": 0.5, "step3_success": 0.5}
+    assert stage_success([0, 0]) == {}
+    row = EvalResult(4, 0.5, 0.0, 0.0, 3.0, [0, 1, 3, 3]).as_dict()
+    assert row["stages"] == [0, 1, 3, 3] and row["step2_success"] == 0.5
+    assert "stages" not in EvalResult(4, 0.5, 0.0, 0.0, 3.0).as_dict()
+    res = evaluate(None, "TabletopStacking-v0", episodes=2, seed=0, progress=False)  # random picks stack nothing
+    assert res.stages is not None and len(res.stages) == 2 and all(s >= 0 for s in res.stages)
+    assert evaluate(None, "SymReach-v0", episodes=2, seed=0, progress=False).stages is None

@@ -122,6 +122,8 @@ def train_eval_trial(params: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     result = evaluate(agent, params["env"], episodes=int(params["episodes"]), seed=eval_seed,
                       env_kwargs=dict(params["env_kwargs"]), progress=False).as_dict()
     metrics = {k: float(result[k]) for k in ("success_rate", "mean_return", "std_return", "mean_length")}
+    # multi-step tasks (stacking): the fraction of held-out episodes that completed at least k steps
+    metrics.update({k: float(v) for k, v in result.items() if k.startswith("step") and k.endswith("_success")})
     metrics.update(getattr(agent, "extra_metrics", dict)())  # e.g. SAC's early stop, approx-sac's drift
     evals = {"default": {**result, "first_seed": eval_seed}}
     for variant, kwargs in params["eval_variants"].items():

@@ -16,6 +16,9 @@ from symgym.learn.run.runs import check_env_kwargs, make_env
 
 #: episodes recorded into the video
 VIDEO_EPISODES = 3
+#: the final-info key of multi-step tasks that counts the steps an episode completed (TabletopStacking-v0's cubes
+#: standing in order); evaluation reports the fraction of episodes that completed at least k steps, per k
+STAGES_KEY = "stacked"
 #: simulations stepped together by the batched path (symgym.envs.vector)
 NUM_ENVS = 16
 #: gymnasium.make keywords that only a single env takes: with them, evaluation runs episode by episode
@@ -29,9 +32,21 @@ class EvalResult:
     mean_return: float
     std_return: float
     mean_length: float
+    #: per episode, the steps of a multi-step task it completed (``info[STAGES_KEY]`` at its end); None elsewhere
+    stages: list[int] | None = None
 
     def as_dict(self) -> dict:
-        return dict(self.__dict__)
+        out = {k: v for k, v in self.__dict__.items() if k != "stages"}
+        if self.stages is not None:
+            out["stages"] = list(self.stages)
+            out.update(stage_success(self.stages))
+        return out
+
+
+def stage_success(stages: list[int]) -> dict[str, float]:
+    """``{"step{k}_success": fraction of episodes that completed at least k steps}`` for k = 1 .. the most any did."""
+    arr = np.asarray(stages)
+    return {f"step{k}_success": float(np.mean(arr >= k)) for k in range(1, int(arr.max(initial=0)) + 1)}
 
 
 def evaluate(agent: Agent | None, env_id: str, episodes: int = 20, seed: int = 10_000, env_kwargs: dict | None = None,
@@ -68,7 +83,7 @@ def evaluate(agent: Agent | None, env_id: str, episodes: int = 20, seed: int = 1
         agent.attach(env)
     policy = None if agent is None else (lambda obs: agent.act(obs, deterministic=True))
     on_reset = None if agent is None else agent.reset
-    returns, successes, lengths = [], [], []
+    returns, successes, lengths, stages = [], [], [], []
     try:
         for ep in tqdm(range(episodes), desc=f"eval {env_id}", disable=not progress, unit="ep"):
             filming = grab is not None and ep < VIDEO_EPISODES
@@ -80,6 +95,8 @@ def evaluate(agent: Agent | None, env_id: str, episodes: int = 20, seed: int = 1
             returns.append(result.total_reward)
             successes.append(float(result.success))
             lengths.append(result.length)
+            if STAGES_KEY in result.final_info:
+                stages.append(int(result.final_info[STAGES_KEY]))
     finally:
         env.close()
     if grab is not None:
@@ -89,7 +106,7 @@ def evaluate(agent: Agent | None, env_id: str, episodes: int = 20, seed: int = 1
 
         write_video(frames, video, fps=grab.fps)
     return EvalResult(episodes, float(np.mean(successes)), float(np.mean(returns)), float(np.std(returns)),
-                      float(np.mean(lengths)))
+                      float(np.mean(lengths)), stages if len(stages) == episodes else None)
 
 
 def _batchable(agent: Agent | None, env_kwargs: dict | None) -> bool:
