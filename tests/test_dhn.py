@@ -491,6 +491,12 @@ def test_tuning_picks_the_lowest_heldout_error_per_model_on_the_tuning_seed(tmp_
     assert full.chosen_lrs(plan, "pendulum") == {"dhn": 1e-3, "hnn": 1e-4}
     report = full.status(plan)["systems"]["pendulum"]
     assert report["lr_on_grid_edge"] == ["hnn"]
+    # a seed trained at a rate tuning no longer chooses (the grid changed) is stale: it will be trained again
+    chosen = full.chosen_lrs(plan, "pendulum")
+    write_json(plan.seed_result("pendulum", "dhn", 0), {"config_key": plan.key, "lr": 1e-2})
+    assert full.seed_result(plan, "pendulum", "dhn", 0, chosen) is None
+    write_json(plan.seed_result("pendulum", "dhn", 0), {"config_key": plan.key, "lr": 1e-3})
+    assert full.seed_result(plan, "pendulum", "dhn", 0, chosen) is not None
 
 
 def test_tiny_full_study_tunes_then_trains_seeds_and_writes_the_ledger(tmp_path):

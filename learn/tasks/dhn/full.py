@@ -126,8 +126,16 @@ def chosen_lrs(plan: Plan, system: str) -> dict[str, float]:
     return chosen
 
 
+def seed_result(plan: Plan, system: str, model: str, seed: int, chosen: dict[str, float]) -> dict | None:
+    """A finished (model, seed) result, if it was trained at the rate tuning now chooses (a grid changed since
+    makes it stale)."""
+    result = _read(plan.seed_result(system, model, seed), plan.key)
+    return result if result is not None and result["lr"] == chosen.get(model) else None
+
+
 def system_done(plan: Plan, system: str) -> bool:
-    return all(_read(plan.seed_result(system, m, s), plan.key) for m in plan.models for s in plan.eval_seeds)
+    chosen = chosen_lrs(plan, system)
+    return all(seed_result(plan, system, m, s, chosen) for m in plan.models for s in plan.eval_seeds)
 
 
 # ----------------------------------------------------------------------------- running
@@ -175,7 +183,7 @@ def run_system(plan: Plan, system: str, part: tuple[int, int] = (0, 1), log=prin
                                                            "grid": list(plan.lr_grid), "seed": plan.tuning_seed})
     for model in plan.models:
         for seed in plan.eval_seeds:
-            if _mine(index, part) and _read(plan.seed_result(system, model, seed), plan.key) is None:
+            if _mine(index, part) and seed_result(plan, system, model, seed, chosen) is None:
                 if model not in chosen:
                     log(f"[dhn-full] {system}: {model} seed {seed} waits for its tuning (another part?)")
                 else:
@@ -191,7 +199,8 @@ def write_ledger(plan: Plan) -> dict | None:
     for system in plan.systems:
         if not system_done(plan, system):
             continue
-        rows = {s: {m: _read(plan.seed_result(system, m, s), plan.key) for m in plan.models} for s in plan.eval_seeds}
+        chosen[system] = chosen_lrs(plan, system)
+        rows = {s: {m: seed_result(plan, system, m, s, chosen[system]) for m in plan.models} for s in plan.eval_seeds}
         per_seed = {}
         for seed, by_model in rows.items():
             merged = dict(next(iter(by_model.values()))["metrics"])
@@ -204,7 +213,6 @@ def write_ledger(plan: Plan) -> dict | None:
             curves[kind] = {n: np.mean([np.asarray(rows[s][plan.models[0] if n == "true simulator" else n]["curves"][kind][n],
                                                    dtype=float) for s in plan.eval_seeds], 0) for n in names}
         per_system[system] = {"system": system, "seeds": list(plan.eval_seeds), "per_seed": per_seed, "curves": curves}
-        chosen[system] = chosen_lrs(plan, system)
         learning[system] = {m: {"seeds": [rows[s][m]["learning_curve"] for s in plan.eval_seeds],
                                 "tuning": {lr: _read(plan.tuning_result(system, m, lr), plan.key)["curve"]
                                            for lr in plan.lr_grid}} for m in plan.models}
@@ -312,7 +320,8 @@ def status(plan: Plan, timing_path: Path | None = None) -> dict[str, Any]:
                    plan.seed_result(system, m, s), True) for m in plan.models for s in plan.eval_seeds]
         rows = []
         for model, seed, lr, unit, result, final in units:
-            finished = _read(result, plan.key) is not None
+            finished = (_read(result, plan.key) is not None if not final
+                        else seed_result(plan, system, model, seed, chosen) is not None)
             progress = unit.progress() if unit is not None else {"iteration": 0}
             fraction = 1.0 if finished else progress["iteration"] / plan.config.train_iters
             curve = progress.get("curve") or [{}]
