@@ -39,28 +39,6 @@ class UnreachableStateError(ValueError):
     """A transformed state whose tip the arm cannot reach (``PandaPushEnv.transform_state``)."""
 
 
-def run_reset_plans(envs: Sequence["PandaPushEnv"], seeds: Sequence[int | None],
-                    options: Sequence[dict | None]) -> list[tuple[np.ndarray, dict]]:
-    """Reset Panda envs (of one model) together: each runs its own :meth:`~PandaPushEnv.reset_plan` (its own
-    RNG, draws in its own order), and the IK placements the plans ask for in the same round are solved as one
-    batch (``CartesianVelocityController.solve_ik_batch``, rows independent: each env ends where its own
-    ``reset`` would put it, bit for bit). Returns each env's ``(obs, info)``."""
-    plans = [env.reset_plan(seed, opts) for env, seed, opts in zip(envs, seeds, options)]
-    targets = {i: next(plan) for i, plan in enumerate(plans)}
-    out: list = [None] * len(envs)
-    controller = envs[0].controller
-    while targets:
-        ids = list(targets)
-        errors = controller.solve_ik_batch([envs[i].data for i in ids], np.array([targets[i] for i in ids]))
-        targets = {}
-        for i, err in zip(ids, errors):
-            try:
-                targets[i] = plans[i].send(float(err))
-            except StopIteration as done:
-                out[i] = done.value
-    return out
-
-
 def _hypot_rows(xy: np.ndarray) -> np.ndarray:
     """``math.hypot`` of each row of ``xy`` (N, 2): what the scalar code computes (``np.hypot`` may round otherwise)."""
     return np.fromiter(map(math.hypot, xy[:, 0], xy[:, 1]), np.float64, len(xy))
@@ -297,19 +275,33 @@ class PandaPushEnv(PlanarMujocoEnv):
         raise RuntimeError(f"{type(self).__name__}: no reachable tip position found (base_x={self.base_x})")
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        return run_reset_plans([self], [seed], [options])[0]
+        return self.reset_many([self], [seed], [options])[0]
 
     @staticmethod
     def reset_many(envs: Sequence["PandaPushEnv"], seeds: Sequence[int | None],
                    options: Sequence[dict | None]) -> list[tuple[np.ndarray, dict]]:
-        """Reset several envs together, each as its own :meth:`reset` would (:func:`run_reset_plans`)."""
-        return run_reset_plans(envs, seeds, options)
+        """Reset Panda envs (of one model) together: each runs its own :meth:`reset_plan` (its own RNG, draws in its
+        own order), and the IK placements the plans ask for in the same round are solved as one batch
+        (``solve_ik_batch``, rows independent: each env ends where its own ``reset`` puts it, bit for bit)."""
+        plans = [env.reset_plan(seed, opts) for env, seed, opts in zip(envs, seeds, options)]
+        targets = {i: next(plan) for i, plan in enumerate(plans)}
+        out: list = [None] * len(envs)
+        while targets:
+            ids = list(targets)
+            errors = envs[0].controller.solve_ik_batch([envs[i].data for i in ids], np.array([targets[i] for i in ids]))
+            targets = {}
+            for i, err in zip(ids, errors):
+                try:
+                    targets[i] = plans[i].send(float(err))
+                except StopIteration as done:
+                    out[i] = done.value
+        return out
 
     def reset_plan(self, seed: int | None = None, options: dict | None = None,
                    ) -> Generator[np.ndarray, float, tuple[np.ndarray, dict]]:
         """The reset as a plan: a generator that yields the tip targets at which the arm must be placed by IK (into
         ``self.data``), is sent each placement's residual, and returns ``(obs, info)``. :meth:`reset` runs one plan;
-        the vector env runs N together and solves their placements in one batch (:func:`run_reset_plans`)."""
+        the vector env runs N together and solves their placements in one batch (:meth:`reset_many`)."""
         gym.Env.reset(self, seed=seed)
         mujoco.mj_resetData(self.model, self.data)
         rng = self.np_random
