@@ -283,8 +283,9 @@ def results_page(name: str, data: dict[str, Any], results_dir: Path) -> str:
         out.append(claims_table(entries, reasons=True))
     report = sweep_report_markdown(data)
     if report:
-        # `symgym report NAME --markdown`, verbatim between markers (tests/test_report.py compares it with the JSON)
-        out.append(f"## Sweep report\n\n<!-- ledger:{data['sweep']} -->\n{report.strip()}\n<!-- /ledger:{data['sweep']} -->\n")
+        # `symgym report SWEEP --markdown`, verbatim between markers named after the results file (tests/test_report.py
+        # compares each block with results/NAME.json; a sweep's report may live in a file of another name)
+        out.append(f"## Sweep report\n\n<!-- ledger:{name} -->\n{report.strip()}\n<!-- /ledger:{name} -->\n")
     if name == "equivariance":
         out.append("## Per env\n")
         out.append(symmetry_table(data))

@@ -240,7 +240,9 @@ def ledger(spec: SweepSpec, summaries: list[dict[str, Any]], allow_mixed_code: b
     adjust(evidence)
     for e in evidence:
         if (e.get("provenance") or {}).get("mixed"):
-            e["reason"] += "; mixes code fingerprints (--allow-mixed-code)"
+            files = e["provenance"].get("differing", [])
+            e["reason"] += (f"; mixes code fingerprints (--allow-mixed-code): {', '.join(files[:4])}"
+                            f"{' ...' if len(files) > 4 else ''} differ between its trials")
         elif (e.get("provenance") or {}).get("unrecorded"):
             e["reason"] += f"; {e['provenance']['unrecorded']} trials ran before provenance was recorded"
     return evidence
@@ -404,12 +406,14 @@ def plot_report(report: dict[str, Any], out_dir: Path, name: str) -> list[Path]:
 
 
 def sweep_and_report(name: str, out_dir: str | Path = "results", quick: bool = False, seed: int = 0,
-                     log=print, sweep: bool = True, plot_name: str | None = None, **sweep_kwargs) -> dict[str, Any]:
+                     log=print, sweep: bool = True, plot_name: str | None = None, allow_mixed_code: bool = False,
+                     **sweep_kwargs) -> dict[str, Any]:
     """What ``symgym bench NAME`` runs for a benchmark ported to a sweep spec: the sweep (resuming), then the
     report, whose PNGs go to ``out_dir``; the bench runner writes the returned dict to ``out_dir/NAME.json``.
     ``seed`` shifts every seed of the grid. ``sweep=False`` reports the trials finished so far (a sweep that runs
     for many sittings) without running the missing ones. ``plot_name``: the PNGs' stem (default ``name``), e.g. the
-    bench's name when its JSON is not named after its spec."""
+    bench's name when its JSON is not named after its spec. ``allow_mixed_code``: flag claims whose trials ran
+    different code (each entry lists the differing files) instead of refusing."""
     from symgym.learn.evidence.sweep import run_sweep
 
     spec = load_spec(name, quick=quick)
@@ -419,7 +423,7 @@ def sweep_and_report(name: str, out_dir: str | Path = "results", quick: bool = F
         raw["name"] = f"{spec.name}-seed{seed}"
         spec = load_spec(raw)
     run = run_sweep(spec, out=out_dir, log=log, **sweep_kwargs) if sweep else None
-    report = build_report(spec, out_dir)
+    report = build_report(spec, out_dir, allow_mixed_code=allow_mixed_code)
     report["plots"] = [str(p) for p in plot_report(report, Path(out_dir), plot_name or name)]
     report["sweep_run"] = run
     return report
