@@ -48,7 +48,7 @@ whose point clouds read derived quantities) get gymnasium's ``SyncVectorEnv`` fr
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import gymnasium as gym
 import mujoco
@@ -57,7 +57,9 @@ from gymnasium.envs.registration import load_env_creator
 from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
 from gymnasium.vector.utils import batch_space, create_empty_array
 
-from symgym.envs.panda_model import ArmKinematics, BatchKinematics
+if TYPE_CHECKING:  # the arm's classes load only on the Panda path, so planar envs' runs never import the arm
+    from symgym.envs.panda_model import ArmKinematics
+
 
 #: the per-simulation state a Batch keeps, and what a single env's reset is copied in as
 INTEGRATION = int(mujoco.mjtState.mjSTATE_INTEGRATION)
@@ -158,6 +160,8 @@ class MujocoVectorEnv(VectorEnv):
         self._autoreset = np.zeros(num_envs, dtype=np.bool_)
         self._elapsed = np.zeros(num_envs, dtype=np.int64)
         if self._controlled:   # the arms' kinematics at the current states, one row per env
+            from symgym.envs.panda_model import BatchKinematics   # the Panda path only: planar envs never load it
+
             self._kinematics = BatchKinematics(first.controller, num_envs)
             self._arm = {"q": np.zeros((num_envs, 7)), "tip": np.zeros((num_envs, 3)),
                          "hand": np.zeros((num_envs, 3, 3)), "jac": np.zeros((num_envs, 6, 7))}
@@ -284,6 +288,8 @@ class MujocoVectorEnv(VectorEnv):
             i = int(active[np.argmax(bad)])
             raise ValueError(f"{type(self.envs[i]).__name__} action of env {i} must be finite, "
                              f"got {a[np.argmax(bad)].tolist()}")
+        from symgym.envs.panda_model import ArmKinematics
+
         first = self.envs[0]
         controller = first.controller
         now = ArmKinematics(**{name: rows[active] for name, rows in self._arm.items()})

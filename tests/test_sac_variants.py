@@ -172,7 +172,7 @@ def test_tuning_choice_picks_the_best_auc_and_flags_unfinished_cells(tmp_path):
     from symgym.learn.evidence.sweep import expand, load_spec
 
     trials = [t for t in expand(load_spec("approx-sac-tune"), tmp_path) if t.params["agent"] in ("sac", "equi-sac")]
-    auc = {0.0003: 0.4, 0.001: 0.6, 0.003: 0.5}
+    auc = {0.0003: 0.4, 0.001: 0.6, 0.003: 0.5, 0.01: 0.45}
     (tmp_path / "trials" / "approx-sac-tune").mkdir(parents=True)
     for t in trials:
         if t.params["agent"] == "equi-sac" and t.params["agent_kwargs"]["learning_rate"] == 0.001:

@@ -174,6 +174,7 @@ def success_rate_curve(run_dir: str | Path, window: int = 50) -> tuple[np.ndarra
 ENV_EXTRAS: dict[str, tuple[str, str]] = {
     "symgym.envs.tabletop": ("tabletop", "pybullet"),
     "symgym.envs.panda": ("arm", "pybullet_data"),
+    "symgym.envs.closed_loop_panda": ("arm", "pybullet_data"),   # the HEP tasks on the same Panda model
     "symgym.envs.ros": ("ros", "roslibpy"),
 }
 
