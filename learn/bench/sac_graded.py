@@ -109,7 +109,10 @@ def plot_graded(rows: list[dict[str, Any]], path: Path) -> Path:
     ax.set_xlabel("measured break: mean task-space |obs(g.s, g.a) - g.obs(s, a)| (obs units)")
     ax.set_ylabel("difference in success AUC (95% paired-t CI)")
     ax.set_title("approx-sac against its baselines, by how much the env breaks O(2)")
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no cell with two paired seeds yet", ha="center", transform=ax.transAxes)
     return save_figure(fig, path)
 
 
