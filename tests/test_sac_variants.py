@@ -294,3 +294,18 @@ def test_graded_effects_pair_seeds_and_the_breaks_grow_with_the_wind(tmp_path):
     assert row["cell"] == "SymPushWind-v0 wind=0.1" and row["seeds"] == [0, 1] and row["baseline"] == "equi-sac"
     assert abs(row["effect"] - 0.25) < 1e-12 and row["ci95"][0] < 0.25 < row["ci95"][1]
     assert row["break"] == breaks["SymPushWind-v0 wind=0.1"]["break"]
+
+
+def test_compute_spent_sums_trial_wall_times_per_sweep(tmp_path):
+    import json
+
+    from symgym.learn.bench.sac import compute_spent
+
+    d = tmp_path / "trials" / "approx-sac"
+    d.mkdir(parents=True)
+    for i, wall in enumerate((1800.0, 3600.0)):
+        (d / f"t{i}.json").write_text(json.dumps({"wall_s": wall}))
+    (d / "sweep.json").write_text(json.dumps({"wall_s": 99999.0}))  # the sweep's own record is not a trial
+    out = compute_spent(tmp_path)
+    assert out["per_sweep"]["approx-sac"] == {"trials": 2, "cpu_hours": 1.5}
+    assert out["per_sweep"]["approx-sac-graded"] == {"trials": 0, "cpu_hours": 0.0} and out["cpu_hours"] == 1.5

@@ -157,6 +157,7 @@ def run(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0, swe
     results["drift_vs_break"] = drift_vs_break(out_dir, sweeps=(results.get("sweep", SPEC), "approx-sac-graded"),
                                                breaks=results["graded_breaking"]["breaks"])
     results["sac_solvable"] = solvable(out_dir)
+    results["compute"] = compute_spent(out_dir)
     spec = load_spec(SPEC, quick=quick)
     first_seed = min(spec.raw["grid"]["seed"]) + seed
     errors = {}
@@ -170,6 +171,23 @@ def run(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0, swe
         "group": "D4", "seed": first_seed, "runs": errors,
         "note": "runs of this machine only (run directories are not committed)"}
     return results
+
+
+def compute_spent(out_dir: str | Path = "results",
+                  sweeps: tuple[str, ...] = ("approx-sac-tune", "approx-sac-solvable", SPEC, "approx-sac-graded")
+                  ) -> dict[str, Any]:
+    """What the study has cost so far: per sweep, finished trials and the sum of their wall times in hours. Every
+    trial runs one torch thread in one process, so its wall time is about one CPU's time (two trials share the two
+    cores of the machine this ran on)."""
+    import json
+
+    rows = {}
+    for sweep in sweeps:
+        walls = [json.loads(p.read_text()).get("wall_s") or 0.0
+                 for p in sorted((Path(out_dir) / "trials" / sweep).glob("*.json")) if p.name != "sweep.json"]
+        rows[sweep] = {"trials": len(walls), "cpu_hours": round(sum(walls) / 3600, 2)}
+    return {"per_sweep": rows, "cpu_hours": round(sum(r["cpu_hours"] for r in rows.values()), 2),
+            "note": "sum of trial wall times at one torch thread per trial (about one CPU each)"}
 
 
 def tuning_choice(out_dir: str | Path = "results", sweep: str = "approx-sac-tune") -> dict[str, Any]:
