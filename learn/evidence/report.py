@@ -275,26 +275,34 @@ def performance_profiles(spec: SweepSpec, summaries: list[dict[str, Any]], metri
             "ci95": {m: np.asarray(c).tolist() for m, c in cis.items()}}
 
 
-def curves(summaries: list[dict[str, Any]]) -> dict[str, Any]:
-    """IQM and 95% CI band, per point, of the training success curves of each group (where logged)."""
+def curves(summaries: list[dict[str, Any]], compare: str | None = None) -> dict[str, Any]:
+    """IQM and 95% CI band, per point, of the training success curves of each group (where logged). With
+    ``compare`` (the spec's method axis) each group also names its method and its cell (the other labels), so a plot
+    can draw one panel per cell."""
     rly, metrics = _rliable()
     grouped: dict[str, list[dict]] = {}
+    parts: dict[str, dict[str, str]] = {}
     for s in summaries:
         if "curve" in s:
-            grouped.setdefault(_group_label(s["labels"]), []).append(s["curve"])
+            label = _group_label(s["labels"])
+            grouped.setdefault(label, []).append(s["curve"])
+            if compare is not None and compare in s["labels"]:
+                rest = {a: v for a, v in s["labels"].items() if a not in ("seed", compare)}
+                parts[label] = {"method": str(s["labels"][compare]), "cell": " ".join(f"{v}" for v in rest.values())}
     out = {}
     for label, cs in grouped.items():
+        out[label] = dict(parts.get(label, {}))
         steps = cs[0]["steps"]
         rows = np.array([np.nan_to_num(np.asarray(c["success"], float), nan=0.0) for c in cs
                          if c["steps"] == steps])
         if len(rows) < 2:
-            out[label] = {"steps": steps, "iqm": rows[0].tolist(), "ci95": None, "n_seeds": len(rows)}
+            out[label].update({"steps": steps, "iqm": rows[0].tolist(), "ci95": None, "n_seeds": len(rows)})
             continue
         with _seeded(0):
             point, ci = rly.get_interval_estimates(
                 {"c": rows}, lambda x: np.array([metrics.aggregate_iqm(x[:, j]) for j in range(x.shape[1])]),
                 reps=PROFILE_REPS, random_state=np.random.RandomState(0))
-        out[label] = {"steps": steps, "iqm": point["c"].tolist(), "ci95": ci["c"].tolist(), "n_seeds": len(rows)}
+        out[label].update({"steps": steps, "iqm": point["c"].tolist(), "ci95": ci["c"].tolist(), "n_seeds": len(rows)})
     return out
 
 
@@ -347,7 +355,7 @@ def build_report(spec: SweepSpec, out: str | Path = "results", allow_mixed_code:
             "trials": {"finished": len(summaries), "missing": len(missing), "missing_keys": missing},
             "metrics": spec.metrics, "compare": spec.compare, "groups": aggregate(spec, summaries),
             "performance_profile": performance_profiles(spec, summaries, spec.metrics[0]),
-            "curves": curves(summaries), "evidence": evidence, "evidence_summary": summarize(evidence),
+            "curves": curves(summaries, spec.compare), "evidence": evidence, "evidence_summary": summarize(evidence),
             "statistics": statistics_block(len(evidence)),
             "provenance": provenance_block(spec, summaries, out, allow_mixed_code)}
 
@@ -393,16 +401,38 @@ def plot_report(report: dict[str, Any], out_dir: Path, name: str) -> list[Path]:
         fig.tight_layout()
         paths.append(save_figure(fig, out_dir / f"{name}_profile.png"))
     if report.get("curves"):
-        fig, ax = plt.subplots(figsize=(6.5, 3.8))
-        for i, (g, c) in enumerate(sorted(report["curves"].items())):
-            ax.plot(c["steps"], c["iqm"], color=f"C{i % 10}", label=f"{g} ({c['n_seeds']})")
-            if c["ci95"] is not None:
-                ax.fill_between(c["steps"], c["ci95"][0], c["ci95"][1], color=f"C{i % 10}", alpha=0.15)
-        ax.set(xlabel="env steps", ylabel="training success (IQM, 95% CI)", ylim=(-0.02, 1.02))
-        ax.legend(fontsize=6)
-        fig.tight_layout()
-        paths.append(save_figure(fig, out_dir / f"{name}_curves.png"))
+        paths.append(_plot_curves(report["curves"], out_dir / f"{name}_curves.png"))
     return paths
+
+
+def _plot_curves(curves_: dict[str, Any], path: Path) -> Path:
+    """Training-success curves (IQM, 95% CI band): one panel per cell, one colour per method (the same colour in
+    every panel); a single panel with every group when the groups do not name their cells."""
+    import matplotlib.pyplot as plt
+
+    cells = sorted({c.get("cell", "") for c in curves_.values()})
+    methods = sorted({c.get("method", g) for g, c in curves_.items()})
+    colour = {m: f"C{i % 10}" for i, m in enumerate(methods)}
+    cols = min(3, len(cells))
+    rows = math.ceil(len(cells) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.3 * rows), squeeze=False, sharey=True)
+    for ax, cell in zip(axes.flat, cells):
+        for g, c in sorted(curves_.items()):
+            if c.get("cell", "") != cell:
+                continue
+            m = c.get("method", g)
+            ax.plot(c["steps"], c["iqm"], color=colour[m], label=f"{m} ({c['n_seeds']})")
+            if c["ci95"] is not None:
+                ax.fill_between(c["steps"], c["ci95"][0], c["ci95"][1], color=colour[m], alpha=0.15)
+        ax.set(title=cell or None, xlabel="env steps", ylim=(-0.02, 1.02))
+        ax.legend(fontsize=6)
+        ax.grid(alpha=0.3)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("training success (IQM, 95% CI)")
+    for ax in list(axes.flat)[len(cells):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return save_figure(fig, path)
 
 
 def sweep_and_report(name: str, out_dir: str | Path = "results", quick: bool = False, seed: int = 0,
