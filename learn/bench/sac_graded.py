@@ -100,12 +100,20 @@ def plot_graded(rows: list[dict[str, Any]], path: Path) -> Path:
                      if r["method"] == method and r["baseline"] == baseline and r["break"] is not None)
         if not pts:
             continue
-        x = np.array([p[0] for p in pts]) * (1 + 0.03 * (i - 1.5))  # small offsets so the bars do not overlap
+        x = np.array([p[0] for p in pts])
+        # small offsets so the bars do not overlap: relative where the break is positive, absolute at the exact env
+        x = np.where(x > 0, x * (1 + 0.04 * (i - 1.5)), 0.0015 * (i - 1.5))
         y = np.array([p[1] for p in pts])
         err = np.array([[p[1] - p[2][0], p[2][1] - p[1]] for p in pts]).T
-        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=f"{method} - {baseline}")
+        # markers only: the cells are different envs, not points of one continuum
+        ax.errorbar(x, y, yerr=err, marker="o", ls="none", capsize=3, label=f"{method} - {baseline}")
     ax.axhline(0.0, color="grey", lw=0.8)
+    for cell, brk in sorted({(r["cell"], r["break"]) for r in rows if r["break"] is not None}, key=lambda c: c[1]):
+        ax.annotate(cell.replace("-v0", ""), (brk, 1.0), xycoords=("data", "axes fraction"), rotation=90,
+                    fontsize=6, va="top", ha="right", color="grey")
     ax.set_xscale("symlog", linthresh=1e-2)
+    top = max([r["break"] for r in rows if r["break"] is not None] or [1.0])
+    ax.set_xlim(-0.004, top * 1.6)
     ax.set_xlabel("measured break: mean task-space |obs(g.s, g.a) - g.obs(s, a)| (obs units)")
     ax.set_ylabel("difference in success AUC (95% paired-t CI)")
     ax.set_title("approx-sac against its baselines, by how much the env breaks O(2)")
