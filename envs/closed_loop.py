@@ -306,13 +306,18 @@ class ClosedLoopEnv(PlanarMujocoEnv):
         raise NotImplementedError
 
     def _move_toward(self, goal: np.ndarray, speed: float = 1.0) -> np.ndarray:
-        """Action that moves the end-effector toward ``goal`` (x, y, z), at most ``speed`` of ``max_step``."""
-        d = (np.asarray(goal, float) - self.ee_pos) / self.max_step
-        out = np.zeros(3)
-        n = math.hypot(d[0], d[1])
-        out[:2] = d[:2] * min(1.0, speed / n) if n > 1e-12 else 0.0
-        out[2] = np.clip(d[2], -speed, speed)
-        return out
+        return move_toward(self.ee_pos, goal, self.max_step, speed)
+
+
+def move_toward(ee: np.ndarray, goal: np.ndarray, max_step: float, speed: float = 1.0) -> np.ndarray:
+    """The scripted oracles' displacement command (units of ``max_step``) from ``ee`` toward ``goal`` (x, y, z): the
+    planar part at most ``speed`` in norm (a disc, like the action), the height clipped to ``speed``."""
+    d = (np.asarray(goal, float) - ee) / max_step
+    out = np.zeros(3)
+    n = math.hypot(d[0], d[1])
+    out[:2] = d[:2] * min(1.0, speed / n) if n > 1e-12 else 0.0
+    out[2] = np.clip(d[2], -speed, speed)
+    return out
 
 
 class PickPlaceEnv(ClosedLoopEnv):

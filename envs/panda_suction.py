@@ -33,7 +33,7 @@ import numpy as np
 from gymnasium import spaces
 
 from symgym.envs.closed_loop import (OBJ_HEIGHT, OBJ_RADIUS, SUCCESS_RADIUS, TARGET_RADIUS, VECTOR_DIM,
-                                     transform_action, transform_vector_obs)
+                                     move_toward, transform_action, transform_vector_obs)
 from symgym.envs.closed_loop_perception import (CLOUD_COLUMNS, DepthCloud, ensure_headless_gl,
                                                 transform_cloud_obs)
 from symgym.envs.mujoco_base import STATE_SPEC, PlanarMujocoEnv
@@ -456,13 +456,7 @@ class PandaClosedLoopEnv(PlanarMujocoEnv):
         raise NotImplementedError
 
     def _move_toward(self, goal: np.ndarray, speed: float = 1.0) -> np.ndarray:
-        """Displacement command (units of ``max_step``) toward ``goal`` (x, y, z), at most ``speed``."""
-        d = (np.asarray(goal, float) - self.ee_pos) / self.max_step
-        out = np.zeros(3)
-        n = math.hypot(d[0], d[1])
-        out[:2] = d[:2] * min(1.0, speed / n) if n > 1e-12 else 0.0
-        out[2] = np.clip(d[2], -speed, speed)
-        return out
+        return move_toward(self.ee_pos, goal, self.max_step, speed)
 
     def _pick_place_action(self, obj: np.ndarray, place_xy: np.ndarray, place_z: float) -> np.ndarray:
         """Travel at hover height, descend onto the cylinder, grasp, lift, carry, descend, release at height
