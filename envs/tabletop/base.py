@@ -29,6 +29,18 @@ from symgym.equivariance.groups import SE2Group, as_se2
 from symgym.equivariance.symmetry import Symmetry
 from symgym.equivariance.transforms import transform_image
 
+#: the Arguments table every tabletop task docstring shares (the constructor is this base class's)
+ARGUMENTS_DOC = """    ## Arguments
+
+    | argument | default | meaning |
+    |---|---|---|
+    | ``render_mode`` | ``None`` | ``None`` or ``"rgb_array"`` (the colour view, 4x upsampled) |
+    | ``image_size`` | 64 | side S of the observation images (pixels, at least 16) |
+    | ``cameras`` | three RGB-D cameras | ``CameraSpec`` tuple: one overhead, two oblique |
+    | ``arm`` | ``True`` | ``True``: the Panda executes the primitive; ``False``: a teleporting gripper (fast, no contact) |
+
+"""
+
 MAX_PLACE_Z = 0.3
 #: largest place roll/pitch magnitude (rad): 45 degrees, beyond every task's 30-degree tilts
 MAX_TILT = math.pi / 4

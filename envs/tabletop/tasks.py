@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from symgym.envs.tabletop import oracles
-from symgym.envs.tabletop.base import TabletopEnv
+from symgym.envs.tabletop.base import ARGUMENTS_DOC, TabletopEnv
 from symgym.envs.tabletop.scene import yaw_error
 
 BLOCK = 0.04          # cube side (m)
@@ -19,8 +19,25 @@ YAW_TOL = math.radians(15.0)
 HEIGHT_TOL = 0.012
 
 
+_PLANAR_DOC = """    ## Symmetry
+
+    Group: SE(2) of the workspace (rotations about its centre and planar translations, sampled at a 0.05 m
+    scale). Representations: both images rotate and shift as pictures; pick and place x, y rotate and shift,
+    yaws add the angle, the place height is invariant. Declared exact: the dynamics are equivariant while every
+    object stays in the workspace and the arm (base at (0, -0.5), outside it) can reach the targets -- a
+    quarter-turned stacking step lands within 2 mm of the turned outcome (tested); image transforms are exact
+    for multiples of 90 degrees and whole-pixel shifts and interpolate otherwise. ``symgym bench equivariance`` does not simulate PyBullet states (no
+    ``transform_state``), so no break is measured.
+
+    ## Version History
+
+    * v0: initial release (a teleporting gripper); the Panda arm now executes the primitive (``arm=False``
+      keeps the teleport).
+"""
+
+
 class BlockInsertionEnv(TabletopEnv):
-    """Put the L-shaped block onto the L-shaped fixture, aligned (one step; reward 1 on success).
+    __doc__ = """Put the L-shaped block onto the L-shaped fixture, aligned (one step; reward 1 on success).
 
     ## Action Space
 
@@ -65,30 +82,7 @@ class BlockInsertionEnv(TabletopEnv):
     movable, an arm link other than the tip touching anything, an unreachable target); truncated after 2 steps
     (the oracle needs 1).
 
-    ## Arguments
-
-    | argument | default | meaning |
-    |---|---|---|
-    | ``render_mode`` | ``None`` | ``None`` or ``"rgb_array"`` (the colour view, 4x upsampled) |
-    | ``image_size`` | 64 | side S of the observation images (pixels, at least 16) |
-    | ``cameras`` | three RGB-D cameras | ``CameraSpec`` tuple: one overhead, two oblique |
-    | ``arm`` | ``True`` | ``True``: the Panda executes the primitive; ``False``: a teleporting gripper (fast, no contact) |
-
-    ## Symmetry
-
-    Group: SE(2) of the workspace (rotations about its centre and planar translations, sampled at a 0.05 m
-    scale). Representations: both images rotate and shift as pictures; pick and place x, y rotate and shift,
-    yaws add the angle, the place height is invariant. Declared exact: the dynamics are equivariant while every
-    object stays in the workspace and the arm (base at (0, -0.5), outside it) can reach the targets -- a
-    quarter-turned stacking step lands within 2 mm of the turned outcome (tested); image transforms are exact
-    for multiples of 90 degrees and whole-pixel shifts and interpolate otherwise. ``symgym bench equivariance`` does not simulate PyBullet states (no
-    ``transform_state``), so no break is measured.
-
-    ## Version History
-
-    * v0: initial release (a teleporting gripper); the Panda arm now executes the primitive (``arm=False``
-      keeps the teleport).
-    """
+""" + ARGUMENTS_DOC + _PLANAR_DOC
 
     oracle_steps = 1
 
@@ -110,7 +104,7 @@ class BlockInsertionEnv(TabletopEnv):
 
 
 class PlaceRedInGreenEnv(TabletopEnv):
-    """Put every red block into a green bowl; other-coloured blocks and bowls are distractors.
+    __doc__ = """Put every red block into a green bowl; other-coloured blocks and bowls are distractors.
 
     1-2 red blocks, as many or more green bowls (at most 2), 1-2 distractor blocks and one distractor bowl.
 
@@ -157,30 +151,7 @@ class PlaceRedInGreenEnv(TabletopEnv):
     grasp that touched nothing movable, an arm collision, an unreachable target); truncated after 4 steps (the
     oracle needs 2).
 
-    ## Arguments
-
-    | argument | default | meaning |
-    |---|---|---|
-    | ``render_mode`` | ``None`` | ``None`` or ``"rgb_array"`` (the colour view, 4x upsampled) |
-    | ``image_size`` | 64 | side S of the observation images (pixels, at least 16) |
-    | ``cameras`` | three RGB-D cameras | ``CameraSpec`` tuple: one overhead, two oblique |
-    | ``arm`` | ``True`` | ``True``: the Panda executes the primitive; ``False``: a teleporting gripper (fast, no contact) |
-
-    ## Symmetry
-
-    Group: SE(2) of the workspace (rotations about its centre and planar translations, sampled at a 0.05 m
-    scale). Representations: both images rotate and shift as pictures; pick and place x, y rotate and shift,
-    yaws add the angle, the place height is invariant. Declared exact: the dynamics are equivariant while every
-    object stays in the workspace and the arm (base at (0, -0.5), outside it) can reach the targets -- a
-    quarter-turned stacking step lands within 2 mm of the turned outcome (tested); image transforms are exact
-    for multiples of 90 degrees and whole-pixel shifts and interpolate otherwise. ``symgym bench equivariance`` does not simulate PyBullet states (no
-    ``transform_state``), so no break is measured.
-
-    ## Version History
-
-    * v0: initial release (a teleporting gripper); the Panda arm now executes the primitive (``arm=False``
-      keeps the teleport).
-    """
+""" + ARGUMENTS_DOC + _PLANAR_DOC
 
     oracle_steps = 2
     DISTRACTOR_COLORS = ("blue", "yellow", "purple", "orange")
@@ -221,7 +192,7 @@ class PlaceRedInGreenEnv(TabletopEnv):
 
 
 class StackingEnv(TabletopEnv):
-    """Stack red, green, blue cubes (bottom to top) on the grey pad, aligned with it (C4: modulo 90 degrees).
+    __doc__ = """Stack red, green, blue cubes (bottom to top) on the grey pad, aligned with it (C4: modulo 90 degrees).
 
     ## Action Space
 
@@ -268,30 +239,7 @@ class StackingEnv(TabletopEnv):
     touched nothing movable, an arm collision, an unreachable target); truncated after 5 steps (the oracle
     needs 3).
 
-    ## Arguments
-
-    | argument | default | meaning |
-    |---|---|---|
-    | ``render_mode`` | ``None`` | ``None`` or ``"rgb_array"`` (the colour view, 4x upsampled) |
-    | ``image_size`` | 64 | side S of the observation images (pixels, at least 16) |
-    | ``cameras`` | three RGB-D cameras | ``CameraSpec`` tuple: one overhead, two oblique |
-    | ``arm`` | ``True`` | ``True``: the Panda executes the primitive; ``False``: a teleporting gripper (fast, no contact) |
-
-    ## Symmetry
-
-    Group: SE(2) of the workspace (rotations about its centre and planar translations, sampled at a 0.05 m
-    scale). Representations: both images rotate and shift as pictures; pick and place x, y rotate and shift,
-    yaws add the angle, the place height is invariant. Declared exact: the dynamics are equivariant while every
-    object stays in the workspace and the arm (base at (0, -0.5), outside it) can reach the targets -- a
-    quarter-turned stacking step lands within 2 mm of the turned outcome (tested); image transforms are exact
-    for multiples of 90 degrees and whole-pixel shifts and interpolate otherwise. ``symgym bench equivariance`` does not simulate PyBullet states (no
-    ``transform_state``), so no break is measured.
-
-    ## Version History
-
-    * v0: initial release (a teleporting gripper); the Panda arm now executes the primitive (``arm=False``
-      keeps the teleport).
-    """
+""" + ARGUMENTS_DOC + _PLANAR_DOC
 
     oracle_steps = 3
     ORDER = ("red", "green", "blue")

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pybullet as p
 
-from symgym.envs.tabletop.base import TabletopEnv
+from symgym.envs.tabletop.base import ARGUMENTS_DOC, TabletopEnv
 from symgym.envs.tabletop.oracles import RELEASE_GAP
 from symgym.envs.tabletop.scene import WORKSPACE_HALF, place_quat, wrap_angle, yaw_quat
 
@@ -139,16 +139,7 @@ _COMMON_DOC = """
     Terminates on success or on a failed primitive (``info["failure"]``: a grasp that touched nothing
     movable, an arm collision, an unreachable target); truncated after 2 steps (the oracle needs 1).
 
-    ## Arguments
-
-    | argument | default | meaning |
-    |---|---|---|
-    | ``render_mode`` | ``None`` | ``None`` or ``"rgb_array"`` (the colour view, 4x upsampled) |
-    | ``image_size`` | 64 | side S of the observation images (pixels, at least 16) |
-    | ``cameras`` | three RGB-D cameras | ``CameraSpec`` tuple: one overhead, two oblique |
-    | ``arm`` | ``True`` | ``True``: the Panda executes the primitive; ``False``: a teleporting gripper (fast, no contact) |
-
-    ## Symmetry
+""" + ARGUMENTS_DOC + """    ## Symmetry
 
     Group: SE(2) of the workspace, as for the planar tabletop tasks: images rotate and shift as pictures; pick
     and place x, y rotate and shift, yaws add the angle; the place height, roll and pitch (gripper frame) are
