@@ -91,6 +91,33 @@ def anchored_cumsum(states: torch.Tensor, increments: torch.Tensor, known: torch
     return (1 - weight) * forward + weight * backward
 
 
+class _Softmax(torch.autograd.Function):
+    """``torch.softmax(x, -1)`` for short rows, written out (twice differentiable).
+
+    Over the attention rows here (5 to 9 tokens) torch's CPU softmax kernel and its backward are several times
+    slower than these few elementwise operations; the numbers agree to rounding. The backward
+    ``y (g - sum(g y))`` is made of differentiable operations on the saved output, so the double backward of
+    training goes through it.
+    """
+
+    @staticmethod
+    def forward(ctx, x):
+        e = (x - x.amax(-1, keepdim=True)).exp_()
+        y = e.div_(e.sum(-1, keepdim=True))
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return y * (grad - (grad * y).sum(-1, keepdim=True))
+
+
+def softmax(x: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last dimension (:class:`_Softmax`)."""
+    return _Softmax.apply(x)
+
+
 class _AttentionBlock(nn.Module):
     """Pre-norm transformer block written out (smooth, twice differentiable on any backend)."""
 
@@ -107,9 +134,28 @@ class _AttentionBlock(nn.Module):
         batch, tokens, width = h.shape
         q, k, v = self.qkv(self.norm1(h)).view(batch, tokens, 3, self.heads, -1).unbind(2)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, heads, T, width / heads)
-        attention = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1)
+        attention = softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]))
         h = h + self.proj((attention @ v).transpose(1, 2).reshape(batch, tokens, width))
         return h + self.ff(self.norm2(h))
+
+    def first_token(self, h: torch.Tensor) -> torch.Tensor:
+        """``forward(h)[:, 0]``, shape ``(B, width)``, without computing the other tokens' outputs.
+
+        The same arithmetic restricted to what token 0's output depends on: its query, every token's key and
+        value, and token 0's projection and feed-forward. A network read out at one token uses it for its last
+        block: about a third of the work (and of its first and second derivatives) is saved at 9 tokens.
+        """
+        batch, tokens, width = h.shape
+        normed = self.norm1(h)
+        weight, bias = self.qkv.weight, self.qkv.bias
+        q = nn.functional.linear(normed[:, 0], weight[:width], bias[:width]).view(batch, self.heads, 1, -1)
+        kv = nn.functional.linear(normed, weight[width:], bias[width:])
+        k, v = kv.view(batch, tokens, 2, self.heads, -1).unbind(2)
+        k, v = k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, T, width / heads)
+        # one query per head: broadcast products and sums (batched 1-row matmuls, and their derivatives, are slow)
+        attention = softmax((q * k).sum(-1) / math.sqrt(q.shape[-1]))  # (B, heads, T)
+        first = h[:, 0] + self.proj((attention[..., None] * v).sum(-2).reshape(batch, width))
+        return first + self.ff(self.norm2(first))
 
 
 class MidpointDHN(nn.Module):
