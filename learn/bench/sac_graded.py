@@ -94,33 +94,35 @@ def plot_graded(rows: list[dict[str, Any]], path: Path) -> Path:
 
     from symgym.learn.io import save_figure
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for i, (method, baseline) in enumerate(PAIRS):
-        pts = sorted((r["break"], r["effect"], r["ci95"], len(r["seeds"])) for r in rows
-                     if r["method"] == method and r["baseline"] == baseline and r["break"] is not None)
-        if not pts:
-            continue
-        x = np.array([p[0] for p in pts])
-        # small offsets so the bars do not overlap: relative where the break is positive, absolute at the exact env
-        x = np.where(x > 0, x * (1 + 0.04 * (i - 1.5)), 0.0015 * (i - 1.5))
-        y = np.array([p[1] for p in pts])
-        err = np.array([[p[1] - p[2][0], p[2][1] - p[1]] for p in pts]).T
-        # markers only: the cells are different envs, not points of one continuum
-        ax.errorbar(x, y, yerr=err, marker="o", ls="none", capsize=3, label=f"{method} - {baseline}")
-    ax.axhline(0.0, color="grey", lw=0.8)
-    for cell, brk in sorted({(r["cell"], r["break"]) for r in rows if r["break"] is not None}, key=lambda c: c[1]):
-        ax.annotate(cell.replace("-v0", ""), (brk, 1.0), xycoords=("data", "axes fraction"), rotation=90,
-                    fontsize=6, va="top", ha="right", color="grey")
-    ax.set_xscale("symlog", linthresh=1e-2)
-    top = max([r["break"] for r in rows if r["break"] is not None] or [1.0])
-    ax.set_xlim(-0.004, top * 1.6)
-    ax.set_xlabel("measured break: mean task-space |obs(g.s, g.a) - g.obs(s, a)| (obs units)")
-    ax.set_ylabel("difference in success AUC (95% paired-t CI)")
-    ax.set_title("approx-sac against its baselines, by how much the env breaks O(2)")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
-    else:
-        ax.text(0.5, 0.5, "no cell with two paired seeds yet", ha="center", transform=ax.transAxes)
+    cells = sorted({(r["cell"], r["break"]) for r in rows if r["break"] is not None}, key=lambda c: c[1])
+    fig, axes = plt.subplots(1, len(PAIRS), figsize=(3.1 * len(PAIRS), 3.8), sharey=True, squeeze=False)
+    drawn = False
+    for ax, (method, baseline) in zip(axes[0], PAIRS):
+        pts = {r["cell"]: r for r in rows if r["method"] == method and r["baseline"] == baseline
+               and r["break"] is not None}
+        # the wind family (SymPush is its wind-0 member) is one continuum: joined by a line; other envs stand alone
+        wind = sorted((r["break"], r["effect"]) for c, r in pts.items() if c.startswith(("SymPush-", "SymPushWind")))
+        if len(wind) > 1:
+            ax.plot(*zip(*wind), color="tab:blue", lw=0.8, alpha=0.6)
+        for cell, r in pts.items():
+            lo, hi = r["ci95"]
+            colour = "tab:blue" if cell.startswith(("SymPush-", "SymPushWind")) else "tab:orange"
+            ax.errorbar([r["break"]], [r["effect"]], yerr=[[r["effect"] - lo], [hi - r["effect"]]], marker="o",
+                        ls="none", capsize=3, color=colour, ms=4 + len(r["seeds"]) / 2)
+            drawn = True
+        ax.axhline(0.0, color="grey", lw=0.8)
+        ax.set_xticks([b for _, b in cells])
+        ax.set_xticklabels([f"{c.replace('-v0', '').replace('SymPushWind wind=', 'wind ')}  {b:.2f}"
+                            for c, b in cells], rotation=90, fontsize=6)
+        ax.set_xlim(-0.05, max([b for _, b in cells] or [1.0]) + 0.05)
+        ax.set_title(f"{method} - {baseline}", fontsize=9)
+    axes[0][0].set_ylabel("difference in success AUC\n(95% paired-t CI; bigger marker: more seeds)")
+    fig.suptitle("approx-sac against each baseline, by how much the env breaks O(2)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.text(0.5, 0.01, "measured break (x): mean task-space |obs(g.s, g.a) - g.obs(s, a)| (obs units); "
+             "blue: SymPush and its wind family, orange: obstacle, Panda", ha="center", fontsize=8)
+    if not drawn:
+        axes[0][0].text(0.5, 0.5, "no cell with two paired seeds yet", ha="center", transform=axes[0][0].transAxes)
     return save_figure(fig, path)
 
 
