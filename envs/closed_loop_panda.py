@@ -42,7 +42,7 @@ class PandaPickPlaceEnv(PandaClosedLoopEnv):
     ``Dict`` with HepPickPlaceDepth-v0's keys and layout: a 16-float ``"vector"`` (the end effector is the centre
     of the suction cup's face) and ``"points"``, a rendered, unlabelled (256, 6) cloud (depth from three cameras on
     a ring about the workspace centre, unprojected, cropped to a 0.32 m disc above the floor, open3d voxels and
-    normals; columns x, y, z, nx, ny, nz; the arm's rod, cup and any link below 0.25 m are in it). With
+    normals; columns x, y, z, nx, ny, nz; the robot is filtered out unless ``self_filter=False``). With
     ``obs_mode="vector"`` the dict holds ``"vector"`` only (no rendering).
 
     | key | meaning | unit |
@@ -83,6 +83,7 @@ class PandaPickPlaceEnv(PandaClosedLoopEnv):
     | ``max_shift`` | 0.06 | largest planar shift (m) of a ``"transformed"`` layout, in [0, 0.1] |
     | ``obs_mode`` | ``"depth_cloud"`` | ``"depth_cloud"`` (rendered cloud) or ``"vector"`` (no ``"points"``) |
     | ``cloud_kwargs`` | ``None`` | options of ``symgym.envs.closed_loop_perception.DepthCloud`` |
+    | ``self_filter`` | ``True`` | hide the robot (links, rod, cup) from the depth cameras (robot self-filtering) |
     | ``base_x`` | -0.55 | the arm base's x (m), in [-0.6, -0.5] (the 0.24 m workspace is in reach there) |
     | ``workspace_radius`` | 0.24 | the cup's planar position stays in this disc about the workspace centre (m) |
     | ``success_bonus`` | 1.0 | reward on the step that succeeds |
@@ -104,6 +105,8 @@ class PandaPickPlaceEnv(PandaClosedLoopEnv):
     ## Version History
 
     * v0: initial release (issue #33 item 4).
+    * v0: the depth cloud filters the robot out by default (``self_filter``); it held the arm's rod, cup and
+      links below 0.25 m before.
     """
 
     def _success(self) -> bool:
@@ -134,7 +137,7 @@ class PandaPushToTargetEnv(PandaClosedLoopEnv):
     ``Dict`` with HepPickPlaceDepth-v0's keys and layout: a 16-float ``"vector"`` (the end effector is the centre
     of the suction cup's face) and ``"points"``, a rendered, unlabelled (256, 6) cloud (depth from three cameras on
     a ring about the workspace centre, unprojected, cropped to a 0.32 m disc above the floor, open3d voxels and
-    normals; columns x, y, z, nx, ny, nz; the arm's rod, cup and any link below 0.25 m are in it). With
+    normals; columns x, y, z, nx, ny, nz; the robot is filtered out unless ``self_filter=False``). With
     ``obs_mode="vector"`` the dict holds ``"vector"`` only (no rendering).
 
     | key | meaning | unit |
@@ -175,6 +178,7 @@ class PandaPushToTargetEnv(PandaClosedLoopEnv):
     | ``max_shift`` | 0.06 | largest planar shift (m) of a ``"transformed"`` layout, in [0, 0.1] |
     | ``obs_mode`` | ``"depth_cloud"`` | ``"depth_cloud"`` (rendered cloud) or ``"vector"`` (no ``"points"``) |
     | ``cloud_kwargs`` | ``None`` | options of ``symgym.envs.closed_loop_perception.DepthCloud`` |
+    | ``self_filter`` | ``True`` | hide the robot (links, rod, cup) from the depth cameras (robot self-filtering) |
     | ``base_x`` | -0.55 | the arm base's x (m), in [-0.6, -0.5] (the 0.24 m workspace is in reach there) |
     | ``workspace_radius`` | 0.24 | the cup's planar position stays in this disc about the workspace centre (m) |
     | ``success_bonus`` | 1.0 | reward on the step that succeeds |
@@ -197,6 +201,8 @@ class PandaPushToTargetEnv(PandaClosedLoopEnv):
     ## Version History
 
     * v0: initial release (issue #33 item 4).
+    * v0: the depth cloud filters the robot out by default (``self_filter``); it held the arm's rod, cup and
+      links below 0.25 m before.
     """
 
     suction = False
@@ -256,7 +262,7 @@ class PandaTwoStagePlaceEnv(PandaClosedLoopEnv):
     ``Dict`` with HepPickPlaceDepth-v0's keys and layout: a 16-float ``"vector"`` (the end effector is the centre
     of the suction cup's face) and ``"points"``, a rendered, unlabelled (256, 6) cloud (depth from three cameras on
     a ring about the workspace centre, unprojected, cropped to a 0.32 m disc above the floor, open3d voxels and
-    normals; columns x, y, z, nx, ny, nz; the arm's rod, cup and any link below 0.25 m are in it). With
+    normals; columns x, y, z, nx, ny, nz; the robot is filtered out unless ``self_filter=False``). With
     ``obs_mode="vector"`` the dict holds ``"vector"`` only (no rendering).
 
     | key | meaning | unit |
@@ -298,6 +304,7 @@ class PandaTwoStagePlaceEnv(PandaClosedLoopEnv):
     | ``max_shift`` | 0.06 | largest planar shift (m) of a ``"transformed"`` layout, in [0, 0.1] |
     | ``obs_mode`` | ``"depth_cloud"`` | ``"depth_cloud"`` (rendered cloud) or ``"vector"`` (no ``"points"``) |
     | ``cloud_kwargs`` | ``None`` | options of ``symgym.envs.closed_loop_perception.DepthCloud`` |
+    | ``self_filter`` | ``True`` | hide the robot (links, rod, cup) from the depth cameras (robot self-filtering) |
     | ``base_x`` | -0.55 | the arm base's x (m), in [-0.6, -0.5] (the 0.24 m workspace is in reach there) |
     | ``workspace_radius`` | 0.24 | the cup's planar position stays in this disc about the workspace centre (m) |
     | ``success_bonus`` | 1.0 | reward on the step that succeeds |
@@ -320,6 +327,8 @@ class PandaTwoStagePlaceEnv(PandaClosedLoopEnv):
     ## Version History
 
     * v0: initial release (issue #33 item 4).
+    * v0: the depth cloud filters the robot out by default (``self_filter``); it held the arm's rod, cup and
+      links below 0.25 m before.
     """
 
     n_objects = 2
@@ -328,13 +337,14 @@ class PandaTwoStagePlaceEnv(PandaClosedLoopEnv):
     def __init__(self, render_mode: str | None = None, max_step: float = 0.02, workspace: str = "demo",
                  max_shift: float = 0.06, obs_mode: str = "depth_cloud", cloud_kwargs: dict | None = None,
                  base_x: float = -0.55, workspace_radius: float = 0.24, success_bonus: float = 1.0,
-                 time_penalty: float = 0.01, stage_bonus: float = 0.5):
+                 time_penalty: float = 0.01, stage_bonus: float = 0.5, self_filter: bool = True):
         if not math.isfinite(stage_bonus):
             raise ValueError(f"stage_bonus must be finite, got {stage_bonus!r}")
         self.stage_bonus = float(stage_bonus)
         super().__init__(render_mode=render_mode, max_step=max_step, workspace=workspace, max_shift=max_shift,
                          obs_mode=obs_mode, cloud_kwargs=cloud_kwargs, base_x=base_x,
-                         workspace_radius=workspace_radius, success_bonus=success_bonus, time_penalty=time_penalty)
+                         workspace_radius=workspace_radius, success_bonus=success_bonus, time_penalty=time_penalty,
+                         self_filter=self_filter)
 
     def _layout_demo(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         return {"ee": np.array([0.0, -0.08]) + rng.uniform(-0.03, 0.03, 2),

@@ -50,6 +50,30 @@ def test_check_env_and_observation_layout():
         env.close()
 
 
+def test_depth_cloud_filters_the_robot_out_and_the_frame_still_shows_it():
+    on, off = PandaPushToTargetEnv(), PandaPushToTargetEnv(self_filter=False)
+    try:
+        obs_on, _ = on.reset(seed=3)
+        obs_off, _ = off.reset(seed=3)
+        ee = on.ee_pos
+
+        def rod(points):   # points on the cup and rod: above the face, within 2 cm of its axis
+            p = points[:, :3]
+            return int(((np.linalg.norm(p[:, :2] - ee[:2], axis=1) < 0.02) & (p[:, 2] > ee[2] - 0.002)).sum())
+
+        assert rod(obs_on["points"]) == 0 and rod(obs_off["points"]) > 5
+        assert (obs_on["points"][:, 2] > 0.1).mean() < 0.05 < (obs_off["points"][:, 2] > 0.1).mean()
+        # the puck is in both clouds; the groups are restored after the cameras render
+        top = on.obj_pos + [0, 0, OBJ_HEIGHT]
+        assert np.linalg.norm(obs_on["points"][:, :3] - top, axis=1).min() < 0.01
+        assert not on.model.geom_group[on._robot_geoms].any()
+    finally:
+        on.close()
+        off.close()
+    with pytest.raises(ValueError, match="self_filter"):
+        PandaPickPlaceEnv(obs_mode="vector", self_filter="yes")
+
+
 def test_rendered_frame_is_not_blank():
     env = PandaPickPlaceEnv(render_mode="rgb_array", obs_mode="vector")
     try:

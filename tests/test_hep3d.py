@@ -151,3 +151,27 @@ def test_bench_measures_exact_and_end_to_end_equivariance():
     errs = trained_policy_equivariance(HEP3DAgent.build(None, dict(), seed=4), "HepPushAroundDepth-v0")
     assert errs["exact_clouds"] < EXACT_TOL
     assert EXACT_TOL < errs["end_to_end_rendered"] < 1.0, errs
+
+
+def test_keypose_window_picks_one_of_two_alike_objects(env, scenes):
+    """Two equally weighted clusters 10 cm apart: the whole-cloud mean lands between them, the windowed keypose
+    on one of them; the windowed net stays exactly equivariant."""
+    rng = np.random.default_rng(0)
+    xy = torch.as_tensor(np.concatenate([rng.normal([0.0, 0.0], 0.005, (20, 2)),
+                                         rng.normal([1.0, 0.0], 0.005, (20, 2))]))[None]   # decimetres
+    w = torch.full((1, 40), 1 / 40, dtype=xy.dtype)
+    w[0, 3] += 1e-3   # the best point is in the first cluster
+    assert abs(float((w[..., None] * xy).sum(1)[0, 0]) - 0.5) < 0.01
+    local = KeyposeNet._local(w, xy, radius=0.4)
+    assert abs(float((local[..., None] * xy).sum(1)[0, 0])) < 0.01 and float(local[0, 20:].sum()) == 0.0
+    net = KeyposeNet(equivariant=True, window=0.04).eval()
+    obs = scenes[1]
+    g = SE2Element(-1.3, -0.04, 0.06)
+    obs_g = env.unwrapped.symmetry.transform_obs(g, obs)
+    held = torch.zeros(1)
+    with torch.no_grad():
+        kp = net(torch.as_tensor(obs["points"])[None], torch.as_tensor(obs["vector"][:3])[None], held)[0].numpy()
+        kp_g = net(torch.as_tensor(obs_g["points"])[None], torch.as_tensor(obs_g["vector"][:3])[None], held)[0]
+    np.testing.assert_allclose(kp_g.numpy()[:2], g.apply(kp[:2].astype(np.float64)), atol=1e-5)
+    with pytest.raises(ValueError, match="keypose_window"):
+        HEP3DAgent.build(None, {"keypose_window": -0.1}, seed=0)
