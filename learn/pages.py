@@ -52,8 +52,10 @@ INTROS = {
                     "comparisons measured handicaps, and `sac` replaces it.",
     "mppi": "Symmetric MPPI (orbit-sampled action noise) against plain MPPI on SymReach and SymCartPole at several "
             "sample counts K (`symgym bench mppi`).",
-    "hep": "Hierarchical Equivariant Policy against flat behaviour cloning from a few demonstrations, in the "
-           "demonstration workspace and in rotated/shifted ones (`symgym bench hep`).",
+    "hep-previous": "The first HEP design (a 2-D heatmap keypose, an MSE low level on simulator positions, a floating "
+                    "suction sphere), against flat behaviour cloning; no baseline was trained with SE(2) "
+                    "augmentation, so its gaps mostly measure that unaugmented networks do not extrapolate from "
+                    "demos recorded in one layout (issue #33). Kept for the record: `hep3d` replaces it.",
     "panda-transfer": "A SAC policy trained on SymPush run on the Franka Panda (`PandaPush-v0`) zero-shot and after "
                       "fine-tuning (`symgym bench panda-transfer`).",
     "equivariance": "How exactly each env's dynamics commute with its declared group: "

@@ -207,8 +207,9 @@ def _close(a, b) -> bool:
 
 
 #: every committed sweep ledger (mppi-previous: the K = 8/32/128 MPPI design, whose trials moved aside when mppi
-#: became the power design; mppi: the power design; sac-previous: the three-agent SAC design; sac: approx-sac)
-LEDGERS = ["sac", "sac-previous", "hep", "mppi-previous", "mppi"]
+#: became the power design; mppi: the power design; sac-previous: the three-agent SAC design; sac: approx-sac;
+#: hep-previous: the first, unaugmented HEP design, whose trials are spec hep)
+LEDGERS = ["sac", "sac-previous", "hep-previous", "mppi-previous", "mppi"]
 
 
 @pytest.mark.parametrize("name", LEDGERS)
