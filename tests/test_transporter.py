@@ -339,3 +339,28 @@ def test_the_se3_sweep_spec_quick_mode_runs_in_process(tmp_path):
         shapes[t.labels["method"]] = agent.act(obs).shape
         env.close()
     assert shapes == {"equi-transporter": (7,), "keyframe-transporter": (9,)}
+
+
+def test_stacking_per_step_success_is_read_from_the_committed_trials():
+    """Per-step stacking success (issue #34 item 4): each step's success bounds the next, the last step is the
+    episode's success, and the bench's per-cell numbers are the means over the finished seeds."""
+    from pathlib import Path
+
+    from symgym.learn.bench.transporter import STACKING, STEP_METRICS, stacking_per_step
+    from symgym.learn.evidence.report import load_summaries
+    from symgym.learn.evidence.sweep import load_spec
+
+    results = Path(__file__).resolve().parents[1] / "results"
+    summaries, _ = load_summaries(load_spec("transporter"), results)
+    stacking = [s for s in summaries if s["labels"]["env"] == STACKING]
+    assert stacking, "no finished stacking trials"
+    for s in stacking:
+        m = s["metrics"]
+        assert m["step1_success"] >= m["step2_success"] >= m["step3_success"] == m["success_rate"], s["key"]
+    per_step = stacking_per_step(results)
+    for cell in per_step.values():
+        members = [s for s in stacking if (s["labels"]["method"], s["labels"]["demos"]) == (cell["method"], cell["demos"])]
+        assert sorted(cell["seeds"]) == sorted(s["labels"]["seed"] for s in members)
+        for m in STEP_METRICS:
+            assert cell[m] == pytest.approx(np.mean([s["metrics"][m] for s in members]))
+    json.dumps(per_step)  # goes into transporter.json as it is

@@ -180,6 +180,60 @@ def plot_arm(results: dict, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+STACKING = "TabletopStacking-v0"
+STEP_METRICS = ("step1_success", "step2_success", "step3_success")
+
+
+def stacking_per_step(out_dir: Path = Path("results"), quick: bool = False) -> dict:
+    """Stacking's per-step success (first, second, third cube placed in colour order) per method and demo count,
+    mean over the finished seeds of the transporter sweep (each trial records them beside its success rate)."""
+    from symgym.learn.evidence.report import load_summaries
+    from symgym.learn.evidence.sweep import load_spec
+
+    summaries, _ = load_summaries(load_spec("transporter", quick=quick), out_dir)
+    cells: dict[str, dict] = {}
+    for s in summaries:
+        labels, metrics = s["labels"], s["metrics"]
+        if labels.get("env") != STACKING or any(m not in metrics for m in STEP_METRICS):
+            continue
+        cell = cells.setdefault(f"{labels['method']} {labels['demos']} demos",
+                                {"method": labels["method"], "demos": labels["demos"], "seeds": [],
+                                 **{m: [] for m in STEP_METRICS}})
+        cell["seeds"].append(labels["seed"])
+        for m in STEP_METRICS:
+            cell[m].append(float(metrics[m]))
+    return {name: {**{k: c[k] for k in ("method", "demos", "seeds")},
+                   **{m: float(np.mean(c[m])) for m in STEP_METRICS}}
+            for name, c in sorted(cells.items(), key=lambda kv: (kv[1]["demos"], AGENTS.index(kv[1]["method"])
+                                                               if kv[1]["method"] in AGENTS else 99))}
+
+
+def plot_stacking(per_step: dict, path: Path) -> Path | None:
+    """Per-step stacking success, one panel per demo count, one line per method."""
+    if not per_step:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from symgym.learn.io import save_figure
+
+    demos = sorted({c["demos"] for c in per_step.values()})
+    fig, axes = plt.subplots(1, len(demos), figsize=(3.4 * len(demos), 3.0), squeeze=False, sharey=True)
+    for ax, n in zip(axes[0], demos):
+        for c in per_step.values():
+            if c["demos"] == n:
+                ax.plot([1, 2, 3], [c[m] for m in STEP_METRICS], "o-",
+                        label=f"{c['method']} ({len(c['seeds'])} seeds)")
+        ax.set(title=f"stacking, {n} demos", xlabel="cube placed (colour order)", xticks=[1, 2, 3], ylim=(0, 1.05))
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("success up to this step")
+    axes[0, -1].legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def run(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0, sweep: bool = True) -> dict:
     """The oracle and arm-speed parts, both sweeps and their ledgers; ``sweep=False`` reports the trials finished
     so far without running the missing ones (mixed code allowed, flagged)."""
@@ -188,7 +242,11 @@ def run(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0, swe
     parts = measure(out_dir, quick, seed)
     se3_report(out_dir, quick, seed, sweep)
     results = sweep_and_report("transporter", out_dir, quick=quick, seed=seed, sweep=sweep, allow_mixed_code=not sweep)
-    return {**results, **parts}
+    per_step = stacking_per_step(out_dir, quick)
+    plot = plot_stacking(per_step, Path(out_dir) / "transporter-stacking.png")
+    if plot is not None:
+        results["plots"] = [*results.get("plots", []), str(plot)]
+    return {**results, **parts, "stacking_per_step": per_step}
 
 
 def se3_report(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0, sweep: bool = True) -> Path:
