@@ -61,6 +61,19 @@ INTROS = {
                     "suction sphere), against flat behaviour cloning; no baseline was trained with SE(2) "
                     "augmentation, so its gaps mostly measure that unaugmented networks do not extrapolate from "
                     "demos recorded in one layout (issue #33). Kept for the record: `hep3d` replaces it.",
+    "hep3d": "HEP as the paper builds it (issue #33): rendered depth clouds, an equivariant 3-D keypose, a DDPM/DDIM "
+             "diffusion low level acting in the keypose frame, against HEP without frame transfer, HEP without "
+             "equivariance and a flat diffusion policy, every one trained with random SE(2) augmentation. Three "
+             "sweeps: the floating suction sphere at 1 / 5 / 10 / 20 demos (`specs/hep3d.yaml`), the two-mode "
+             "demos (`specs/hep3d-modes.yaml`, diffusion against an MSE head) and the Franka Panda at 10 demos "
+             "(`specs/hep3d-panda.yaml`), 5 seeds, 50 evaluation episodes in unseen (rotated and shifted) "
+             "workspaces. `python -m symgym.learn.bench.hep --report-only` regenerates it from the trials.",
+    "hep3d-modes": "Two-mode demos (the oracle passes the puck on a random side): the same hep3d agent with a "
+                   "diffusion low level against an MSE one (`specs/hep3d-modes.yaml`); also part of `hep3d`.",
+    "transporter-se3": "The tilted-place tasks (a block into a socket tilted 15-30 degrees, an object leaned on a "
+                       "ramp), which need the predicted roll and pitch executed by the arm: Keyframe Transporter "
+                       "(yaw by cross-correlation, then a learned roll/pitch head) against the equivariant "
+                       "Transporter (`specs/transporter-se3.yaml`, 3 seeds, 10 and 100 demos).",
     "panda-transfer": "A SAC policy trained on SymPush run on the Franka Panda (`PandaPush-v0`) zero-shot and after "
                       "fine-tuning (`symgym bench panda-transfer`).",
     "equivariance": "How exactly each env's dynamics commute with its declared group: "
@@ -255,6 +268,12 @@ def results_page(name: str, data: dict[str, Any], results_dir: Path) -> str:
         # `symgym report SWEEP --markdown`, verbatim between markers named after the results file (tests/test_report.py
         # compares each block with results/NAME.json; a sweep's report may live in a file of another name)
         out.append(f"## Sweep report\n\n<!-- ledger:{name} -->\n{report.strip()}\n<!-- /ledger:{name} -->\n")
+    for sub, sub_report in (data.get("sweeps") or {}).items():
+        # a bench that merges several sweeps (hep3d: floating sphere, two-mode demos, Panda) keeps each one's report
+        sub_md = sweep_report_markdown(sub_report) if isinstance(sub_report, dict) else None
+        if sub_md:
+            out.append(f"## Sweep report: {sub}\n\n<!-- ledger:{name}/{sub} -->\n{sub_md.strip()}\n"
+                       f"<!-- /ledger:{name}/{sub} -->\n")
     if name == "equivariance":
         out.append("## Per env\n")
         out.append(symmetry_table(data))

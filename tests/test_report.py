@@ -182,7 +182,7 @@ def _readme_blocks() -> dict[str, str]:
     readme = (ROOT / "README.md").read_text() if (ROOT / "README.md").is_file() else ""
     # the sweep reports live on the generated docs pages (docs/results/NAME.md) since the README shrank
     readme += "".join(p.read_text() for p in sorted((ROOT / "docs" / "results").glob("*.md")))
-    pattern = re.compile(r"<!-- ledger:([A-Za-z0-9._-]+) -->\n(.*?)<!-- /ledger:\1 -->", re.S)
+    pattern = re.compile(r"<!-- ledger:([A-Za-z0-9._/-]+) -->\n(.*?)<!-- /ledger:\1 -->", re.S)
     return {m.group(1): m.group(2) for m in pattern.finditer(readme)}
 
 
@@ -203,6 +203,8 @@ def test_every_generated_ledger_block_is_its_results_json():
     blocks = _readme_blocks()
     assert blocks
     for name, block in blocks.items():
+        name, _, sub = name.partition("/")  # NAME/SUB: the report of sweep SUB inside results/NAME.json's "sweeps"
         path = ROOT / "results" / f"{name}.json"
         assert path.is_file(), f"a ledger block quotes {name} but {path} does not exist"
-        assert block.strip() == ledger_markdown(json.loads(path.read_text())).strip(), name
+        data = json.loads(path.read_text())
+        assert block.strip() == ledger_markdown(data["sweeps"][sub] if sub else data).strip(), name
