@@ -74,6 +74,11 @@ INTROS = {
                        "ramp), which need the predicted roll and pitch executed by the arm: Keyframe Transporter "
                        "(yaw by cross-correlation, then a learned roll/pitch head) against the equivariant "
                        "Transporter (`specs/transporter-se3.yaml`, 3 seeds, 10 and 100 demos).",
+    "sac-layers": "What an equivariant SAC network costs against an MLP of the same parameter count, the networks "
+                  "alone (forward + backward, batch 256, one thread, interleaved rounds; `symgym bench sac-layers`): "
+                  "escnn's layers, the same function in the irrep basis (`equivariance/irrep_linear.py`, no "
+                  "expansion) and plain dense layers of escnn's expanded shapes (the floor for multiplying by "
+                  "escnn's dense matrices). Issue #28 asks for a whole SAC step at 1.5x plain SAC's.",
     "panda-transfer": "A SAC policy trained on SymPush run on the Franka Panda (`PandaPush-v0`) zero-shot and after "
                       "fine-tuning (`symgym bench panda-transfer`).",
     "equivariance": "How exactly each env's dynamics commute with its declared group: "

@@ -32,6 +32,7 @@ BENCHES = Registry("benchmark", {
     "panda-transfer": "symgym.learn.bench.panda_transfer",
     "panda-ik": "symgym.learn.bench.panda_ik",
     "sac-throughput": "symgym.learn.bench.sac:THROUGHPUT",
+    "sac-layers": "symgym.learn.bench.sac_layers",
 })
 
 
