@@ -130,6 +130,10 @@ def _bad(tmp_path, **change):
     ({"claims__0__baseline": "sac"}, "'sac'"),
     ({"bounds": {"no_such_metric": [0, 1]}}, "no_such_metric"),
     ({"bounds": {"success_rate": [0]}}, "[0]"),
+    ({"overrides": [{"where": {"method": "no-such-method"}, "params": {"steps": 1}}]}, "no-such-method"),
+    ({"overrides": [{"where": {"axis_typo": "mppi"}, "params": {"steps": 1}}]}, "axis_typo"),
+    ({"overrides": [{"where": {"method": "mppi"}, "params": {"stepz": 1}}]}, "stepz"),
+    ({"overrides": [{"where": {"method": "mppi"}}]}, "overrides[0]"),
 ])
 def test_bad_spec_is_rejected_before_ray_starts_with_one_line(tmp_path, monkeypatch, capsys, change, needle):
     def no_ray(*a, **k):
@@ -157,3 +161,19 @@ def test_quick_grid_and_shipped_specs_expand(tmp_path):
         assert quick.name == f"{name}-quick"
         assert len(sweep_mod.expand(quick, tmp_path)) < len(sweep_mod.expand(full, tmp_path))
     assert os.environ.get("RAY_USAGE_STATS_ENABLED", "0") == "0"
+
+
+def test_an_override_sets_params_of_the_matching_cells_only(tmp_path):
+    """Cells an override does not match keep their params and key (finished summaries stay valid); matching cells
+    get the override's params (a new key); several conditions must all match."""
+    plain = tiny_spec("ovr")
+    tuned = {**plain, "overrides": [
+        {"where": {"method": "sym-mppi", "seed": 1}, "params": {"agent_kwargs.samples": 16}},
+        {"where": {"method": "mppi"}, "params": {"episodes": 2}}]}
+    before = {(t.labels["method"], t.labels["seed"]): t for t in sweep_mod.expand(load_spec(plain), tmp_path)}
+    after = {(t.labels["method"], t.labels["seed"]): t for t in sweep_mod.expand(load_spec(tuned), tmp_path)}
+    assert after[("sym-mppi", 0)].key == before[("sym-mppi", 0)].key
+    assert after[("sym-mppi", 1)].params["agent_kwargs"] == {"samples": 16, "horizon": 4}
+    assert after[("sym-mppi", 1)].key != before[("sym-mppi", 1)].key
+    assert all(after[("mppi", s)].params["episodes"] == 2 for s in (0, 1))
+    assert load_spec({**tuned, "quick": {"grid": {"seed": [0]}}}, quick=True)  # a quick grid may drop a cell

@@ -18,6 +18,11 @@ A spec (YAML) names the grid, the metrics and the claims it tests::
     quick: {grid: {seed: [0, 1]}, params: {steps: 300}}   # --quick: a tiny grid (tests), sweep NAME-quick
     bounds: {mean_return: [null, 0]}  # attainable extremes of a metric (default [0, 1] for success metrics):
                                       # a claim whose runs all sit at one bound on both sides is untestable
+    overrides:                      # params of the cells whose labels match (after the axes; in order)
+      - {where: {env: SymPushWind-v0, method: equi-sac}, params: {agent_kwargs.learning_rate: 0.003}}
+
+An override sets params per cell where an axis value cannot: a setting tuned per (env, method) pair, say. A cell it
+does not match keeps its params, and so its key and any finished summary.
 
 Everything in a spec is checked before Ray starts (unknown key, agent or env; non-integer seed; a claim on a
 metric the spec does not record), each with a one-line error. Resuming: each finished trial leaves
@@ -44,7 +49,8 @@ from symgym.learn.io import write_json
 from symgym.learn.evidence.trials import DICT_PARAMS, REQUIRED, TRIAL_KINDS, TrialKind
 
 SPEC_DIR = Path(__file__).parents[1] / "bench" / "specs"
-SPEC_KEYS = ("name", "description", "trial", "grid", "params", "metrics", "claims", "compare", "quick", "bounds")
+SPEC_KEYS = ("name", "description", "trial", "grid", "params", "metrics", "claims", "compare", "quick", "bounds",
+             "overrides")
 START_ATTEMPTS = 3  # ray.init retries: Ray allows its raylet 30 s to register, too little on an overloaded box
 CLAIM_KEYS = ("claim", "metric", "method", "baseline", "where", "for_each", "higher_is_better", "effect")
 
@@ -75,6 +81,7 @@ class SweepSpec:
     description: str = ""
     source: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
+    overrides: list[dict[str, Any]] = field(default_factory=list)
 
     def axis_names(self) -> list[str]:
         return [a for a, _ in self.axes]
@@ -121,6 +128,7 @@ def load_spec(source: str | Path | dict[str, Any], quick: bool = False) -> Sweep
     name = raw.get("name")
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         raise ValueError(f"spec {where}: name must be a plain word (letters, digits, . _ -), got {name!r}")
+    full_grid = raw.get("grid") if isinstance(raw.get("grid"), dict) else {}  # overrides name cells of the full grid
     if quick:
         q = raw.get("quick") or {}
         if not isinstance(q, dict) or set(q) - {"grid", "params"}:
@@ -158,9 +166,11 @@ def load_spec(source: str | Path | dict[str, Any], quick: bool = False) -> Sweep
         raise ValueError(f"spec {where}: metrics must be a non-empty list of metric names")
     compare = raw.get("compare") or ("method" if "method" in grid else "agent")
     _check_bounds(raw.get("bounds"), [str(m) for m in metrics], where)
+    known = {a: [*(full_grid.get(a) or []), *v] for a, v in axes}
+    overrides = _check_overrides(raw.get("overrides"), known, kind, where)
     spec = SweepSpec(name=raw["name"], kind=kind, axes=axes, params=params, metrics=[str(m) for m in metrics],
                      claims=list(raw.get("claims") or []), compare=compare, description=raw.get("description", ""),
-                     source=where, raw=raw)
+                     source=where, raw=raw, overrides=overrides)
     trials = expand(spec, Path("."))
     if quick:  # the tiny grid tests only the claims whose methods and cells it still has
         labels = {a: {t.labels[a] for t in trials} for a in trials[0].labels}
@@ -185,6 +195,28 @@ def _check_bounds(bounds: Any, metrics: list[str], where: str) -> None:
                                                                        and not isinstance(x, bool)) for x in b)
         if not ok:
             raise ValueError(f"spec {where}: bounds.{m} must be [low, high] (numbers or null), got {b!r}")
+
+
+def _check_overrides(overrides: Any, axes: dict[str, list[Any]], kind: TrialKind, where: str) -> list[dict[str, Any]]:
+    """The spec's ``overrides``: each a ``where`` (axis -> label of one of its values) and ``params`` to set."""
+    if overrides is None:
+        return []
+    if not isinstance(overrides, list):
+        raise ValueError(f"spec {where}: overrides must be a list of {{where: {{AXIS: LABEL}}, params: {{...}}}}")
+    for i, o in enumerate(overrides):
+        if not isinstance(o, dict) or set(o) != {"where", "params"} or not isinstance(o["where"], dict) \
+                or not o["where"] or not isinstance(o["params"], dict) or not o["params"]:
+            raise ValueError(f"spec {where}: overrides[{i}] must be {{where: {{AXIS: LABEL}}, params: {{...}}}}, "
+                             f"got {o!r}")
+        for axis, label in o["where"].items():
+            labels = [v["name"] if isinstance(v, dict) else v for v in axes.get(axis, [])]
+            if label not in labels:
+                raise ValueError(f"spec {where}: overrides[{i}] matches no cell: {axis}={label!r} is not a value of "
+                                 + (f"axis {axis!r} ({', '.join(map(str, labels))})" if axis in axes
+                                    else f"an axis ({', '.join(axes)})"))
+        for k in o["params"]:
+            _check_param_key(k, kind, where, f"overrides[{i}]")
+    return overrides
 
 
 def _check_param_key(key: str, kind: TrialKind, where: str, context: str, hint: str = "") -> None:
@@ -239,6 +271,10 @@ def expand(spec: SweepSpec, out: Path) -> list[Trial]:
             else:
                 _set(params, axis, value)
                 labels[axis] = value
+        for o in spec.overrides:
+            if all(labels.get(a) == v for a, v in o["where"].items()):
+                for k, v in o["params"].items():
+                    _set(params, k, v)
         missing = [k for k, v in spec.kind.params.items() if v is REQUIRED and k not in params]
         if missing:
             raise ValueError(f"spec {spec.source}: trial {labels} has no {missing[0]!r} (set it in params or grid)")
