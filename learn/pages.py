@@ -67,7 +67,10 @@ INTROS = {
              "sweeps: the floating suction sphere at 1 / 5 / 10 / 20 demos (`specs/hep3d.yaml`), the two-mode "
              "demos (`specs/hep3d-modes.yaml`, diffusion against an MSE head) and the Franka Panda at 10 demos "
              "(`specs/hep3d-panda.yaml`), 5 seeds, 50 evaluation episodes in unseen (rotated and shifted) "
-             "workspaces. `python -m symgym.learn.bench.hep --report-only` regenerates it from the trials.",
+             "workspaces. The hierarchical methods' keypose-yaw noise (the rotation augmentation that acts on a "
+             "keypose-frame low level) is tuned per method and task on seed 100 (`specs/hep3d-tune.yaml`, "
+             "`specs/hep3d-panda-tune.yaml`). `python -m symgym.learn.bench.hep --report-only` regenerates it "
+             "from the trials.",
     "hep3d-modes": "Two-mode demos (the oracle passes the puck on a random side): the same hep3d agent with a "
                    "diffusion low level against an MSE one (`specs/hep3d-modes.yaml`); also part of `hep3d`.",
     "transporter-se3": "The tilted-place tasks (a block into a socket tilted 15-30 degrees, an object leaned on a "
