@@ -326,7 +326,7 @@ def test_the_se3_sweep_spec_quick_mode_runs_in_process(tmp_path):
 
     full = load_spec("transporter-se3")
     assert {c["claim"].split(" succeeds")[0] for c in full.claims} == {"keyframe-transporter"}
-    assert len(expand(full, tmp_path)) == 2 * 2 * 3 * 2   # tasks x demo counts x seeds x methods
+    assert len(expand(full, tmp_path)) == 2 * 2 * 5 * 2   # tasks x demo counts x seeds x methods
     trials = expand(load_spec("transporter-se3", quick=True), tmp_path)
     assert [t.labels["method"] for t in trials] == ["equi-transporter", "keyframe-transporter"]
     shapes = {}
@@ -355,12 +355,12 @@ def test_stacking_per_step_success_is_read_from_the_committed_trials():
     stacking = [s for s in summaries if s["labels"]["env"] == STACKING]
     assert stacking, "no finished stacking trials"
     for s in stacking:
-        m = s["metrics"]
-        assert m["step1_success"] >= m["step2_success"] >= m["step3_success"] == m["success_rate"], s["key"]
+        steps = [s["metrics"].get(m) or 0.0 for m in STEP_METRICS]  # a step no episode completed is not recorded
+        assert steps[0] >= steps[1] >= steps[2] == s["metrics"]["success_rate"], s["key"]
     per_step = stacking_per_step(results)
     for cell in per_step.values():
         members = [s for s in stacking if (s["labels"]["method"], s["labels"]["demos"]) == (cell["method"], cell["demos"])]
         assert sorted(cell["seeds"]) == sorted(s["labels"]["seed"] for s in members)
         for m in STEP_METRICS:
-            assert cell[m] == pytest.approx(np.mean([s["metrics"][m] for s in members]))
+            assert cell[m] == pytest.approx(np.mean([s["metrics"].get(m) or 0.0 for s in members]))
     json.dumps(per_step)  # goes into transporter.json as it is

@@ -186,7 +186,8 @@ STEP_METRICS = ("step1_success", "step2_success", "step3_success")
 
 def stacking_per_step(out_dir: Path = Path("results"), quick: bool = False) -> dict:
     """Stacking's per-step success (first, second, third cube placed in colour order) per method and demo count,
-    mean over the finished seeds of the transporter sweep (each trial records them beside its success rate)."""
+    mean over the finished seeds of the transporter sweep (each trial records them beside its success rate). A
+    trial records step k only when some episode completed k steps, so a missing (or null) later step is 0."""
     from symgym.learn.evidence.report import load_summaries
     from symgym.learn.evidence.sweep import load_spec
 
@@ -194,14 +195,14 @@ def stacking_per_step(out_dir: Path = Path("results"), quick: bool = False) -> d
     cells: dict[str, dict] = {}
     for s in summaries:
         labels, metrics = s["labels"], s["metrics"]
-        if labels.get("env") != STACKING or any(m not in metrics for m in STEP_METRICS):
+        if labels.get("env") != STACKING or metrics.get(STEP_METRICS[0]) is None:
             continue
         cell = cells.setdefault(f"{labels['method']} {labels['demos']} demos",
                                 {"method": labels["method"], "demos": labels["demos"], "seeds": [],
                                  **{m: [] for m in STEP_METRICS}})
         cell["seeds"].append(labels["seed"])
         for m in STEP_METRICS:
-            cell[m].append(float(metrics[m]))
+            cell[m].append(float(metrics.get(m) or 0.0))
     return {name: {**{k: c[k] for k in ("method", "demos", "seeds")},
                    **{m: float(np.mean(c[m])) for m in STEP_METRICS}}
             for name, c in sorted(cells.items(), key=lambda kv: (kv[1]["demos"], AGENTS.index(kv[1]["method"])
