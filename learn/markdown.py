@@ -18,6 +18,12 @@ def verdict(entry: dict[str, Any]) -> str:
     return str(holds) if holds is not None else "missing"
 
 
+def span(values: Iterable[int]) -> str:
+    """Sorted distinct integers as a range: "" (none), "5", or "3-5" (smallest to largest)."""
+    v = sorted(set(values))
+    return "" if not v else str(v[0]) if len(v) == 1 else f"{v[0]}-{v[-1]}"
+
+
 def fmt(x: Any) -> str:
     """Numbers to 3 significant digits (thousands separated); anything else as text."""
     if x is None:

@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from symgym.learn.markdown import VERDICT_ORDER, cell, fmt, table, verdict  # noqa: F401 (re-exported)
+from symgym.learn.markdown import VERDICT_ORDER, cell, fmt, span, table, verdict  # noqa: F401 (re-exported)
 from symgym.learn.papers import papers_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -192,8 +192,7 @@ def readme_claims(results: dict[str, dict[str, Any]]) -> str:
         if not entries:
             continue
         counts = verdict_counts(entries)
-        seeds = sorted({e.get("n_seeds") for e in entries if isinstance(e.get("n_seeds"), int)})
-        seed_text = "-" if not seeds else (str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}")
+        seed_text = span(e.get("n_seeds") for e in entries if isinstance(e.get("n_seeds"), int)) or "-"
         summary.append([f"[{name}](docs/results/{name}.md)", len(entries)] + [counts[v] for v in VERDICT_ORDER]
                        + [seed_text])
         if name.endswith("-previous") or "-previous-" in name:

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from symgym.learn.markdown import VERDICT_ORDER, fmt, table, verdict
+from symgym.learn.markdown import VERDICT_ORDER, fmt, span, table, verdict
 
 
 @dataclass(frozen=True)
@@ -146,8 +146,8 @@ def summarise_ledger(row: LedgerRow, results: dict[str, dict[str, Any]]) -> tupl
         return "not measured", "-"
     verdicts = [verdict(e) for _, e in picked]
     counts = [f"{verdicts.count(v)} {v}" for v in VERDICT_ORDER if verdicts.count(v)]
-    seeds = sorted({e.get("n_seeds") for _, e in picked if isinstance(e.get("n_seeds"), int)})
-    seed_text = "" if not seeds else f", {seeds[0]}" + (f"-{seeds[-1]}" if len(seeds) > 1 else "") + " seeds"
+    seeds = span(e.get("n_seeds") for _, e in picked if isinstance(e.get("n_seeds"), int))
+    seed_text = f", {seeds} seeds" if seeds else ""
     cells = f"{len(picked)} claim{'s' if len(picked) != 1 else ''}{seed_text}: {', '.join(counts)}"
     effects = _effects([e for _, e in picked])
     measured = cells + (f"; {effects}" if effects else "")
@@ -179,9 +179,8 @@ def summarise_level(row: LevelRow, results: dict[str, dict[str, Any]]) -> tuple[
     if not quoted:
         return "not measured", "-"
     text = "; ".join(f"{label.removesuffix('-v0')} {fmt(v)}" for label, v, _ in sorted(quoted))
-    seeds = sorted({n for *_, n in quoted if isinstance(n, int)})
-    seed_text = "" if not seeds else f"{seeds[0]}" + (f"-{seeds[-1]}" if len(seeds) > 1 else "") + " seeds"
-    return f"{row.metric}: {text}", (f"level only ({seed_text})" if seed_text else "level only")
+    seeds = span(n for *_, n in quoted if isinstance(n, int))
+    return f"{row.metric}: {text}", (f"level only ({seeds} seeds)" if seeds else "level only")
 
 
 def papers_table(results: dict[str, dict[str, Any]]) -> str:
