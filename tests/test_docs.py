@@ -155,3 +155,17 @@ def test_sympush_clip_shows_the_task_being_done():
     frames, fps, actor = episode_clip("SymPush-v0", steps=50, seed=0, width=64, height=48)
     assert actor == "scripted" and fps == pytest.approx(10.0)
     assert 2 <= len(frames) < 51 and all(f.shape == (48, 64, 3) for f in frames)   # stopped early: success
+
+
+def test_readme_names_every_benchmark_and_task():
+    """The README's "What is in it" rows list every registered benchmark and scientific task, and nothing else."""
+    import re
+
+    from symgym.learn.bench import BENCHES
+    from symgym.learn.tasks import TASKS
+
+    readme = (ROOT / "README.md").read_text()
+    for row, registry in (("| benchmarks |", BENCHES), ("| scientific tasks |", TASKS)):
+        line = next(line for line in readme.splitlines() if line.startswith(row))
+        named = set(re.findall(r"`([a-z0-9-]+)`", line.split(":", 1)[1]))
+        assert named == set(registry), (row, sorted(set(registry) ^ named))
