@@ -76,7 +76,7 @@ INTROS = {
     "transporter-se3": "The tilted-place tasks (a block into a socket tilted 15-30 degrees, an object leaned on a "
                        "ramp), which need the predicted roll and pitch executed by the arm: Keyframe Transporter "
                        "(yaw by cross-correlation, then a learned roll/pitch head) against the equivariant "
-                       "Transporter (`specs/transporter-se3.yaml`, 3 seeds, 10 and 100 demos).",
+                       "Transporter (`specs/transporter-se3.yaml`, 5 seeds, 10 and 100 demos).",
     "sac-layers": "What an equivariant SAC network costs against an MLP of the same parameter count, the networks "
                   "alone (forward + backward, batch 256, one thread, interleaved rounds; `symgym bench sac-layers`): "
                   "escnn's layers, the same function in the irrep basis (`equivariance/irrep_linear.py`, no "
