@@ -26,9 +26,9 @@ import torch
 
 from symgym.learn.evidence.ledger import adjust, claim, summarize
 from symgym.learn.io import run_and_record, save_figure, write_json
-from symgym.learn.tasks.matrixnet.training import (
-    PAPER_MODEL, PROBLEMS, TaskConfig, build_model, constant_predictor_accuracy, correct_mask, make_data,
-    train_task_model,
+from symgym.learn.tasks.matrixnet.training import (  # noqa: F401  (balanced_accuracy: re-exported)
+    PAPER_MODEL, PROBLEMS, TaskConfig, balanced_accuracy, build_model, constant_predictor_accuracy, make_data,
+    train_task_model, word_scores,
 )
 
 POOLS = {"braid-jh": (128, 512, 2048, 8192), "symmetric": (512, 4096)}
@@ -47,18 +47,10 @@ def hparams(problem: str, tuning_path: Path = TUNING) -> dict[str, dict[str, Any
     return {m: {k: chosen[m][k] for k in ("lr", "hidden", "steps")} for m in MODELS}
 
 
-def balanced_accuracy(pred: np.ndarray, target: np.ndarray) -> float:
-    """Mean recall over the classes present in ``target`` (a constant predictor scores 1 / #classes)."""
-    classes = np.unique(target)
-    return float(np.mean([(pred[target == c] == c).mean() for c in classes]))
-
-
-@torch.no_grad()
 def scores(model: torch.nn.Module, tokens: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
-    out = {"accuracy": float(correct_mask(model, tokens, targets).float().mean())}
-    if targets.dtype == torch.long:
-        pred = torch.cat([model(tokens[i:i + 1000]).argmax(1) for i in range(0, len(tokens), 1000)])
-        out["balanced_accuracy"] = balanced_accuracy(pred.numpy(), targets.numpy())
+    """Accuracy; for class labels also balanced and non-majority accuracy (:func:`training.word_scores`)."""
+    out = word_scores(model, tokens, targets)
+    out.pop("majority_label_rate")  # recorded per evaluation split by run_one
     return out
 
 
@@ -68,7 +60,7 @@ def run_one(problem_name: str, pool: int, model_name: str, seed: int, hp: dict[s
     cfg = cfg or TaskConfig()
     problem = PROBLEMS[problem_name]()
     length = cfg.train_max_len[problem_name]
-    train = make_data(problem, np.random.default_rng([seed, 0]), pool, 1, length)  # a prefix-stable draw
+    train = make_data(problem, np.random.default_rng([seed, 0]), pool, 1, length)  # same words for every model
     rng = np.random.default_rng([seed, 1])
     evals = {"in_distribution": make_data(problem, rng, n_eval, 1, length),
              "at_2L": make_data(problem, rng, n_eval, 2 * length, 2 * length)}
@@ -101,7 +93,7 @@ def train_missing(problems=tuple(POOLS), seeds=SEEDS, cache: Path = CACHE, part:
     for p, n, m, s in reversed(keys) if reverse else keys:
         path = _path(cache, p, n, m, s)
         claim_file = path.with_suffix(".claim")
-        if path.exists() or claim_file.exists():
+        if _current(path, hps) or claim_file.exists():  # a stale run (other hyper-parameters) is retrained
             continue
         claim_file.touch()
         res = run_one(p, n, m, s, hps[p][m])
@@ -111,8 +103,19 @@ def train_missing(problems=tuple(POOLS), seeds=SEEDS, cache: Path = CACHE, part:
               f"2L {res['at_2L']['accuracy']:.3f} ({res['train_time_s']:.0f}s)", flush=True)
 
 
-def collect(problems=tuple(POOLS), seeds=SEEDS, cache: Path = CACHE) -> list[dict[str, Any]]:
-    return [json.loads(_path(cache, *key).read_text()) for key in grid(problems, seeds) if _path(cache, *key).exists()]
+def _current(path: Path, hps: dict[str, dict[str, Any]]) -> bool:
+    """A cached run exists and was trained with the model's current tuned hyper-parameters."""
+    if not path.exists():
+        return False
+    run = json.loads(path.read_text())
+    return run["hparams"] == hps[run["problem"]][run["model"]]
+
+
+def collect(problems=tuple(POOLS), seeds=SEEDS, cache: Path = CACHE, tuning_path: Path = TUNING) -> list[dict[str, Any]]:
+    """The cached runs trained with the current tuned hyper-parameters (stale ones are left out)."""
+    hps = {p: hparams(p, tuning_path) for p in problems}
+    paths = [_path(cache, *key) for key in grid(problems, seeds)]
+    return [json.loads(path.read_text()) for path in paths if _current(path, hps)]
 
 
 def metric_of(problem: str) -> str:
@@ -197,8 +200,9 @@ def run(quick: bool = False, seed: int = 0, out_dir: Path = Path("results"), pro
     runs = collect(problems, seeds)
     summary = table(runs)
     ev = evidence(runs)
+    hps = {p: hparams(p) for p in problems}
     missing = [f"{p} pool {n} {m} seed {s}" for p, n, m, s in grid(problems, seeds)
-               if not _path(CACHE, p, n, m, s).exists()]
+               if not _current(_path(CACHE, p, n, m, s), hps)]
     return {"protocol": __doc__.split("\n\n")[1].replace("\n", " "), "pools": {p: POOLS[p] for p in problems},
             "models": list(MODELS), "seeds": list(seeds), "hparams": {p: hparams(p) for p in problems},
             "summary": summary, "evidence": ev, "evidence_counts": summarize(ev), "runs_missing": missing,

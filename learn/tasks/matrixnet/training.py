@@ -37,7 +37,11 @@ DESCRIPTIONS = {
 class TuningConfig:
     """The tuning stage (:mod:`learn.tasks.matrixnet.tuning`): the same grid and step ladder for every model."""
 
-    lrs: tuple[float, ...] = (1e-3, 3e-3, 1e-2)  # 3e-4 never won at these budgets (first attempt)
+    lrs: tuple[float, ...] = (1e-3, 3e-3, 1e-2)  # the base grid, tried for every model
+    #: tried in turn (every width) while a model's best learning rate is the largest tried: no edge choices
+    lrs_above: tuple[float, ...] = (3e-2, 1e-1)
+    #: tried in turn while a model's best learning rate is the smallest tried
+    lrs_below: tuple[float, ...] = (3e-4,)
     hidden: tuple[int, ...] = (128, 256)  # MatrixNet head width / baseline hidden size
     steps: dict[str, int] = field(default_factory=lambda: {"symmetric": 1000, "braid-jh": 500})
     max_steps: dict[str, int] = field(default_factory=lambda: {"symmetric": 4000, "braid-jh": 2000})
@@ -52,7 +56,7 @@ class TaskConfig:
 
     problems: tuple[str, ...] = tuple(PROBLEMS)
     models: tuple[str, ...] = MODELS
-    n_seeds: int = 3
+    n_seeds: int = 5  # the ledger gives a verdict from 5 seeds a side (fewer: "underpowered")
     train_max_len: dict[str, int] = field(default_factory=lambda: {"symmetric": 10, "braid-jh": 6})
     eval_multipliers: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
     n_train: int | None = None  # None: fresh words, steps x batch of them (each drawn once)
@@ -77,8 +81,8 @@ class TaskConfig:
 
 
 def quick_config() -> TaskConfig:
-    tiny = TuningConfig(lrs=(1e-3, 3e-3), hidden=(32,), steps={"symmetric": 8, "braid-jh": 8},
-                        max_steps={"symmetric": 16, "braid-jh": 8}, n_val=60)
+    tiny = TuningConfig(lrs=(1e-3, 3e-3), lrs_above=(1e-2,), lrs_below=(), hidden=(32,),
+                        steps={"symmetric": 8, "braid-jh": 8}, max_steps={"symmetric": 16, "braid-jh": 8}, n_val=60)
     return TaskConfig(n_seeds=2, n_train=500, steps=15, n_eval=40, n_eval_in_distribution=40, eval_multipliers=(1, 2, 8),
                       log_every=5, workers=1,
                       matrix_dim={"symmetric": 6, "braid-jh": 4}, tuning=tiny)
@@ -210,6 +214,38 @@ def correct_mask(model: nn.Module, tokens: torch.Tensor, targets: torch.Tensor, 
 
 def accuracy(model: nn.Module, tokens: torch.Tensor, targets: torch.Tensor) -> float:
     return float(correct_mask(model, tokens, targets).float().mean())
+
+
+def majority_label(target: np.ndarray) -> int:
+    """The most frequent class of ``target`` (the smallest on ties)."""
+    values, counts = np.unique(target, return_counts=True)
+    return int(values[np.argmax(counts)])
+
+
+def balanced_accuracy(pred: np.ndarray, target: np.ndarray) -> float:
+    """Mean recall over the classes present in ``target`` (a constant predictor scores 1 / #classes)."""
+    classes = np.unique(target)
+    return float(np.mean([(pred[target == c] == c).mean() for c in classes]))
+
+
+def non_majority_accuracy(pred: np.ndarray, target: np.ndarray) -> float:
+    """Accuracy on the words whose label is not ``target``'s majority class (0 for the majority-label predictor);
+    NaN if every word has the majority label."""
+    rest = target != majority_label(target)
+    return float((pred[rest] == target[rest]).mean()) if rest.any() else float("nan")
+
+
+@torch.no_grad()
+def word_scores(model: nn.Module, tokens: torch.Tensor, targets: torch.Tensor, chunk: int = 1000) -> dict[str, float]:
+    """``accuracy`` (as :func:`accuracy`); for class labels also ``balanced_accuracy``, ``non_majority_accuracy``
+    and the ``majority_label_rate`` of ``targets`` (what always answering the most frequent label scores)."""
+    out = {"accuracy": accuracy(model, tokens, targets), "majority_label_rate": constant_predictor_accuracy(targets.numpy())}
+    if targets.dtype == torch.long:
+        model.eval()
+        pred = torch.cat([model(tokens[i : i + chunk]).argmax(1) for i in range(0, len(tokens), chunk)]).numpy()
+        out["balanced_accuracy"] = balanced_accuracy(pred, targets.numpy())
+        out["non_majority_accuracy"] = non_majority_accuracy(pred, targets.numpy())
+    return out
 
 
 def constant_predictor_accuracy(targets: np.ndarray) -> float:
