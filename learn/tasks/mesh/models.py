@@ -17,9 +17,12 @@ a soft, incoherent sum of face contributions in the log (dB) domain. Rotating th
 together therefore leaves the prediction unchanged (tested), and splitting a face into pieces with equal
 scores leaves the sum unchanged: what is left to the embedding is to score pieces consistently.
 
-Pretraining (``pretrain_gae``) is a graph autoencoder on unlabelled meshes in random triangulations: the
-embedding must (a) tell adjacent faces from random pairs of the same mesh by an inner product of their
-embeddings (link prediction, Kipf & Welling's GAE) and (b) reconstruct the features of masked faces
+Face features (:func:`face_graph`) are normalised per mesh (face area over the mesh's mean face area, triangle
+shape, discrete curvature) so that they do not move when the same surface is meshed at another resolution.
+
+Pretraining (``pretrain_gae``) is a graph autoencoder on unlabelled meshes in random triangulations and
+resolutions: the embedding must (a) tell adjacent faces from random pairs of the same mesh by an inner product
+of their embeddings (link prediction, Kipf & Welling's GAE) and (b) reconstruct the features of masked faces
 (masked autoencoding). The simulator is then fine-tuned end to end.
 """
 from __future__ import annotations
@@ -65,7 +68,36 @@ def face_adjacency(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([pairs, pairs[:, ::-1]]).T, np.concatenate([edge_vertices, edge_vertices])
 
 
-def face_graph(mesh: TriMesh, wavelength: float) -> FaceGraph:
+FEATURES = ("normalised", "absolute")
+
+
+def face_graph(mesh: TriMesh, wavelength: float, features: str = "normalised") -> FaceGraph:
+    """Face and edge features of one triangulation (lengths in wavelengths).
+
+    ``features="normalised"`` (default) describes the *surface* in ways that do not change when the same surface
+    is triangulated at another resolution; a simulator trained on one resolution then meets no new feature values
+    on a coarser or finer mesh (the labels are the converged response, so the resolution carries no information):
+
+    - face: ``log(A_f / mean face area)`` (a face's size *relative to its mesh*: 0 on a uniform mesh at any
+      resolution; split or jittered faces stand out), its three sorted edge lengths divided by its perimeter
+      (the triangle's shape, scale-free), the centroid's distance from the surface centre and the cosine between
+      the normal and that offset (where on the surface the face is), and ``0.5 log(total area)`` (the object's
+      size; the total area changes by a few per cent at most between resolutions: ~6 % for a coarse ellipsoid);
+    - edge (between faces i, j sharing an edge): ``n_i . n_j`` (bounded; a crease stays a crease), the discrete
+      normal curvature ``angle(n_i, n_j) / |c_i - c_j|`` in 1/wavelength (converges as a smooth surface is
+      refined, where the centroid gap and the angle each halve per subdivision), and the edge length and the
+      centroid gap divided by their mesh means (log; 0 on a uniform mesh at any resolution).
+
+    What stays resolution dependent: on smooth patches ``n_i . n_j`` drifts towards 1 (bounded), and at a crease
+    the curvature estimate doubles per subdivision (a crease has none); the weights ``A_f / A`` of the readout
+    are fractions, so they sum to one at every resolution.
+
+    ``features="absolute"`` are the features before issue 35 (``log A_f`` and edge lengths in wavelengths, the
+    raw centroid gap and edge length): a finer mesh puts ``log A_f`` ~1.4 below anything seen in training on the
+    canonical resolution, a coarser one ~1.4 above. Kept as the ablation ``graph-absolute``.
+    """
+    if features not in FEATURES:
+        raise ValueError(f"unknown face features {features!r}; expected one of {FEATURES}")
     v, f = mesh.vertices / wavelength, mesh.faces
     a, b, c = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
     cross = np.cross(b - a, c - a)
@@ -77,14 +109,20 @@ def face_graph(mesh: TriMesh, wavelength: float) -> FaceGraph:
     dist = np.linalg.norm(rel, axis=1)
     lengths = np.sort(np.stack([np.linalg.norm(b - c, axis=1), np.linalg.norm(c - a, axis=1),
                                 np.linalg.norm(a - b, axis=1)], 1), axis=1)
-    feat = np.column_stack([np.log(area), lengths, 0.5 * dist, (normal * rel).sum(1) / np.maximum(dist, 1e-9),
-                            np.full(len(f), 0.5 * np.log(area.sum()))])
+    place = [0.5 * dist, (normal * rel).sum(1) / np.maximum(dist, 1e-9), np.full(len(f), 0.5 * np.log(area.sum()))]
     edges, edge_vertices = face_adjacency(f)
     src, dst = edges
-    gap = centroid[src] - centroid[dst]
+    gap = np.linalg.norm(centroid[src] - centroid[dst], axis=1)
     edge_len = np.linalg.norm(v[edge_vertices[:, 0]] - v[edge_vertices[:, 1]], axis=1)
-    edge_feat = np.column_stack([(normal[src] * normal[dst]).sum(1), np.linalg.norm(gap, axis=1),
-                                 (gap * normal[dst]).sum(1), np.log(edge_len)])
+    cos = (normal[src] * normal[dst]).sum(1)
+    if features == "normalised":
+        feat = np.column_stack([np.log(area / area.mean()), lengths / lengths.sum(1, keepdims=True), *place])
+        curvature = np.arccos(np.clip(cos, -1.0, 1.0)) / np.maximum(gap, 1e-9)
+        edge_feat = np.column_stack([cos, curvature, np.log(gap / gap.mean()), np.log(edge_len / edge_len.mean())])
+    else:
+        feat = np.column_stack([np.log(area), lengths, *place])
+        edge_feat = np.column_stack([cos, gap, ((centroid[src] - centroid[dst]) * normal[dst]).sum(1),
+                                     np.log(edge_len)])
     t = lambda x, dt=torch.float32: torch.as_tensor(np.ascontiguousarray(x), dtype=dt)  # noqa: E731
     return FaceGraph(t(feat), t(normal), t(rel), t(np.log(area / area.sum())), t(edges, torch.long), t(edge_feat))
 

@@ -21,21 +21,27 @@ def _plt():
 
 
 def plot_results(summary: dict[str, Any], models: tuple[str, ...], path: Path) -> None:
+    """Errors on the training and other triangulations, and the sensitivity split into same-resolution
+    re-triangulation and resolution change (mean and std over seeds)."""
     plt = _plt()
     names = ["area", "shape_constant_oracle", "physics_on_mesh", *models]
     x = np.arange(len(names))
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.4))
-    for off, key, label in ((-0.2, "rmse_db_canonical", "training triangulation (canonical)"),
-                            (0.2, "rmse_db_other_triangulations", "other triangulations")):
-        axes[0].bar(x + off, [summary[n][key] for n in names], 0.4,
-                    yerr=[summary[n][key + "_std"] for n in names], label=label)
-    axes[0].set(title="held-out shapes: RMS error (dB)", ylabel="dB")
-    axes[1].bar(x, [summary[n]["sensitivity_db"] for n in names],
-                yerr=[summary[n]["sensitivity_db_std"] for n in names], color="tab:red")
-    axes[1].set(title="triangulation sensitivity: std over 5 triangulations (dB)", ylabel="dB")
-    for ax in axes:
+    fig, axes = plt.subplots(1, 2, figsize=(14, 4.6))
+    panels = ((axes[0], "held-out shapes: RMS error (dB)",
+               ((-0.2, "rmse_db_canonical", "training triangulation (canonical)", None),
+                (0.2, "rmse_db_other_triangulations", "other triangulations", None))),
+              (axes[1], "triangulation sensitivity: std of the prediction over triangulations (dB)",
+               ((-0.27, "sensitivity_db_same_resolution", "same resolution (canonical, flipped, remeshed)", "tab:green"),
+                (0.0, "sensitivity_db_resolution", "resolution change (coarse, canonical, fine)", "tab:red"),
+                (0.27, "sensitivity_db", "all five", "tab:gray"))))
+    for ax, title, bars in panels:
+        width = 0.8 / len(bars)
+        for off, key, label, color in bars:
+            ax.bar(x + off, [summary[n][key] for n in names], width, yerr=[summary[n][key + "_std"] for n in names],
+                   label=label, color=color)
+        ax.set(title=title, ylabel="dB")
         ax.set_xticks(x, names, rotation=25, ha="right")
-    axes[0].legend(fontsize=8)
+        ax.legend(fontsize=8)
     save_figure(fig, path)
 
 
