@@ -3,16 +3,98 @@
 Both learn the full-domain heat tendency (obstacle included) from 1/4/16/64 training fields, over
 several seeds. The plain CNN's width is chosen so that its parameter count matches the steerable
 model's (within a few per cent), so a difference is due to the symmetry, not to model size.
+
+Both are trained to convergence by one rule (:class:`ConvergenceRule`): Adam, validation error on
+held-out fields (neither training nor test fields) every ``eval_every`` steps, the learning rate halved
+after ``lr_patience`` evaluations without a ``min_improvement`` relative gain, training stopped after
+``patience`` such evaluations (or at ``max_steps``), and the best validation checkpoint kept. Each
+run's validation curve, stopping step and reason are recorded.
 """
 from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
 from symgym.equivariance.discovery import to_planar_group
 from symgym.learn.evidence.ledger import claim
-from symgym.learn.tasks.atlasd.models import MaskedCNN, SteerableTendencyCNN, count_parameters, fit_regressor, matched_cnn_hidden
+from symgym.learn.tasks.atlasd.models import MaskedCNN, SteerableTendencyCNN, count_parameters, matched_cnn_hidden
 from symgym.physics.pde import HeatObstacleSim
+
+
+@dataclass
+class ConvergenceRule:
+    """Early stopping on a validation set, the same for every model (see the module docstring)."""
+
+    lr: float = 1e-2
+    eval_every: int = 50
+    min_improvement: float = 0.01  # relative gain of the best validation error that counts as progress
+    lr_patience: int = 3  # evaluations without progress before the learning rate halves
+    #: evaluations without progress before training stops (6, tried first, stopped the plain CNN's noisy
+    #: curves early: results/atlasd.json ``downstream_other_rule``)
+    patience: int = 10
+    max_steps: int = 3000  # a cap for the shared 2-core machine; ``stopped_by`` says where it bound
+    n_val: int = 8  # validation fields (drawn apart from training and test fields)
+
+
+def relative_mse(model: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pixel squared error (of ``model(x) * scale`` against ``t``) and squared target, batch by batch."""
+    with torch.no_grad():
+        pred = torch.cat([model(x[k : k + 16]) for k in range(0, len(x), 16)]) * scale
+    return ((pred - t) ** 2)[:, 0], (t**2)[:, 0]
+
+
+def fit_to_convergence(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, vx: torch.Tensor, vy: torch.Tensor,
+                       rule: ConvergenceRule, batch: int, seed: int) -> dict:
+    """Train ``model`` on ``(x, y)`` under ``rule`` (validation on ``(vx, vy)``); loads the best checkpoint.
+
+    Returns the validation curve (steps, relative MSE), the best and the last step, and why it stopped.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=rule.lr)
+
+    def val() -> float:
+        model.eval()
+        sq, ref = relative_mse(model, vx, vy)
+        model.train()
+        return float(sq.mean() / ref.mean())
+
+    steps, curve = [0], [val()]
+    best, best_step, best_state, since = curve[0], 0, copy.deepcopy(model.state_dict()), 0
+    stopped_by = "max_steps"
+    model.train()
+    for step in range(1, rule.max_steps + 1):
+        idx = torch.randint(0, x.shape[0], (batch,), generator=gen)
+        loss = ((model(x[idx]) - y[idx]) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % rule.eval_every:
+            continue
+        v = val()
+        steps.append(step)
+        curve.append(v)
+        if not np.isfinite(v):
+            stopped_by = "diverged"
+            break
+        if v < best * (1 - rule.min_improvement):
+            since = 0
+        else:
+            since += 1
+            if since % rule.lr_patience == 0:
+                for g in opt.param_groups:
+                    g["lr"] /= 2
+        if v < best:
+            best, best_step, best_state = v, step, copy.deepcopy(model.state_dict())
+        if since >= rule.patience:
+            stopped_by = "patience"
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    return {"steps": steps, "val_relative_mse": [round(c, 6) for c in curve], "best_step": best_step,
+            "last_step": steps[-1], "stopped_by": stopped_by}
 
 
 def _regions(sim: HeatObstacleSim, width: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
@@ -26,8 +108,8 @@ def _regions(sim: HeatObstacleSim, width: int = 5) -> tuple[torch.Tensor, torch.
 
 
 def run_downstream(
-    sim: HeatObstacleSim, group, sizes: tuple[int, ...], seeds: tuple[int, ...], steps: int, n_test: int, fields: int, data_seed: int,
-    only: str | None = None,
+    sim: HeatObstacleSim, group, sizes: tuple[int, ...], seeds: tuple[int, ...], rule: ConvergenceRule, n_test: int, fields: int,
+    data_seed: int, only: str | None = None,
 ) -> dict:
     """Test relative MSE of each model per training-set size and seed; ``only`` ("steerable"/"cnn") runs one."""
     if only not in (None, "steerable", "cnn"):
@@ -35,10 +117,12 @@ def run_downstream(
     planar = to_planar_group(group)
     rng = np.random.default_rng(data_seed + 1000)
     test_x, test_y = sim.generate_pairs(n_test, rng)
+    val_x, val_y = sim.generate_pairs(rule.n_val, np.random.default_rng(data_seed + 3000))
     mask = torch.from_numpy(sim.obstacle_mask.astype(np.float32))
     tx, tt = torch.from_numpy(test_x)[:, None], torch.from_numpy(test_y - test_x)[:, None]
     bulk, near = _regions(sim)
-    result: dict = {"group": None if planar is None else planar.name, "n_train": list(sizes), "seeds": list(seeds), "steps": steps, "models": {}}
+    result: dict = {"group": None if planar is None else planar.name, "n_train": list(sizes), "seeds": list(seeds),
+                    "rule": asdict(rule), "models": {}}
     makers = {}
     if planar is not None:
         steerable_params = count_parameters(SteerableTendencyCNN(mask, planar, fields=fields))
@@ -52,18 +136,19 @@ def run_downstream(
         if only is not None and not name.startswith(only):
             continue
         errs = {"all": np.zeros((len(seeds), len(sizes))), "bulk": np.zeros((len(seeds), len(sizes))), "near_obstacle": np.zeros((len(seeds), len(sizes)))}
+        fits: list[list[dict]] = []
         for i, seed in enumerate(seeds):
             train_x, train_y = sim.generate_pairs(max(sizes), np.random.default_rng(data_seed + 2000 + seed))
             scale = float(np.std(train_y - train_x))  # targets ~1e-2: train on unit scale, rescale predictions
+            vx, vt = torch.from_numpy(val_x)[:, None], torch.from_numpy(val_y - val_x)[:, None] / scale
+            fits.append([])
             for j, n in enumerate(sizes):
                 torch.manual_seed(seed)
                 model = make()
                 xs = torch.from_numpy(train_x[:n])[:, None]
                 ts = torch.from_numpy(train_y[:n] - train_x[:n])[:, None] / scale
-                fit_regressor(model, xs, ts, steps, batch=min(n, 4), crop=0, seed=seed, lr=1e-2)
-                with torch.no_grad():
-                    sq = ((torch.cat([model(tx[k : k + 16]) for k in range(0, len(tx), 16)]) * scale - tt) ** 2)[:, 0]
-                ref = (tt**2)[:, 0]
+                fits[-1].append(fit_to_convergence(model, xs, ts, vx, vt, rule, batch=min(n, 4), seed=seed))
+                sq, ref = relative_mse(model, tx, tt, scale)
                 errs["all"][i, j] = float(sq.mean() / ref.mean())
                 errs["bulk"][i, j] = float(sq[:, bulk].mean() / ref[:, bulk].mean())
                 errs["near_obstacle"][i, j] = float(sq[:, near].mean() / ref[:, near].mean())
@@ -71,6 +156,8 @@ def run_downstream(
             "parameters": count_parameters(make()),
             **{f"test_relative_mse{'' if k == 'all' else '_' + k}": np.round(v, 6).tolist() for k, v in errs.items()},
             "test_relative_mse_mean": np.round(errs["all"].mean(0), 6).tolist(),
+            **{k: [[f[k] for f in row] for row in fits] for k in ("best_step", "last_step", "stopped_by")},
+            "curves": [[{"steps": f["steps"], "val_relative_mse": f["val_relative_mse"]} for f in row] for row in fits],
         }
     return result
 

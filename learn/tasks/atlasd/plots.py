@@ -118,6 +118,31 @@ def plot_downstream(res: dict, path: Path) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("training fields")
     ax.set_ylabel("test relative MSE of the tendency")
-    ax.set_title(f"downstream: discovered {res['group']} vs plain CNN\n(mean, min-max over {len(res['seeds'])} seeds)", fontsize=10)
+    trained = "early stopping on validation fields" if "rule" in res else f"{res.get('steps')} steps"
+    ax.set_title(f"downstream: discovered {res['group']} vs plain CNN ({trained})\n(mean, min-max over {len(res['seeds'])} seeds)",
+                 fontsize=10)
     ax.legend()
+    save_figure(fig, path)
+
+
+def plot_downstream_curves(res: dict, path: Path) -> None:
+    """Validation curves of both downstream models, one panel per training-set size (every seed; dots: kept checkpoints)."""
+    if not all("curves" in r for r in res["models"].values()):
+        return
+    plt = _plt()
+    sizes = res["n_train"]
+    fig, axes = plt.subplots(1, len(sizes), figsize=(3.2 * len(sizes), 3.2), sharey=True, squeeze=False)
+    for j, (ax, n) in enumerate(zip(axes[0], sizes)):
+        for k, (name, r) in enumerate(res["models"].items()):
+            for i, row in enumerate(r["curves"]):
+                c = row[j]
+                ax.plot(c["steps"], c["val_relative_mse"], color=f"C{k}", lw=0.8, alpha=0.7, label=name if i == 0 else None)
+                best = r["best_step"][i][j]
+                ax.plot(best, c["val_relative_mse"][c["steps"].index(best)], "o", color=f"C{k}", ms=3)
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_title(f"{n} training field{'s' if n > 1 else ''}", fontsize=10)
+    axes[0][0].set_ylabel("validation relative MSE")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"downstream training to convergence (early stopping, {len(res['seeds'])} seeds)", fontsize=10)
     save_figure(fig, path)

@@ -1,0 +1,163 @@
+"""More seeds for AtlasD's trained-predictor parts, computed piece by piece and merged into results/atlasd.json.
+
+``symgym task atlasd`` computes everything in one run (16 worker processes); on a shared machine the
+multi-seed parts can instead be run here one piece at a time (each piece cached as a JSON file, so a
+cut-short sitting resumes), then attached to an existing ``results/atlasd.json`` with ``merge``:
+
+    python -m symgym.learn.tasks.atlasd.seeds pde --seeds 0,1,2,3,4
+    python -m symgym.learn.tasks.atlasd.seeds downstream --seeds 0,2,4   # both models, seed by seed
+    python -m symgym.learn.tasks.atlasd.seeds downstream --seeds 1,3      # (a second process, if cores allow)
+    python -m symgym.learn.tasks.atlasd.seeds merge [--compare-cache DIR]   # DIR: runs under another rule
+
+(results/atlasd.json of 2026-12-07: ``merge --compare-cache results/cache/atlasd-seeds-rule-p6``, the latter
+from ``downstream --rule patience=6,lr_patience=2,max_steps=2000``, the rule tried first.)
+
+Both paths call the same functions with the same :class:`AtlasDConfig` (the full, non-quick one), so a
+merged result is what the full run would write for these parts. ``merge`` replaces ``pde_seeds`` and
+``downstream`` (the stored short-trained ``downstream`` is kept as ``downstream_previous``; with fewer than ``MIN_LEDGER_SEEDS`` seeds trained with both models the new runs are
+attached as ``downstream_converged_partial`` instead and the stored comparison stays), then re-makes
+every ledger entry from the stored values and applies Holm over the whole family (as
+:mod:`learn.tasks.atlasd.cosets` does).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from symgym.learn.tasks.atlasd.downstream import ConvergenceRule
+
+CACHE = Path("results/cache/atlasd-seeds")
+#: the converged downstream comparison replaces the stored one only with at least this many seeds (both models)
+MIN_LEDGER_SEEDS = 3
+
+
+def _pde(seeds: list[int], cache: Path) -> None:
+    from symgym.learn.io import write_json
+    from symgym.learn.tasks.atlasd.pde import run_pde_seed
+    from symgym.learn.tasks.atlasd.task import AtlasDConfig
+
+    for s in seeds:
+        path = cache / f"pde_seed{s}.json"
+        if path.exists():
+            continue
+        res = run_pde_seed(AtlasDConfig(), s)
+        write_json(path, res)
+        loc, glo = res["local"], res["global"]
+        print(f"[pde] seed {s}: local k={loc['n_generators']} cos={loc['cosine_to_truth']} L1={loc['count_losses_by_k'][0]} "
+              f"comps={loc['true_components_found']} | global k={glo['n_generators']} cos={glo['cosine_to_truth']} "
+              f"L1={glo['count_losses_by_k'][0]}", flush=True)
+
+
+def _downstream(seeds: list[int], models: tuple[str, ...], cache: Path, rule: dict | None = None) -> None:
+    from symgym.learn.io import write_json
+    from symgym.learn.tasks.atlasd.task import AtlasDConfig, _downstream_job, _planar_from_name
+    from symgym.physics.pde import HeatObstacleSim
+
+    cfg = AtlasDConfig()
+    if rule:  # a rule other than the config's (both models still share it): keep its runs in their own cache
+        cfg = replace(cfg, downstream_rule=replace(cfg.downstream_rule, **rule))
+    group = _planar_from_name(cfg.downstream_expected_group)
+    sim = HeatObstacleSim(cfg.pde)
+    for s in seeds:
+        for model in models:
+            path = cache / f"downstream_{s}_{model}.json"
+            if path.exists():
+                continue
+            res = _downstream_job(sim, group, cfg, s, model)
+            write_json(path, res)
+            name = next(iter(res["models"]))
+            print(f"[downstream] seed {s} {name}: test {res['models'][name]['test_relative_mse'][0]} "
+                  f"best step {res['models'][name]['best_step'][0]} stopped {res['models'][name]['stopped_by'][0]}", flush=True)
+
+
+def _complete_downstream(cache: Path) -> list[dict]:
+    """The cached downstream pieces of the seeds that have both models."""
+    by_seed: dict[int, list[dict]] = {}
+    for path in sorted(cache.glob("downstream_*.json")):
+        part = json.loads(path.read_text())
+        by_seed.setdefault(part["seeds"][0], []).append(part)
+    return [p for s in sorted(by_seed) if len(by_seed[s]) == 2 for p in by_seed[s]]
+
+
+def merge(results_path: Path, cache: Path, compare_cache: Path | None = None) -> dict:
+    """Attach the cached pieces to ``results_path`` (see the module docstring); returns the new results.
+
+    ``compare_cache``: downstream runs under another convergence rule, attached as ``downstream_other_rule``
+    (a check of how much the comparison depends on the rule; not in the ledger)."""
+    from symgym.learn.evidence.ledger import adjust
+    from symgym.learn.io import write_json
+    from symgym.learn.tasks.atlasd.cosets import evidence as coset_evidence
+    from symgym.learn.tasks.atlasd.pde import pde_seed_table
+    from symgym.learn.tasks.atlasd.plots import plot_downstream, plot_downstream_curves
+    from symgym.learn.tasks.atlasd.task import _evidence, merge_downstream
+
+    results = json.loads(results_path.read_text())
+    pde_runs = [json.loads(p.read_text()) for p in sorted(cache.glob("pde_seed*.json"))]
+    if pde_runs:
+        results["pde_seeds"] = {**pde_seed_table(pde_runs), "runs": sorted(pde_runs, key=lambda r: r["seed"]),
+                                "source": "merged from separately run seeds (learn.tasks.atlasd.seeds); pde_local and "
+                                          "pde_global above are the stored main run's, whose chart CNNs were initialised "
+                                          "from the worker's inherited RNG state, not from the seed, so its seed-0 values "
+                                          "differ from seed 0 here"}
+    complete = _complete_downstream(cache)
+    config = results.setdefault("atlasd_config", {})
+    if complete:
+        merged = merge_downstream(complete)
+        if len(merged["seeds"]) >= MIN_LEDGER_SEEDS:
+            old = results.get("downstream")
+            if old is not None and "rule" not in old:  # the stored short-trained comparison (a fixed budget)
+                results["downstream_previous"] = {**old, "note": "the earlier short training (a fixed step budget, "
+                                                  "cosine schedule): kept for comparison, not in the ledger"}
+            results["downstream"] = merged
+            results.pop("downstream_converged_partial", None)
+            config.pop("downstream_steps", None)
+            config.update(downstream_rule=merged["rule"], downstream_seeds=merged["seeds"])
+        else:  # too few seeds to replace the ledger's downstream comparison: attached, not claimed
+            results["downstream_converged_partial"] = {**merged, "note": f"trained to convergence, but fewer than "
+                                                       f"{MIN_LEDGER_SEEDS} seeds: not in the ledger (downstream is)"}
+    other = _complete_downstream(compare_cache) if compare_cache is not None else []
+    if other:
+        results["downstream_other_rule"] = {**merge_downstream(other), "note": "the same comparison trained under "
+                                            "another convergence rule (its 'rule'): how much the result depends on "
+                                            "the rule; not in the ledger"}
+    if pde_runs:
+        config["pde_seeds"] = results["pde_seeds"]["seeds"]
+    runs = results.get("lorentz_cosets", {}).get("runs", [])
+    results["evidence"] = adjust(_evidence(results) + (coset_evidence(runs) if runs else []))
+    write_json(results_path, results)
+    out_dir = results_path.parent
+    plot_downstream(results["downstream"], out_dir / "atlasd_downstream.png")
+    plot_downstream_curves(results.get("downstream_converged_partial", results["downstream"]),
+                           out_dir / "atlasd_downstream_curves.png")
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("part", choices=("pde", "downstream", "merge"))
+    ap.add_argument("--seeds", default="0,1,2,3,4")
+    ap.add_argument("--model", choices=("steerable", "cnn", "both"), default="both")
+    ap.add_argument("--cache", default=str(CACHE))
+    ap.add_argument("--results", default="results/atlasd.json")
+    ap.add_argument("--compare-cache", default=None, help="merge: downstream runs under another rule, attached for comparison")
+    ap.add_argument("--rule", default="", help="downstream: override ConvergenceRule fields, e.g. patience=10,max_steps=3000")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    if args.part == "pde":
+        _pde(seeds, cache)
+    elif args.part == "downstream":
+        rule = {k: type(getattr(ConvergenceRule(), k))(v) for k, v in (kv.split("=") for kv in args.rule.split(",") if kv)}
+        _downstream(seeds, ("steerable", "cnn") if args.model == "both" else (args.model,), cache, rule)
+    else:
+        merge(Path(args.results), cache, Path(args.compare_cache) if args.compare_cache else None)
+
+
+if __name__ == "__main__":
+    main()
