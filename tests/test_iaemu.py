@@ -182,6 +182,14 @@ def test_inverse_fit_recovers_alignment_with_calibrated_sigma():
 def test_bad_config_names_the_value():
     with pytest.raises(ValueError, match="n_realisations.*1"):
         IAEmuConfig(n_realisations=1)
+    with pytest.raises(ValueError, match="n_test_realisations.*1"):
+        IAEmuConfig(n_test_realisations=1)
+    with pytest.raises(ValueError, match="max_workers.*0"):
+        IAEmuConfig(max_workers=0)
+    with pytest.raises(ValueError, match="paper_seeds.*-1"):
+        IAEmuConfig(paper_seeds=-1)
+    assert [IAEmuConfig(paper_seeds=2).trains_paper(k) for k in range(4)] == [True, True, False, False]
+    assert IAEmuConfig(paper_seeds=None).trains_paper(7)
     with pytest.raises(ValueError, match="beta.*1.5"):
         IAEmuConfig(beta=1.5)
     with pytest.raises(ValueError, match="mc_passes.*1"):
@@ -396,3 +404,122 @@ def test_noise_floor_is_what_a_perfect_emulator_scores(n_realisations):
     assert scored["ratio_to_floor"]["m"]["xi"] == pytest.approx(2.0)
     with pytest.raises(ValueError, match="n_realisations must be >= 2"):
         err_over_scatter_floor(1)
+
+
+def _synthetic_targets(n_realisations, n_params=400, seed=0):
+    """(P, R, 3, B) statistics around known means: xi > 0, omega and eta near zero in half of the bins."""
+    rng = np.random.default_rng(seed)
+    mu = np.stack([np.full((n_params, 20), 3.0), np.tile(np.linspace(0.0, 0.2, 20), (n_params, 1)),
+                   np.tile(np.linspace(0.0, 0.05, 20), (n_params, 1))], 1)
+    sigma = np.array([0.2, 0.05, 0.05])[:, None]
+    return mu, mu[:, None] + sigma * rng.standard_normal((n_params, n_realisations, 3, 20))
+
+
+def test_relative_error_floor_is_what_a_perfect_emulator_scores_and_falls_with_realisations():
+    from symgym.learn.tasks.iaemu.eval import relative_errors
+    from symgym.learn.tasks.iaemu.floor import relative_error_floor
+
+    floors = {}
+    for n_realisations in (4, 32):
+        mu, stats = _synthetic_targets(n_realisations)
+        truth = from_model_space(to_model_space(stats).mean(1))  # the task's target: the R-mean (log 1+xi for xi)
+        perfect = relative_errors(mu, truth, stats.std(1, ddof=1) / np.sqrt(n_realisations))  # knows the true mean
+        floors[n_realisations] = floor = relative_error_floor(stats)
+        for stat in ("xi", "omega"):
+            for key in ("median_rel_err", "median_rel_err_significant_bins"):
+                assert floor[stat][key] == pytest.approx(perfect[stat][key], rel=0.15)
+    assert floors[32]["xi"]["median_rel_err"] == pytest.approx(floors[4]["xi"]["median_rel_err"] / np.sqrt(8), rel=0.2)
+    with pytest.raises(ValueError, match=">= 2 realisations"):
+        relative_error_floor(_synthetic_targets(1)[1])
+
+
+def _per_seed_records(ratios: dict[str, float], n_seeds: int = 5, n_realisations: int = 32):
+    from symgym.learn.tasks.iaemu.eval import err_over_scatter_floor, scored_against_floor
+
+    floor = err_over_scatter_floor(n_realisations)
+    rng = np.random.default_rng(1)
+    out = []
+    for _ in range(n_seeds):
+        eos = {m: {s: floor * (v + 0.01 * rng.standard_normal()) for s in ("xi", "omega", "eta")}
+               for m, v in ratios.items()}
+        out.append({"err_over_scatter": eos, "err_over_scatter_vs_floor": scored_against_floor(eos, n_realisations)})
+    return out
+
+
+def test_floor_claims_rank_models_by_their_distance_from_the_floor():
+    from symgym.learn.tasks.iaemu.floor import floor_evidence
+
+    per_seed = _per_seed_records({"paper": 1.6, "ensemble": 1.02, "mse_mlp": 1.3, "knn_5": 3.0})
+    ev = {e["claim"]: e for e in floor_evidence(per_seed, list(range(5)), "knn_5")}
+    assert ev["ensemble is closer to the noise floor on xi than mse_mlp"]["holds"] is True
+    assert ev["paper is closer to the noise floor on omega than ensemble"]["holds"] is False
+    assert ev["paper is closer to the noise floor on xi than knn_5"]["holds"] is True
+    assert ev["ensemble: xi err/scatter is within 1.1x the noise floor"]["holds"] is True
+    assert ev["mse_mlp: omega err/scatter is within 1.1x the noise floor"]["holds"] is False
+    assert "32-realisation targets" in ev["paper: xi err/scatter is within 1.1x the noise floor"]["metric"]
+    # three seeds: no verdict, whatever the effect
+    assert {e["holds"] for e in floor_evidence(per_seed[:3], list(range(3)), "knn_5")} == {"underpowered"}
+    for r in per_seed[2:]:  # the paper model trained on the first two seeds only: its claims pair those two
+        for block in (r["err_over_scatter"], r["err_over_scatter_vs_floor"]["ratio_to_floor"]):
+            del block["paper"]
+    ev = {e["claim"]: e for e in floor_evidence(per_seed, list(range(5)), "knn_5")}
+    paper = ev["paper is closer to the noise floor on xi than ensemble"]
+    assert paper["holds"] == "underpowered" and paper["n_seeds"] == 2
+    assert ev["ensemble is closer to the noise floor on xi than mse_mlp"]["holds"] is True
+
+
+def test_noise_floor_summary_uses_the_test_targets_realisations():
+    from symgym.learn.tasks.iaemu.eval import err_over_scatter_floor
+    from symgym.learn.tasks.iaemu.floor import noise_floor_summary
+
+    per_seed = _per_seed_records({"paper": 2.0, "ensemble": 1.0})
+    summary = {m: {s: {k: {"mean": 0.1} for k in ("median_rel_err", "median_rel_err_significant_bins")}
+                   for s in ("xi", "omega", "eta")} for m in ("paper", "ensemble")}
+    rel_floor = {s: {"median_rel_err": 0.05, "median_rel_err_significant_bins": 0.02} for s in ("xi", "omega", "eta")}
+    results = {"data": {"n_realisations": 4, "n_test_realisations": 32}, "per_seed": per_seed,
+               "summary_median_rel_err": summary}
+    out = noise_floor_summary(results, rel_floor)
+    assert out["test_target_realisations"] == 32  # not the 4 realisations of each training set
+    assert out["err_over_scatter_floor"] == pytest.approx(err_over_scatter_floor(32))
+    assert out["ratio_to_floor"]["paper"]["xi"] == pytest.approx(2.0, abs=0.05)
+    assert out["excess_over_floor"]["ensemble"]["omega"] == pytest.approx(0.0, abs=0.01)
+    assert out["median_rel_err_ratio_to_floor"]["paper"]["xi"]["median_rel_err_significant_bins"] == pytest.approx(5)
+    del per_seed[1]["err_over_scatter"]["paper"]  # a seed without the paper model: averaged over the others
+    assert noise_floor_summary(results)["ratio_to_floor"]["paper"]["xi"] == pytest.approx(2.0, abs=0.05)
+
+
+def test_seed_parts_are_cached_and_the_paper_model_can_skip_seeds(tmp_path):
+    from symgym.learn.tasks.iaemu import task as iaemu_task
+
+    cfg = IAEmuConfig(n_train_params=40, n_test_params=10, n_realisations=2, n_test_realisations=4, hidden=8,
+                      ensemble_size=2, epochs=2, paper_epochs=1, mc_passes=2, paper_seeds=1, n_seeds=2)
+    rng = np.random.default_rng(0)
+
+    def fake(n, r):
+        return {"theta": sample_params(n, seed=n), "stats": rng.normal(1.0, 0.1, (n, r, 3, 20))}
+
+    train, test = fake(40, 2), fake(10, 4)
+    norm = Standardiser.fit(to_model_space(train["stats"]))
+    z = norm.forward(to_model_space(train["stats"]))
+
+    def job(k):
+        parts = iaemu_task._parts(cfg, k)
+        paths = {p: iaemu_task.seed_cache_path(cfg, k, tmp_path, p) for p in parts}
+        return cfg, k, parts, train, test, z, norm, paths
+
+    _, _, first = iaemu_task._seed_job(job(0))
+    assert set(first["err_over_scatter"]) == {"paper", "ensemble", "mse_mlp", "knn_5"}
+    assert first["err_over_scatter_vs_floor"]["n_realisations"] == 4  # scored against the test targets' floor
+    assert not any(first["parts_loaded_from_cache"].values())
+    _, _, again = iaemu_task._seed_job(job(0))
+    assert all(again["parts_loaded_from_cache"].values())
+    assert again["err_over_scatter"]["ensemble"] == first["err_over_scatter"]["ensemble"]  # the same trained models
+    _, _, baselines_only = iaemu_task._seed_job(job(1))  # beyond paper_seeds: no paper model
+    assert set(baselines_only["err_over_scatter"]) == {"ensemble", "mse_mlp", "knn_5"}
+    assert set(baselines_only["calibration"]) == {"ensemble"}
+    # a change of config that shapes training is a different cache entry; the seed count is not
+    assert iaemu_task.seed_cache_path(cfg, 0, tmp_path, "paper") != iaemu_task.seed_cache_path(
+        IAEmuConfig(**{**cfg.__dict__, "paper_epochs": 2}), 0, tmp_path, "paper")
+    for unrelated in ({"n_seeds": 5}, {"epochs": 9}, {"n_test_realisations": 16}):  # run size, baselines, test set
+        assert iaemu_task.seed_cache_path(cfg, 0, tmp_path, "paper") == iaemu_task.seed_cache_path(
+            IAEmuConfig(**{**cfg.__dict__, **unrelated}), 0, tmp_path, "paper")

@@ -9,7 +9,8 @@ from symgym.learn.io import save_figure
 from symgym.physics.galaxies import STAT_NAMES
 
 
-def plot_curves(path: Path, r: np.ndarray, test: dict, norm, pred: dict, n_cases: int = 3) -> None:
+def plot_curves(path: Path, r: np.ndarray, test: dict, norm, pred: dict, n_cases: int = 3,
+                label: str = "paper") -> None:
     """Simulated realisations vs the emulator mean with 1 and 2 sigma (total) bands, held-out parameters."""
     import matplotlib.pyplot as plt
 
@@ -27,7 +28,7 @@ def plot_curves(path: Path, r: np.ndarray, test: dict, norm, pred: dict, n_cases
                 ax.fill_between(r, *band, color="C0", alpha=0.15 * (3 - k), lw=0, label=f"emulator {k}$\\sigma$")
             centre = np.exp(mean[0]) - 1.0 if s == 0 else mean[s]
             ax.plot(r, centre, color="C0", lw=1.5, label="emulator mean")
-            for j, real in enumerate(test["stats"][c]):
+            for j, real in enumerate(test["stats"][c][:8]):  # the first 8 realisations of the target
                 ax.plot(r, real[s], color="k", lw=0.6, alpha=0.5, marker=".", ms=3,
                         label="simulated realisations" if j == 0 else None)
             ax.set_xscale("log")
@@ -41,7 +42,7 @@ def plot_curves(path: Path, r: np.ndarray, test: dict, norm, pred: dict, n_cases
             if s == 0:
                 ax.set_title(f"mu_cen={theta[5]:.2f}, mu_sat={theta[6]:.2f}, logMmin={theta[0]:.2f}", fontsize=9)
     axes[0, 0].legend(fontsize=7)
-    fig.suptitle("IAEmu on held-out parameters: simulator realisations vs the paper model (MC dropout, total sigma)")
+    fig.suptitle(f"IAEmu on held-out parameters: simulator realisations vs the {label} model (total sigma)")
     save_figure(fig, path)
 
 
@@ -75,23 +76,35 @@ def plot_uncertainty(path: Path, z: dict, epistemic: dict) -> None:
     save_figure(fig, path)
 
 
-def plot_accuracy(path: Path, summary: dict) -> None:
-    """Median relative error per statistic and model, mean and spread over training seeds."""
+def plot_accuracy(path: Path, summary: dict, floor_ratios: dict | None = None, n_target: int | None = None) -> None:
+    """Median relative error per statistic and model (top) and, with ``floor_ratios`` ({model: {stat: per-seed
+    values}}), err/scatter in units of the perfect-emulator floor of ``n_target``-realisation targets (bottom)."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(STAT_NAMES), figsize=(4.5 * len(STAT_NAMES), 3.8))
+    rows = 1 if floor_ratios is None else 2
+    fig, axes = plt.subplots(rows, len(STAT_NAMES), figsize=(4.5 * len(STAT_NAMES), 4.2 * rows), squeeze=False)
+    fig.subplots_adjust(hspace=0.45, wspace=0.3)
     models = list(summary)
-    for ax, stat in zip(axes, STAT_NAMES):
+    for ax, stat in zip(axes[0], STAT_NAMES):
         key = "median_rel_err" if stat == "xi" else "median_rel_err_significant_bins"
-        vals = [summary[m][stat][key] for m in models]
-        ax.bar(range(len(models)), [v["mean"] for v in vals], yerr=[v["std"] for v in vals], capsize=4,
-               color=[f"C{i}" for i in range(len(models))])
-        for i, v in enumerate(vals):
-            ax.plot([i] * len(v["per_seed"]), v["per_seed"], "k.", ms=4)
-        ax.set_xticks(range(len(models)), models, rotation=20)
+        _bars(ax, models, [summary[m][stat][key]["per_seed"] for m in models])
         ax.set(ylabel="median relative error", title=f"{stat} ({'all' if stat == 'xi' else 'significant'} bins)")
+    if floor_ratios is not None:
+        for ax, stat in zip(axes[1], STAT_NAMES):
+            _bars(ax, models, [floor_ratios[m][stat] for m in models])
+            ax.axhline(1.0, color="k", ls=":", lw=1, label="perfect emulator (floor)")
+            ax.set(ylabel="err/scatter in units of the floor", title=f"{stat}: {n_target}-realisation targets")
+            ax.legend(fontsize=7)
     fig.suptitle("held-out accuracy over training seeds (bars: mean, dots: seeds)")
     save_figure(fig, path)
+
+
+def _bars(ax, models: list[str], per_seed: list[list[float]]) -> None:
+    ax.bar(range(len(models)), [np.mean(v) for v in per_seed], yerr=[np.std(v) for v in per_seed], capsize=4,
+           color=[f"C{i}" for i in range(len(models))])
+    for i, v in enumerate(per_seed):
+        ax.plot([i] * len(v), v, "k.", ms=4)
+    ax.set_xticks(range(len(models)), models, rotation=20)
 
 
 def plot_inverse(path: Path, fits: list[dict]) -> None:
