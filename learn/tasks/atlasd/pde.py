@@ -28,7 +28,7 @@ from symgym.learn.tasks.atlasd.models import ExactHeatTendency, MaskedCNN, fit_r
 from symgym.physics.pde import HeatObstacleSim, extract_patches
 
 if TYPE_CHECKING:
-    from symgym.learn.tasks.atlasd.task import AtlasDConfig
+    from symgym.learn.tasks.atlasd.config import AtlasDConfig
 
 SO2 = np.array([[0.0, -1.0], [1.0, 0.0]])
 REFLECTION = [np.eye(2), np.diag([1.0, -1.0])]

@@ -38,7 +38,7 @@ MIN_LEDGER_SEEDS = 3
 def _pde(seeds: list[int], cache: Path) -> None:
     from symgym.learn.io import write_json
     from symgym.learn.tasks.atlasd.pde import run_pde_seed
-    from symgym.learn.tasks.atlasd.task import AtlasDConfig
+    from symgym.learn.tasks.atlasd.config import AtlasDConfig
 
     for s in seeds:
         path = cache / f"pde_seed{s}.json"

@@ -31,7 +31,7 @@ from __future__ import annotations
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +39,6 @@ import torch
 
 from symgym.equivariance.discovery import (
     DiscoveredGroup,
-    DiscreteDiscoveryConfig,
-    LieDiscoveryConfig,
     VectorAction,
     evaluate_group,
     to_planar_group,
@@ -48,7 +46,8 @@ from symgym.equivariance.discovery import (
 from symgym.equivariance.discovery_count import GeneratorCountConfig
 from symgym.learn.io import write_json
 from symgym.learn.evidence.ledger import claim
-from symgym.learn.tasks.atlasd.downstream import ConvergenceRule, downstream_claims, run_downstream
+from symgym.learn.tasks.atlasd.config import AtlasDConfig
+from symgym.learn.tasks.atlasd.downstream import downstream_claims, run_downstream
 from symgym.learn.tasks.atlasd.lorentz import LorentzConfig, run_lorentz
 from symgym.learn.tasks.atlasd.models import (  # noqa: F401  (re-exported: the task's models)
     ExactHeatTendency,
@@ -73,79 +72,7 @@ from symgym.learn.tasks.atlasd.pde import (  # noqa: F401  (re-exported: the PDE
     pde_seed_table,
     _summarise,
 )
-from symgym.physics.pde import ChartFunctionFamily, HeatObstacleConfig
-
-
-
-@dataclass
-class AtlasDConfig:
-    pde: HeatObstacleConfig = field(default_factory=HeatObstacleConfig)
-    patch: int = 21
-    n_charts: int = 4
-    n_pairs: int = 300
-    predictor_steps: int = 300
-    predictor_batch: int = 16
-    #: the global CNN trains in rounds of this many steps until its chart-pixel fit matches the charts'
-    global_round_steps: int = 400
-    global_max_rounds: int = 5
-    global_hidden: int = 24
-    lie: LieDiscoveryConfig = field(default_factory=lambda: LieDiscoveryConfig(steps=60, restarts=1, batch=16))
-    count: GeneratorCountConfig = field(default_factory=lambda: GeneratorCountConfig(max_generators=3))
-    discrete: DiscreteDiscoveryConfig = field(default_factory=lambda: DiscreteDiscoveryConfig(n_candidates=6, steps=60, batch=8))
-    global_batch: int = 4
-    #: the global CNN stops training once its chart-pixel fit is this good (about the charts' own)
-    global_target_fit: float = 0.015
-    exact_seeds: tuple[int, ...] = (0, 1, 2)
-    #: seeds of the trained-predictor local vs global discovery (``seed`` itself is the main run's)
-    pde_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
-    synthetic_charts: int = 3
-    synthetic_steps: int = 2000
-    synthetic_candidates: int = 10  # MLP charts are cheap: enough discrete starts to hit all 4 components
-    synthetic_discrete_steps: int = 200
-    lorentz: LorentzConfig = field(default_factory=lambda: LorentzConfig(fit_steps=2500, lie=LieDiscoveryConfig(steps=60, restarts=1, batch=64, coef_std=0.5)))
-    lorentz_seeds: tuple[int, ...] = (0, 1, 2)
-    downstream_sizes: tuple[int, ...] = (1, 4, 16, 64)
-    downstream_seeds: tuple[int, ...] = (0, 1, 2)
-    #: both downstream models train to convergence under this one rule (early stopping on validation fields)
-    downstream_rule: ConvergenceRule = field(default_factory=ConvergenceRule)
-    downstream_fields: int = 3
-    downstream_test: int = 24
-    #: the downstream models start at once for this planar group and are used only if discovery names
-    #: the same group (else they are rerun with the discovered one); None: start after discovery
-    downstream_expected_group: str | None = "D4"
-    workers: int = 16
-    seed: int = 0
-
-    @classmethod
-    def quick(cls, seed: int = 0) -> "AtlasDConfig":
-        return cls(
-            n_charts=2,
-            n_pairs=96,
-            predictor_steps=150,
-            global_round_steps=150,
-            global_max_rounds=1,
-            global_hidden=16,
-            lie=LieDiscoveryConfig(steps=30, restarts=1, batch=8),
-            count=GeneratorCountConfig(max_generators=2),
-            discrete=DiscreteDiscoveryConfig(n_candidates=2, steps=20, batch=8),
-            global_batch=2,
-            exact_seeds=(0, 1),
-            pde_seeds=(seed, seed + 1),
-            synthetic_charts=2,
-            synthetic_steps=300,
-            synthetic_candidates=4,
-            synthetic_discrete_steps=30,
-            lorentz=LorentzConfig.quick(),
-            lorentz_seeds=(0,),
-            downstream_sizes=(1, 4),
-            downstream_seeds=(0, 1),
-            downstream_rule=ConvergenceRule(eval_every=10, patience=2, lr_patience=1, max_steps=40, n_val=2),
-            downstream_fields=2,
-            downstream_test=8,
-            downstream_expected_group=None,
-            workers=2,
-            seed=seed,
-        )
+from symgym.physics.pde import ChartFunctionFamily
 
 
 def run_synthetic_discovery(cfg: AtlasDConfig) -> dict:
@@ -235,7 +162,6 @@ def merge_downstream(parts: list[dict]) -> dict:
         merged["models"][name] = {"parameters": first["parameters"], "seeds": [r["seeds"][0] for r in mine], **rows,
                                   "test_relative_mse_mean": np.round(np.mean(rows["test_relative_mse"], axis=0), 6).tolist()}
     return merged
-
 
 
 def _evidence(out: dict) -> list[dict]:
