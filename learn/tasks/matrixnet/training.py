@@ -239,12 +239,14 @@ def non_majority_accuracy(pred: np.ndarray, target: np.ndarray) -> float:
 def word_scores(model: nn.Module, tokens: torch.Tensor, targets: torch.Tensor, chunk: int = 1000) -> dict[str, float]:
     """``accuracy`` (as :func:`accuracy`); for class labels also ``balanced_accuracy``, ``non_majority_accuracy``
     and the ``majority_label_rate`` of ``targets`` (what always answering the most frequent label scores)."""
-    out = {"accuracy": accuracy(model, tokens, targets), "majority_label_rate": constant_predictor_accuracy(targets.numpy())}
-    if targets.dtype == torch.long:
-        model.eval()
-        pred = torch.cat([model(tokens[i : i + chunk]).argmax(1) for i in range(0, len(tokens), chunk)]).numpy()
-        out["balanced_accuracy"] = balanced_accuracy(pred, targets.numpy())
-        out["non_majority_accuracy"] = non_majority_accuracy(pred, targets.numpy())
+    out = {"majority_label_rate": constant_predictor_accuracy(targets.numpy())}
+    if targets.dtype != torch.long:
+        return {"accuracy": accuracy(model, tokens, targets), **out}
+    model.eval()  # class labels: one forward pass gives every score (accuracy as correct_mask counts it)
+    pred = torch.cat([model(tokens[i : i + chunk]).argmax(1) for i in range(0, len(tokens), chunk)])
+    out = {"accuracy": float((pred == targets).float().mean()), **out}
+    out["balanced_accuracy"] = balanced_accuracy(pred.numpy(), targets.numpy())
+    out["non_majority_accuracy"] = non_majority_accuracy(pred.numpy(), targets.numpy())
     return out
 
 
