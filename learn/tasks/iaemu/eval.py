@@ -107,3 +107,7 @@ def knn_predict(train_theta: np.ndarray, train_y: np.ndarray, theta: np.ndarray,
     return np.einsum("pk,pk...->p...", w / w.sum(1, keepdims=True), train_y[nearest])
 
 
+def model_values(per_seed: list[dict], seeds: list[int], model: str, get) -> tuple[list, list[int]]:
+    """``get(record)`` over the seeds whose record holds ``model`` (the paper model may train on fewer seeds)."""
+    kept = [(get(r), s) for r, s in zip(per_seed, seeds) if model in r["err_over_scatter"]]
+    return [v for v, _ in kept], [s for _, s in kept]

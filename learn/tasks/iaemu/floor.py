@@ -17,7 +17,7 @@ import numpy as np
 
 from symgym.learn.evidence.ledger import claim
 from symgym.learn.tasks.iaemu.data import from_model_space, to_model_space
-from symgym.learn.tasks.iaemu.eval import err_over_scatter_floor, relative_errors, scored_against_floor
+from symgym.learn.tasks.iaemu.eval import err_over_scatter_floor, model_values, relative_errors, scored_against_floor
 from symgym.physics.galaxies import STAT_NAMES
 
 #: a model is called "on the floor" when its err/scatter is within this factor of the perfect-emulator floor
@@ -88,9 +88,7 @@ def noise_floor_summary(results: dict, rel_floor: dict | None = None) -> dict:
 
 def _ratios(per_seed: list[dict], seeds: list[int], model: str, stat: str) -> tuple[list[float], list[int]]:
     """Per-seed ratios to the floor over the seeds that trained ``model``, and those seeds."""
-    kept = [(r["err_over_scatter_vs_floor"]["ratio_to_floor"][model][stat], s) for r, s in zip(per_seed, seeds)
-            if model in r["err_over_scatter"]]
-    return [v for v, _ in kept], [s for _, s in kept]
+    return model_values(per_seed, seeds, model, lambda r: r["err_over_scatter_vs_floor"]["ratio_to_floor"][model][stat])
 
 
 def floor_evidence(per_seed: list[dict], seeds: list[int], knn: str) -> list[dict]:

@@ -54,6 +54,7 @@ from symgym.learn.tasks.iaemu.eval import (
     coverage,
     epistemic_inflation,
     knn_predict,
+    model_values,
     outside_params,
     relative_errors,
     scored_against_floor,
@@ -261,12 +262,6 @@ def seed_cache_path(cfg: IAEmuConfig, seed: int, cache: Path, part: str) -> Path
 
 def _parts(cfg: IAEmuConfig, k: int) -> tuple[str, ...]:
     return ("baselines", "paper") if cfg.trains_paper(k) else ("baselines",)
-
-
-def model_values(per_seed: list[dict], seeds: list[int], model: str, get) -> tuple[list, list[int]]:
-    """``get(record)`` over the seeds whose record holds ``model`` (the paper model may train on fewer seeds)."""
-    kept = [(get(r), s) for r, s in zip(per_seed, seeds) if model in r["err_over_scatter"]]
-    return [v for v, _ in kept], [s for _, s in kept]
 
 
 def _seed_metric(per_seed: list[dict], seeds: list[int], model: str, stat: str,
