@@ -254,3 +254,21 @@ def test_fieller_interval_is_unbounded_when_the_baseline_mean_is_indistinguishab
                      method_seeds=range(5), baseline_seeds=range(5))
     assert e["ci95"] == [None, None] and e["interval"] == "Fieller (paired), 95%"
     assert e["holds"] in ("inconclusive", True, False) and e["reason"]
+
+
+def test_zero_spread_outcomes_get_the_exact_tests_p_value_not_zero():
+    """0/1 outcomes that differ the same way on every seed: the sign-flip test's floor at n paired seeds is
+    2 / 2**n, so five seeds cannot reach 0.05 and ten can; a t-test would say p = 0 for any n."""
+    claim, exact_p = ledger.claim, ledger.exact_p
+    five = claim("always", "success", "a", "b", [1.0] * 5, [0.0] * 5, method_seeds=range(5), baseline_seeds=range(5))
+    assert five["p_value"] == pytest.approx(2 / 2 ** 5) and five["holds"] == "inconclusive"
+    ten = claim("always", "success", "a", "b", [1.0] * 10, [0.0] * 10, method_seeds=range(10),
+                baseline_seeds=range(10))
+    assert ten["p_value"] == pytest.approx(2 / 2 ** 10) and ten["holds"] is True
+    same = claim("tie", "success", "a", "b", [1.0] * 5, [1.0] * 5, method_seeds=range(5), baseline_seeds=range(5))
+    assert same["p_value"] == 1.0
+    # unpaired constant sides: every way of splitting the pooled values, two of C(10, 5) as extreme
+    unpaired = claim("always", "success", "a", "b", [1.0] * 5, [0.0] * 5)
+    assert unpaired["p_value"] == pytest.approx(2 / 252)
+    # a constant paired difference of the other sign is as unlikely: the test is two-sided
+    assert exact_p(-np.ones(6)) == pytest.approx(2 / 2 ** 6)
