@@ -160,4 +160,8 @@ def test_bench_env_speed_writes_json_and_png(tmp_path):
     for clock in ("wall", "cpu"):  # time ratios of the env over raw MuJoCo and of SyncVectorEnv over the vector env
         assert data["summary"][clock]["sympush_env_over_raw"] > 0.5 and data["summary"][clock]["sync_over_vector_n16"] > 0
     assert data["sympush"]["replay_bit_identical"] and data["sympush"]["timing"]["rounds"] >= 5
+    # the steps-only rows replay the same physics without resets, bit for bit, and time no reset on either side
+    for row in ("sympush_steps", "pandapush_steps"):
+        assert data[row]["replay_bit_identical"] and data[row]["resets"] is False
+        assert data["summary"]["cpu"][f"{row}_env_over_raw"] > 0.5
     assert (tmp_path / "env-speed.png").stat().st_size > 1000

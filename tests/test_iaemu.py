@@ -523,3 +523,23 @@ def test_seed_parts_are_cached_and_the_paper_model_can_skip_seeds(tmp_path):
     for unrelated in ({"n_seeds": 5}, {"epochs": 9}, {"n_test_realisations": 16}):  # run size, baselines, test set
         assert iaemu_task.seed_cache_path(cfg, 0, tmp_path, "paper") == iaemu_task.seed_cache_path(
             IAEmuConfig(**{**cfg.__dict__, **unrelated}), 0, tmp_path, "paper")
+
+
+@pytest.mark.parametrize("flag,value", [("--paper-width", "0"), ("--paper-epochs", "-5")])
+def test_seed_worker_rejects_a_non_positive_paper_size_before_training(flag, value, tmp_path, capsys):
+    from symgym.learn.tasks.iaemu.task import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--seeds", "0", flag, value, "--out-dir", str(tmp_path)])
+    assert exit_info.value.code != 0 and flag in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_a_full_width_paper_model_is_cached_under_its_own_key_and_the_baselines_under_theirs(tmp_path):
+    from dataclasses import replace
+
+    from symgym.learn.tasks.iaemu.task import seed_cache_path
+
+    small, full = IAEmuConfig(), replace(IAEmuConfig(), paper_width=1.0, paper_epochs=500)
+    assert seed_cache_path(small, 0, tmp_path, "paper") != seed_cache_path(full, 0, tmp_path, "paper")
+    assert seed_cache_path(small, 0, tmp_path, "baselines") == seed_cache_path(full, 0, tmp_path, "baselines")

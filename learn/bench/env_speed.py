@@ -7,6 +7,8 @@ rounds of one process, warm-up excluded, median and spread, threads and load ave
   replay of *the same states and controls* (recorded from the env, resets restored with ``mj_setState``; the replay
   is checked to end in the env's final state bit for bit).
 * ``pandapush``: the same for PandaPush-v0 (its controller's ``mj_step`` calls recorded as they happen).
+* ``sympush_steps``, ``pandapush_steps``: ``env.step`` alone, no resets on either side (a PandaPush reset solves
+  IK for the arm's placement, about four steps' worth of time, once per 50-step episode).
 * ``vector_n16``: 16 SymPush envs: the batched vector env (``make_vec(..., "vector_entry_point")``,
   ``symgym.envs.vector``) vs gymnasium's ``SyncVectorEnv`` vs raw ``mujoco.rollout`` of the same initial states
   and controls, chained one call per env step (what a policy in the loop needs) and as one call for the whole
@@ -39,10 +41,11 @@ from symgym.learn.io import save_figure
 N_VECTOR = 16
 
 
-def _record(env: gym.Env, actions: np.ndarray, seed: int) -> list[tuple]:
+def _record(env: gym.Env, actions: np.ndarray, seed: int, resets: bool = True) -> list[tuple]:
     """Run ``env`` on ``actions`` from ``reset(seed)``, recording every physics call it makes: ("state", s) at each
     reset and ("step", ctrl, nstep) for each ``mj_step``. The env's own ``mj_step`` calls are intercepted, so a
-    controller that re-computes ``ctrl`` between substeps is recorded as it runs."""
+    controller that re-computes ``ctrl`` between substeps is recorded as it runs. ``resets=False``: step through
+    episode ends without resetting (the steps-only rows)."""
     u = env.unwrapped
     ops: list[tuple] = []
     real_step = mujoco.mj_step
@@ -62,7 +65,7 @@ def _record(env: gym.Env, actions: np.ndarray, seed: int) -> list[tuple]:
         snapshot()
         for a in actions:
             _, _, terminated, truncated, _ = env.step(a)
-            if terminated or truncated:
+            if resets and (terminated or truncated):
                 env.reset()
                 snapshot()
     finally:
@@ -99,6 +102,42 @@ def _single(env_id: str, n_steps: int, rounds: int, seed: int) -> dict[str, Any]
     substeps = sum(op[2] for op in ops if op[0] == "step")
     env.close()
     return {"env": env_id, "env_steps_per_round": n_steps, "mj_steps_per_round": substeps,
+            "mj_step_calls_per_env_step": sum(op[0] == "step" for op in ops) / n_steps,
+            "replay_bit_identical": exact, "timing": timing}
+
+
+def _steps_only(env_id: str, n_steps: int, rounds: int, seed: int) -> dict[str, Any]:
+    """``env.step`` alone: every round restores the state after ``reset(seed)`` (the env through its ``set_state``,
+    the replay with ``mj_setState``) and steps ``n_steps`` actions without resetting, through episode ends (the
+    time limit's truncation flag is ignored; the arm keeps moving). The resets, whose IK placements the rows with
+    resets include, are left out on both sides."""
+    env = gym.make(env_id)
+    u = env.unwrapped
+    actions = np.random.default_rng(seed).uniform(-1, 1, size=(n_steps, *env.action_space.shape)).astype(np.float32)
+    ops = _record(env, actions, seed, resets=False)
+    env.reset(seed=seed)
+    start = u.get_state()
+    m, d = u.model, mujoco.MjData(u.model)
+
+    def run_env():
+        u.set_state(start)
+        for a in actions:
+            env.step(a)
+
+    def run_raw():
+        for op in ops:
+            if op[0] == "state":
+                mujoco.mj_setState(m, d, op[1], STATE_SPEC)
+            else:
+                d.ctrl[:] = op[1]
+                mujoco.mj_step(m, d, nstep=op[2])
+
+    run_env(), run_raw()
+    exact = bool(np.array_equal(u.data.qpos, d.qpos) and np.array_equal(u.data.qvel, d.qvel))
+    timing = interleaved({"env.step": run_env, "raw mj_step replay": run_raw}, baseline="raw mj_step replay",
+                         rounds=rounds, units=n_steps, unit="env steps", threads={"mujoco": 1})
+    env.close()
+    return {"env": env_id, "env_steps_per_round": n_steps, "resets": False,
             "mj_step_calls_per_env_step": sum(op[0] == "step" for op in ops) / n_steps,
             "replay_bit_identical": exact, "timing": timing}
 
@@ -246,6 +285,8 @@ def run(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0) -> 
     results = {
         "sympush": _single("SymPush-v0", 1_000 if quick else 5_000, rounds, seed),
         "pandapush": _single("PandaPush-v0", 300 if quick else 1_500, rounds, seed),
+        "sympush_steps": _steps_only("SymPush-v0", 1_000 if quick else 5_000, rounds, seed),
+        "pandapush_steps": _steps_only("PandaPush-v0", 300 if quick else 1_500, rounds, seed),
         "vector_n16": _vector("SymPush-v0", N_VECTOR, 50, 1 if quick else 4, rounds, seed),
         "pandapush_vector_n16": _vector("PandaPush-v0", N_VECTOR, 10 if quick else 50, 1, rounds, seed),
     }
@@ -263,7 +304,7 @@ def _summary(results: dict, clock: str) -> dict[str, float]:
     """Median time ratios on one clock ("wall" or "cpu", see symgym.learn.bench.timing)."""
     key = "ratios" if clock == "wall" else "cpu_ratios"
     out = {f"{name}_env_over_raw": results[name]["timing"][key]["env.step"]["median"]
-           for name in ("sympush", "pandapush")}
+           for name in ("sympush", "pandapush", "sympush_steps", "pandapush_steps") if name in results}
     out.update({f"{k}_n{N_VECTOR}": r["median"] for k, r in results["vector_n16"]["ratios"][clock].items()})
     out.update({f"pandapush_{k}_n{N_VECTOR}": r["median"]
                 for k, r in results["pandapush_vector_n16"]["ratios"][clock].items()})
@@ -284,6 +325,7 @@ def _plot(results: dict, path: Path) -> None:
         r = v["ratios"][clock]
         rows = [("SymPush-v0 env.step / raw mj_step", results["sympush"]["timing"][key]["env.step"]),
                 ("PandaPush-v0 env.step / raw mj_step", results["pandapush"]["timing"][key]["env.step"]),
+                ("PandaPush-v0, steps only (no resets)", results["pandapush_steps"]["timing"][key]["env.step"]),
                 (f"SyncVectorEnv / vector env (N={n})", r["sync_over_vector"]),
                 ("SyncVectorEnv / raw rollout (ceiling)", r["ceiling_sync_over_rollout_whole"]),
                 ("vector env / rollout per env step", r["vector_over_rollout_per_step"]),
@@ -296,7 +338,7 @@ def _plot(results: dict, path: Path) -> None:
         med = np.array([x["median"] for _, x in rows])
         lo = med - np.array([x["iqr"][0] for _, x in rows])
         hi = np.array([x["iqr"][1] for _, x in rows]) - med
-        ax.barh(y, med, xerr=[lo, hi], color=["C0", "C1", "C2", "C7", "C3", "C3", "C4", "C7", "C5"], capsize=3)
+        ax.barh(y, med, xerr=[lo, hi], color=["C0", "C1", "C1", "C2", "C7", "C3", "C3", "C4", "C7", "C5"], capsize=3)
         for yi, m_ in zip(y, med):
             ax.text(m_, yi + 0.25, f"{m_:.2f}x", va="center", fontsize=8)
         ax.set_yticks(y, [x[0] for x in rows])

@@ -28,7 +28,7 @@ import json
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -412,14 +412,24 @@ def run(quick: bool = False, seed: int = 0, out_dir: Path = Path("results"), con
 
 def main(argv: list[str] | None = None) -> None:
     """Seed worker: ``python -m symgym.learn.tasks.iaemu.task --seeds 0 2 4 [--parts baselines]`` trains and caches
-    those seeds' parts (default config); ``symgym task iaemu`` then evaluates and assembles them without retraining."""
+    those seeds' parts (default config; ``--paper-width``/``--paper-epochs`` train the paper model at another size,
+    cached under that size's key); ``symgym task iaemu`` then evaluates and assembles them without retraining."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--seeds", type=int, nargs="+", required=True)
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     parser.add_argument("--out-dir", default="results")
+    parser.add_argument("--paper-width", type=float, default=None,
+                        help="paper model width (default: the config's); 1.0 is the paper's")
+    parser.add_argument("--paper-epochs", type=int, default=None,
+                        help="paper model epochs (default: the config's); 500 is the paper's")
     args = parser.parse_args(argv)
+    for flag, value in (("--paper-width", args.paper_width), ("--paper-epochs", args.paper_epochs)):
+        if value is not None and not value > 0:
+            parser.error(f"{flag} must be > 0, got {value}")
     torch.set_num_threads(1)
     cfg, cache = IAEmuConfig(), Path(args.out_dir) / "cache"
+    cfg = replace(cfg, **{k: v for k, v in (("paper_width", args.paper_width), ("paper_epochs", args.paper_epochs))
+                          if v is not None})
     train = _load_train(cfg, cache)
     z_train = Standardiser.fit(to_model_space(train["stats"])).forward(to_model_space(train["stats"]))
     for s in args.seeds:  # seed s is the s-th seed of the default run (which starts at seed 0)
