@@ -543,3 +543,45 @@ def test_a_full_width_paper_model_is_cached_under_its_own_key_and_the_baselines_
     small, full = IAEmuConfig(), replace(IAEmuConfig(), paper_width=1.0, paper_epochs=500)
     assert seed_cache_path(small, 0, tmp_path, "paper") != seed_cache_path(full, 0, tmp_path, "paper")
     assert seed_cache_path(small, 0, tmp_path, "baselines") == seed_cache_path(full, 0, tmp_path, "baselines")
+
+
+def test_training_interrupted_at_a_checkpoint_ends_where_an_uninterrupted_run_does(tmp_path):
+    """The paper model's training state survives a sitting: stopped after a checkpoint and resumed, it ends with
+    the same weights, bit for bit (optimiser, schedule, both random generators and the best state restored)."""
+    from symgym.learn.tasks.iaemu.models import IAEmuNet, TrainSettings, train_network
+
+    rng = np.random.default_rng(0)
+    low, high = np.zeros(7), np.ones(7)
+    theta, y = rng.uniform(size=(24, 7)), rng.normal(size=(24, 2, 3, 5))
+    vtheta, vy = theta, y  # validation on the training data: the best state is the last one, after the resume
+    settings = TrainSettings(epochs=6, batch_size=8, lr=1e-2, eval_every=1)
+
+    def net():
+        torch.manual_seed(1)
+        return IAEmuNet(low, high, 5, width=0.25)
+
+    reference = train_network(net(), theta, y, vtheta, vy, settings, seed=3, kind="paper")
+    ckpt = tmp_path / "paper.partial.pt"
+
+    class Stop(Exception):
+        pass
+
+    import symgym.learn.tasks.iaemu.models as models_module
+    real_save = models_module.save_torch
+
+    def save_then_stop(obj, path):
+        real_save(obj, path)
+        raise Stop
+
+    models_module.save_torch = save_then_stop
+    try:
+        with pytest.raises(Stop):
+            train_network(net(), theta, y, vtheta, vy, settings, seed=3, kind="paper", checkpoint=ckpt, checkpoint_every=3)
+    finally:
+        models_module.save_torch = real_save
+    assert ckpt.exists()
+    resumed = train_network(net(), theta, y, vtheta, vy, settings, seed=3, kind="paper", checkpoint=ckpt,
+                            checkpoint_every=3)
+    assert not ckpt.exists()
+    for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name

@@ -21,11 +21,14 @@ Every network reads box-normalised parameters and predicts standardised targets 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from symgym.learn.io import save_torch
 
 #: beta-NLL exponents after the warm-up, per statistic (xi, omega, eta), as in the IAEmu training code
 PAPER_BETAS = (0.9, 0.5, 0.5)
@@ -218,7 +221,8 @@ def _val_score(model: nn.Module, vx: torch.Tensor, vy: torch.Tensor, kind: str) 
 
 
 def train_network(model: nn.Module, theta: np.ndarray, y: np.ndarray, val_theta: np.ndarray, val_y: np.ndarray,
-                  settings: TrainSettings, seed: int, kind: str) -> nn.Module:
+                  settings: TrainSettings, seed: int, kind: str, checkpoint: Path | None = None,
+                  checkpoint_every: int = 10) -> nn.Module:
     """Train on parameter sets ``theta`` (P, d) and standardised targets ``y`` (P, R, n_stats, n_bins).
 
     An epoch visits every parameter set once, each time with one of its R realisations drawn at
@@ -229,6 +233,11 @@ def train_network(model: nn.Module, theta: np.ndarray, y: np.ndarray, val_theta:
     ``kind``: "paper" (beta-NLL with the warm-up / per-statistic beta schedule, AdamW, step decay,
     clipping, 0.7 MSE + 0.3 NLL selection), "ensemble" (beta-NLL with a fixed beta, Adam, cosine decay,
     NLL selection) or "mse" (MSE, Adam, cosine decay, MSE selection; pass realisation means, R = 1).
+
+    ``checkpoint``: a file that every ``checkpoint_every`` epochs receives the whole training state (model,
+    optimiser, schedule, both random generators, the best validation state); a run that finds it continues from
+    there, and ends where an uninterrupted run would, bit for bit (a long training survives the end of a sitting).
+    The file is removed when training finishes.
     """
     if kind not in ("paper", "ensemble", "mse"):
         raise ValueError(f"kind must be 'paper', 'ensemble' or 'mse', got {kind!r}")
@@ -257,8 +266,16 @@ def train_network(model: nn.Module, theta: np.ndarray, y: np.ndarray, val_theta:
             return beta_nll(mean, log_var, target, settings.beta)
         return beta_nll(mean, log_var, target, 1.0 if epoch < warmup else late_beta)
 
-    best, best_state = float("inf"), None
-    for epoch in range(epochs):
+    best, best_state, start = float("inf"), None, 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        saved = torch.load(checkpoint, weights_only=False)
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["scheduler"])
+        gen.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])  # dropout draws from the global generator
+        best, best_state, start = saved["best"], saved["best_state"], saved["epoch"]
+    for epoch in range(start, epochs):
         model.train()
         pick = torch.randint(n_real, (len(x_t),), generator=gen)
         for idx in torch.randperm(len(x_t), generator=gen).split(settings.batch_size):
@@ -276,7 +293,13 @@ def train_network(model: nn.Module, theta: np.ndarray, y: np.ndarray, val_theta:
             score = _val_score(model, vx, vy, kind)
             if score < best:
                 best, best_state = score, {k: v.clone() for k, v in model.state_dict().items()}
+        if checkpoint is not None and (epoch + 1) % checkpoint_every == 0 and epoch + 1 < epochs:
+            save_torch({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                        "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "best": best,
+                        "best_state": best_state, "epoch": epoch + 1}, checkpoint)
     model.load_state_dict(best_state)
+    if checkpoint is not None:
+        Path(checkpoint).unlink(missing_ok=True)
     return model.eval()
 
 

@@ -106,9 +106,12 @@ def _split(cfg: IAEmuConfig, seed: int, n: int) -> tuple[np.ndarray, np.ndarray]
     return perm[:n_val], perm[n_val:]
 
 
-def _train_part(cfg: IAEmuConfig, seed: int, part: str, train: dict, z_train: np.ndarray) -> tuple[dict, dict, dict]:
+def _train_part(cfg: IAEmuConfig, seed: int, part: str, train: dict, z_train: np.ndarray,
+                checkpoint: Path | None = None) -> tuple[dict, dict, dict]:
     """One seed's ``part`` of the emulators: "paper" (the paper model) or "baselines" (the deep ensemble and the
-    MSE MLP); returns (models, wall seconds, CPU seconds) per model."""
+    MSE MLP); returns (models, wall seconds, CPU seconds) per model. ``checkpoint``: where the paper model's
+    training state is kept between sittings (see :func:`train_network`); the wall and CPU seconds then count
+    this sitting only."""
     if part not in PARTS:
         raise ValueError(f"part must be one of {PARTS}, got {part!r}")
     val_idx, fit_idx = _split(cfg, seed, len(z_train))
@@ -126,7 +129,8 @@ def _train_part(cfg: IAEmuConfig, seed: int, part: str, train: dict, z_train: np
     torch.manual_seed(seed)
     if part == "paper":
         timed("paper", lambda: train_network(IAEmuNet(PARAM_LOW, PARAM_HIGH, n_bins, width=cfg.paper_width),
-                                             fx, fy, vx, vy, paper, seed=seed * 1000 + 500, kind="paper"))
+                                             fx, fy, vx, vy, paper, seed=seed * 1000 + 500, kind="paper",
+                                             checkpoint=checkpoint))
         return models, wall, cpu
     timed("ensemble", lambda: [
         train_network(IAEmulator(PARAM_LOW, PARAM_HIGH, n_bins, hidden=cfg.hidden), fx, fy, vx, vy, member,
@@ -239,7 +243,8 @@ def _seed_job(job: tuple) -> tuple[dict, np.ndarray, dict]:
     for part in parts:
         path = paths.get(part)
         cached[part] = path is not None and Path(path).exists()
-        out = torch.load(path, weights_only=False) if cached[part] else _train_part(cfg, s, part, train, z_train)
+        out = (torch.load(path, weights_only=False) if cached[part] else
+               _train_part(cfg, s, part, train, z_train, checkpoint=None if path is None else partial_path(Path(path))))
         if path is not None and not cached[part]:
             save_torch(out, path)
         for d, new in zip((models, wall, cpu), out):
@@ -258,6 +263,11 @@ def seed_cache_path(cfg: IAEmuConfig, seed: int, cache: Path, part: str) -> Path
     key.update(version=SEED_CACHE_VERSION, part=part)
     digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return cache / "iaemu-seeds" / f"{digest}_{part}_seed{seed}.pt"
+
+
+def partial_path(path: Path) -> Path:
+    """Where a seed part's unfinished training state is kept (beside the part's cache file)."""
+    return path.with_name(path.stem + ".partial.pt")
 
 
 def _parts(cfg: IAEmuConfig, k: int) -> tuple[str, ...]:
@@ -438,7 +448,7 @@ def main(argv: list[str] | None = None) -> None:
             if path.exists():
                 continue
             t0 = time.process_time()
-            save_torch(_train_part(cfg, s, part, train, z_train), path)
+            save_torch(_train_part(cfg, s, part, train, z_train, checkpoint=partial_path(path)), path)
             print(f"iaemu seed {s} {part}: {time.process_time() - t0:.0f} CPU-s", flush=True)
 
 
