@@ -73,6 +73,16 @@ def _record(env: gym.Env, actions: np.ndarray, seed: int, resets: bool = True) -
     return ops
 
 
+def _replay(ops: list[tuple], m: mujoco.MjModel, d: mujoco.MjData) -> None:
+    """The physics of a :func:`_record`\ ed run, alone: states restored, recorded controls stepped."""
+    for op in ops:
+        if op[0] == "state":
+            mujoco.mj_setState(m, d, op[1], STATE_SPEC)
+        else:
+            d.ctrl[:] = op[1]
+            mujoco.mj_step(m, d, nstep=op[2])
+
+
 def _single(env_id: str, n_steps: int, rounds: int, seed: int) -> dict[str, Any]:
     env = gym.make(env_id)
     u = env.unwrapped
@@ -88,12 +98,7 @@ def _single(env_id: str, n_steps: int, rounds: int, seed: int) -> dict[str, Any]
                 env.reset()
 
     def run_raw():
-        for op in ops:
-            if op[0] == "state":
-                mujoco.mj_setState(m, d, op[1], STATE_SPEC)
-            else:
-                d.ctrl[:] = op[1]
-                mujoco.mj_step(m, d, nstep=op[2])
+        _replay(ops, m, d)
 
     run_env(), run_raw()
     exact = bool(np.array_equal(u.data.qpos, d.qpos) and np.array_equal(u.data.qvel, d.qvel))
@@ -125,12 +130,7 @@ def _steps_only(env_id: str, n_steps: int, rounds: int, seed: int) -> dict[str, 
             env.step(a)
 
     def run_raw():
-        for op in ops:
-            if op[0] == "state":
-                mujoco.mj_setState(m, d, op[1], STATE_SPEC)
-            else:
-                d.ctrl[:] = op[1]
-                mujoco.mj_step(m, d, nstep=op[2])
+        _replay(ops, m, d)
 
     run_env(), run_raw()
     exact = bool(np.array_equal(u.data.qpos, d.qpos) and np.array_equal(u.data.qvel, d.qvel))
