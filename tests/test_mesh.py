@@ -358,3 +358,15 @@ def test_absolute_feature_ablation_reads_the_same_meshes(quick_data):
     assert no_abs.unlabelled == []
     with pytest.raises(ValueError, match="absolute"):
         no_abs.inputs("absolute")
+
+
+def test_the_pretraining_finding_reads_an_unbounded_fieller_interval():
+    """A ratio whose baseline mean is indistinguishable from zero has an unbounded interval (null ends in the JSON);
+    the results' note says so instead of failing to format it."""
+    from symgym.learn.tasks.mesh.task import finding
+
+    entry = {"claim": "graph-autoencoder pretraining reduces the token simulator's resolution sensitivity",
+             "holds": "inconclusive", "effect": "ratio", "effect_value": 1.02, "ci95": [None, None], "p_adjusted": 1.0,
+             "n_seeds": 5}
+    text = finding([entry])
+    assert "95% CI [-inf, inf]" in text and "ratio 1.02" in text
