@@ -272,3 +272,48 @@ def test_zero_spread_outcomes_get_the_exact_tests_p_value_not_zero():
     assert unpaired["p_value"] == pytest.approx(2 / 252)
     # a constant paired difference of the other sign is as unlikely: the test is two-sided
     assert exact_p(-np.ones(6)) == pytest.approx(2 / 2 ** 6)
+
+
+def _git(repo, *args):
+    import subprocess
+
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+
+
+def test_docstring_and_comment_edits_leave_a_trial_current_and_code_edits_do_not(monkeypatch, tmp_path):
+    """A trial recorded the bytes of a file it ran; the file's docstring and comments were edited since (the code
+    hash of the recorded version comes from git history, or from the summary itself), so the trial still ran the
+    code on disk. A changed statement makes it stale, and an uncommitted recorded version cannot be vouched for."""
+    code = tmp_path / "sac.py"
+    files = [("agents/sac.py", code)]
+    monkeypatch.setattr(provenance, "fingerprinted_files", lambda: files)
+    for cache in (provenance._current_code_hash, provenance._historic_code_hashes):
+        cache.cache_clear()
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "config", "user.email", "t@t")
+    _git(tmp_path, "config", "user.name", "t")
+    code.write_text('"""Old docstring."""\n\n\ndef act(x):\n    return 2 * x  # doubled\n')
+    _git(tmp_path, "add", "sac.py")
+    _git(tmp_path, "commit", "-qm", "v1")
+    recorded = {"fingerprint": "f" * 16, "files": provenance.current_file_hashes()}  # an old summary: no "code"
+
+    def now_after(text):
+        code.write_text(text)
+        for cache in (provenance._current_code_hash, provenance._historic_code_hashes):
+            cache.cache_clear()
+        return provenance.current_file_hashes()
+
+    edited = now_after('"""New docstring, longer.\n\nSays why."""\n\n\ndef act(x):\n    """Double."""\n'
+                       '    return 2 * x  # why: the gain\n')
+    assert edited != recorded["files"] and provenance.is_current(recorded, edited)
+    assert provenance.code_conflicts([recorded, {"fingerprint": "e" * 16, "files": edited}]) == []
+    changed = now_after('"""Old docstring."""\n\n\ndef act(x):\n    return 3 * x\n')
+    assert not provenance.is_current(recorded, changed)
+    assert provenance.code_conflicts([recorded, {"fingerprint": "e" * 16, "files": changed}]) == ["agents/sac.py"]
+    # a summary that carries its own code hashes needs no history: an uncommitted version it ran still compares
+    code.write_text('def act(x):\n    return 4 * x\n')
+    uncommitted = {"fingerprint": "d" * 16, "files": provenance.current_file_hashes(),
+                   "code": {"agents/sac.py": provenance.code_hash(code.read_bytes())}}
+    assert provenance.is_current(uncommitted, now_after('def act(x):\n    """Quadruple."""\n    return 4 * x\n'))
+    assert not provenance.is_current({k: v for k, v in uncommitted.items() if k != "code"},
+                                     now_after('def act(x):\n    """Quadruple, again."""\n    return 4 * x\n'))

@@ -63,7 +63,8 @@ def test_four_trial_sweep_writes_four_summaries(ray_session, tmp_path):
     assert all(is_current(s["provenance"], now) and s["provenance"]["files"] for s in summaries.values())
     old, unrecorded, *kept = files
     summaries[old]["provenance"]["fingerprint"] = "0123456789abcdef"
-    summaries[old]["provenance"]["files"]["agents/mppi.py"] = "0" * 16  # ran an older agents/mppi.py
+    summaries[old]["provenance"]["files"]["agents/mppi.py"] = "0" * 16  # ran an older agents/mppi.py,
+    summaries[old]["provenance"]["code"]["agents/mppi.py"] = "0" * 16   # whose code (not only its text) differed
     del summaries[unrecorded]["provenance"]
     for f in (old, unrecorded):
         f.write_text(json.dumps(summaries[f]))

@@ -22,11 +22,18 @@ A trial is **current** when every file it recorded still has the recorded hash (
 code** when no file recorded by both differs (:func:`code_conflicts`). Summaries written before ``files`` existed
 fall back to the whole-tree fingerprint (compared with a newer trial's ``tree_fingerprint``).
 
+**Docstrings and comments do not make a trial stale.** A ``.py`` file whose bytes changed but whose syntax tree,
+docstrings removed, did not (:func:`code_hash`: comments and layout never reach the tree) ran the same code. A
+summary records these code hashes (``code``) beside the byte hashes; for summaries written before, the code hash of
+the recorded bytes is recovered from git history (the file's version whose byte hash matches; a version never
+committed cannot be recovered, and the trial stays stale).
+
 ``dirty`` is whether ``git status`` shows changes in those same paths (other work in the tree does not count);
 ``commit`` is ``git rev-parse HEAD`` (``None`` outside a git checkout). All of it is computed once per process.
 """
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import importlib.util
@@ -75,6 +82,71 @@ def _file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
+def code_hash(source: bytes) -> str | None:
+    """SHA-256 (16 hex digits) of a Python source's syntax tree without its docstrings, positions or comments:
+    equal for two sources that differ only in those (``None``: not parseable Python)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return None
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=None)
+def _current_code_hash(name: str, byte_hash: str) -> str | None:
+    """Code hash of file ``name`` as on disk, provided its bytes still hash to ``byte_hash`` (else ``None``)."""
+    path = dict(fingerprinted_files()).get(name)
+    if path is None or not path.is_file():
+        return None
+    data = path.read_bytes()
+    return code_hash(data) if hashlib.sha256(data).hexdigest()[:16] == byte_hash else None
+
+
+@functools.lru_cache(maxsize=None)
+def _historic_code_hashes(name: str) -> dict[str, str | None]:
+    """``{byte hash: code hash}`` of every committed version of fingerprinted file ``name`` (empty outside git)."""
+    path = dict(fingerprinted_files()).get(name)
+    if path is None:
+        return {}
+    where, file = str(path.parent), path.name
+    log = _git(Path(where), "log", "--all", "--format=%H", "--", file)
+    out: dict[str, str | None] = {}
+    for commit in (log or "").split():
+        try:
+            blob = subprocess.run(["git", "-C", where, "show", f"{commit}:./{file}"], capture_output=True,
+                                  timeout=20).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        out.setdefault(hashlib.sha256(blob).hexdigest()[:16], code_hash(blob))
+    return out
+
+
+def _code_of(name: str, byte_hash: str, prov: dict[str, Any]) -> str | None:
+    """Code hash of the version of ``name`` with ``byte_hash`` that ``prov`` recorded: from the summary, else the
+    file on disk if it is that version, else git history (``None``: unknown, or not a Python file)."""
+    if not name.endswith(".py"):
+        return None
+    return ((prov.get("code") or {}).get(name) or _current_code_hash(name, byte_hash)
+            or _historic_code_hashes(name).get(byte_hash))
+
+
+def _same_code(name: str, recorded: str, prov: dict[str, Any], now_hash: str | None) -> bool:
+    """Whether the file ``name`` recorded with byte hash ``recorded`` runs the same code as the version on disk
+    (byte hash ``now_hash``): equal bytes, or for Python equal syntax trees without docstrings."""
+    if now_hash is not None and now_hash == recorded:
+        return True
+    if now_hash is None or not name.endswith(".py"):
+        return False
+    old = _code_of(name, recorded, prov)
+    return old is not None and old == _current_code_hash(name, now_hash)
+
+
 def _combine(hashes: dict[str, str]) -> str:
     h = hashlib.sha256()
     for name in sorted(hashes):
@@ -84,9 +156,14 @@ def _combine(hashes: dict[str, str]) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def _process_hashes() -> tuple[tuple[str, str, str], ...]:
-    """(name, path, hash) of every fingerprinted file, taken once per process."""
-    return tuple((name, str(path.resolve()), _file_hash(path)) for name, path in fingerprinted_files())
+def _process_hashes() -> tuple[tuple[str, str, str, str | None], ...]:
+    """(name, path, byte hash, code hash or None) of every fingerprinted file, taken once per process."""
+    out = []
+    for name, path in fingerprinted_files():
+        data = path.read_bytes()
+        out.append((name, str(path.resolve()), hashlib.sha256(data).hexdigest()[:16],
+                    code_hash(data) if name.endswith(".py") else None))
+    return tuple(out)
 
 
 def current_file_hashes() -> dict[str, str]:
@@ -98,7 +175,13 @@ def loaded_files() -> dict[str, str]:
     """``{name: hash}`` of the fingerprinted files this process ran: loaded modules and all data files."""
     loaded = {str(Path(f).resolve()) for m in list(sys.modules.values())
               if (f := getattr(m, "__file__", None)) and f.endswith(".py")}
-    return {name: h for name, path, h in _process_hashes() if not name.endswith(".py") or path in loaded}
+    return {name: h for name, path, h, _ in _process_hashes() if not name.endswith(".py") or path in loaded}
+
+
+def loaded_code_hashes() -> dict[str, str]:
+    """``{name: code hash}`` of the Python files among :func:`loaded_files` (see :func:`code_hash`)."""
+    files = loaded_files()
+    return {name: c for name, _, _, c in _process_hashes() if name in files and c is not None}
 
 
 def snapshot() -> None:
@@ -111,7 +194,8 @@ def trial_provenance() -> dict[str, Any]:
     """What a trial summary records, at the end of the trial: :func:`current` plus the files it ran."""
     files = loaded_files()
     base = current()
-    return {**base, "fingerprint": _combine(files), "tree_fingerprint": base["fingerprint"], "files": files}
+    return {**base, "fingerprint": _combine(files), "tree_fingerprint": base["fingerprint"], "files": files,
+            "code": loaded_code_hashes()}
 
 
 def is_current(prov: dict[str, Any] | None, now: dict[str, str] | None = None) -> bool:
@@ -120,7 +204,7 @@ def is_current(prov: dict[str, Any] | None, now: dict[str, str] | None = None) -
         return False
     now = current_file_hashes() if now is None else now
     if "files" in prov:
-        return all(now.get(name) == h for name, h in prov["files"].items())
+        return all(_same_code(name, h, prov, now.get(name)) for name, h in prov["files"].items())
     return prov["fingerprint"] == _combine(now)
 
 
@@ -129,11 +213,17 @@ def code_conflicts(provs: list[dict[str, Any] | None]) -> list[str]:
     its files), else the distinct whole-tree fingerprints (``tree:...``). Unrecorded trials are skipped."""
     recorded = [p for p in provs if p and p.get("fingerprint")]
     if all("files" in p for p in recorded):
-        seen: dict[str, set[str]] = {}
+        seen: dict[str, dict[str, dict]] = {}  # name -> byte hash -> a provenance that recorded it
         for p in recorded:
             for name, h in p["files"].items():
-                seen.setdefault(name, set()).add(h)
-        return sorted(name for name, hs in seen.items() if len(hs) > 1)
+                seen.setdefault(name, {}).setdefault(h, p)
+        differing = []
+        for name, versions in seen.items():
+            if len(versions) > 1:  # several byte versions: the same code only if their syntax trees agree
+                codes = {_code_of(name, h, p) for h, p in versions.items()}
+                if len(codes) > 1 or None in codes:
+                    differing.append(name)
+        return sorted(differing)
     trees = sorted({p.get("tree_fingerprint") or p["fingerprint"] for p in recorded})
     return [f"tree:{t}" for t in trees] if len(trees) > 1 else []
 
