@@ -9,7 +9,7 @@ from symgym.physics.galaxies import HaloCatalogueConfig
 @dataclass(frozen=True)
 class IAEmuConfig:
     """What the task simulates and trains. The paper model trains as the paper does: full width, 500 epochs, on
-    all 3,000 training sets (about 14 CPU-s an epoch here, ~2 CPU-hours a seed; its training checkpoints, so a
+    all 3,000 training sets (about 7 CPU-s an epoch here, ~1 CPU-hour a seed; its training checkpoints, so a
     seed spans sittings). Its learning rate and batch size come from an earlier CPU-budget pilot on the
     validation split (width 0.25/0.5, batch 32/128, lr 2e-3/1e-2, 30-150 epochs), not re-made at full width.
     ``paper_epoch_cost`` in the results prices an epoch at both widths on this machine."""
