@@ -540,7 +540,8 @@ def test_a_full_width_paper_model_is_cached_under_its_own_key_and_the_baselines_
 
     from symgym.learn.tasks.iaemu.task import seed_cache_path
 
-    small, full = IAEmuConfig(), replace(IAEmuConfig(), paper_width=1.0, paper_epochs=500)
+    small = replace(IAEmuConfig(), paper_width=0.25, paper_epochs=200)  # the earlier pilot's size
+    full = replace(IAEmuConfig(), paper_width=1.0, paper_epochs=500)
     assert seed_cache_path(small, 0, tmp_path, "paper") != seed_cache_path(full, 0, tmp_path, "paper")
     assert seed_cache_path(small, 0, tmp_path, "baselines") == seed_cache_path(full, 0, tmp_path, "baselines")
 
