@@ -8,12 +8,14 @@ Both are trained to convergence by one rule (:class:`ConvergenceRule`): Adam, va
 held-out fields (neither training nor test fields) every ``eval_every`` steps, the learning rate halved
 after ``lr_patience`` evaluations without a ``min_improvement`` relative gain, training stopped after
 ``patience`` such evaluations (or at ``max_steps``), and the best validation checkpoint kept. Each
-run's validation curve, stopping step and reason are recorded.
+run's validation curve, stopping step and reason are recorded. Only the initial learning rate may
+differ per model (``lr_by_model``, tuned on a separate seed's validation error by
+:mod:`learn.tasks.atlasd.tuning`).
 """
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -24,19 +26,46 @@ from symgym.learn.tasks.atlasd.models import MaskedCNN, SteerableTendencyCNN, co
 from symgym.physics.pde import HeatObstacleSim
 
 
+#: the downstream models, as ``only`` and ``lr_by_model`` name them (a model's full name starts with one)
+MODEL_KINDS = ("steerable", "cnn")
+
+
 @dataclass
 class ConvergenceRule:
     """Early stopping on a validation set, the same for every model (see the module docstring)."""
 
+    #: Adam's initial learning rate, for every model not in ``lr_by_model``
     lr: float = 1e-2
+    #: per-model initial learning rates ("steerable"/"cnn" -> rate): each model's own tuned rate, the rest of
+    #: the rule shared (a rate tuned for one architecture need not suit the other)
+    lr_by_model: dict[str, float] = field(default_factory=dict)
     eval_every: int = 50
     min_improvement: float = 0.01  # relative gain of the best validation error that counts as progress
     lr_patience: int = 3  # evaluations without progress before the learning rate halves
     #: evaluations without progress before training stops (6, tried first, stopped the plain CNN's noisy
     #: curves early: results/atlasd.json ``downstream_other_rule``)
     patience: int = 10
-    max_steps: int = 3000  # a cap for the shared 2-core machine; ``stopped_by`` says where it bound
+    #: a cap for the shared 2-core machine; ``stopped_by`` says where it bound (the task's config sets its own)
+    max_steps: int = 3000
     n_val: int = 8  # validation fields (drawn apart from training and test fields)
+
+    def __post_init__(self) -> None:
+        bad = {k: v for k, v in self.lr_by_model.items() if k not in MODEL_KINDS or not float(v) > 0}
+        if bad:
+            raise ValueError(f"lr_by_model takes positive rates for {MODEL_KINDS}, got {bad}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+
+    def lr_for(self, model: str) -> float:
+        """The initial learning rate of ``model`` (a full name such as "steerable_D4", or a kind)."""
+        kind = next((k for k in MODEL_KINDS if model.startswith(k)), None)
+        if kind is None:
+            raise ValueError(f"model must start with one of {MODEL_KINDS}, got {model!r}")
+        return float(self.lr_by_model.get(kind, self.lr))
+
+    def for_model(self, model: str) -> "ConvergenceRule":
+        """This rule as ``model`` is trained under it: its own rate as ``lr``, nothing per model left."""
+        return replace(self, lr=self.lr_for(model), lr_by_model={})
 
 
 def relative_mse(model: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,8 +79,11 @@ def fit_to_convergence(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
                        rule: ConvergenceRule, batch: int, seed: int) -> dict:
     """Train ``model`` on ``(x, y)`` under ``rule`` (validation on ``(vx, vy)``); loads the best checkpoint.
 
-    Returns the validation curve (steps, relative MSE), the best and the last step, and why it stopped.
+    Returns the validation curve (steps, relative MSE), the best validation error and its step, the last
+    step, and why it stopped. ``rule.lr`` is the rate used (per-model rates: pass ``rule.for_model(name)``).
     """
+    if rule.lr_by_model:  # a per-model rule must be resolved by the caller, who knows which model this is
+        raise ValueError(f"fit_to_convergence needs a rule for one model (rule.for_model), got lr_by_model={rule.lr_by_model}")
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=rule.lr)
 
@@ -94,7 +126,7 @@ def fit_to_convergence(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     model.load_state_dict(best_state)
     model.eval()
     return {"steps": steps, "val_relative_mse": [round(c, 6) for c in curve], "best_step": best_step,
-            "last_step": steps[-1], "stopped_by": stopped_by}
+            "best_val_relative_mse": round(best, 6), "last_step": steps[-1], "stopped_by": stopped_by}
 
 
 def _regions(sim: HeatObstacleSim, width: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,19 +139,27 @@ def _regions(sim: HeatObstacleSim, width: int = 5) -> tuple[torch.Tensor, torch.
     return bulk & ~near, near
 
 
+def draw_test_set(sim: HeatObstacleSim, n_test: int, data_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The test fields and their tendencies (the only place they are drawn: tuning never calls this)."""
+    test_x, test_y = sim.generate_pairs(n_test, np.random.default_rng(data_seed + 1000))
+    return torch.from_numpy(test_x)[:, None], torch.from_numpy(test_y - test_x)[:, None]
+
+
 def run_downstream(
     sim: HeatObstacleSim, group, sizes: tuple[int, ...], seeds: tuple[int, ...], rule: ConvergenceRule, n_test: int, fields: int,
-    data_seed: int, only: str | None = None,
+    data_seed: int, only: str | None = None, evaluate_test: bool = True,
 ) -> dict:
-    """Test relative MSE of each model per training-set size and seed; ``only`` ("steerable"/"cnn") runs one."""
-    if only not in (None, "steerable", "cnn"):
+    """Test relative MSE of each model per training-set size and seed; ``only`` ("steerable"/"cnn") runs one.
+
+    ``evaluate_test=False`` (learning-rate tuning): the test fields are neither drawn nor evaluated; only the validation
+    error of the kept checkpoint (``best_val_relative_mse``) and the training records are returned.
+    """
+    if only not in (None, *MODEL_KINDS):
         raise ValueError(f"only must be None, 'steerable' or 'cnn', got {only!r}")
     planar = to_planar_group(group)
-    rng = np.random.default_rng(data_seed + 1000)
-    test_x, test_y = sim.generate_pairs(n_test, rng)
     val_x, val_y = sim.generate_pairs(rule.n_val, np.random.default_rng(data_seed + 3000))
     mask = torch.from_numpy(sim.obstacle_mask.astype(np.float32))
-    tx, tt = torch.from_numpy(test_x)[:, None], torch.from_numpy(test_y - test_x)[:, None]
+    tx, tt = draw_test_set(sim, n_test, data_seed) if evaluate_test else (None, None)
     bulk, near = _regions(sim)
     result: dict = {"group": None if planar is None else planar.name, "n_train": list(sizes), "seeds": list(seeds),
                     "rule": asdict(rule), "models": {}}
@@ -135,6 +175,7 @@ def run_downstream(
     for name, make in makers.items():
         if only is not None and not name.startswith(only):
             continue
+        own_rule = rule.for_model(name)
         errs = {"all": np.zeros((len(seeds), len(sizes))), "bulk": np.zeros((len(seeds), len(sizes))), "near_obstacle": np.zeros((len(seeds), len(sizes)))}
         fits: list[list[dict]] = []
         for i, seed in enumerate(seeds):
@@ -147,16 +188,19 @@ def run_downstream(
                 model = make()
                 xs = torch.from_numpy(train_x[:n])[:, None]
                 ts = torch.from_numpy(train_y[:n] - train_x[:n])[:, None] / scale
-                fits[-1].append(fit_to_convergence(model, xs, ts, vx, vt, rule, batch=min(n, 4), seed=seed))
+                fits[-1].append(fit_to_convergence(model, xs, ts, vx, vt, own_rule, batch=min(n, 4), seed=seed))
+                if not evaluate_test:
+                    continue
                 sq, ref = relative_mse(model, tx, tt, scale)
                 errs["all"][i, j] = float(sq.mean() / ref.mean())
                 errs["bulk"][i, j] = float(sq[:, bulk].mean() / ref[:, bulk].mean())
                 errs["near_obstacle"][i, j] = float(sq[:, near].mean() / ref[:, near].mean())
+        tested = {f"test_relative_mse{'' if k == 'all' else '_' + k}": np.round(v, 6).tolist() for k, v in errs.items()}
         result["models"][name] = {
-            "parameters": count_parameters(make()),
-            **{f"test_relative_mse{'' if k == 'all' else '_' + k}": np.round(v, 6).tolist() for k, v in errs.items()},
-            "test_relative_mse_mean": np.round(errs["all"].mean(0), 6).tolist(),
-            **{k: [[f[k] for f in row] for row in fits] for k in ("best_step", "last_step", "stopped_by")},
+            "parameters": count_parameters(make()), "lr": own_rule.lr,
+            **(tested if evaluate_test else {}),
+            **({"test_relative_mse_mean": np.round(errs["all"].mean(0), 6).tolist()} if evaluate_test else {}),
+            **{k: [[f[k] for f in row] for row in fits] for k in ("best_step", "best_val_relative_mse", "last_step", "stopped_by")},
             "curves": [[{"steps": f["steps"], "val_relative_mse": f["val_relative_mse"]} for f in row] for row in fits],
         }
     return result

@@ -112,8 +112,9 @@ def plot_downstream(res: dict, path: Path) -> None:
     for k, (name, r) in enumerate(res["models"].items()):
         vals = np.asarray(r["test_relative_mse"])
         mean, lo, hi = vals.mean(0), vals.min(0), vals.max(0)
+        lr = f", lr {r['lr']:g}" if "lr" in r else ""
         ax.errorbar(res["n_train"], mean, yerr=[mean - lo, hi - mean], fmt="o-", color=f"C{k}", capsize=3,
-                    label=f"{name} ({r['parameters']} params)")
+                    label=f"{name} ({r['parameters']} params{lr})")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("training fields")
@@ -145,4 +146,28 @@ def plot_downstream_curves(res: dict, path: Path) -> None:
     axes[0][0].set_ylabel("validation relative MSE")
     axes[0][0].legend(fontsize=8)
     fig.suptitle(f"downstream training to convergence (early stopping, {len(res['seeds'])} seeds)", fontsize=10)
+    save_figure(fig, path)
+
+
+def plot_tuning(table: dict, path: Path) -> None:
+    """Learning-rate tuning: validation error against the rate, one line per training-set size (chosen: star)."""
+    plt = _plt()
+    models = table["models"]
+    fig, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 4), sharey=True, squeeze=False)
+    for ax, (kind, m) in zip(axes[0], models.items()):
+        rates = [r["lr"] for r in m["rows"]]
+        for j, n in enumerate(table["n_train"]):
+            ax.plot(rates, [r["val_relative_mse"][j] for r in m["rows"]], "o-", color=f"C{j}", label=f"{n} fields")
+        ax.plot(rates, [r["mean_val_relative_mse"] for r in m["rows"]], "k--", label="mean over sizes")
+        best = next(r for r in m["rows"] if r["lr"] == m["chosen_lr"])
+        ax.plot(best["lr"], best["mean_val_relative_mse"], "k*", ms=14)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(rates, [f"{r:g}" for r in rates])  # the grid itself: log minor labels would crowd a short axis
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
+        ax.set_xlabel("initial learning rate")
+        ax.set_title(f"{kind}: chosen lr {m['chosen_lr']:g}", fontsize=10)
+    axes[0][0].set_ylabel("validation relative MSE (kept checkpoint)")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"downstream learning-rate tuning on seed {table['seed']} (validation fields only)", fontsize=10)
     save_figure(fig, path)

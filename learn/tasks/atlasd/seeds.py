@@ -7,14 +7,20 @@ cut-short sitting resumes), then attached to an existing ``results/atlasd.json``
     python -m symgym.learn.tasks.atlasd.seeds pde --seeds 0,1,2,3,4
     python -m symgym.learn.tasks.atlasd.seeds downstream --seeds 0,2,4   # both models, seed by seed
     python -m symgym.learn.tasks.atlasd.seeds downstream --seeds 1,3      # (a second process, if cores allow)
-    python -m symgym.learn.tasks.atlasd.seeds merge [--compare-cache DIR]   # DIR: runs under another rule
+    python -m symgym.learn.tasks.atlasd.seeds merge [--compare-cache DIR] [--tuning-cache DIR]
 
 (results/atlasd.json of 2026-12-07: ``merge --compare-cache results/cache/atlasd-seeds-rule-p6``, the latter
-from ``downstream --rule patience=6,lr_patience=2,max_steps=2000``, the rule tried first.)
+from ``downstream --rule patience=6,lr_patience=2,max_steps=2000``, the rule tried first. Then, with per-model
+learning rates tuned on seed 100 (:mod:`learn.tasks.atlasd.tuning`, cache ``results/cache/atlasd-tune``) and
+the cap raised to 8000 steps: ``downstream --cache results/cache/atlasd-seeds-tuned`` and ``merge --cache
+results/cache/atlasd-seeds-tuned --tuning-cache results/cache/atlasd-tune``.)
+
+A cache holds runs of one rule: a cached piece run under another rule than the config's is an error, not reused.
 
 Both paths call the same functions with the same :class:`AtlasDConfig` (the full, non-quick one), so a
 merged result is what the full run would write for these parts. ``merge`` replaces ``pde_seeds`` and
-``downstream`` (the stored short-trained ``downstream`` is kept as ``downstream_previous``; with fewer than ``MIN_LEDGER_SEEDS`` seeds trained with both models the new runs are
+``downstream`` (the stored short-trained ``downstream`` is kept as ``downstream_previous``, a stored one trained
+to convergence under another rule as ``downstream_previous_rule``; with fewer than ``MIN_LEDGER_SEEDS`` seeds trained with both models the new runs are
 attached as ``downstream_converged_partial`` instead and the stored comparison stays), then re-makes
 every ledger entry from the stored values and applies Holm over the whole family (as
 :mod:`learn.tasks.atlasd.cosets` does).
@@ -23,7 +29,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
+import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -66,8 +73,13 @@ def _downstream(seeds: list[int], models: tuple[str, ...], cache: Path, rule: di
         for model in models:
             path = cache / f"downstream_{s}_{model}.json"
             if path.exists():
+                cached = json.loads(path.read_text()).get("rule")
+                if cached != asdict(cfg.downstream_rule):
+                    raise ValueError(f"{path} was run under rule {cached}, not {asdict(cfg.downstream_rule)}: use another --cache")
                 continue
+            clock = time.process_time()
             res = _downstream_job(sim, group, cfg, s, model)
+            res["cpu_s"] = round(time.process_time() - clock, 1)
             write_json(path, res)
             name = next(iter(res["models"]))
             print(f"[downstream] seed {s} {name}: test {res['models'][name]['test_relative_mse'][0]} "
@@ -83,16 +95,31 @@ def _complete_downstream(cache: Path) -> list[dict]:
     return [p for s in sorted(by_seed) if len(by_seed[s]) == 2 for p in by_seed[s]]
 
 
-def merge(results_path: Path, cache: Path, compare_cache: Path | None = None) -> dict:
+def _tuning(tuning_cache: Path, complete: list[dict]) -> dict:
+    """The tuning table; an error if the downstream runs to merge were not trained at the rates it chose."""
+    from symgym.learn.tasks.atlasd.tuning import load_parts, tuning_table
+
+    table = tuning_table(load_parts(tuning_cache))
+    for part in complete:
+        used = part["rule"].get("lr_by_model", {})
+        if used != table["chosen_lr_by_model"]:
+            raise ValueError(f"downstream seed {part['seeds'][0]} was trained with lr_by_model={used}, but tuning chose "
+                             f"{table['chosen_lr_by_model']}: rerun it under the tuned rule")
+    return table
+
+
+def merge(results_path: Path, cache: Path, compare_cache: Path | None = None, tuning_cache: Path | None = None) -> dict:
     """Attach the cached pieces to ``results_path`` (see the module docstring); returns the new results.
 
     ``compare_cache``: downstream runs under another convergence rule, attached as ``downstream_other_rule``
-    (a check of how much the comparison depends on the rule; not in the ledger)."""
+    (a check of how much the comparison depends on the rule; not in the ledger). ``tuning_cache``: the
+    learning-rate tuning runs (:mod:`learn.tasks.atlasd.tuning`), attached as ``downstream_tuning``; the merged
+    downstream runs must use the rates it chose."""
     from symgym.learn.evidence.ledger import adjust
     from symgym.learn.io import write_json
     from symgym.learn.tasks.atlasd.cosets import evidence as coset_evidence
     from symgym.learn.tasks.atlasd.pde import pde_seed_table
-    from symgym.learn.tasks.atlasd.plots import plot_downstream, plot_downstream_curves
+    from symgym.learn.tasks.atlasd.plots import plot_downstream, plot_downstream_curves, plot_tuning
     from symgym.learn.tasks.atlasd.task import _evidence, merge_downstream
 
     results = json.loads(results_path.read_text())
@@ -105,6 +132,8 @@ def merge(results_path: Path, cache: Path, compare_cache: Path | None = None) ->
                                           "differ from seed 0 here"}
     complete = _complete_downstream(cache)
     config = results.setdefault("atlasd_config", {})
+    if tuning_cache is not None:
+        results["downstream_tuning"] = _tuning(tuning_cache, complete)
     if complete:
         merged = merge_downstream(complete)
         if len(merged["seeds"]) >= MIN_LEDGER_SEEDS:
@@ -112,6 +141,11 @@ def merge(results_path: Path, cache: Path, compare_cache: Path | None = None) ->
             if old is not None and "rule" not in old:  # the stored short-trained comparison (a fixed budget)
                 results["downstream_previous"] = {**old, "note": "the earlier short training (a fixed step budget, "
                                                   "cosine schedule): kept for comparison, not in the ledger"}
+            elif old is not None and old["rule"] != merged["rule"]:  # trained to convergence under another rule
+                results["downstream_previous_rule"] = {
+                    **{k: v for k, v in old.items() if k != "note"},
+                    "note": "the comparison this one replaced, trained to convergence under another rule (its 'rule'; "
+                            "one learning rate for both models unless it has lr_by_model): kept for comparison, not in the ledger"}
             results["downstream"] = merged
             results.pop("downstream_converged_partial", None)
             config.pop("downstream_steps", None)
@@ -133,6 +167,8 @@ def merge(results_path: Path, cache: Path, compare_cache: Path | None = None) ->
     plot_downstream(results["downstream"], out_dir / "atlasd_downstream.png")
     plot_downstream_curves(results.get("downstream_converged_partial", results["downstream"]),
                            out_dir / "atlasd_downstream_curves.png")
+    if "downstream_tuning" in results:
+        plot_tuning(results["downstream_tuning"], out_dir / "atlasd_downstream_tuning.png")
     return results
 
 
@@ -144,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cache", default=str(CACHE))
     ap.add_argument("--results", default="results/atlasd.json")
     ap.add_argument("--compare-cache", default=None, help="merge: downstream runs under another rule, attached for comparison")
+    ap.add_argument("--tuning-cache", default=None, help="merge: the learning-rate tuning runs, attached as downstream_tuning")
     ap.add_argument("--rule", default="", help="downstream: override ConvergenceRule fields, e.g. patience=10,max_steps=3000")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -153,10 +190,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.part == "pde":
         _pde(seeds, cache)
     elif args.part == "downstream":
-        rule = {k: type(getattr(ConvergenceRule(), k))(v) for k, v in (kv.split("=") for kv in args.rule.split(",") if kv)}
+        pairs = [kv.split("=") for kv in args.rule.split(",") if kv]
+        if any(k == "lr_by_model" for k, _ in pairs):  # a mapping does not fit k=v: per-model rates come from the config
+            raise ValueError(f"--rule cannot set lr_by_model (got {args.rule!r}); set it in AtlasDConfig.downstream_rule")
+        rule = {k: type(getattr(ConvergenceRule(), k))(v) for k, v in pairs}
         _downstream(seeds, ("steerable", "cnn") if args.model == "both" else (args.model,), cache, rule)
     else:
-        merge(Path(args.results), cache, Path(args.compare_cache) if args.compare_cache else None)
+        merge(Path(args.results), cache, Path(args.compare_cache) if args.compare_cache else None,
+              Path(args.tuning_cache) if args.tuning_cache else None)
 
 
 if __name__ == "__main__":

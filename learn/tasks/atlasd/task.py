@@ -17,7 +17,8 @@
 4. Downstream (``atlasd_downstream``): the discovered group, named as D4/C4 (a square grid's exact
    part of O(2)), is the fibre group of an escnn steerable CNN; vs a parameter-matched plain CNN
    at 1/4/16/64 training fields over several seeds, both trained to convergence by one early-stopping
-   rule (:class:`learn.tasks.atlasd.downstream.ConvergenceRule`; validation curves in the JSON).
+   rule (:class:`learn.tasks.atlasd.downstream.ConvergenceRule`; validation curves in the JSON), each from
+   its own initial learning rate, tuned on a separate seed's validation error (:mod:`learn.tasks.atlasd.tuning`).
 
 The multi-seed parts can also be run piece by piece and merged into an existing results file
 (:mod:`learn.tasks.atlasd.seeds`), as the Lorentz coset search is (:mod:`learn.tasks.atlasd.cosets`).
@@ -145,22 +146,36 @@ def _part_job(folder: Path, name: str, fn, *args):
 
 
 #: per-(seed, size) records of a downstream model besides its test errors (stacked by seed like them)
-PER_RUN_KEYS = ("best_step", "last_step", "stopped_by", "curves")
+PER_RUN_KEYS = ("best_step", "best_val_relative_mse", "last_step", "stopped_by", "curves")
 
 
 def merge_downstream(parts: list[dict]) -> dict:
-    """One downstream result from single-seed, single-model results (rows stacked in seed order)."""
-    merged = {k: v for k, v in parts[0].items() if k != "models"}
+    """One downstream result from single-seed, single-model results (rows stacked in seed order).
+
+    Adds ``stopped_at_cap``: how many runs (seed x size) of each model stopped at the rule's ``max_steps``
+    rather than by early stopping, and ``cpu_s``, the parts' CPU time summed (where they recorded it).
+    """
+    merged = {k: v for k, v in parts[0].items() if k not in ("models", "cpu_s")}
     merged["seeds"] = sorted({s for r in parts for s in r["seeds"]})
     merged["models"] = {}
     names = list(dict.fromkeys(name for r in parts for name in r["models"]))
     for name in names:
         mine = sorted((r for r in parts if name in r["models"]), key=lambda r: r["seeds"][0])
         first = mine[0]["models"][name]
+        rates = {r["models"][name].get("lr") for r in mine}
+        if len(rates) > 1:
+            raise ValueError(f"{name}: the parts were trained at different learning rates {sorted(rates, key=str)}")
         rows = {k: [row for r in mine for row in r["models"][name][k]] for k in first
                 if k.startswith("test_relative_mse") and not k.endswith("_mean") or k in PER_RUN_KEYS}
-        merged["models"][name] = {"parameters": first["parameters"], "seeds": [r["seeds"][0] for r in mine], **rows,
+        merged["models"][name] = {"parameters": first["parameters"], **({"lr": first["lr"]} if "lr" in first else {}),
+                                  "seeds": [r["seeds"][0] for r in mine], **rows,
                                   "test_relative_mse_mean": np.round(np.mean(rows["test_relative_mse"], axis=0), 6).tolist()}
+    if all("stopped_by" in m for m in merged["models"].values()):
+        capped = {name: sum(s == "max_steps" for row in m["stopped_by"] for s in row) for name, m in merged["models"].items()}
+        merged["stopped_at_cap"] = {**capped, "total": sum(capped.values()),
+                                    "runs": sum(len(row) for m in merged["models"].values() for row in m["stopped_by"])}
+    if any("cpu_s" in r for r in parts):
+        merged["cpu_s"] = round(sum(r.get("cpu_s", 0.0) for r in parts), 1)
     return merged
 
 
