@@ -78,8 +78,12 @@ def compute_fingerprint() -> str:
     return _combine({name: _file_hash(path) for name, path in fingerprinted_files()})
 
 
+def _bytes_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
 def _file_hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return _bytes_hash(path.read_bytes())
 
 
 def code_hash(source: bytes) -> str | None:
@@ -105,7 +109,7 @@ def _current_code_hash(name: str, byte_hash: str) -> str | None:
     if path is None or not path.is_file():
         return None
     data = path.read_bytes()
-    return code_hash(data) if hashlib.sha256(data).hexdigest()[:16] == byte_hash else None
+    return code_hash(data) if _bytes_hash(data) == byte_hash else None
 
 
 @functools.lru_cache(maxsize=None)
@@ -123,7 +127,7 @@ def _historic_code_hashes(name: str) -> dict[str, str | None]:
                                   timeout=20).stdout
         except (OSError, subprocess.SubprocessError):
             continue
-        out.setdefault(hashlib.sha256(blob).hexdigest()[:16], code_hash(blob))
+        out.setdefault(_bytes_hash(blob), code_hash(blob))
     return out
 
 
@@ -139,11 +143,11 @@ def _code_of(name: str, byte_hash: str, prov: dict[str, Any]) -> str | None:
 def _same_code(name: str, recorded: str, prov: dict[str, Any], now_hash: str | None) -> bool:
     """Whether the file ``name`` recorded with byte hash ``recorded`` runs the same code as the version on disk
     (byte hash ``now_hash``): equal bytes, or for Python equal syntax trees without docstrings."""
-    if now_hash is not None and now_hash == recorded:
-        return True
-    if now_hash is None or not name.endswith(".py"):
+    if now_hash is None:
         return False
-    old = _code_of(name, recorded, prov)
+    if now_hash == recorded:
+        return True
+    old = _code_of(name, recorded, prov)  # None for a data file: only Python has a code hash
     return old is not None and old == _current_code_hash(name, now_hash)
 
 
@@ -161,7 +165,7 @@ def _process_hashes() -> tuple[tuple[str, str, str, str | None], ...]:
     out = []
     for name, path in fingerprinted_files():
         data = path.read_bytes()
-        out.append((name, str(path.resolve()), hashlib.sha256(data).hexdigest()[:16],
+        out.append((name, str(path.resolve()), _bytes_hash(data),
                     code_hash(data) if name.endswith(".py") else None))
     return tuple(out)
 
