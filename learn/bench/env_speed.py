@@ -83,14 +83,26 @@ def _replay(ops: list[tuple], m: mujoco.MjModel, d: mujoco.MjData) -> None:
             mujoco.mj_step(m, d, nstep=op[2])
 
 
-def _single(env_id: str, n_steps: int, rounds: int, seed: int) -> dict[str, Any]:
+def _single(env_id: str, n_steps: int, rounds: int, seed: int, resets: bool = True) -> dict[str, Any]:
+    """``env.step`` through ``gymnasium.make`` against a raw replay of the physics it ran. ``resets=True``: episodes
+    end and reset as in use (the replay restores each reset state). ``resets=False`` (the steps-only rows): every
+    round restores the state after ``reset(seed)`` (the env through its ``set_state``, the replay with
+    ``mj_setState``) and steps through episode ends (the time limit's truncation flag is ignored; the arm keeps
+    moving), so the resets, whose IK placements the other rows include, are left out on both sides."""
     env = gym.make(env_id)
     u = env.unwrapped
     actions = np.random.default_rng(seed).uniform(-1, 1, size=(n_steps, *env.action_space.shape)).astype(np.float32)
-    ops = _record(env, actions, seed)
+    ops = _record(env, actions, seed, resets=resets)
+    env.reset(seed=seed)
+    start = u.get_state()
     m, d = u.model, mujoco.MjData(u.model)
 
     def run_env():
+        if not resets:
+            u.set_state(start)
+            for a in actions:
+                env.step(a)
+            return
         env.reset(seed=seed)
         for a in actions:
             _, _, terminated, truncated, _ = env.step(a)
@@ -104,40 +116,9 @@ def _single(env_id: str, n_steps: int, rounds: int, seed: int) -> dict[str, Any]
     exact = bool(np.array_equal(u.data.qpos, d.qpos) and np.array_equal(u.data.qvel, d.qvel))
     timing = interleaved({"env.step": run_env, "raw mj_step replay": run_raw}, baseline="raw mj_step replay",
                          rounds=rounds, units=n_steps, unit="env steps", threads={"mujoco": 1})
-    substeps = sum(op[2] for op in ops if op[0] == "step")
     env.close()
-    return {"env": env_id, "env_steps_per_round": n_steps, "mj_steps_per_round": substeps,
-            "mj_step_calls_per_env_step": sum(op[0] == "step" for op in ops) / n_steps,
-            "replay_bit_identical": exact, "timing": timing}
-
-
-def _steps_only(env_id: str, n_steps: int, rounds: int, seed: int) -> dict[str, Any]:
-    """``env.step`` alone: every round restores the state after ``reset(seed)`` (the env through its ``set_state``,
-    the replay with ``mj_setState``) and steps ``n_steps`` actions without resetting, through episode ends (the
-    time limit's truncation flag is ignored; the arm keeps moving). The resets, whose IK placements the rows with
-    resets include, are left out on both sides."""
-    env = gym.make(env_id)
-    u = env.unwrapped
-    actions = np.random.default_rng(seed).uniform(-1, 1, size=(n_steps, *env.action_space.shape)).astype(np.float32)
-    ops = _record(env, actions, seed, resets=False)
-    env.reset(seed=seed)
-    start = u.get_state()
-    m, d = u.model, mujoco.MjData(u.model)
-
-    def run_env():
-        u.set_state(start)
-        for a in actions:
-            env.step(a)
-
-    def run_raw():
-        _replay(ops, m, d)
-
-    run_env(), run_raw()
-    exact = bool(np.array_equal(u.data.qpos, d.qpos) and np.array_equal(u.data.qvel, d.qvel))
-    timing = interleaved({"env.step": run_env, "raw mj_step replay": run_raw}, baseline="raw mj_step replay",
-                         rounds=rounds, units=n_steps, unit="env steps", threads={"mujoco": 1})
-    env.close()
-    return {"env": env_id, "env_steps_per_round": n_steps, "resets": False,
+    return {"env": env_id, "env_steps_per_round": n_steps, "resets": resets,
+            "mj_steps_per_round": sum(op[2] for op in ops if op[0] == "step"),
             "mj_step_calls_per_env_step": sum(op[0] == "step" for op in ops) / n_steps,
             "replay_bit_identical": exact, "timing": timing}
 
@@ -285,8 +266,8 @@ def run(out_dir: Path = Path("results"), quick: bool = False, seed: int = 0) -> 
     results = {
         "sympush": _single("SymPush-v0", 1_000 if quick else 5_000, rounds, seed),
         "pandapush": _single("PandaPush-v0", 300 if quick else 1_500, rounds, seed),
-        "sympush_steps": _steps_only("SymPush-v0", 1_000 if quick else 5_000, rounds, seed),
-        "pandapush_steps": _steps_only("PandaPush-v0", 300 if quick else 1_500, rounds, seed),
+        "sympush_steps": _single("SymPush-v0", 1_000 if quick else 5_000, rounds, seed, resets=False),
+        "pandapush_steps": _single("PandaPush-v0", 300 if quick else 1_500, rounds, seed, resets=False),
         "vector_n16": _vector("SymPush-v0", N_VECTOR, 50, 1 if quick else 4, rounds, seed),
         "pandapush_vector_n16": _vector("PandaPush-v0", N_VECTOR, 10 if quick else 50, 1, rounds, seed),
     }
