@@ -210,6 +210,18 @@ class TrainSettings:
             raise ValueError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
 
 
+def _validation_tensors(val_theta: np.ndarray, val_y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every realisation of every validation set as one row: (P_val * R, d) inputs, (P_val * R, ...) targets."""
+    vx = torch.as_tensor(np.repeat(val_theta, val_y.shape[1], axis=0), dtype=torch.float32)
+    return vx, torch.as_tensor(val_y.reshape(-1, *val_y.shape[2:]), dtype=torch.float32)
+
+
+def validation_score(model: nn.Module, val_theta: np.ndarray, val_y: np.ndarray, kind: str) -> float:
+    """The score :func:`train_network` selects its kept state by (lower is better), on (P_val, R, ...) targets."""
+    model.eval()
+    return _val_score(model, *_validation_tensors(val_theta, val_y), kind)
+
+
 def _val_score(model: nn.Module, vx: torch.Tensor, vy: torch.Tensor, kind: str) -> float:
     with torch.no_grad():
         mean, log_var = model(vx)
@@ -246,8 +258,7 @@ def train_network(model: nn.Module, theta: np.ndarray, y: np.ndarray, val_theta:
         raise ValueError(f"targets must be (P, R, n_stats, n_bins) matching theta, got {y.shape} and {val_y.shape}")
     x_t, y_t = torch.as_tensor(theta, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
     n_real = y_t.shape[1]
-    vx = torch.as_tensor(np.repeat(val_theta, val_y.shape[1], axis=0), dtype=torch.float32)
-    vy = torch.as_tensor(val_y.reshape(-1, *val_y.shape[2:]), dtype=torch.float32)
+    vx, vy = _validation_tensors(val_theta, val_y)
     gen = torch.Generator().manual_seed(seed)
     epochs = settings.epochs
     if kind == "paper":

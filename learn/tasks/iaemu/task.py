@@ -66,6 +66,8 @@ from symgym.learn.tasks.iaemu.floor import (  # noqa: F401  (attach_noise_floor:
     relative_error_floor,
 )
 from symgym.learn.tasks.iaemu.inverse import fit_alignment, inverse_coverage, residual_covariance
+from symgym.learn.tasks.iaemu.lr_check import CHECK_EPOCHS
+from symgym.learn.tasks.iaemu.lr_check import table as lr_check_table
 from symgym.learn.tasks.iaemu.models import (
     IAEmuNet,
     IAEmulator,
@@ -99,14 +101,14 @@ def _predict(models: dict, name: str, theta: np.ndarray, mc_passes: int) -> dict
     return {k: v.numpy() for k, v in out.items()}
 
 
-def _split(cfg: IAEmuConfig, seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+def validation_split(cfg: IAEmuConfig, seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     """(validation, fit) indices of one seed's split of the ``n`` training sets."""
     perm = np.random.default_rng(seed).permutation(n)
     n_val = max(2, int(cfg.val_fraction * n))
     return perm[:n_val], perm[n_val:]
 
 
-def _train_part(cfg: IAEmuConfig, seed: int, part: str, train: dict, z_train: np.ndarray,
+def train_part(cfg: IAEmuConfig, seed: int, part: str, train: dict, z_train: np.ndarray,
                 checkpoint: Path | None = None) -> tuple[dict, dict, dict]:
     """One seed's ``part`` of the emulators: "paper" (the paper model) or "baselines" (the deep ensemble and the
     MSE MLP); returns (models, wall seconds, CPU seconds) per model. ``checkpoint``: where the paper model's
@@ -114,7 +116,7 @@ def _train_part(cfg: IAEmuConfig, seed: int, part: str, train: dict, z_train: np
     this sitting only."""
     if part not in PARTS:
         raise ValueError(f"part must be one of {PARTS}, got {part!r}")
-    val_idx, fit_idx = _split(cfg, seed, len(z_train))
+    val_idx, fit_idx = validation_split(cfg, seed, len(z_train))
     fx, fy, vx, vy = train["theta"][fit_idx], z_train[fit_idx], train["theta"][val_idx], z_train[val_idx]
     n_bins = z_train.shape[-1]
     member = TrainSettings(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, beta=cfg.beta)
@@ -244,12 +246,12 @@ def _seed_job(job: tuple) -> tuple[dict, np.ndarray, dict]:
         path = paths.get(part)
         cached[part] = path is not None and Path(path).exists()
         out = (torch.load(path, weights_only=False) if cached[part] else
-               _train_part(cfg, s, part, train, z_train, checkpoint=None if path is None else partial_path(Path(path))))
+               train_part(cfg, s, part, train, z_train, checkpoint=None if path is None else partial_path(Path(path))))
         if path is not None and not cached[part]:
             save_torch(out, path)
         for d, new in zip((models, wall, cpu), out):
             d.update(new)
-    val_idx, _ = _split(cfg, s, len(z_train))
+    val_idx, _ = validation_split(cfg, s, len(z_train))
     result = _evaluate_seed(cfg, models, val_idx, train, test, z_train, norm)
     result["epistemic_std"] = _epistemic_in_out(cfg, models, s)
     result.update(train_seconds=wall, train_cpu_seconds=cpu, parts_loaded_from_cache=cached)
@@ -314,7 +316,7 @@ def _claim_if_data(text, metric, method, baseline, method_values, baseline_value
     return claim(text, metric, method, baseline, method_values, baseline_values, **kw)
 
 
-def _load_train(cfg: IAEmuConfig, cache: Path) -> dict:
+def load_training_set(cfg: IAEmuConfig, cache: Path) -> dict:
     return generate_dataset(cfg.n_train_params, cfg.n_realisations, cfg.data_seed, cfg.halo_config(), cache,
                             halo_seed=cfg.data_seed,
                             blocks=list(cfg.train_blocks) if cfg.train_blocks is not None else None)
@@ -323,7 +325,7 @@ def _load_train(cfg: IAEmuConfig, cache: Path) -> dict:
 def _load_data(cfg: IAEmuConfig, cache: Path) -> tuple[dict, dict]:
     """Training and test sets; they share the halo catalogue but use disjoint parameter draws and HOD seeds."""
     halo_cfg = cfg.halo_config()
-    train = _load_train(cfg, cache)
+    train = load_training_set(cfg, cache)
     # each test target is the mean of n_test_realisations mocks (more than in training: a lower noise floor)
     test = generate_dataset(cfg.n_test_params, cfg.n_test_realisations, cfg.data_seed + TEST_SEED_OFFSET, halo_cfg,
                             cache, halo_seed=cfg.data_seed)
@@ -403,6 +405,9 @@ def run(quick: bool = False, seed: int = 0, out_dir: Path = Path("results"), con
     results["evidence"] = adjust(_evidence(per_seed, seeds, knn) + floor_evidence(per_seed, seeds, knn))
     results["noise_floor"] = noise_floor_summary(results, relative_error_floor(test["stats"]))
     results["models_per_seed"] = {s: sorted(r["err_over_scatter"]) for s, r in zip(seeds, per_seed)}
+    lr_check = lr_check_table(CHECK_EPOCHS, cache / "iaemu-tune", cfg.paper_lr)  # learn.tasks.iaemu.tuning's runs
+    if lr_check is not None:
+        results["paper_lr_check"] = lr_check
     if cfg.price_full_width:  # one epoch at each width: the paper's full configuration priced on this machine
         fit_idx = np.setdiff1d(np.arange(len(z_train)), val_idx)
         results["paper_epoch_cost"] = paper_epoch_cost(cfg, train["theta"][fit_idx], z_train[fit_idx],
@@ -440,7 +445,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg, cache = IAEmuConfig(), Path(args.out_dir) / "cache"
     cfg = replace(cfg, **{k: v for k, v in (("paper_width", args.paper_width), ("paper_epochs", args.paper_epochs))
                           if v is not None})
-    train = _load_train(cfg, cache)
+    train = load_training_set(cfg, cache)
     z_train = Standardiser.fit(to_model_space(train["stats"])).forward(to_model_space(train["stats"]))
     for s in args.seeds:  # seed s is the s-th seed of the default run (which starts at seed 0)
         for part in args.parts:
@@ -448,7 +453,7 @@ def main(argv: list[str] | None = None) -> None:
             if path.exists():
                 continue
             t0 = time.process_time()
-            save_torch(_train_part(cfg, s, part, train, z_train, checkpoint=partial_path(path)), path)
+            save_torch(train_part(cfg, s, part, train, z_train, checkpoint=partial_path(path)), path)
             print(f"iaemu seed {s} {part}: {time.process_time() - t0:.0f} CPU-s", flush=True)
 
 

@@ -1,0 +1,98 @@
+"""IAEmu: the paper model's learning rate re-checked at full width, on tuning seeds of its own.
+
+The rate in :class:`IAEmuConfig` (``paper_lr``) came from a pilot at width 0.25. Here the full-width model is
+trained at each rate of a grid on each of ``TUNING_SEEDS`` (never a comparison seed: their initialisation and
+train/validation split are their own) and scored by the selection score its training keeps its best state by
+(0.7 MSE + 0.3 Gaussian NLL on the validation split, every realisation). The held-out test sets are never
+loaded here. The schedule is the paper's shape (x0.1 at 1/3 and 2/3 of the epochs) over ``epochs`` epochs,
+which may be fewer than the comparison's 500 to fit the CPU budget; the table records how many.
+
+Each (seed, rate) run is cached as a JSON file (and its training checkpoints, so a cut-short run resumes):
+
+    python -m symgym.learn.tasks.iaemu.tuning run --seeds 100 --rates 3e-3,1e-2,3e-2 --epochs 100
+    python -m symgym.learn.tasks.iaemu.tuning table --epochs 100 [--attach results/iaemu.json]
+
+``symgym task iaemu`` attaches the table to results/iaemu.json as ``paper_lr_check`` when the cache holds it;
+``--attach`` adds it to an assembled results file without re-running the task.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from symgym.learn.io import write_json
+from symgym.learn.tasks.iaemu.config import IAEmuConfig
+from symgym.learn.tasks.iaemu.data import Standardiser, to_model_space
+from symgym.learn.tasks.iaemu.lr_check import CACHE, CHECK_EPOCHS, GRID, TUNING_SEEDS, run_path, table
+from symgym.learn.tasks.iaemu.models import validation_score
+from symgym.learn.tasks.iaemu.task import load_training_set, train_part, validation_split
+
+def tune_run(cfg: IAEmuConfig, seed: int, lr: float, epochs: int, train: dict, z_train: np.ndarray,
+             cache: Path = CACHE) -> dict:
+    """Train the paper model (``cfg``'s width) at rate ``lr`` for ``epochs`` on tuning seed ``seed``; its best
+    validation score. Cached: a finished run is read back, an unfinished one resumes from its checkpoint."""
+    if seed in range(cfg.n_seeds):
+        raise ValueError(f"the tuning seed must not be a comparison seed 0..{cfg.n_seeds - 1}, got {seed}")
+    if not lr > 0 or epochs < 1:
+        raise ValueError(f"lr must be > 0 and epochs >= 1, got lr={lr}, epochs={epochs}")
+    path = run_path(cache, seed, lr, epochs)
+    if path.exists():
+        return json.loads(path.read_text())
+    cfg = replace(cfg, paper_lr=lr, paper_epochs=epochs)
+    cache.mkdir(parents=True, exist_ok=True)
+    clock = time.process_time()
+    models, _, _ = train_part(cfg, seed, "paper", train, z_train, checkpoint=path.with_suffix(".partial.pt"))
+    val_idx, _ = validation_split(cfg, seed, len(z_train))
+    score = validation_score(models["paper"], train["theta"][val_idx], z_train[val_idx], "paper")
+    out = {"seed": seed, "lr": lr, "epochs": epochs, "paper_width": cfg.paper_width, "validation_score": score,
+           "cpu_s_this_sitting": round(time.process_time() - clock, 1)}
+    write_json(path, out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="IAEmu paper-model learning-rate check at full width")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run")
+    run.add_argument("--seeds", type=int, nargs="+", default=list(TUNING_SEEDS))
+    run.add_argument("--rates", default=",".join(f"{r:g}" for r in GRID))
+    run.add_argument("--epochs", type=int, default=CHECK_EPOCHS)
+    show = sub.add_parser("table")
+    show.add_argument("--epochs", type=int, default=CHECK_EPOCHS)
+    show.add_argument("--attach", type=Path, default=None, help="results JSON to store the table in")
+    args = parser.parse_args(argv)
+    cfg = IAEmuConfig()
+    if args.cmd == "table":
+        found = table(args.epochs, config_lr=cfg.paper_lr)
+        if args.attach is not None:
+            if found is None or not args.attach.exists():
+                parser.error(f"nothing to attach: no runs at {args.epochs} epochs, or no file {args.attach}")
+            write_json(args.attach, {**json.loads(args.attach.read_text()), "paper_lr_check": found})
+        print(json.dumps({k: v for k, v in (found or {}).items() if k != "runs"}, indent=1))
+        return
+    try:
+        rates = [float(r) for r in args.rates.split(",")]
+    except ValueError:
+        parser.error(f"--rates must be comma-separated numbers, got {args.rates!r}")
+    bad = [s for s in args.seeds if s in range(cfg.n_seeds)]
+    if bad or args.epochs < 1 or not all(r > 0 for r in rates):
+        parser.error(f"need tuning seeds outside 0..{cfg.n_seeds - 1} (got {bad}), epochs >= 1 (got {args.epochs}) "
+                     f"and rates > 0 (got {rates})")
+    torch.set_num_threads(1)
+    train = load_training_set(cfg, Path("results/cache"))
+    norm = Standardiser.fit(to_model_space(train["stats"]))
+    z_train = norm.forward(to_model_space(train["stats"]))
+    for seed in args.seeds:
+        for lr in rates:
+            r = tune_run(cfg, seed, lr, args.epochs, train, z_train)
+            print(f"iaemu tune seed {seed} lr {lr:g}: validation {r['validation_score']:.4f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
