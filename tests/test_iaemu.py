@@ -604,7 +604,9 @@ def test_learning_rate_check_trains_on_tuning_seeds_only_caches_each_run_and_pic
     runs = {(s, lr): tune_run(cfg, s, lr, 2, train, z, cache=tmp_path) for s in (100, 101) for lr in (1e-3, 1e-1)}
     assert len(list(tmp_path.glob("*.json"))) == 4 and not list(tmp_path.glob("*.partial.pt"))
     assert tune_run(cfg, 100, 1e-3, 2, train, z, cache=tmp_path) == runs[100, 1e-3]  # read back, not retrained
-    got = table(2, cache=tmp_path, config_lr=1e-1)
+    partial = table(2, cache=tmp_path, grid=(1e-3, 1e-2, 1e-1))  # a rate of the grid has not run: no choice yet
+    assert not partial["complete"] and partial["chosen"] is None and partial["agrees"] is None
+    got = table(2, cache=tmp_path, config_lr=1e-1, grid=(1e-3, 1e-1))
     mean = {lr: np.mean([runs[s, lr]["validation_score"] for s in (100, 101)]) for lr in (1e-3, 1e-1)}
     assert got["seeds_complete"] == [100, 101] and got["chosen"] == min(mean, key=mean.get)
     assert got["agrees"] == (got["chosen"] == 1e-1)
