@@ -66,8 +66,7 @@ from symgym.learn.tasks.iaemu.floor import (  # noqa: F401  (attach_noise_floor:
     relative_error_floor,
 )
 from symgym.learn.tasks.iaemu.inverse import fit_alignment, inverse_coverage, residual_covariance
-from symgym.learn.tasks.iaemu.lr_check import CHECK_EPOCHS
-from symgym.learn.tasks.iaemu.lr_check import table as lr_check_table
+from symgym.learn.tasks.iaemu.lr_check import CHECK_EPOCHS, table as lr_check_table
 from symgym.learn.tasks.iaemu.models import (
     IAEmuNet,
     IAEmulator,
@@ -322,6 +321,13 @@ def load_training_set(cfg: IAEmuConfig, cache: Path) -> dict:
                             blocks=list(cfg.train_blocks) if cfg.train_blocks is not None else None)
 
 
+def standardised_targets(train: dict) -> tuple[Standardiser, np.ndarray]:
+    """The training set's statistics in model space, standardised: the fitted standardiser and the targets z."""
+    y = to_model_space(train["stats"])
+    norm = Standardiser.fit(y)
+    return norm, norm.forward(y)
+
+
 def _load_data(cfg: IAEmuConfig, cache: Path) -> tuple[dict, dict]:
     """Training and test sets; they share the halo catalogue but use disjoint parameter draws and HOD seeds."""
     halo_cfg = cfg.halo_config()
@@ -344,8 +350,7 @@ def run(quick: bool = False, seed: int = 0, out_dir: Path = Path("results"), con
     cache, halo_cfg = out_dir / "cache", cfg.halo_config()
     cache_seeds = (not quick) if cache_seeds is None else cache_seeds
     train, test = _load_data(cfg, cache)
-    z_train_norm = Standardiser.fit(to_model_space(train["stats"]))
-    z_train = z_train_norm.forward(to_model_space(train["stats"]))
+    z_train_norm, z_train = standardised_targets(train)
     seeds = [seed + k for k in range(cfg.n_seeds)]
     jobs = [(cfg, s, _parts(cfg, k), train, test, z_train, z_train_norm,
              {p: seed_cache_path(cfg, s, cache, p) for p in _parts(cfg, k)} if cache_seeds else {})
@@ -446,7 +451,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = replace(cfg, **{k: v for k, v in (("paper_width", args.paper_width), ("paper_epochs", args.paper_epochs))
                           if v is not None})
     train = load_training_set(cfg, cache)
-    z_train = Standardiser.fit(to_model_space(train["stats"])).forward(to_model_space(train["stats"]))
+    _, z_train = standardised_targets(train)
     for s in args.seeds:  # seed s is the s-th seed of the default run (which starts at seed 0)
         for part in args.parts:
             path = seed_cache_path(cfg, s, cache, part)

@@ -28,19 +28,25 @@ import torch
 
 from symgym.learn.io import write_json
 from symgym.learn.tasks.iaemu.config import IAEmuConfig
-from symgym.learn.tasks.iaemu.data import Standardiser, to_model_space
 from symgym.learn.tasks.iaemu.lr_check import CACHE, CHECK_EPOCHS, GRID, TUNING_SEEDS, run_path, table
 from symgym.learn.tasks.iaemu.models import validation_score
-from symgym.learn.tasks.iaemu.task import load_training_set, train_part, validation_split
+from symgym.learn.tasks.iaemu.task import load_training_set, standardised_targets, train_part, validation_split
+
+
+def check_runs(cfg: IAEmuConfig, seeds: list[int], rates: list[float], epochs: int) -> None:
+    """Refuse check runs on a comparison seed, at a rate <= 0 or for fewer than one epoch (ValueError)."""
+    bad = [s for s in seeds if s in range(cfg.n_seeds)]
+    if bad:
+        raise ValueError(f"the tuning seeds must not be comparison seeds 0..{cfg.n_seeds - 1}, got {bad}")
+    if epochs < 1 or not all(r > 0 for r in rates):
+        raise ValueError(f"need epochs >= 1 and rates > 0, got epochs={epochs}, rates={rates}")
+
 
 def tune_run(cfg: IAEmuConfig, seed: int, lr: float, epochs: int, train: dict, z_train: np.ndarray,
              cache: Path = CACHE) -> dict:
     """Train the paper model (``cfg``'s width) at rate ``lr`` for ``epochs`` on tuning seed ``seed``; its best
     validation score. Cached: a finished run is read back, an unfinished one resumes from its checkpoint."""
-    if seed in range(cfg.n_seeds):
-        raise ValueError(f"the tuning seed must not be a comparison seed 0..{cfg.n_seeds - 1}, got {seed}")
-    if not lr > 0 or epochs < 1:
-        raise ValueError(f"lr must be > 0 and epochs >= 1, got lr={lr}, epochs={epochs}")
+    check_runs(cfg, [seed], [lr], epochs)
     path = run_path(cache, seed, lr, epochs)
     if path.exists():
         return json.loads(path.read_text())
@@ -80,14 +86,13 @@ def main(argv: list[str] | None = None) -> None:
         rates = [float(r) for r in args.rates.split(",")]
     except ValueError:
         parser.error(f"--rates must be comma-separated numbers, got {args.rates!r}")
-    bad = [s for s in args.seeds if s in range(cfg.n_seeds)]
-    if bad or args.epochs < 1 or not all(r > 0 for r in rates):
-        parser.error(f"need tuning seeds outside 0..{cfg.n_seeds - 1} (got {bad}), epochs >= 1 (got {args.epochs}) "
-                     f"and rates > 0 (got {rates})")
+    try:  # before the training set is loaded
+        check_runs(cfg, args.seeds, rates, args.epochs)
+    except ValueError as err:
+        parser.error(str(err))
     torch.set_num_threads(1)
     train = load_training_set(cfg, Path("results/cache"))
-    norm = Standardiser.fit(to_model_space(train["stats"]))
-    z_train = norm.forward(to_model_space(train["stats"]))
+    _, z_train = standardised_targets(train)
     for seed in args.seeds:
         for lr in rates:
             r = tune_run(cfg, seed, lr, args.epochs, train, z_train)
