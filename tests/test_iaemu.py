@@ -588,11 +588,10 @@ def test_training_interrupted_at_a_checkpoint_ends_where_an_uninterrupted_run_do
         assert torch.equal(a, b), name
 
 
-def test_learning_rate_check_trains_on_tuning_seeds_only_caches_each_run_and_picks_the_lowest_mean(tmp_path,
-                                                                                                  capsys):
+def test_pilot_check_trains_on_tuning_seeds_only_caches_each_run_and_picks_the_lowest_mean_cell(tmp_path, capsys):
     from dataclasses import replace
 
-    from symgym.learn.tasks.iaemu.lr_check import table
+    from symgym.learn.tasks.iaemu.pilot_check import table
     from symgym.learn.tasks.iaemu.tuning import main, tune_run
 
     cfg = replace(IAEmuConfig(), paper_width=0.25, batch_size=16)
@@ -600,17 +599,23 @@ def test_learning_rate_check_trains_on_tuning_seeds_only_caches_each_run_and_pic
     train = {"theta": sample_params(40, seed=1), "stats": rng.normal(1.0, 0.1, (40, 2, 3, 20))}
     z = Standardiser.fit(to_model_space(train["stats"])).forward(to_model_space(train["stats"]))
     with pytest.raises(ValueError, match="comparison seed"):
-        tune_run(cfg, 0, 1e-2, 2, train, z, cache=tmp_path)
-    runs = {(s, lr): tune_run(cfg, s, lr, 2, train, z, cache=tmp_path) for s in (100, 101) for lr in (1e-3, 1e-1)}
-    assert len(list(tmp_path.glob("*.json"))) == 4 and not list(tmp_path.glob("*.partial.pt"))
-    assert tune_run(cfg, 100, 1e-3, 2, train, z, cache=tmp_path) == runs[100, 1e-3]  # read back, not retrained
-    partial = table(2, cache=tmp_path, grid=(1e-3, 1e-2, 1e-1))  # a rate of the grid has not run: no choice yet
+        tune_run(cfg, 0, 16, 1e-2, 2, train, z, cache=tmp_path)
+    cells = ((16, 1e-3), (16, 1e-1), (8, 1e-3))
+    runs = {(s, b, lr): tune_run(cfg, s, b, lr, 2, train, z, cache=tmp_path) for s in (100, 101) for b, lr in cells}
+    assert len(list(tmp_path.glob("*.json"))) == 6 and not list(tmp_path.glob("*.partial.pt"))
+    score = {key: run["validation_score"] for key, run in runs.items()}
+    assert runs[100, 8, 1e-3]["batch"] == 8 and score[100, 8, 1e-3] != score[100, 16, 1e-3]  # the batch reached training
+    assert tune_run(cfg, 100, 16, 1e-3, 2, train, z, cache=tmp_path) == runs[100, 16, 1e-3]  # read back, not retrained
+    partial = table(2, cache=tmp_path, cells=cells + ((32, 1e-2),))  # a cell has not run: no choice yet
     assert not partial["complete"] and partial["chosen"] is None and partial["agrees"] is None
-    got = table(2, cache=tmp_path, config_lr=1e-1, grid=(1e-3, 1e-1))
-    mean = {lr: np.mean([runs[s, lr]["validation_score"] for s in (100, 101)]) for lr in (1e-3, 1e-1)}
-    assert got["seeds_complete"] == [100, 101] and got["chosen"] == min(mean, key=mean.get)
-    assert got["agrees"] == (got["chosen"] == 1e-1)
+    got = table(2, cache=tmp_path, configured=(16, 1e-1), cells=cells)
+    mean = {c: np.mean([runs[(s, *c)]["validation_score"] for s in (100, 101)]) for c in cells}
+    assert got["seeds_complete"] == [100, 101] and tuple(got["chosen"]) == min(mean, key=mean.get)
+    assert got["agrees"] == (tuple(got["chosen"]) == (16, 1e-1))
     assert table(3, cache=tmp_path) is None  # another schedule: no runs
     with pytest.raises(SystemExit) as exit_info:  # a comparison seed is refused before anything is trained
         main(["run", "--seeds", "2"])
     assert exit_info.value.code != 0 and "got [2]" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # so is a malformed cell
+        main(["run", "--cells", "128-1e-2"])
+    assert exit_info.value.code != 0 and "'128-1e-2'" in capsys.readouterr().err

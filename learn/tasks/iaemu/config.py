@@ -11,8 +11,8 @@ class IAEmuConfig:
     """What the task simulates and trains. The paper model trains as the paper does: full width, 500 epochs, on
     all 3,000 training sets (about 7 CPU-s an epoch here, ~1 CPU-hour a seed; its training checkpoints, so a
     seed spans sittings). Its learning rate and batch size (1e-2, 128) are the reference code's defaults and were
-    also an earlier CPU-budget pilot's choice (width 0.25/0.5, batch 32/128, lr 2e-3/1e-2, 30-150 epochs); the rate
-    is re-checked at full width on tuning seeds by :mod:`learn.tasks.iaemu.tuning` (``paper_lr_check`` in the
+    also an earlier CPU-budget pilot's choice (width 0.25/0.5, batch 32/128, lr 2e-3/1e-2, 30-150 epochs); both are
+    re-checked at full width on tuning seeds by :mod:`learn.tasks.iaemu.tuning` (``paper_pilot_check`` in the
     results). ``paper_epoch_cost`` in the results prices an epoch at both widths on this machine."""
 
     n_train_params: int = 3000

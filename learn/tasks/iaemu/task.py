@@ -66,7 +66,7 @@ from symgym.learn.tasks.iaemu.floor import (  # noqa: F401  (attach_noise_floor:
     relative_error_floor,
 )
 from symgym.learn.tasks.iaemu.inverse import fit_alignment, inverse_coverage, residual_covariance
-from symgym.learn.tasks.iaemu.lr_check import CHECK_EPOCHS, table as lr_check_table
+from symgym.learn.tasks.iaemu.pilot_check import CHECK_EPOCHS, table as pilot_check_table
 from symgym.learn.tasks.iaemu.models import (
     IAEmuNet,
     IAEmulator,
@@ -410,9 +410,10 @@ def run(quick: bool = False, seed: int = 0, out_dir: Path = Path("results"), con
     results["evidence"] = adjust(_evidence(per_seed, seeds, knn) + floor_evidence(per_seed, seeds, knn))
     results["noise_floor"] = noise_floor_summary(results, relative_error_floor(test["stats"]))
     results["models_per_seed"] = {s: sorted(r["err_over_scatter"]) for s, r in zip(seeds, per_seed)}
-    lr_check = lr_check_table(CHECK_EPOCHS, cache / "iaemu-tune", cfg.paper_lr)  # learn.tasks.iaemu.tuning's runs
-    if lr_check is not None:
-        results["paper_lr_check"] = lr_check
+    # learn.tasks.iaemu.tuning's runs, when the cache holds them
+    pilot_check = pilot_check_table(CHECK_EPOCHS, cache / "iaemu-tune", (cfg.batch_size, cfg.paper_lr))
+    if pilot_check is not None:
+        results["paper_pilot_check"] = pilot_check
     if cfg.price_full_width:  # one epoch at each width: the paper's full configuration priced on this machine
         fit_idx = np.setdiff1d(np.arange(len(z_train)), val_idx)
         results["paper_epoch_cost"] = paper_epoch_cost(cfg, train["theta"][fit_idx], z_train[fit_idx],

@@ -1,0 +1,52 @@
+"""IAEmu: the table of the paper model's pilot check, learning rate and batch size re-made at full width
+(:mod:`learn.tasks.iaemu.tuning` runs it), read from its cache; kept apart from the runner so the task can attach
+the table without importing the runner."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+TUNING_SEEDS = (100, 101)
+CELLS = ((128, 3e-3), (128, 1e-2), (128, 3e-2), (64, 3e-3), (64, 1e-2), (256, 1e-2), (256, 3e-2))
+"""(batch, rate) pairs checked: the rate grid at the configured batch 128, and each other batch at the configured
+rate and at the neighbour the linear scaling rule moves toward (lower for a smaller batch, higher for a larger)."""
+CHECK_EPOCHS = 100
+"""Epochs of each check run (the comparison trains 500; the schedule keeps its shape)."""
+CACHE = Path("results/cache/iaemu-tune")
+
+
+def run_path(cache: Path, seed: int, batch: int, lr: float, epochs: int) -> Path:
+    return cache / f"paper_seed{seed}_batch{batch}_lr{lr:g}_epochs{epochs}.json"
+
+
+def _cell(run: dict) -> tuple[int, float]:
+    return int(run["batch"]), float(run["lr"])
+
+
+def table(epochs: int, cache: Path = CACHE, configured: tuple[int, float] | None = None,
+          cells: tuple[tuple[int, float], ...] = CELLS, min_seeds: int = len(TUNING_SEEDS)) -> dict | None:
+    """Every cached run at ``epochs`` epochs, the mean score per (batch, rate) cell over the seeds that ran every
+    cell of ``cells``, and the cell that mean picks; None when no run is cached. ``configured``: the configured
+    (batch, rate), to say whether they agree. Until every cell has run on ``min_seeds`` seeds the table says
+    ``complete: false`` and picks nothing (a partial grid would pick among what happened to finish first)."""
+    runs = [json.loads(p.read_text()) for p in sorted(cache.glob(f"paper_seed*_epochs{epochs}.json"))]
+    if not runs:
+        return None
+    wanted = {(int(b), float(lr)) for b, lr in cells}
+    seeds = sorted(s for s in {r["seed"] for r in runs} if wanted <= {_cell(r) for r in runs if r["seed"] == s})
+    scored = [r for r in runs if r["seed"] in seeds and _cell(r) in wanted]
+    mean = {cell: float(np.mean([r["validation_score"] for r in scored if _cell(r) == cell])) for cell in sorted(wanted)
+            } if seeds else {}
+    best_per_seed = {s: list(_cell(min((r for r in scored if r["seed"] == s), key=lambda r: r["validation_score"])))
+                     for s in seeds}
+    complete = len(seeds) >= min_seeds
+    chosen = min(mean, key=mean.get) if complete else None
+    return {"epochs": epochs, "cells": [list(c) for c in sorted(wanted)], "seeds_complete": seeds,
+            "complete": complete, "runs": runs,
+            "mean_validation_score": [{"batch": b, "lr": lr, "score": s} for (b, lr), s in mean.items()],
+            "best_cell_per_seed": best_per_seed, "chosen": None if chosen is None else list(chosen),
+            "configured": None if configured is None else list(configured),
+            "agrees": None if chosen is None or configured is None else chosen == tuple(configured),
+            "score": "0.7 MSE + 0.3 Gaussian NLL on the tuning seed's validation split (standardised targets)"}
