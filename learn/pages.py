@@ -94,7 +94,11 @@ INTROS = {
     "sweep-overhead": "What a Ray Tune sweep costs over running the same trials in sequence "
                       "(`symgym bench sweep-overhead`).",
     "dhn": "Denoising Hamiltonian Network (arXiv 2503.07596) against HNN and ablations on rollout and energy "
-           "metrics (`symgym task dhn`).",
+           "metrics: `symgym task dhn` at a small budget, or, once a system has finished at the reference budget "
+           "(width 128, 128-d codes, 1,000 trajectories, 6,400 iterations, rates tuned per model on a tuning "
+           "seed), `python -m symgym.learn.tasks.dhn.full`, which replaces this page with the systems done so far.",
+    "dhn-previous": "The small-budget DHN run (width 32, 8-d codes, 48 trajectories, 300 iterations, every model "
+                    "undertrained), kept for the record when the reference-budget ledger replaced it as `dhn`.",
     "matrixnet": "MatrixNet (arXiv 2501.09571): learned matrix representations of group elements, against "
                  "sequence baselines, on word problems over S_10 and the braid group B_3 (`symgym task matrixnet`).",
     "matrixnet_tuning": "The tuning stage of the MatrixNet task: learning rate x width grid per model "

@@ -509,7 +509,15 @@ def test_tiny_full_study_tunes_then_trains_seeds_and_writes_the_ledger(tmp_path)
         _tiny_plan(tmp_path, tuning_seed=0).validate()
     # two parts: part 1/2 runs its units, the seed units of models tuned in the other part wait
     assert not full.run_system(plan, "pendulum", part=(1, 2), log=lambda _: None)
+    plan.out_dir.mkdir(parents=True, exist_ok=True)  # the small-budget task's ledger is there: it must be kept
+    small = {"task": "dhn", "figure": str(plan.out_dir / "dhn.png"), "evidence": [{"claim": "small"}]}
+    (plan.out_dir / "dhn.json").write_text(json.dumps(small))
+    (plan.out_dir / "dhn.png").write_bytes(b"small-budget figure")
     results = full.run(plan, log=lambda _: None)
+    previous = json.loads((plan.out_dir / "dhn-previous.json").read_text())
+    assert previous["evidence"] == small["evidence"] and previous["figure"].endswith("dhn-previous.png")
+    assert (plan.out_dir / "dhn-previous.png").read_bytes() == b"small-budget figure"
+    assert (plan.out_dir / "dhn.png").read_bytes() != b"small-budget figure"
     assert results is not None and full.system_done(plan, "pendulum")
     tuning = json.loads((plan.results / "pendulum" / "tuning.json").read_text())
     for model in plan.models:
@@ -530,6 +538,7 @@ def test_tiny_full_study_tunes_then_trains_seeds_and_writes_the_ledger(tmp_path)
     said = []
     full.run(plan, log=said.append)
     assert not any("tuning" in line or "seed" in line for line in said), said
+    assert json.loads((plan.out_dir / "dhn-previous.json").read_text()) == previous  # not replaced by the new ledger
     # status: every unit finished, and a cost estimate once a timing file exists
     timing = {"config_key": plan.key, "measured_at": "t", "machine": {"load_average_1min": 0.0},
               "models": {m: {"train_iter_s": 1.0, "heldout_eval_s": 10.0, "fit_iter_s": 0.5, "heldout_rollout_s": 2.0}

@@ -28,6 +28,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from symgym.learn.io import save_figure, write_json
+from symgym.learn.io import atomic_path, save_figure, write_json
 from symgym.learn.tasks.dhn.plots import plot_learning_curves
 from symgym.learn.tasks.dhn.task import SYSTEM_NAMES, DHNConfig, assemble, build_model, make_windows, new_codes, train_step
 from symgym.learn.tasks.dhn.training import (
@@ -193,6 +194,24 @@ def run_system(plan: Plan, system: str, part: tuple[int, int] = (0, 1), log=prin
     return system_done(plan, system)
 
 
+def keep_small_budget_ledger(out_dir: Path) -> Path | None:
+    """Copy the small-budget ledger (``symgym task dhn``: all three systems, undertrained) that ``dhn.json`` holds
+    to ``dhn-previous.json``, its figure to ``dhn-previous.png``, before the first reference-budget ledger replaces
+    it; the copy's path, or None when ``dhn.json`` is absent or already a reference-budget ledger."""
+    ledger = out_dir / "dhn.json"
+    if not ledger.exists():
+        return None
+    old = json.loads(ledger.read_text())
+    if "plan" in old:
+        return None
+    figure = out_dir / Path(old.get("figure", "dhn.png")).name
+    if figure.exists():
+        with atomic_path(out_dir / "dhn-previous.png") as tmp:
+            shutil.copyfile(figure, tmp)
+        old["figure"] = str(out_dir / "dhn-previous.png")
+    return write_json(out_dir / "dhn-previous.json", {**old, "superseded_by": "dhn.json (the reference budget)"})
+
+
 def write_ledger(plan: Plan) -> dict | None:
     """``dhn.json`` (+ figures) over every finished system; None when none has finished."""
     per_system, learning, chosen = {}, {}, {}
@@ -218,6 +237,7 @@ def write_ledger(plan: Plan) -> dict | None:
                                            for lr in plan.lr_grid}} for m in plan.models}
     if not per_system:
         return None
+    keep_small_budget_ledger(plan.out_dir)
     curves_path = plan.out_dir / "dhn_learning_curves.png"
     save_figure(plot_learning_curves(learning, chosen), curves_path)
     results = {"task": "dhn", "config": {"quick": False, "run_as": "python -m symgym.learn.tasks.dhn.full"},
