@@ -594,7 +594,7 @@ def test_pilot_check_trains_on_tuning_seeds_only_caches_each_run_and_picks_the_l
     from symgym.learn.tasks.iaemu.pilot_check import table
     from symgym.learn.tasks.iaemu.tuning import main, tune_run
 
-    cfg = replace(IAEmuConfig(), paper_width=0.25, batch_size=16)
+    cfg = replace(IAEmuConfig(), paper_width=0.25, paper_batch_size=16)
     rng = np.random.default_rng(0)
     train = {"theta": sample_params(40, seed=1), "stats": rng.normal(1.0, 0.1, (40, 2, 3, 20))}
     z = Standardiser.fit(to_model_space(train["stats"])).forward(to_model_space(train["stats"]))

@@ -9,9 +9,12 @@ from pathlib import Path
 import numpy as np
 
 TUNING_SEEDS = (100, 101)
-CELLS = ((128, 3e-3), (128, 1e-2), (128, 3e-2), (64, 3e-3), (64, 1e-2), (256, 1e-2), (256, 3e-2))
+CELLS = ((128, 3e-3), (128, 1e-2), (128, 3e-2), (64, 3e-3), (64, 1e-2), (256, 1e-2), (256, 3e-2),
+         (256, 3e-3), (512, 1e-2))
 """(batch, rate) pairs checked: the rate grid at the configured batch 128, and each other batch at the configured
-rate and at the neighbour the linear scaling rule moves toward (lower for a smaller batch, higher for a larger)."""
+rate and at the neighbour the linear scaling rule moves toward (lower for a smaller batch, higher for a larger).
+The first seven cells put the best at (256, 1e-2), on the grid's edge, so the grid was extended once around it:
+256 at the lower rate, and batch 512."""
 CHECK_EPOCHS = 100
 """Epochs of each check run (the comparison trains 500; the schedule keeps its shape)."""
 CACHE = Path("results/cache/iaemu-tune")

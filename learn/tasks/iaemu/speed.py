@@ -100,7 +100,7 @@ def paper_epoch_cost(cfg, fx: np.ndarray, fy: np.ndarray, vx: np.ndarray, vy: np
     out = {}
     for width in widths:
         width = cfg.paper_width if width is None else width
-        settings = TrainSettings(epochs=epochs, batch_size=cfg.batch_size, lr=cfg.paper_lr)
+        settings = TrainSettings(epochs=epochs, batch_size=cfg.paper_batch_size, lr=cfg.paper_lr)
         t0 = time.process_time()
         train_network(IAEmuNet(PARAM_LOW, PARAM_HIGH, fy.shape[-1], width=width), fx, fy, vx, vy, settings,
                       seed=0, kind="paper")

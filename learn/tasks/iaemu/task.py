@@ -86,8 +86,8 @@ SEED_CACHE_VERSION = 2  # bump when training changes (evaluation is recomputed f
 _RUN_ONLY_FIELDS = ("n_seeds", "paper_seeds", "parallel_seeds", "max_workers", "price_full_width", "n_speed_repeats",
                     "n_inverse", "n_test_params", "n_test_realisations", "mc_passes", "knn_k")
 #: fields that shape only the other part's training
-_OTHER_PART_FIELDS = {"paper": ("epochs", "lr", "beta", "hidden", "ensemble_size"),
-                      "baselines": ("paper_width", "paper_epochs", "paper_lr")}
+_OTHER_PART_FIELDS = {"paper": ("epochs", "lr", "beta", "hidden", "ensemble_size", "batch_size"),
+                      "baselines": ("paper_width", "paper_epochs", "paper_lr", "paper_batch_size")}
 
 
 def _predict(models: dict, name: str, theta: np.ndarray, mc_passes: int) -> dict[str, np.ndarray]:
@@ -119,7 +119,7 @@ def train_part(cfg: IAEmuConfig, seed: int, part: str, train: dict, z_train: np.
     fx, fy, vx, vy = train["theta"][fit_idx], z_train[fit_idx], train["theta"][val_idx], z_train[val_idx]
     n_bins = z_train.shape[-1]
     member = TrainSettings(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, beta=cfg.beta)
-    paper = TrainSettings(epochs=cfg.paper_epochs, batch_size=cfg.batch_size, lr=cfg.paper_lr)
+    paper = TrainSettings(epochs=cfg.paper_epochs, batch_size=cfg.paper_batch_size, lr=cfg.paper_lr)
     models, wall, cpu = {}, {}, {}
 
     def timed(name, fn):
@@ -411,7 +411,7 @@ def run(quick: bool = False, seed: int = 0, out_dir: Path = Path("results"), con
     results["noise_floor"] = noise_floor_summary(results, relative_error_floor(test["stats"]))
     results["models_per_seed"] = {s: sorted(r["err_over_scatter"]) for s, r in zip(seeds, per_seed)}
     # learn.tasks.iaemu.tuning's runs, when the cache holds them
-    pilot_check = pilot_check_table(CHECK_EPOCHS, cache / "iaemu-tune", (cfg.batch_size, cfg.paper_lr))
+    pilot_check = pilot_check_table(CHECK_EPOCHS, cache / "iaemu-tune", (cfg.paper_batch_size, cfg.paper_lr))
     if pilot_check is not None:
         results["paper_pilot_check"] = pilot_check
     if cfg.price_full_width:  # one epoch at each width: the paper's full configuration priced on this machine

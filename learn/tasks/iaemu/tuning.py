@@ -1,7 +1,7 @@
 """IAEmu: the paper model's pilot choices (learning rate, batch size) re-made at full width, on tuning seeds of its own.
 
-The rate and batch in :class:`IAEmuConfig` (``paper_lr``, ``batch_size``) came from a pilot at width 0.25 (they are
-also the reference code's defaults). Here the full-width model is trained at each (batch, rate) cell of
+The rate and batch in :class:`IAEmuConfig` (``paper_lr``, ``paper_batch_size``) came from a pilot at width 0.25
+(they are also the reference code's defaults). Here the full-width model is trained at each (batch, rate) cell of
 :data:`~learn.tasks.iaemu.pilot_check.CELLS` on each of ``TUNING_SEEDS`` (never a comparison seed: their
 initialisation and train/validation split are their own) and scored by the selection score its training keeps its
 best state by (0.7 MSE + 0.3 Gaussian NLL on the validation split, every realisation). The held-out test sets are
@@ -52,14 +52,14 @@ def tune_run(cfg: IAEmuConfig, seed: int, batch: int, lr: float, epochs: int, tr
     path = run_path(cache, seed, batch, lr, epochs)
     if path.exists():
         return json.loads(path.read_text())
-    cfg = replace(cfg, paper_lr=lr, paper_epochs=epochs, batch_size=batch)
+    cfg = replace(cfg, paper_lr=lr, paper_epochs=epochs, paper_batch_size=batch)
     cache.mkdir(parents=True, exist_ok=True)
     clock = time.process_time()
     models, _, _ = train_part(cfg, seed, "paper", train, z_train, checkpoint=path.with_suffix(".partial.pt"))
     val_idx, _ = validation_split(cfg, seed, len(z_train))
     score = validation_score(models["paper"], train["theta"][val_idx], z_train[val_idx], "paper")
-    out = {"seed": seed, "batch": batch, "lr": lr, "epochs": epochs, "paper_width": cfg.paper_width, "validation_score": score,
-           "cpu_s_this_sitting": round(time.process_time() - clock, 1)}
+    out = {"seed": seed, "batch": batch, "lr": lr, "epochs": epochs, "paper_width": cfg.paper_width,
+           "validation_score": score, "cpu_s_this_sitting": round(time.process_time() - clock, 1)}
     write_json(path, out)
     return out
 
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     cfg = IAEmuConfig()
     if args.cmd == "table":
-        found = table(args.epochs, configured=(cfg.batch_size, cfg.paper_lr))
+        found = table(args.epochs, configured=(cfg.paper_batch_size, cfg.paper_lr))
         if args.attach is not None:
             if found is None or not args.attach.exists():
                 parser.error(f"nothing to attach: no runs at {args.epochs} epochs, or no file {args.attach}")
