@@ -612,6 +612,10 @@ def test_pilot_check_trains_on_tuning_seeds_only_caches_each_run_and_picks_the_l
     mean = {c: np.mean([runs[(s, *c)]["validation_score"] for s in (100, 101)]) for c in cells}
     assert got["seeds_complete"] == [100, 101] and tuple(got["chosen"]) == min(mean, key=mean.get)
     assert got["agrees"] == (tuple(got["chosen"]) == (16, 1e-1))
+    from symgym.learn.tasks.iaemu.plots import plot_pilot_check
+
+    plot_pilot_check(tmp_path / "pilot.png", got)
+    assert (tmp_path / "pilot.png").stat().st_size > 10_000
     assert table(3, cache=tmp_path) is None  # another schedule: no runs
     with pytest.raises(SystemExit) as exit_info:  # a comparison seed is refused before anything is trained
         main(["run", "--seeds", "2"])

@@ -129,3 +129,31 @@ def plot_inverse(path: Path, fits: list[dict]) -> None:
     fig.suptitle("inverse problem on held-out mocks: posterior of alignment strengths through the emulator "
                  "(full-covariance likelihood, recalibrated deep ensemble)")
     save_figure(fig, path)
+
+
+def plot_pilot_check(path: Path, check: dict) -> None:
+    """The pilot check (:mod:`learn.tasks.iaemu.pilot_check`): validation score against learning rate, one line per
+    batch size (mean over the tuning seeds; each seed's runs dashed); the chosen and configured cells marked."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    batches = sorted({b for b, _ in check["cells"]})
+    for i, batch in enumerate(batches):
+        means = sorted((row["lr"], row["score"]) for row in check["mean_validation_score"] if row["batch"] == batch)
+        ax.plot(*zip(*means), color=f"C{i}", marker="o", lw=1.5, label=f"batch {batch} (mean of seeds)")
+        for seed in check["seeds_complete"]:  # each seed's runs, thin: the seeds differ more than the cells
+            runs = sorted((r["lr"], r["validation_score"]) for r in check["runs"]
+                          if r.get("batch") == batch and r["seed"] == seed)
+            ax.plot(*zip(*runs), color=f"C{i}", marker=".", ms=4, lw=0.6, ls="--", alpha=0.6)
+    for cell, marker, label in ((check.get("chosen"), "*", "chosen"), (check.get("configured"), "s", "configured")):
+        if cell is not None:
+            score = next((row["score"] for row in check["mean_validation_score"]
+                          if [row["batch"], row["lr"]] == list(cell)), None)
+            if score is not None:
+                ax.scatter([cell[1]], [score], marker=marker, s=160, facecolor="none", edgecolor="k", label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("validation score (lower is better)")
+    ax.set_title(f"IAEmu paper model, full width, {check['epochs']} epochs, tuning seeds {check['seeds_complete']}")
+    ax.legend(fontsize=8)
+    save_figure(fig, path)
