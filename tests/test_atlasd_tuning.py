@@ -85,14 +85,14 @@ def test_tuning_never_draws_test_fields_and_refuses_a_comparison_seed(monkeypatc
         tune_run(sim, group, cfg, "cnn", 1e-2, seed=0)
 
 
-def _tune_part(kind, lr, val, test=None):
+def _tune_part(kind, lr, val, test=None, seed=100):
     name = "steerable_D4" if kind == "steerable" else "cnn"
     model = {"parameters": 10, "lr": lr, "best_step": [[50, 100]], "best_val_relative_mse": [val],
              "last_step": [[550, 600]], "stopped_by": [["patience", "patience"]]}
     if test is not None:
         model["test_relative_mse"] = [test]
     rule = {"lr": 0.01, "lr_by_model": {kind: lr}, "eval_every": 50, "patience": 10, "max_steps": 8000}
-    return {"group": "D4", "n_train": [1, 4], "seeds": [100], "rule": rule, "models": {name: model},
+    return {"group": "D4", "n_train": [1, 4], "seeds": [seed], "rule": rule, "models": {name: model},
             "model": kind, "lr": lr, "cpu_s": 2.0}
 
 
@@ -106,13 +106,39 @@ def test_table_chooses_the_lowest_mean_validation_error_and_extends_an_edge_once
     # cnn: 1e-2 has the best mean (0.21), though 3e-2 is best at 4 fields (per-size minima are not the rule)
     assert table["chosen_lr_by_model"] == {"cnn": 1e-2, "steerable": 3e-3}
     assert table["models"]["steerable"]["grid_extended_to"] == [1e-3] and not table["models"]["steerable"]["chosen_on_grid_edge"]
-    assert table["cpu_s"] == 14.0 and table["seed"] == 100 and "lr" not in table["rule"]
+    assert table["cpu_s"] == 14.0 and table["seeds"] == [100] and "lr" not in table["rule"]
     assert extension([3e-3, 1e-2, 3e-2], 3e-3) == 1e-3 and extension([3e-3, 1e-2, 3e-2], 3e-2) == 1e-1
     assert extension([3e-3, 1e-2, 3e-2], 1e-2) is None
     with pytest.raises(ValueError, match="0.005"):
         extension([3e-3, 5e-3], 3e-3)
     with pytest.raises(ValueError, match="test"):  # a run that looked at test data cannot be a tuning run
         tuning_table(parts + [_tune_part("cnn", 1e-1, [0.1, 0.1], test=[0.1, 0.1])])
+
+
+def test_table_averages_the_tuning_seeds_that_ran_every_rate():
+    from symgym.learn.tasks.atlasd.tuning import tuning_table
+
+    # seed 100 alone would pick 1e-2 (0.2 vs 0.3); with seed 101 the mean over both seeds picks 3e-3 (0.25 vs 0.3);
+    # seed 102 ran only 1e-2 (an unfinished seed): it must not count, or its low error would pull 1e-2 ahead
+    parts = [_tune_part("cnn", 3e-3, [0.3, 0.3], seed=100), _tune_part("cnn", 1e-2, [0.2, 0.2], seed=100),
+             _tune_part("cnn", 3e-3, [0.2, 0.2], seed=101), _tune_part("cnn", 1e-2, [0.4, 0.4], seed=101),
+             _tune_part("cnn", 1e-2, [0.01, 0.01], seed=102)]
+    table = tuning_table(parts)
+    cnn = table["models"]["cnn"]
+    assert cnn["seeds"] == [100, 101] and table["seeds"] == [100, 101] and cnn["chosen_lr"] == 3e-3
+    assert [r["mean_val_relative_mse"] for r in cnn["rows"]] == [0.25, 0.3]
+    assert cnn["rows"][0]["val_relative_mse_per_seed"] == {"100": [0.3, 0.3], "101": [0.2, 0.2]}
+    assert tuning_table(parts[:2])["models"]["cnn"]["chosen_lr"] == 1e-2
+    with pytest.raises(ValueError, match="no tuning seed has run every rate"):
+        tuning_table([parts[0], parts[3]])
+
+
+def test_tuning_cli_refuses_a_comparison_seed_before_training(capsys):
+    from symgym.learn.tasks.atlasd.tuning import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--model", "cnn", "--seeds", "100,3"])
+    assert exit_info.value.code != 0 and "got [3]" in capsys.readouterr().err
 
 
 def _downstream_cache(cache, rates, n_seeds=5, capped=("cnn",)):

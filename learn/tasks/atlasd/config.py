@@ -39,14 +39,20 @@ class AtlasDConfig:
     lorentz: LorentzConfig = field(default_factory=lambda: LorentzConfig(fit_steps=2500, lie=LieDiscoveryConfig(steps=60, restarts=1, batch=64, coef_std=0.5)))
     lorentz_seeds: tuple[int, ...] = (0, 1, 2)
     downstream_sizes: tuple[int, ...] = (1, 4, 16, 64)
-    downstream_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    #: 10 seeds (5 until 2026-12-07): the plain CNN's test error varies so much between seeds (0.011 to 0.15 at 64
+    #: fields) that five left every downstream claim inconclusive while the steerable CNN was ahead on every seed
+    downstream_seeds: tuple[int, ...] = tuple(range(10))
     #: both downstream models train to convergence under this one rule (early stopping on validation fields), each
-    #: from its own initial learning rate, chosen on tuning seed 100 by mean validation error over the sizes
-    #: (:mod:`learn.tasks.atlasd.tuning`; table in results/atlasd.json ``downstream_tuning``). The cap of 8000 steps:
-    #: under the 3000 of before, 8 of 20 steerable runs stopped at the cap while still improving; every tuning run
-    #: stopped by patience by step 3450, so 8000 leaves over twice that before the cap could bind
+    #: from its own initial learning rate, chosen on tuning seeds 100 and 101 by mean validation error over the
+    #: sizes (:mod:`learn.tasks.atlasd.tuning`; table in results/atlasd.json ``downstream_tuning``). The cap of
+    #: 8000 steps: under the 3000 of before, 8 of 20 steerable runs stopped at the cap while still improving; every
+    #: tuning run stopped by patience by step 3450, so 8000 leaves over twice that before the cap could bind. 32
+    #: validation fields (8 until 2026-12-07): the 8 held none of the fields drawn without warm-up, whose
+    #: tendencies are the largest (4 of the 24 test fields; the 32 hold 3), so early stopping and tuning selected
+    #: on an easier set. The rates below are the 8-field tuning's; the 32-field tuning replaces them before the
+    #: comparison is re-run
     downstream_rule: ConvergenceRule = field(default_factory=lambda: ConvergenceRule(
-        max_steps=8000, lr_by_model={"steerable": 3e-3, "cnn": 1e-2}))
+        max_steps=8000, lr_by_model={"steerable": 3e-3, "cnn": 1e-2}, n_val=32))
     downstream_fields: int = 3
     downstream_test: int = 24
     #: the downstream models start at once for this planar group and are used only if discovery names

@@ -169,5 +169,5 @@ def plot_tuning(table: dict, path: Path) -> None:
         ax.set_title(f"{kind}: chosen lr {m['chosen_lr']:g}", fontsize=10)
     axes[0][0].set_ylabel("validation relative MSE (kept checkpoint)")
     axes[0][0].legend(fontsize=8)
-    fig.suptitle(f"downstream learning-rate tuning on seed {table['seed']} (validation fields only)", fontsize=10)
+    fig.suptitle(f"downstream learning-rate tuning on seeds {table['seeds']} (validation fields only)", fontsize=10)
     save_figure(fig, path)

@@ -13,7 +13,12 @@ cut-short sitting resumes), then attached to an existing ``results/atlasd.json``
 from ``downstream --rule patience=6,lr_patience=2,max_steps=2000``, the rule tried first. Then, with per-model
 learning rates tuned on seed 100 (:mod:`learn.tasks.atlasd.tuning`, cache ``results/cache/atlasd-tune``) and
 the cap raised to 8000 steps: ``downstream --cache results/cache/atlasd-seeds-tuned`` and ``merge --cache
-results/cache/atlasd-seeds-tuned --tuning-cache results/cache/atlasd-tune``.)
+results/cache/atlasd-seeds-tuned --tuning-cache results/cache/atlasd-tune``. Next, with 32 validation fields, two
+tuning seeds and 10 comparison seeds: ``tuning run --model steerable`` and ``--model cnn`` (cache
+``results/cache/atlasd-tune2``; ``extend`` where a choice sits on an edge), the chosen rates written into
+``AtlasDConfig.downstream_rule``, then ``downstream --seeds 0,2,4,6,8 --cache results/cache/atlasd-seeds-nval32``
+(and ``1,3,5,7,9`` in a second process) and ``merge --cache results/cache/atlasd-seeds-nval32 --tuning-cache
+results/cache/atlasd-tune2``.)
 
 A cache holds runs of one rule: a cached piece run under another rule than the config's is an error, not reused.
 
