@@ -294,7 +294,9 @@ class SimRobotServer:
         fresh = self.state_messages()
         if self.delivery == "response_first":
             await self._send_messages(stale)
-            await asyncio.sleep(0.005)   # long enough for a client that trusts arrival order to take the stale scene
+            # long enough for a client that trusts arrival order to take the stale scene, even on a loaded machine
+            # (at 5 ms a busy 2-core machine let the fresh scene arrive first in 2 of 5 resets)
+            await asyncio.sleep(0.05)
             await self._send_messages(fresh)
             return
         pairs = [(t, m) for t in fresh for m in (stale[t], fresh[t])]
