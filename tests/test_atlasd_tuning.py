@@ -138,7 +138,7 @@ def test_tuning_cli_refuses_a_comparison_seed_before_training(capsys):
 
     with pytest.raises(SystemExit) as exit_info:
         main(["run", "--model", "cnn", "--seeds", "100,3"])
-    assert exit_info.value.code != 0 and "got [3]" in capsys.readouterr().err
+    assert exit_info.value.code != 0 and "got 3\n" in capsys.readouterr().err
 
 
 def _downstream_cache(cache, rates, n_seeds=5, capped=("cnn",)):

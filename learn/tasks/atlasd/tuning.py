@@ -39,12 +39,19 @@ LADDER = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
 TUNED_FIELDS = ("lr", "lr_by_model")
 
 
+def check_tuning_seeds(cfg, seeds: list[int]) -> None:
+    """Refuse tuning seeds that are also comparison seeds (ValueError)."""
+    comparison = [s for s in seeds if s in cfg.downstream_seeds]
+    if comparison:
+        raise ValueError(f"the tuning seeds must not be comparison seeds {list(cfg.downstream_seeds)}, "
+                         f"got {', '.join(map(str, comparison))}")
+
+
 def tune_run(sim, group, cfg, model: str, lr: float, seed: int = TUNING_SEEDS[0]) -> dict:
     """One model at one rate on tuning seed ``seed``, every training-set size; validation only (no test fields)."""
     if model not in MODEL_KINDS:
         raise ValueError(f"model must be one of {MODEL_KINDS}, got {model!r}")
-    if seed in cfg.downstream_seeds:
-        raise ValueError(f"the tuning seed must not be a comparison seed {cfg.downstream_seeds}, got {seed}")
+    check_tuning_seeds(cfg, [seed])
     rule = replace(cfg.downstream_rule, lr_by_model={model: lr})
     clock = time.process_time()
     res = run_downstream(sim, group, cfg.downstream_sizes, (seed,), rule, cfg.downstream_test, cfg.downstream_fields,
@@ -115,11 +122,12 @@ def tuning_table(parts: list[dict]) -> dict:
         rows = [_row([p for p in mine if p["lr"] == lr], seeds) for lr in rates]
         best = min(rows, key=lambda r: r["mean_val_relative_mse"])
         start = [r["lr"] for r in rows if any(np.isclose(r["lr"], s) for s in START_GRID)]
-        log_mean = lambda r: float(np.mean(np.log([v for s in seeds for v in r["val_relative_mse_per_seed"][str(s)]])))  # noqa: E731
+        log_mean = {r["lr"]: float(np.mean(np.log([v for val in r["val_relative_mse_per_seed"].values() for v in val])))
+                    for r in rows}
         models[kind] = {"rows": rows, "seeds": seeds, "chosen_lr": best["lr"],
                         "grid_extended_to": [r["lr"] for r in rows if r["lr"] not in start],
                         "chosen_on_grid_edge": best["lr"] in (rows[0]["lr"], rows[-1]["lr"]),
-                        "chosen_by_geometric_mean": min(rows, key=log_mean)["lr"]}
+                        "chosen_by_geometric_mean": min(log_mean, key=log_mean.get)}
     return {"seeds": sorted(all_seeds), "n_train": first["n_train"], "rule": shared_rule(first["rule"]),
             "start_grid": list(START_GRID),
             "selection": "per model, the rate with the lowest validation relative MSE (kept checkpoint) averaged over "
@@ -194,9 +202,10 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"--rates and --seeds must be comma-separated numbers, got {args.rates!r} and {args.seeds!r}")
     from symgym.learn.tasks.atlasd.config import AtlasDConfig
 
-    comparison = [s for s in seeds if s in AtlasDConfig().downstream_seeds]
-    if comparison:
-        ap.error(f"--seeds must not hold comparison seeds {list(AtlasDConfig().downstream_seeds)}, got {comparison}")
+    try:  # before anything is trained
+        check_tuning_seeds(AtlasDConfig(), seeds)
+    except ValueError as err:
+        ap.error(str(err))
     torch.set_num_threads(1)
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)

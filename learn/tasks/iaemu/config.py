@@ -13,7 +13,8 @@ class IAEmuConfig:
     seed spans sittings). An earlier CPU-budget pilot (width 0.25/0.5, batch 32/128, lr 2e-3/1e-2, 30-150 epochs)
     chose lr 1e-2 and batch 128, the reference code's defaults; re-made at full width on two tuning seeds by
     :mod:`learn.tasks.iaemu.tuning` (``paper_pilot_check`` in the results), the rate stays 1e-2 and the batch
-    becomes 256, best on both seeds and inside the checked grid (batch 64-512, rate 3e-3 to 3e-2). ``paper_epoch_cost`` in the results prices an epoch at both widths on this machine."""
+    becomes 256, best on both seeds and inside the checked grid (batch 64-512, rate 3e-3 to 3e-2).
+    ``paper_epoch_cost`` in the results prices an epoch at both widths on this machine."""
 
     n_train_params: int = 3000
     """Training parameter sets: 12 Latin-hypercube blocks of 250 (the design)."""

@@ -18,6 +18,8 @@ The first seven cells put the best at (256, 1e-2), on the grid's edge, so the gr
 CHECK_EPOCHS = 100
 """Epochs of each check run (the comparison trains 500; the schedule keeps its shape)."""
 CACHE = Path("results/cache/iaemu-tune")
+RESULTS_KEY = "paper_pilot_check"
+"""Where the table goes in results/iaemu.json (its figure: ``iaemu_pilot_check.png`` beside it)."""
 
 
 def run_path(cache: Path, seed: int, batch: int, lr: float, epochs: int) -> Path:
@@ -40,8 +42,8 @@ def table(epochs: int, cache: Path = CACHE, configured: tuple[int, float] | None
     wanted = {(int(b), float(lr)) for b, lr in cells}
     seeds = sorted(s for s in {r["seed"] for r in runs} if wanted <= {_cell(r) for r in runs if r["seed"] == s})
     scored = [r for r in runs if r["seed"] in seeds and _cell(r) in wanted]
-    mean = {cell: float(np.mean([r["validation_score"] for r in scored if _cell(r) == cell])) for cell in sorted(wanted)
-            } if seeds else {}
+    mean = {cell: float(np.mean([r["validation_score"] for r in scored if _cell(r) == cell]))
+            for cell in sorted(wanted) if seeds}
     best_per_seed = {s: list(_cell(min((r for r in scored if r["seed"] == s), key=lambda r: r["validation_score"])))
                      for s in seeds}
     complete = len(seeds) >= min_seeds
@@ -53,3 +55,11 @@ def table(epochs: int, cache: Path = CACHE, configured: tuple[int, float] | None
             "configured": None if configured is None else list(configured),
             "agrees": None if chosen is None or configured is None else chosen == tuple(configured),
             "score": "0.7 MSE + 0.3 Gaussian NLL on the tuning seed's validation split (standardised targets)"}
+
+
+def attach(results: dict, check: dict, out_dir: Path) -> dict:
+    """``results`` with the table ``check`` under :data:`RESULTS_KEY`, and its figure drawn into ``out_dir``."""
+    from symgym.learn.tasks.iaemu.plots import plot_pilot_check
+
+    plot_pilot_check(Path(out_dir) / "iaemu_pilot_check.png", check)
+    return {**results, RESULTS_KEY: check}

@@ -66,7 +66,7 @@ from symgym.learn.tasks.iaemu.floor import (  # noqa: F401  (attach_noise_floor:
     relative_error_floor,
 )
 from symgym.learn.tasks.iaemu.inverse import fit_alignment, inverse_coverage, residual_covariance
-from symgym.learn.tasks.iaemu.pilot_check import CHECK_EPOCHS, table as pilot_check_table
+from symgym.learn.tasks.iaemu.pilot_check import CHECK_EPOCHS, attach as attach_pilot_check, table as pilot_check_table
 from symgym.learn.tasks.iaemu.models import (
     IAEmuNet,
     IAEmulator,
@@ -75,7 +75,7 @@ from symgym.learn.tasks.iaemu.models import (
     mc_dropout_predict,
     train_network,
 )
-from symgym.learn.tasks.iaemu.plots import plot_accuracy, plot_curves, plot_inverse, plot_pilot_check, plot_uncertainty
+from symgym.learn.tasks.iaemu.plots import plot_accuracy, plot_curves, plot_inverse, plot_uncertainty
 from symgym.learn.tasks.iaemu.speed import paper_epoch_cost, speed_report
 from symgym.physics.galaxies import PARAM_NAMES, REALISTIC_HALOS_KWARGS, STAT_NAMES, radial_bins
 
@@ -413,8 +413,7 @@ def run(quick: bool = False, seed: int = 0, out_dir: Path = Path("results"), con
     # learn.tasks.iaemu.tuning's runs, when the cache holds them
     pilot_check = pilot_check_table(CHECK_EPOCHS, cache / "iaemu-tune", (cfg.paper_batch_size, cfg.paper_lr))
     if pilot_check is not None:
-        results["paper_pilot_check"] = pilot_check
-        plot_pilot_check(out_dir / "iaemu_pilot_check.png", pilot_check)
+        results = attach_pilot_check(results, pilot_check, out_dir)
     if cfg.price_full_width:  # one epoch at each width: the paper's full configuration priced on this machine
         fit_idx = np.setdiff1d(np.arange(len(z_train)), val_idx)
         results["paper_epoch_cost"] = paper_epoch_cost(cfg, train["theta"][fit_idx], z_train[fit_idx],

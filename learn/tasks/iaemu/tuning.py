@@ -29,9 +29,8 @@ import torch
 
 from symgym.learn.io import write_json
 from symgym.learn.tasks.iaemu.config import IAEmuConfig
-from symgym.learn.tasks.iaemu.pilot_check import CACHE, CELLS, CHECK_EPOCHS, TUNING_SEEDS, run_path, table
+from symgym.learn.tasks.iaemu.pilot_check import CACHE, CELLS, CHECK_EPOCHS, TUNING_SEEDS, attach, run_path, table
 from symgym.learn.tasks.iaemu.models import validation_score
-from symgym.learn.tasks.iaemu.plots import plot_pilot_check
 from symgym.learn.tasks.iaemu.task import load_training_set, standardised_targets, train_part, validation_split
 
 
@@ -82,8 +81,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.attach is not None:
             if found is None or not args.attach.exists():
                 parser.error(f"nothing to attach: no runs at {args.epochs} epochs, or no file {args.attach}")
-            write_json(args.attach, {**json.loads(args.attach.read_text()), "paper_pilot_check": found})
-            plot_pilot_check(args.attach.parent / "iaemu_pilot_check.png", found)
+            write_json(args.attach, attach(json.loads(args.attach.read_text()), found, args.attach.parent))
         print(json.dumps({k: v for k, v in (found or {}).items() if k != "runs"}, indent=1))
         return
     try:
