@@ -349,7 +349,7 @@ def _tiny_plan(root, **overrides):
 
     settings = dict(config=DHNConfig.quick(), systems=("pendulum",), lr_grid=(1e-3, 1e-2), eval_seeds=(0, 1),
                     tuning_seed=100, curve=CurveSettings(checkpoint_every=2, eval_every=3, n_val=4, fit_iters=2),
-                    cache=root / "cache", results=root / "results", out_dir=root / "out")
+                    cache=root / "cache", checkpoints=root / "carry", results=root / "results", out_dir=root / "out")
     settings.update(overrides)
     return full.Plan(**settings)
 
@@ -519,6 +519,8 @@ def test_tiny_full_study_tunes_then_trains_seeds_and_writes_the_ledger(tmp_path)
     assert (plan.out_dir / "dhn-previous.png").read_bytes() == b"small-budget figure"
     assert (plan.out_dir / "dhn.png").read_bytes() != b"small-budget figure"
     assert results is not None and full.system_done(plan, "pendulum")
+    # checkpoints live in the tracked carry folder while a unit runs; a finished unit leaves none to commit
+    assert plan.checkpoints.exists() and not list(plan.checkpoints.rglob("checkpoint.pt"))
     tuning = json.loads((plan.results / "pendulum" / "tuning.json").read_text())
     for model in plan.models:
         curves = {lr: json.loads(plan.tuning_result("pendulum", model, lr).read_text()) for lr in plan.lr_grid}

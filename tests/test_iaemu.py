@@ -544,6 +544,9 @@ def test_a_full_width_paper_model_is_cached_under_its_own_key_and_the_baselines_
     full = replace(IAEmuConfig(), paper_width=1.0, paper_epochs=500)
     assert seed_cache_path(small, 0, tmp_path, "paper") != seed_cache_path(full, 0, tmp_path, "paper")
     assert seed_cache_path(small, 0, tmp_path, "baselines") == seed_cache_path(full, 0, tmp_path, "baselines")
+    # a paper seed outlasts a sitting and a fresh checkout keeps only what git tracks: it lives in carry/, not cache/
+    assert seed_cache_path(full, 0, tmp_path, "paper").parent == tmp_path / "carry" / "iaemu-seeds"
+    assert seed_cache_path(full, 0, tmp_path, "baselines").parent == tmp_path / "cache" / "iaemu-seeds"
 
 
 def test_training_interrupted_at_a_checkpoint_ends_where_an_uninterrupted_run_does(tmp_path):

@@ -107,7 +107,8 @@ def tuning_table(parts: list[dict]) -> dict:
         if p["n_train"] != first["n_train"] or shared_rule(p["rule"]) != shared_rule(first["rule"]):
             raise ValueError(f"tuning runs differ in sizes or rule: {p['model']} at lr {p['lr']} on seed {p['seeds']}")
         if any(k.startswith("test") for m in p["models"].values() for k in m):
-            raise ValueError(f"a tuning run holds test errors ({p['model']} at lr {p['lr']}): tuning must not see test data")
+            raise ValueError(f"a tuning run holds test errors ({p['model']} at lr {p['lr']}): "
+                             "tuning must not see test data")
     models, all_seeds = {}, set()
     for kind in MODEL_KINDS:
         mine = [p for p in parts if p["model"] == kind]
@@ -179,7 +180,8 @@ def _extend(model: str, seeds: list[int], cache: Path) -> None:
                          f"cached in {cache}; run them first")
     best = tuning_table(parts)["models"][model]["chosen_lr"]
     extra = extension(list(START_GRID), best)
-    print(f"[tune] {model}: best of the start grid {best:g}; " + (f"extending to {extra:g}" if extra else "inner: no extension"), flush=True)
+    print(f"[tune] {model}: best of the start grid {best:g}; "
+          + (f"extending to {extra:g}" if extra else "inner: no extension"), flush=True)
     if extra is not None:
         _run(model, [extra], seeds, cache)
 
@@ -217,7 +219,8 @@ def main(argv: list[str] | None = None) -> None:
         table = tuning_table(load_parts(cache))
         for kind, m in table["models"].items():
             for r in m["rows"]:
-                print(f"{kind:9s} lr {r['lr']:<7g} mean val {r['mean_val_relative_mse']:.5f}  per size {r['val_relative_mse']}  "
+                print(f"{kind:9s} lr {r['lr']:<7g} mean val {r['mean_val_relative_mse']:.5f}  "
+                      f"per size {r['val_relative_mse']}  "
                       f"seeds {m['seeds']}")
         print("chosen:", table["chosen_lr_by_model"])
 

@@ -12,9 +12,12 @@ spring chain) the runner
    and metric, DHN vs HNN and DHN vs plain, Holm across the family), ``dhn.png`` and the learning curves
    ``dhn_learning_curves.png`` for every finished system.
 
-Checkpoints and data live under ``results/cache/dhn-full/`` (ignored by git), the small result JSONs under
-``results/dhn-full/``. Killing the runner loses at most ``checkpoint_every`` iterations of one unit; starting
-it again continues. ``--part i/k`` splits the units over k processes (one torch thread each)::
+Data live under ``results/cache/dhn-full/`` (ignored by git; regenerated in seconds), the small result JSONs
+under ``results/dhn-full/``. A unit's checkpoint lives under ``results/carry/dhn-full/`` (tracked), because a unit
+outlasts a sitting and a fresh checkout holds only what git holds: commit an unfinished unit's checkpoint at the
+end of a sitting and the next one continues it; a finished unit's checkpoint is deleted once its result JSON is
+written. Killing the runner loses at most ``checkpoint_every`` iterations of one unit; starting it again continues.
+``--part i/k`` splits the units over k processes (one torch thread each)::
 
     python -m symgym.learn.tasks.dhn.full time              # 50 iterations per model -> the CPU-hour estimate
     python -m symgym.learn.tasks.dhn.full run --system pendulum [--part 0/2]
@@ -39,7 +42,9 @@ import torch
 
 from symgym.learn.io import atomic_path, save_figure, write_json
 from symgym.learn.tasks.dhn.plots import plot_learning_curves
-from symgym.learn.tasks.dhn.task import SYSTEM_NAMES, DHNConfig, assemble, build_model, make_windows, new_codes, train_step
+from symgym.learn.tasks.dhn.task import (
+    SYSTEM_NAMES, DHNConfig, assemble, build_model, make_windows, new_codes, train_step,
+)
 from symgym.learn.tasks.dhn.training import (
     CurveSettings, Trained, Unit, config_key, evaluate_unit, heldout_metrics, load_data, lr_tag, train_unit,
 )
@@ -65,7 +70,9 @@ class Plan:
     curve: CurveSettings = field(default_factory=CurveSettings)
     """checkpoint and learning-curve cadence, validation trajectories"""
     cache: Path = Path("results/cache/dhn-full")
-    """data and checkpoints (large, ignored by git)"""
+    """data (ignored by git: regenerated from the seeds in seconds)"""
+    checkpoints: Path = Path("results/carry/dhn-full")
+    """unfinished units' checkpoints (~8 MB each, tracked: committed at the end of a sitting so the next continues)"""
     results: Path = Path("results/dhn-full")
     """per-unit result JSONs, tuning choices and the timing measurement (small, committed)"""
     out_dir: Path = Path("results")
@@ -89,10 +96,11 @@ class Plan:
 
     def tuning_unit(self, system: str, model: str, lr: float) -> Unit:
         return Unit(system, model, self.tuning_seed, lr,
-                    self.cache / self.key / system / "tuning" / f"{model}_lr{lr_tag(lr)}")
+                    self.checkpoints / self.key / system / "tuning" / f"{model}_lr{lr_tag(lr)}")
 
     def eval_unit(self, system: str, model: str, seed: int, lr: float) -> Unit:
-        return Unit(system, model, seed, lr, self.cache / self.key / system / f"{model}_s{seed}_lr{lr_tag(lr)}")
+        return Unit(system, model, seed, lr,
+                    self.checkpoints / self.key / system / f"{model}_s{seed}_lr{lr_tag(lr)}")
 
     def tuning_result(self, system: str, model: str, lr: float) -> Path:
         return self.results / system / "tuning" / f"{model}_lr{lr_tag(lr)}.json"
@@ -153,6 +161,7 @@ def run_tuning_unit(plan: Plan, system: str, model: str, lr: float) -> dict:
     result = {"config_key": plan.key, "system": system, "model": model, "seed": plan.tuning_seed, "lr": lr,
               "final": trained.curve[-1], "curve": trained.curve, "train_seconds": round(trained.train_seconds, 1)}
     write_json(plan.tuning_result(system, model, lr), result)
+    shutil.rmtree(unit.folder)  # the result holds what is kept; the checkpoint need not be carried any more
     return result
 
 
@@ -164,6 +173,7 @@ def run_eval_unit(plan: Plan, system: str, model: str, seed: int, lr: float) -> 
     result = {"config_key": plan.key, "system": system, "model": model, "seed": seed, "lr": lr,
               "metrics": metrics, "curves": curves, "learning_curve": trained.curve}
     write_json(plan.seed_result(system, model, seed), result)
+    shutil.rmtree(unit.folder)
     return result
 
 
@@ -229,8 +239,9 @@ def write_ledger(plan: Plan) -> dict | None:
         curves = {}
         for kind in ("rmse", "energy"):
             names = list(plan.models) + (["true simulator"] if kind == "energy" else [])
-            curves[kind] = {n: np.mean([np.asarray(rows[s][plan.models[0] if n == "true simulator" else n]["curves"][kind][n],
-                                                   dtype=float) for s in plan.eval_seeds], 0) for n in names}
+            source = {n: plan.models[0] if n == "true simulator" else n for n in names}  # every row holds the truth
+            curves[kind] = {n: np.mean([np.asarray(rows[s][source[n]]["curves"][kind][n], dtype=float)
+                                        for s in plan.eval_seeds], 0) for n in names}
         per_system[system] = {"system": system, "seeds": list(plan.eval_seeds), "per_seed": per_seed, "curves": curves}
         learning[system] = {m: {"seeds": [rows[s][m]["learning_curve"] for s in plan.eval_seeds],
                                 "tuning": {lr: _read(plan.tuning_result(system, m, lr), plan.key)["curve"]
@@ -383,9 +394,9 @@ def format_status(report: dict[str, Any]) -> str:
     if "cpu_hours_total" in report:
         timing = report["timing"]
         per_iter = ", ".join(f"{m} {t['train_iter_s']:.3f} s" for m, t in timing["models"].items())
-        lines.append(f"  cost (one thread, CPU time; per iteration {per_iter}; measured {timing['measured_at']} at load "
-                     f"{timing['machine']['load_average_1min']}): {report['cpu_hours_total']} CPU-hours in all, "
-                     f"{report['cpu_hours_left']} left"
+        lines.append(f"  cost (one thread, CPU time; per iteration {per_iter}; measured {timing['measured_at']} "
+                     f"at load {timing['machine']['load_average_1min']}): "
+                     f"{report['cpu_hours_total']} CPU-hours in all, {report['cpu_hours_left']} left"
                      + ("" if timing["config_key"] == report["config_key"] else
                         f" (TIMED FOR CONFIG {timing['config_key']}, NOT THIS ONE: rerun `time`)"))
     else:

@@ -17,7 +17,9 @@ The first seven cells put the best at (256, 1e-2), on the grid's edge, so the gr
 256 at the lower rate, and batch 512."""
 CHECK_EPOCHS = 100
 """Epochs of each check run (the comparison trains 500; the schedule keeps its shape)."""
-CACHE = Path("results/cache/iaemu-tune")
+CACHE = Path("results/iaemu-tune")
+"""Each run's JSON (tracked: a fresh checkout keeps only what git holds), and an unfinished run's checkpoint
+beside it (commit it at the end of a sitting to continue it in the next; training deletes it when done)."""
 RESULTS_KEY = "paper_pilot_check"
 """Where the table goes in results/iaemu.json (its figure: ``iaemu_pilot_check.png`` beside it)."""
 

@@ -66,7 +66,8 @@ from symgym.learn.tasks.iaemu.floor import (  # noqa: F401  (attach_noise_floor:
     relative_error_floor,
 )
 from symgym.learn.tasks.iaemu.inverse import fit_alignment, inverse_coverage, residual_covariance
-from symgym.learn.tasks.iaemu.pilot_check import CHECK_EPOCHS, attach as attach_pilot_check, table as pilot_check_table
+from symgym.learn.tasks.iaemu.pilot_check import CACHE as PILOT_CACHE, CHECK_EPOCHS, attach as attach_pilot_check
+from symgym.learn.tasks.iaemu.pilot_check import table as pilot_check_table
 from symgym.learn.tasks.iaemu.models import (
     IAEmuNet,
     IAEmulator,
@@ -81,6 +82,7 @@ from symgym.physics.galaxies import PARAM_NAMES, REALISTIC_HALOS_KWARGS, STAT_NA
 
 UNCERTAIN_MODELS = ("paper", "ensemble")
 PARTS = ("baselines", "paper")  # trained and cached separately per seed
+CARRIED_PARTS = {"paper": "carry"}  # parts kept in the tracked out_dir/carry (see seed_cache_path)
 SEED_CACHE_VERSION = 2  # bump when training changes (evaluation is recomputed from the cached models)
 #: config fields that do not change what one seed trains or how it is scored
 _RUN_ONLY_FIELDS = ("n_seeds", "paper_seeds", "parallel_seeds", "max_workers", "price_full_width", "n_speed_repeats",
@@ -257,13 +259,16 @@ def _seed_job(job: tuple) -> tuple[dict, np.ndarray, dict]:
     return models, val_idx, result
 
 
-def seed_cache_path(cfg: IAEmuConfig, seed: int, cache: Path, part: str) -> Path:
-    """Where one seed's trained ``part`` is cached: keyed by every config field that shapes its training (what is
-    only evaluated, e.g. the test set, is recomputed from the cached models)."""
+def seed_cache_path(cfg: IAEmuConfig, seed: int, out_dir: Path, part: str) -> Path:
+    """Where one seed's trained ``part`` is kept: keyed by every config field that shapes its training (what is
+    only evaluated, e.g. the test set, is recomputed from the kept models). The baselines (minutes a seed) go to the
+    ignored ``out_dir/cache``; the paper model (~1 CPU-hour a seed, more than a sitting holds for five) goes to the
+    tracked ``out_dir/carry``, because a fresh checkout holds only what git holds: its finished models are committed,
+    and an unfinished one's checkpoint at the end of a sitting, so the next sitting continues it."""
     key = {k: v for k, v in asdict(cfg).items() if k not in _RUN_ONLY_FIELDS + _OTHER_PART_FIELDS[part]}
     key.update(version=SEED_CACHE_VERSION, part=part)
     digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return cache / "iaemu-seeds" / f"{digest}_{part}_seed{seed}.pt"
+    return out_dir / CARRIED_PARTS.get(part, "cache") / "iaemu-seeds" / f"{digest}_{part}_seed{seed}.pt"
 
 
 def partial_path(path: Path) -> Path:
@@ -342,8 +347,8 @@ def run(quick: bool = False, seed: int = 0, out_dir: Path = Path("results"), con
         cache_seeds: bool | None = None) -> dict:
     """Simulate (or load) the data, train every emulator for ``n_seeds`` seeds, evaluate, plot; returns results.
 
-    ``cache_seeds`` (default: on for the full task, off for ``quick``) stores each finished seed under
-    ``out_dir/cache/iaemu-seeds`` and reuses it, so seeds can be trained by separate workers (:func:`main`)."""
+    ``cache_seeds`` (default: on for the full task, off for ``quick``) stores each finished seed's parts
+    (:func:`seed_cache_path`) and reuses them, so seeds can be trained by separate workers (:func:`main`)."""
     torch.set_num_threads(1)
     cfg = config or (QUICK if quick else IAEmuConfig())
     out_dir = Path(out_dir)
@@ -353,7 +358,7 @@ def run(quick: bool = False, seed: int = 0, out_dir: Path = Path("results"), con
     z_train_norm, z_train = standardised_targets(train)
     seeds = [seed + k for k in range(cfg.n_seeds)]
     jobs = [(cfg, s, _parts(cfg, k), train, test, z_train, z_train_norm,
-             {p: seed_cache_path(cfg, s, cache, p) for p in _parts(cfg, k)} if cache_seeds else {})
+             {p: seed_cache_path(cfg, s, out_dir, p) for p in _parts(cfg, k)} if cache_seeds else {})
             for k, s in enumerate(seeds)]
     if cfg.parallel_seeds and len(seeds) > 1:
         workers = min(len(seeds), cfg.max_workers)
@@ -411,7 +416,7 @@ def run(quick: bool = False, seed: int = 0, out_dir: Path = Path("results"), con
     results["noise_floor"] = noise_floor_summary(results, relative_error_floor(test["stats"]))
     results["models_per_seed"] = {s: sorted(r["err_over_scatter"]) for s, r in zip(seeds, per_seed)}
     # learn.tasks.iaemu.tuning's runs, when the cache holds them
-    pilot_check = pilot_check_table(CHECK_EPOCHS, cache / "iaemu-tune", (cfg.paper_batch_size, cfg.paper_lr))
+    pilot_check = pilot_check_table(CHECK_EPOCHS, out_dir / PILOT_CACHE.name, (cfg.paper_batch_size, cfg.paper_lr))
     if pilot_check is not None:
         results = attach_pilot_check(results, pilot_check, out_dir)
     if cfg.price_full_width:  # one epoch at each width: the paper's full configuration priced on this machine
@@ -455,7 +460,7 @@ def main(argv: list[str] | None = None) -> None:
     _, z_train = standardised_targets(train)
     for s in args.seeds:  # seed s is the s-th seed of the default run (which starts at seed 0)
         for part in args.parts:
-            path = seed_cache_path(cfg, s, cache, part)
+            path = seed_cache_path(cfg, s, Path(args.out_dir), part)
             if path.exists():
                 continue
             t0 = time.process_time()
