@@ -175,3 +175,29 @@ def test_an_env_without_its_extra_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "pybullet_data", None)
     with pytest.raises(MissingExtraError, match=r"TabletopStacking-v0.*symgym\[tabletop\]"):
         make_env("TabletopStacking-v0")
+
+
+def test_training_state_that_outlasts_a_sitting_is_where_git_tracks_it():
+    """A fresh checkout holds only what git holds: the long studies' carried state must not be ignored, the
+    regenerable caches must be (so a `git add` of results/ never sweeps them in)."""
+    import shutil
+
+    from symgym.learn.tasks.dhn.full import Plan
+    from symgym.learn.tasks.iaemu.config import IAEmuConfig
+    from symgym.learn.tasks.iaemu.pilot_check import CACHE as PILOT_RUNS
+    from symgym.learn.tasks.iaemu.task import seed_cache_path
+
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+
+    def ignored(path: Path) -> bool:
+        proc = subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=ROOT)
+        assert proc.returncode in (0, 1), f"git check-ignore failed on {path}"
+        return proc.returncode == 0
+
+    plan, cfg = Plan(), IAEmuConfig()
+    carried = [seed_cache_path(cfg, 0, Path("results"), "paper"), plan.checkpoints / "key" / "unit" / "checkpoint.pt",
+               PILOT_RUNS / "run.json", PILOT_RUNS / "run.partial.pt"]
+    assert not [p for p in carried if ignored(p)]
+    cached = [seed_cache_path(cfg, 0, Path("results"), "baselines"), plan.cache / "data.npz"]
+    assert all(ignored(p) for p in cached)
