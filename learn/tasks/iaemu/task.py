@@ -82,7 +82,7 @@ from symgym.physics.galaxies import PARAM_NAMES, REALISTIC_HALOS_KWARGS, STAT_NA
 
 UNCERTAIN_MODELS = ("paper", "ensemble")
 PARTS = ("baselines", "paper")  # trained and cached separately per seed
-CARRIED_PARTS = {"paper": "carry"}  # parts kept in the tracked out_dir/carry (see seed_cache_path)
+PART_FOLDERS = {"baselines": "cache", "paper": "carry"}  # under out_dir: ignored cache, tracked carry (seed_cache_path)
 SEED_CACHE_VERSION = 2  # bump when training changes (evaluation is recomputed from the cached models)
 #: config fields that do not change what one seed trains or how it is scored
 _RUN_ONLY_FIELDS = ("n_seeds", "paper_seeds", "parallel_seeds", "max_workers", "price_full_width", "n_speed_repeats",
@@ -268,7 +268,7 @@ def seed_cache_path(cfg: IAEmuConfig, seed: int, out_dir: Path, part: str) -> Pa
     key = {k: v for k, v in asdict(cfg).items() if k not in _RUN_ONLY_FIELDS + _OTHER_PART_FIELDS[part]}
     key.update(version=SEED_CACHE_VERSION, part=part)
     digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return out_dir / CARRIED_PARTS.get(part, "cache") / "iaemu-seeds" / f"{digest}_{part}_seed{seed}.pt"
+    return out_dir / PART_FOLDERS[part] / "iaemu-seeds" / f"{digest}_{part}_seed{seed}.pt"
 
 
 def partial_path(path: Path) -> Path:
