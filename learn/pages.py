@@ -299,7 +299,7 @@ def sweep_report_markdown(data: dict[str, Any]) -> str | None:
     """``symgym report``'s markdown (claims with their statistics, IQMs per group) for a sweep's results JSON."""
     if not ("sweep" in data and "groups" in data and "metrics" in data and data.get("evidence")):
         return None
-    from symgym.learn.evidence.report import ledger_markdown
+    from symgym.learn.evidence.report_markdown import ledger_markdown
 
     return ledger_markdown(data)
 

@@ -12,7 +12,8 @@ pytest.importorskip("rliable", reason="needs the sweep extra: pip install 'symgy
 
 from symgym.learn.evidence import report as report_mod  # noqa: E402
 from symgym.learn.io import write_json  # noqa: E402
-from symgym.learn.evidence.report import build_report, iqm_with_ci, ledger_markdown, report_main  # noqa: E402
+from symgym.learn.evidence.report import build_report, iqm_with_ci, report_main  # noqa: E402
+from symgym.learn.evidence.report_markdown import ledger_changes, ledger_markdown  # noqa: E402
 from symgym.learn.evidence.sweep import expand, load_spec, trials_dir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,6 +112,21 @@ def test_report_counts_missing_trials_and_writes_json_png_and_markdown(tmp_path,
     assert md == ledger_markdown(data)
     assert "| sym-mppi beats mppi on SymReach-v0 | mean_return (higher is better) | 4 |" in md
     assert md.rstrip().splitlines()[4].endswith("| underpowered |")
+
+
+def test_ledger_changes_lists_only_changed_verdicts_and_new_claims():
+    def entry(claim, holds, p=None):
+        return {"claim": claim, "metric": "success", "holds": holds, "p_value": p,
+                "p_adjusted": None if p is None else 2 * p, "reason": f"reason for {claim}; detail"}
+
+    old = {"sweep": "s", "evidence": [entry("a", True), entry("b", "inconclusive"), entry("c", False)]}
+    new = {"sweep": "s", "evidence": [entry("a", True, 0.01), entry("b", False, 0.02), entry("c", "underpowered"),
+                                      entry("d", True)]}
+    md = ledger_changes([(old, new)], header="# changes")
+    assert md.startswith("# changes\n") and "## s: 2 of 4 verdicts changed" in md
+    assert "- b [success]: **inconclusive -> no** (raw p 0.02, Holm 0.04). reason for b." in md
+    assert "- c [success]: **no -> underpowered**. reason for c." in md
+    assert "- new claim: d -> yes" in md and "- a [" not in md
 
 
 def test_a_results_json_re_reports_from_the_spec_it_embeds(tmp_path):

@@ -7,7 +7,7 @@ curves (IQM and CI band per point) where trials logged one. These aggregates are
 percentile bootstrap over five seeds covers less than its nominal 95%. The claims of the spec become the results
 JSON's ``evidence`` list (:func:`symgym.learn.evidence.ledger.claim`: t-intervals on paired per-seed differences,
 Fieller for ratios, two-sided t-tests, Holm across the sweep's claims, saturated and censored metrics handled)
-and ``--markdown`` prints it as the README's tables.
+and ``--markdown`` prints it as the README's tables (:mod:`symgym.learn.evidence.report_markdown`).
 
 Provenance: each trial summary records the code it ran (the files and their hashes,
 :mod:`symgym.learn.evidence.provenance`). A claim whose trials ran different code (a file both recorded, with two
@@ -30,6 +30,7 @@ from symgym.learn.io import save_figure, write_json
 from symgym.learn.evidence import ledger as ledger_mod
 from symgym.learn.evidence.ledger import adjust, claim, summarize
 from symgym.learn.evidence.provenance import code_conflicts, fingerprint_of
+from symgym.learn.evidence.report_markdown import ledger_markdown
 from symgym.learn.evidence.sweep import SweepSpec, expand, expand_claims, load_spec, select, stale_keys, trials_dir
 
 #: bootstrap repetitions (arch resamples in a Python loop: 2000 keep a sweep's report to about a minute here)
@@ -460,80 +461,6 @@ def sweep_and_report(name: str, out_dir: str | Path = "results", quick: bool = F
 
 
 # -- markdown ---------------------------------------------------------------------------------------
-def _fmt(x: Any, signed: bool = False) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "n/a"
-    x = float(x)
-    s = f"{x:+.3g}" if signed else f"{x:.3g}"
-    return f"{x:+.0f}" if signed and abs(x) >= 1000 else f"{x:.0f}" if abs(x) >= 1000 else s
-
-
-VERDICT_WORDS = {True: "yes", False: "no"}
-
-
-def _side_cell(e: dict[str, Any], side: str) -> str:
-    cell = f"{e[side]} {_fmt(e[side + '_value'])}"
-    c = e.get("censored")
-    if c:
-        n = e["n_seeds"] if e.get("paired") else e.get(f"n_{side}", e["n_seeds"])
-        cell += f" ({round(c[side + '_reached'] * n)}/{n} reached)"
-    return cell
-
-
-def ledger_markdown(report: dict[str, Any]) -> str:
-    """The README's tables for one results JSON: the claims ledger, then IQMs per group."""
-    name = report["sweep"]
-    stats = report.get("statistics", {}).get("claims", {})
-    stats = stats if isinstance(stats, dict) else {}  # results JSONs from before the ledger named its methods
-    lines = [f"Claims ledger of sweep `{name}` ({report['trials']['finished']} trials finished, "
-             f"{report['trials']['missing']} missing; `symgym report {name} --markdown`). Intervals: "
-             f"{stats.get('difference', 'see JSON')}; p: {stats.get('test', 'n/a')}, "
-             f"{stats.get('multiplicity', 'unadjusted')}:", "",
-             "| claim | metric | seeds | method | baseline | effect | 95% CI | p (Holm) | holds |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for e in report["evidence"]:
-        arrow = "higher" if e["higher_is_better"] else "lower"
-        lo, hi = e["ci95"]
-        verdict = VERDICT_WORDS.get(e["holds"], e["holds"]) if isinstance(e["holds"], bool) else str(e["holds"])
-        p_adj = e.get("p_adjusted")
-        effect = "restricted-mean difference" if e.get("censored") else e["effect"]
-        lines.append(f"| {e['claim']} | {e['metric']} ({arrow} is better) | {e['n_seeds']} | "
-                     f"{_side_cell(e, 'method')} | {_side_cell(e, 'baseline')} | "
-                     f"{effect} {_fmt(e['effect_value'], signed=e['effect'] == 'difference')} | "
-                     f"[{_fmt(lo)}, {_fmt(hi)}] | {_fmt(p_adj)} | {verdict} |")
-    metrics = report["metrics"]
-    lines += ["", "| group | " + " | ".join(f"{m} IQM [95% CI]" for m in metrics) + " | seeds |",
-              "|---|" + "---|" * len(metrics) + "---|"]
-    for g in sorted(report["groups"]):
-        ms = report["groups"][g]["metrics"]
-        cells = []
-        for m in metrics:
-            e = ms.get(m)
-            cells.append("n/a" if e is None else f"{_fmt(e['iqm'])} [{_fmt(e['ci95'][0])}, {_fmt(e['ci95'][1])}]")
-        n = max((e["n_seeds"] for e in ms.values()), default=0)
-        lines.append(f"| {g} | " + " | ".join(cells) + f" | {n} |")
-    return "\n".join(lines) + "\n"
-
-
-def ledger_changes(pairs: list[tuple[dict[str, Any], dict[str, Any]]], header: str = "") -> str:
-    """Markdown list of the verdicts that differ between an old and a new report of each sweep (matched by claim
-    text), with the new entry's reason: what re-reporting under new rules changed."""
-    word = lambda h: VERDICT_WORDS.get(h, h) if isinstance(h, bool) else str(h)  # noqa: E731
-    lines = [header] if header else []
-    for old, new in pairs:
-        before = {e["claim"]: e for e in old["evidence"]}
-        changed = [(before[e["claim"]], e) for e in new["evidence"]
-                   if e["claim"] in before and before[e["claim"]]["holds"] != e["holds"]]
-        lines += ["", f"## {new['sweep']}: {len(changed)} of {len(new['evidence'])} verdicts changed", ""]
-        for o, e in changed:
-            p = "" if e.get("p_value") is None else f" (raw p {e['p_value']:.3g}, Holm {e['p_adjusted']:.3g})"
-            lines.append(f"- {e['claim']} [{e['metric']}]: **{word(o['holds'])} -> {word(e['holds'])}**{p}. "
-                         f"{e['reason'].split('; ')[0]}.")
-        added = [e for e in new["evidence"] if e["claim"] not in before]
-        lines += [f"- new claim: {e['claim']} -> {word(e['holds'])}" for e in added]
-    return "\n".join(lines).lstrip("\n") + "\n"
-
-
 def report_main(args) -> int:
     spec = resolve_sweep(args.sweep, args.out)
     report = build_report(spec, args.out, allow_mixed_code=getattr(args, "allow_mixed_code", False))
