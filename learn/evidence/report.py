@@ -460,7 +460,7 @@ def sweep_and_report(name: str, out_dir: str | Path = "results", quick: bool = F
     return report
 
 
-# -- markdown ---------------------------------------------------------------------------------------
+# -- command line -----------------------------------------------------------------------------------
 def report_main(args) -> int:
     spec = resolve_sweep(args.sweep, args.out)
     report = build_report(spec, args.out, allow_mixed_code=getattr(args, "allow_mixed_code", False))
