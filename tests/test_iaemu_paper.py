@@ -60,6 +60,24 @@ def test_paper_model_shapes_dropout_and_gradients(n_bins):
         mc_dropout_predict(model, theta, n_passes=1)
 
 
+def test_mc_dropout_is_seeded():
+    """A re-evaluation of the same model gives the same moments (verdicts must not move with dropout draws)."""
+    torch.manual_seed(0)
+    model = IAEmuNet(PARAM_LOW, PARAM_HIGH, n_bins=12, hidden=32, width=0.25).eval()
+    theta = torch.as_tensor(sample_params(5, seed=1), dtype=torch.float32)
+    state = torch.get_rng_state()
+    a = mc_dropout_predict(model, theta, n_passes=12, seed=3, chunk=5)
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's stream is untouched
+    torch.rand(7)  # whatever runs in between does not matter
+    b = mc_dropout_predict(model, theta, n_passes=12, seed=3, chunk=5)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key])
+    other = mc_dropout_predict(model, theta, n_passes=12, seed=4)
+    assert not torch.allclose(a["mean"], other["mean"])
+    with pytest.raises(ValueError, match="chunk"):
+        mc_dropout_predict(model, theta, n_passes=4, chunk=0)
+
+
 def test_beta_nll_per_statistic_beta_matches_separate_losses():
     torch.manual_seed(1)
     mean, target, log_var = torch.randn(16, 3, 20), torch.randn(16, 3, 20), torch.randn(16, 3, 20)

@@ -151,21 +151,34 @@ class IAEmuNet(nn.Module):
         return self
 
 
-def mc_dropout_predict(model: IAEmuNet, theta: torch.Tensor, n_passes: int = 30) -> dict[str, torch.Tensor]:
-    """Predictive moments from ``n_passes`` dropout samples, evaluated as one batch.
+def mc_dropout_predict(model: IAEmuNet, theta: torch.Tensor, n_passes: int = 30, seed: int | None = 0,
+                       chunk: int = 32) -> dict[str, torch.Tensor]:
+    """Predictive moments from ``n_passes`` dropout samples, evaluated ``chunk`` passes to a batch.
 
     mean: average sampled mean; aleatoric: average predicted variance; epistemic: variance of the
-    sampled means (all in standardised units).
+    sampled means (all in standardised units). The dropout masks come from ``seed`` in a forked RNG, so
+    the same model, queries and ``chunk`` give the same moments whatever ran before, and the caller's random
+    stream is left as it was; ``seed=None`` draws them from the global stream instead. (``chunk`` bounds the
+    memory; it also orders the draws, so another chunk gives other masks.)
     """
     if n_passes < 2:
         raise ValueError(f"n_passes must be >= 2 for an epistemic variance, got {n_passes}")
-    model.mc_dropout(True)
-    try:
-        mean, log_var = model(theta.repeat(n_passes, 1))
-    finally:
-        model.mc_dropout(False)
-    mean = mean.view(n_passes, len(theta), *mean.shape[1:])
-    var = log_var.exp().view_as(mean)
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    means, variances = [], []
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        model.mc_dropout(True)
+        try:
+            for start in range(0, n_passes, chunk):
+                k = min(chunk, n_passes - start)
+                mean, log_var = model(theta.repeat(k, 1))
+                means.append(mean.view(k, len(theta), *mean.shape[1:]))
+                variances.append(log_var.exp().view_as(means[-1]))
+        finally:
+            model.mc_dropout(False)
+    mean, var = torch.cat(means), torch.cat(variances)
     return {"mean": mean.mean(0), "aleatoric": var.mean(0), "epistemic": mean.var(0, unbiased=False)}
 
 
