@@ -29,7 +29,8 @@ class AtlasDConfig:
     global_batch: int = 4
     #: the global CNN stops training once its chart-pixel fit is this good (about the charts' own)
     global_target_fit: float = 0.015
-    exact_seeds: tuple[int, ...] = (0, 1, 2)
+    #: 5 seeds (3 until 2026-12-07, which the ledger calls underpowered: it gives no verdict under 5 a side)
+    exact_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     #: seeds of the trained-predictor local vs global discovery (``seed`` itself is the main run's)
     pde_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     synthetic_charts: int = 3
@@ -37,7 +38,8 @@ class AtlasDConfig:
     synthetic_candidates: int = 10  # MLP charts are cheap: enough discrete starts to hit all 4 components
     synthetic_discrete_steps: int = 200
     lorentz: LorentzConfig = field(default_factory=lambda: LorentzConfig(fit_steps=2500, lie=LieDiscoveryConfig(steps=60, restarts=1, batch=64, coef_std=0.5)))
-    lorentz_seeds: tuple[int, ...] = (0, 1, 2)
+    #: 5 seeds (3 until 2026-12-07; see ``exact_seeds``)
+    lorentz_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     downstream_sizes: tuple[int, ...] = (1, 4, 16, 64)
     #: 10 seeds (5 until 2026-12-07): the plain CNN's test error varies so much between seeds (0.011 to 0.15 at 64
     #: fields) that five left every downstream claim inconclusive while the steerable CNN was ahead on every seed
