@@ -241,3 +241,39 @@ def test_merge_keeps_the_stored_downstream_when_too_few_seeds_converged(tmp_path
     assert out["atlasd_config"] == {"downstream_steps": 200}
     claims = [e for e in out["evidence"] if e["claim"].startswith("AtlasD downstream")]
     assert len(claims) == 1 and claims[0]["n_seeds"] == 3
+
+
+def _lorentz_run(seed, angle):
+    return {"seed": seed, "group": "so(1,3)", "true_n_generators": 6, "discovered_n_generators": 6, "count_correct": True,
+            "losses_by_k": [0.01] * 6 + [0.2], "thresholds_by_k": [0.05] * 7,
+            "comparison_at_true_size": {"max_principal_angle_deg": angle, "principal_angles_deg": [angle / 2, angle]},
+            "random_subspace_max_angle_deg": {"mean": 85.0, "min": 80.0}}
+
+
+def test_merge_replaces_the_exact_control_and_the_jets_algebra_by_cached_pieces(tmp_path):
+    """One piece per seed, merged in seed order; the 3-seed claims of the stored results get their verdicts."""
+    from symgym.learn.io import write_json
+    from symgym.learn.tasks.atlasd import seeds as seeds_mod
+
+    cache = tmp_path / "cache"
+    _write_cache(cache, 5, pde=False)
+    for s in (4, 0, 3, 1, 2):  # written out of order
+        write_json(cache / f"exact_seed{s}.json", {"seeds": [s], "local_loss_best": [0.001 + 1e-4 * s],
+                                                   "global_loss_best": [2.0 + 0.1 * s]})
+        write_json(cache / f"lorentz_seed{s}.json", _lorentz_run(s, 1.5 + 0.1 * s))
+    path = tmp_path / "atlasd.json"
+    _stored_results(path)
+    before = {e["claim"]: e["holds"] for e in seeds_mod.merge(path, tmp_path / "empty")["evidence"]}
+    _stored_results(path)
+    out = seeds_mod.merge(path, cache)
+    assert out["pde_exact_simulator"]["seeds"] == [0, 1, 2, 3, 4]
+    assert out["pde_exact_simulator"]["global_loss_best"] == [2.0, 2.1, 2.2, 2.3, 2.4]
+    assert [r["seed"] for r in out["lorentz"]["runs"]] == [0, 1, 2, 3, 4]
+    assert out["lorentz"]["max_principal_angle_deg_at_true_size"] == [1.5, 1.6, 1.7, 1.8, 1.9]
+    assert out["atlasd_config"]["exact_seeds"] == out["atlasd_config"]["lorentz_seeds"] == [0, 1, 2, 3, 4]
+    after = {e["claim"]: e["holds"] for e in out["evidence"]}
+    exact = next(c for c in after if "exact simulator" in c)
+    algebra = next(c for c in after if "closer to so(1,3)" in c)
+    assert before[exact] == before[algebra] == "underpowered"
+    assert after[exact] is True and after[algebra] is True
+    assert (tmp_path / "atlasd_lorentz.png").exists()

@@ -5,6 +5,8 @@ multi-seed parts can instead be run here one piece at a time (each piece cached 
 cut-short sitting resumes), then attached to an existing ``results/atlasd.json`` with ``merge``:
 
     python -m symgym.learn.tasks.atlasd.seeds pde --seeds 0,1,2,3,4
+    python -m symgym.learn.tasks.atlasd.seeds exact --seeds 0,1,2,3,4     # the exact-simulator control
+    python -m symgym.learn.tasks.atlasd.seeds lorentz --seeds 0,1,2,3,4   # so(1,3) on jets
     python -m symgym.learn.tasks.atlasd.seeds downstream --seeds 0,2,4   # both models, seed by seed
     python -m symgym.learn.tasks.atlasd.seeds downstream --seeds 1,3      # (a second process, if cores allow)
     python -m symgym.learn.tasks.atlasd.seeds merge [--compare-cache DIR] [--tuning-cache DIR]
@@ -18,16 +20,20 @@ tuning seeds and 10 comparison seeds: ``tuning run --model steerable`` and ``--m
 ``results/cache/atlasd-tune2``; ``extend`` where a choice sits on an edge), the chosen rates written into
 ``AtlasDConfig.downstream_rule``, then ``downstream --seeds 0,2,4,6,8 --cache results/cache/atlasd-seeds-nval32``
 (and ``1,3,5,7,9`` in a second process) and ``merge --cache results/cache/atlasd-seeds-nval32 --tuning-cache
-results/cache/atlasd-tune2``.)
+results/cache/atlasd-tune2``. The exact-simulator control and the jets algebra went from 3 to 5 seeds in a full
+``symgym task atlasd`` run whose two blocks were copied into the stored results (``merged_parts`` there); ``exact``
+and ``lorentz`` here compute the same blocks piece by piece, and ``merge`` replaces them.)
 
 A cache holds runs of one rule: a cached piece run under another rule than the config's is an error, not reused.
 
 Both paths call the same functions with the same :class:`AtlasDConfig` (the full, non-quick one), so a
-merged result is what the full run would write for these parts. ``merge`` replaces ``pde_seeds`` and
-``downstream`` (the stored short-trained ``downstream`` is kept as ``downstream_previous``, a stored one trained
-to convergence under another rule as ``downstream_previous_rule``; with fewer than ``MIN_LEDGER_SEEDS`` seeds trained with both models the new runs are
-attached as ``downstream_converged_partial`` instead and the stored comparison stays), then re-makes
-every ledger entry from the stored values and applies Holm over the whole family (as
+merged result is what the full run would write for these parts (the steerable CNN's downstream runs excepted:
+a second run did not reproduce them, results/atlasd.json ``downstream_replicate``). ``merge`` replaces
+``pde_seeds``, ``pde_exact_simulator`` and ``lorentz`` where the cache has their pieces, and ``downstream`` (the
+stored short-trained ``downstream`` is kept as ``downstream_previous``, a stored one trained to convergence under
+another rule as ``downstream_previous_rule``; with fewer than ``MIN_LEDGER_SEEDS`` seeds trained with both models
+the new runs are attached as ``downstream_converged_partial`` instead and the stored comparison stays), then
+re-makes every ledger entry from the stored values and applies Holm over the whole family (as
 :mod:`learn.tasks.atlasd.cosets` does).
 """
 from __future__ import annotations
@@ -62,6 +68,50 @@ def _pde(seeds: list[int], cache: Path) -> None:
         print(f"[pde] seed {s}: local k={loc['n_generators']} cos={loc['cosine_to_truth']} L1={loc['count_losses_by_k'][0]} "
               f"comps={loc['true_components_found']} | global k={glo['n_generators']} cos={glo['cosine_to_truth']} "
               f"L1={glo['count_losses_by_k'][0]}", flush=True)
+
+
+def _exact(seeds: list[int], cache: Path) -> None:
+    """The exact-simulator control, one seed per piece (the full run loops over ``exact_seeds`` the same way)."""
+    from symgym.learn.io import write_json
+    from symgym.learn.tasks.atlasd.config import AtlasDConfig
+    from symgym.learn.tasks.atlasd.pde import make_pde_data, run_exact_simulator_control
+
+    cfg = AtlasDConfig()
+    data = None
+    for s in seeds:
+        path = cache / f"exact_seed{s}.json"
+        if path.exists():
+            continue
+        data = data or make_pde_data(cfg)
+        write_json(path, run_exact_simulator_control(replace(cfg, exact_seeds=(s,)), data.sim, data.centres))
+
+
+def _lorentz(seeds: list[int], cache: Path) -> None:
+    """so(1,3) discovery on jets, one seed per piece."""
+    from symgym.learn.io import write_json
+    from symgym.learn.tasks.atlasd.config import AtlasDConfig
+    from symgym.learn.tasks.atlasd.lorentz import run_lorentz
+
+    for s in seeds:
+        path = cache / f"lorentz_seed{s}.json"
+        if not path.exists():
+            write_json(path, run_lorentz(AtlasDConfig().lorentz, s))
+
+
+def _merge_exact_and_lorentz(results: dict, cache: Path, config: dict) -> list[dict]:
+    """Replace ``pde_exact_simulator`` and ``lorentz`` by the cached pieces, where there are any; returns the
+    Lorentz runs merged (to redraw their figure)."""
+    from symgym.learn.tasks.atlasd.task import lorentz_summary
+
+    exact = sorted((json.loads(p.read_text()) for p in cache.glob("exact_seed*.json")), key=lambda r: r["seeds"][0])
+    if exact:
+        results["pde_exact_simulator"] = {k: [v for r in exact for v in r[k]] for k in exact[0]}
+        config["exact_seeds"] = results["pde_exact_simulator"]["seeds"]
+    lorentz = [json.loads(p.read_text()) for p in cache.glob("lorentz_seed*.json")]
+    if lorentz:
+        results["lorentz"] = lorentz_summary(lorentz)
+        config["lorentz_seeds"] = [r["seed"] for r in results["lorentz"]["runs"]]
+    return results["lorentz"]["runs"] if lorentz else []
 
 
 def _downstream(seeds: list[int], models: tuple[str, ...], cache: Path, rule: dict | None = None) -> None:
@@ -124,7 +174,7 @@ def merge(results_path: Path, cache: Path, compare_cache: Path | None = None, tu
     from symgym.learn.io import write_json
     from symgym.learn.tasks.atlasd.cosets import evidence as coset_evidence
     from symgym.learn.tasks.atlasd.pde import pde_seed_table
-    from symgym.learn.tasks.atlasd.plots import plot_downstream, plot_downstream_curves, plot_tuning
+    from symgym.learn.tasks.atlasd.plots import plot_downstream, plot_downstream_curves, plot_lorentz, plot_tuning
     from symgym.learn.tasks.atlasd.task import _evidence, merge_downstream
 
     results = json.loads(results_path.read_text())
@@ -165,6 +215,7 @@ def merge(results_path: Path, cache: Path, compare_cache: Path | None = None, tu
                                             "the rule; not in the ledger"}
     if pde_runs:
         config["pde_seeds"] = results["pde_seeds"]["seeds"]
+    lorentz_runs = _merge_exact_and_lorentz(results, cache, config)
     runs = results.get("lorentz_cosets", {}).get("runs", [])
     results["evidence"] = adjust(_evidence(results) + (coset_evidence(runs) if runs else []))
     write_json(results_path, results)
@@ -174,12 +225,14 @@ def merge(results_path: Path, cache: Path, compare_cache: Path | None = None, tu
                            out_dir / "atlasd_downstream_curves.png")
     if "downstream_tuning" in results:
         plot_tuning(results["downstream_tuning"], out_dir / "atlasd_downstream_tuning.png")
+    if lorentz_runs:
+        plot_lorentz(lorentz_runs, out_dir / "atlasd_lorentz.png")
     return results
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("part", choices=("pde", "downstream", "merge"))
+    ap.add_argument("part", choices=("pde", "exact", "lorentz", "downstream", "merge"))
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--model", choices=("steerable", "cnn", "both"), default="both")
     ap.add_argument("--cache", default=str(CACHE))
@@ -194,6 +247,10 @@ def main(argv: list[str] | None = None) -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.part == "pde":
         _pde(seeds, cache)
+    elif args.part == "exact":
+        _exact(seeds, cache)
+    elif args.part == "lorentz":
+        _lorentz(seeds, cache)
     elif args.part == "downstream":
         pairs = [kv.split("=") for kv in args.rule.split(",") if kv]
         if any(k == "lr_by_model" for k, _ in pairs):  # a mapping does not fit k=v: per-model rates come from the config
