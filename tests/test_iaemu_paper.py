@@ -74,6 +74,8 @@ def test_mc_dropout_is_seeded():
         torch.testing.assert_close(a[key], b[key])
     other = mc_dropout_predict(model, theta, n_passes=12, seed=4)
     assert not torch.allclose(a["mean"], other["mean"])
+    unseeded = [mc_dropout_predict(model, theta, n_passes=4, seed=None)["mean"] for _ in range(2)]
+    assert not torch.equal(*unseeded)  # seed=None draws fresh masks from the global stream
     with pytest.raises(ValueError, match="chunk"):
         mc_dropout_predict(model, theta, n_passes=4, chunk=0)
 

@@ -20,6 +20,7 @@ Every network reads box-normalised parameters and predicts standardised targets 
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,7 +167,8 @@ def mc_dropout_predict(model: IAEmuNet, theta: torch.Tensor, n_passes: int = 30,
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     means, variances = [], []
-    with torch.random.fork_rng(devices=[]):
+    # seed=None must advance the global stream (forking would replay the same masks on every call)
+    with contextlib.nullcontext() if seed is None else torch.random.fork_rng(devices=[]):
         if seed is not None:
             torch.manual_seed(seed)
         model.mc_dropout(True)
