@@ -277,3 +277,19 @@ def test_merge_replaces_the_exact_control_and_the_jets_algebra_by_cached_pieces(
     assert before[exact] == before[algebra] == "underpowered"
     assert after[exact] is True and after[algebra] is True
     assert (tmp_path / "atlasd_lorentz.png").exists()
+
+
+def test_exact_and_lorentz_pieces_compute_only_the_seeds_not_cached(tmp_path, monkeypatch):
+    from symgym.learn.io import write_json
+    from symgym.learn.tasks.atlasd import lorentz, pde, seeds as seeds_mod
+
+    write_json(tmp_path / "lorentz_seed0.json", _lorentz_run(0, 1.0))
+    ran = []
+    monkeypatch.setattr(lorentz, "run_lorentz", lambda cfg, s: ran.append(s) or _lorentz_run(s, 2.0))
+    seeds_mod._lorentz([0, 1, 2], tmp_path)
+    assert ran == [1, 2] and (tmp_path / "lorentz_seed2.json").exists()
+
+    for s in (0, 1):
+        write_json(tmp_path / f"exact_seed{s}.json", {"seeds": [s]})
+    monkeypatch.setattr(pde, "make_pde_data", lambda cfg: (_ for _ in ()).throw(AssertionError("no data needed")))
+    seeds_mod._exact([0, 1], tmp_path)  # everything cached: the PDE data is not even built

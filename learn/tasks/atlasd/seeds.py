@@ -53,15 +53,18 @@ CACHE = Path("results/cache/atlasd-seeds")
 MIN_LEDGER_SEEDS = 3
 
 
+def _missing_pieces(cache: Path, stem: str, seeds: list[int]) -> list[tuple[int, Path]]:
+    """(seed, path) of each seed whose piece ``cache/{stem}{seed}.json`` is not cached yet."""
+    paths = [(s, cache / f"{stem}{s}.json") for s in seeds]
+    return [(s, path) for s, path in paths if not path.exists()]
+
+
 def _pde(seeds: list[int], cache: Path) -> None:
     from symgym.learn.io import write_json
     from symgym.learn.tasks.atlasd.pde import run_pde_seed
     from symgym.learn.tasks.atlasd.config import AtlasDConfig
 
-    for s in seeds:
-        path = cache / f"pde_seed{s}.json"
-        if path.exists():
-            continue
+    for s, path in _missing_pieces(cache, "pde_seed", seeds):
         res = run_pde_seed(AtlasDConfig(), s)
         write_json(path, res)
         loc, glo = res["local"], res["global"]
@@ -76,13 +79,12 @@ def _exact(seeds: list[int], cache: Path) -> None:
     from symgym.learn.tasks.atlasd.config import AtlasDConfig
     from symgym.learn.tasks.atlasd.pde import make_pde_data, run_exact_simulator_control
 
+    missing = _missing_pieces(cache, "exact_seed", seeds)
+    if not missing:
+        return
     cfg = AtlasDConfig()
-    data = None
-    for s in seeds:
-        path = cache / f"exact_seed{s}.json"
-        if path.exists():
-            continue
-        data = data or make_pde_data(cfg)
+    data = make_pde_data(cfg)
+    for s, path in missing:
         write_json(path, run_exact_simulator_control(replace(cfg, exact_seeds=(s,)), data.sim, data.centres))
 
 
@@ -92,10 +94,8 @@ def _lorentz(seeds: list[int], cache: Path) -> None:
     from symgym.learn.tasks.atlasd.config import AtlasDConfig
     from symgym.learn.tasks.atlasd.lorentz import run_lorentz
 
-    for s in seeds:
-        path = cache / f"lorentz_seed{s}.json"
-        if not path.exists():
-            write_json(path, run_lorentz(AtlasDConfig().lorentz, s))
+    for s, path in _missing_pieces(cache, "lorentz_seed", seeds):
+        write_json(path, run_lorentz(AtlasDConfig().lorentz, s))
 
 
 def _merge_exact_and_lorentz(results: dict, cache: Path, config: dict) -> list[dict]:
